@@ -1,0 +1,199 @@
+//! The human view of a plan: the schedule (one row per thread, one column per step, as the
+//! original `pogo-schedule` printed it), the constraint groups, the run options and warnings.
+//! Rendering never depends on the terminal, so the same plan always prints the same text.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
+use pogo_model::{Plan, JOB_GROUP_ID};
+
+/// Host lists longer than this are cut in the tables unless `--full` is given.
+const HOSTS_SHOWN: usize = 12;
+/// Host lists wrap at about this many characters per line.
+const WRAP: usize = 60;
+
+pub fn plan_text(plan: &Plan, full: bool) -> String {
+    let mut out = String::new();
+    let slot_count: usize = plan.threads.iter().map(|t| t.slots.len()).sum();
+    out.push_str(&format!(
+        "Command: {}\n",
+        plan.command
+            .as_deref()
+            .unwrap_or("(none: this plan can be shown but not applied)")
+    ));
+    out.push_str(&format!(
+        "Targets: {} in {} ({} in all), {} unordered{}\n",
+        plural(plan.hosts.len(), "host"),
+        plural(plan.threads.len(), "thread"),
+        plural(slot_count, "slot"),
+        plan.unordered.len(),
+        if plan.not_in_config.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} not in the config)", plan.not_in_config.len())
+        }
+    ));
+    let options = &plan.options;
+    out.push_str(&format!(
+        "Options: timeout {}s, retries {}, max_failures {}, run_timeout {}\n\n",
+        options.timeout,
+        options.retries,
+        options.max_failures,
+        options
+            .run_timeout
+            .map_or("none".to_string(), |s| format!("{s}s"))
+    ));
+
+    out.push_str("Schedule\n");
+    out.push_str(&schedule_table(plan, full).to_string());
+    out.push_str("\n\n");
+
+    out.push_str("Constraints\n");
+    if plan.constraints.is_empty() {
+        out.push_str("(none: every host may run at once)\n");
+    } else {
+        out.push_str(&constraint_table(plan, full).to_string());
+        out.push('\n');
+    }
+    if plan.constraint(JOB_GROUP_ID).is_none() {
+        out.push_str("No job-wide limit (--unconstrained).\n");
+    }
+
+    if !plan.warnings.is_empty() {
+        out.push_str("\nWarnings\n");
+        for warning in &plan.warnings {
+            out.push_str(&format!("- {warning}\n"));
+        }
+    }
+    out
+}
+
+fn new_table() -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    table
+}
+
+fn schedule_table(plan: &Plan, full: bool) -> Table {
+    let mut table = new_table();
+    let width = plan
+        .threads
+        .iter()
+        .map(|t| t.slots.len())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut header = vec![Cell::new("Thread")];
+    header.extend((1..=width).map(|i| Cell::new(format!("Step {i}"))));
+    table.set_header(header);
+    for thread in &plan.threads {
+        let mut row = vec![Cell::new(match &thread.filter {
+            Some(filter) if *filter != thread.name => format!("{} ({filter})", thread.name),
+            _ => thread.name.clone(),
+        })];
+        for slot in &thread.slots {
+            row.push(Cell::new(format!(
+                "[{}]\n{}",
+                slot.id,
+                host_list(&slot.hosts, full)
+            )));
+        }
+        row.resize(width + 1, Cell::new(""));
+        table.add_row(row);
+    }
+    let mut row = vec![
+        Cell::new("unordered"),
+        Cell::new(if plan.unordered.is_empty() {
+            "(none)".to_string()
+        } else {
+            host_list(&plan.unordered, full)
+        }),
+    ];
+    row.resize(width + 1, Cell::new(""));
+    table.add_row(row);
+    table
+}
+
+fn constraint_table(plan: &Plan, full: bool) -> Table {
+    let mut table = new_table();
+    table.set_header(vec!["Group", "From", "max_parallel", "Hosts"]);
+    for group in &plan.constraints {
+        let from = if group.id == JOB_GROUP_ID {
+            "--concurrent".to_string()
+        } else if group.from == group.id {
+            String::new()
+        } else {
+            group.from.clone()
+        };
+        table.add_row(vec![
+            Cell::new(&group.id),
+            Cell::new(from),
+            Cell::new(group.max_parallel.to_string()),
+            Cell::new(format!(
+                "{}: {}",
+                group.hosts.len(),
+                host_list(&group.hosts, full)
+            )),
+        ]);
+    }
+    table
+}
+
+/// `a, b, c` wrapped at [`WRAP`] characters; long lists cut unless `full`.
+fn host_list(hosts: &[String], full: bool) -> String {
+    if hosts.is_empty() {
+        return "(no targets)".to_string();
+    }
+    let shown = if full || hosts.len() <= HOSTS_SHOWN {
+        hosts.len()
+    } else {
+        HOSTS_SHOWN
+    };
+    let mut words: Vec<String> = hosts[..shown].to_vec();
+    if shown < hosts.len() {
+        words.push(format!("... (+{} more)", hosts.len() - shown));
+    }
+    let mut out = String::new();
+    let mut line_len = 0;
+    for (i, word) in words.iter().enumerate() {
+        let piece = if i + 1 < words.len() && !words[i + 1].starts_with("...") {
+            format!("{word},")
+        } else {
+            word.clone()
+        };
+        if line_len > 0 && line_len + 1 + piece.len() > WRAP {
+            out.push('\n');
+            line_len = 0;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        line_len += piece.len();
+        out.push_str(&piece);
+    }
+    out
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_host_lists_are_cut_and_wrapped() {
+        let hosts: Vec<String> = (1..=40).map(|i| format!("web{i:03}.example.com")).collect();
+        let text = host_list(&hosts, false);
+        assert!(text.ends_with("... (+28 more)"), "{text}");
+        assert!(text.lines().all(|l| l.len() <= WRAP), "{text}");
+        let full = host_list(&hosts, true);
+        assert!(full.contains("web040.example.com"));
+        assert!(!full.contains("more"));
+    }
+}

@@ -1,0 +1,218 @@
+//! The pogo plan: the compiled, self-contained description of a rollout.
+//!
+//! A plan says who runs, in which order, under which limits, and what command. The planner
+//! writes it, the executor and the dispatcher read it; none of them needs the fleet config
+//! again. This crate owns the wire format (see `docs/plan-format.md`): the field order of the
+//! structs below *is* the order of the keys in the file, so a `git diff` of two plans reads
+//! naturally and the same plan always serialises to the same bytes.
+
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::PlanInvariantError;
+
+/// The plan format this pogo writes and reads. Bump it on any change that an older reader
+/// would misread; readers refuse a plan of another version with a clear message.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Id of the job-wide constraint group (`--concurrent`). Tag expressions always start with
+/// `$`, so it cannot collide with a group that comes from the config.
+pub const JOB_GROUP_ID: &str = "job";
+
+/// A compiled rollout. Field order is the file's key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub format_version: u32,
+    /// The program that wrote the plan, for example `pogo 0.1.0`.
+    pub producer: String,
+    pub source: SourceSpec,
+    pub digests: Digests,
+    /// The command to run on every host; a plan without one can be shown but not applied.
+    pub command: Option<String>,
+    pub options: RunOptions,
+    /// Every target, exactly once, in plan order (the order in which ready hosts are preferred).
+    pub hosts: Vec<String>,
+    pub threads: Vec<ThreadSpec>,
+    /// Targets in no slot of any thread: they run unordered, subject to constraints.
+    pub unordered: Vec<String>,
+    /// Targets the config does not name: also in `unordered`, limited only by the job group.
+    pub not_in_config: Vec<String>,
+    pub constraints: Vec<ConstraintSpec>,
+    /// "Must complete before" dependencies between slots.
+    pub edges: Vec<EdgeSpec>,
+    pub warnings: Vec<String>,
+}
+
+/// Where the plan came from, as given on the command line (informational).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// The config file, or `inline` when the plan spec carries the config itself.
+    pub config: String,
+    /// The plan spec file, when the plan was made from one.
+    pub spec: Option<String>,
+}
+
+/// Digests that let a plan be refused as stale when its inputs changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Digests {
+    /// `sha256:` of the config file's bytes (of the canonical form of an inline config).
+    pub config: String,
+    /// `sha256:` of every tag's resolved members, so an inventory change is caught even when
+    /// the config text is unchanged (external tag resolvers).
+    pub inventory: String,
+}
+
+/// Run options recorded at plan time. The job-wide limit is not here: it is the constraint
+/// group with id [`JOB_GROUP_ID`], so the executor treats it like any other group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    /// Per-host command timeout, in seconds.
+    pub timeout: u64,
+    /// How many times a failed host is tried again.
+    pub retries: u32,
+    /// The run stops starting hosts once more than this many have failed.
+    pub max_failures: Amount,
+    /// Timeout of the whole run, in seconds; none when absent.
+    pub run_timeout: Option<u64>,
+}
+
+/// A resolved limit: the number that applies, and the percentage and its base when the user
+/// wrote a percentage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amount {
+    pub value: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<u64>,
+}
+
+impl Amount {
+    pub fn number(value: u64) -> Self {
+        Amount {
+            value,
+            percent: None,
+            base: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Amount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.percent, self.base) {
+            (Some(p), Some(b)) => write!(f, "{} ({p}% of {b})", self.value),
+            _ => write!(f, "{}", self.value),
+        }
+    }
+}
+
+/// One sequence: ordered slots that run one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadSpec {
+    pub name: String,
+    /// The tag expression every step was intersected with (mapping keys that start with `$`).
+    pub filter: Option<String>,
+    pub slots: Vec<SlotSpec>,
+}
+
+/// One step of a thread: the targeted hosts of that step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSpec {
+    /// `THREAD.STEP`, unique in the plan (a repeated step gets `#2`, `#3`...).
+    pub id: String,
+    /// The step as written in the config.
+    pub step: String,
+    pub hosts: Vec<String>,
+}
+
+/// A group of hosts of which at most `max_parallel` may be down at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintSpec {
+    /// The tag expression of the group (`$colo.one`, `$frontend.$colo.east`), or `job`.
+    pub id: String,
+    /// The constraint key it came from (`$colo` for its per-value groups), or `job`.
+    pub from: String,
+    pub max_parallel: Amount,
+    /// The targeted members of the group, in plan order.
+    pub hosts: Vec<String>,
+}
+
+/// Every host of slot `to` waits until slot `from` is complete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    pub from: String,
+    pub to: String,
+}
+
+/// Why a plan file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanReadError {
+    #[error("not a JSON document: {0}")]
+    Json(serde_json::Error),
+    #[error("not a pogo plan: it has no `format_version`")]
+    NotAPlan,
+    #[error(
+        "plan format {found} is newer than this pogo understands (up to {FORMAT_VERSION}); \
+         upgrade pogo"
+    )]
+    TooNew { found: u64 },
+    #[error(
+        "plan format {found} is older than this pogo reads ({FORMAT_VERSION}); \
+         compile it again with `pogo plan`"
+    )]
+    TooOld { found: u64 },
+    #[error("malformed plan: {0}")]
+    Malformed(serde_json::Error),
+    #[error("inconsistent plan: {0}")]
+    Invalid(#[from] PlanInvariantError),
+}
+
+impl Plan {
+    /// Reads a plan, checking its format version first so that a plan of another version gets
+    /// a message about versions rather than about some field, then its invariants.
+    pub fn from_json(text: &str) -> Result<Plan, PlanReadError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(PlanReadError::Json)?;
+        let found = value
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(PlanReadError::NotAPlan)?;
+        match found.cmp(&u64::from(FORMAT_VERSION)) {
+            std::cmp::Ordering::Greater => return Err(PlanReadError::TooNew { found }),
+            std::cmp::Ordering::Less => return Err(PlanReadError::TooOld { found }),
+            std::cmp::Ordering::Equal => {}
+        }
+        let plan: Plan = serde_json::from_value(value).map_err(PlanReadError::Malformed)?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// The canonical text of the plan: pretty JSON, keys in struct order, one host per line,
+    /// ending with a newline. Equal plans give identical bytes.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a plan always serialises");
+        text.push('\n');
+        text
+    }
+
+    /// The constraint group with this id, if any.
+    pub fn constraint(&self, id: &str) -> Option<&ConstraintSpec> {
+        self.constraints.iter().find(|c| c.id == id)
+    }
+
+    /// All slots of all threads, in thread order.
+    pub fn slots(&self) -> impl Iterator<Item = (&ThreadSpec, &SlotSpec)> {
+        self.threads
+            .iter()
+            .flat_map(|t| t.slots.iter().map(move |s| (t, s)))
+    }
+}

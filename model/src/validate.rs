@@ -1,0 +1,188 @@
+//! Invariants every plan must hold before anything runs it.
+//!
+//! The planner only writes plans that hold them; the check is for plans edited by hand or
+//! produced by other tools, so that the executor can trust what it reads and never hangs on a
+//! dependency cycle or runs a host twice.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::{Plan, FORMAT_VERSION};
+
+/// A broken plan invariant, described so that a person can find the offending entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanInvariantError(String);
+
+fn fail<T>(message: String) -> Result<T, PlanInvariantError> {
+    Err(PlanInvariantError(message))
+}
+
+impl Plan {
+    /// Checks that the plan is internally consistent: hosts listed once, every host placed
+    /// exactly once (in slots or the unordered lane), references resolve, limits are positive,
+    /// and the dependencies cannot form a cycle.
+    pub fn validate(&self) -> Result<(), PlanInvariantError> {
+        if self.format_version != FORMAT_VERSION {
+            return fail(format!(
+                "format_version is {}, expected {FORMAT_VERSION}",
+                self.format_version
+            ));
+        }
+        let mut hosts = HashMap::with_capacity(self.hosts.len());
+        for (index, host) in self.hosts.iter().enumerate() {
+            if hosts.insert(host.as_str(), index).is_some() {
+                return fail(format!("host `{host}` is listed twice in `hosts`"));
+            }
+        }
+        let known = |host: &str, place: &str| -> Result<(), PlanInvariantError> {
+            if hosts.contains_key(host) {
+                Ok(())
+            } else {
+                fail(format!(
+                    "{place} names host `{host}`, which is not in `hosts`"
+                ))
+            }
+        };
+
+        let mut slot_ids = HashSet::new();
+        let mut sequenced = HashSet::new();
+        for thread in &self.threads {
+            let mut in_thread = HashSet::new();
+            for slot in &thread.slots {
+                if !slot_ids.insert(slot.id.as_str()) {
+                    return fail(format!("slot id `{}` is used twice", slot.id));
+                }
+                for host in &slot.hosts {
+                    known(host, &format!("slot `{}`", slot.id))?;
+                    if !in_thread.insert(host.as_str()) {
+                        return fail(format!(
+                            "host `{host}` is in two slots of thread `{}`",
+                            thread.name
+                        ));
+                    }
+                    sequenced.insert(host.as_str());
+                }
+            }
+        }
+        let mut unordered = HashSet::new();
+        for host in &self.unordered {
+            known(host, "the unordered lane")?;
+            if sequenced.contains(host.as_str()) {
+                return fail(format!(
+                    "host `{host}` is both in a slot and in the unordered lane"
+                ));
+            }
+            if !unordered.insert(host.as_str()) {
+                return fail(format!("host `{host}` is twice in the unordered lane"));
+            }
+        }
+        for host in &self.not_in_config {
+            if !unordered.contains(host.as_str()) {
+                return fail(format!(
+                    "host `{host}` is in `not_in_config` but not in the unordered lane"
+                ));
+            }
+        }
+        if let Some(host) = self
+            .hosts
+            .iter()
+            .find(|h| !sequenced.contains(h.as_str()) && !unordered.contains(h.as_str()))
+        {
+            return fail(format!(
+                "host `{host}` is in no slot and not in the unordered lane"
+            ));
+        }
+
+        let mut group_ids = HashSet::new();
+        for group in &self.constraints {
+            if !group_ids.insert(group.id.as_str()) {
+                return fail(format!("constraint group `{}` is listed twice", group.id));
+            }
+            if group.max_parallel.value == 0 {
+                return fail(format!(
+                    "constraint group `{}` has max_parallel 0: nothing could ever run",
+                    group.id
+                ));
+            }
+            let mut members = HashSet::new();
+            for host in &group.hosts {
+                known(host, &format!("constraint group `{}`", group.id))?;
+                if !members.insert(host.as_str()) {
+                    return fail(format!(
+                        "host `{host}` is twice in constraint group `{}`",
+                        group.id
+                    ));
+                }
+            }
+        }
+
+        for edge in &self.edges {
+            for end in [&edge.from, &edge.to] {
+                if !slot_ids.contains(end.as_str()) {
+                    return fail(format!("an edge names slot `{end}`, which does not exist"));
+                }
+            }
+        }
+        self.check_acyclic()
+    }
+
+    /// Kahn's algorithm over slots and hosts: a host waits for every slot with an edge into a
+    /// slot that holds it, and a slot completes only after each of its hosts. A cycle here
+    /// would leave hosts waiting forever.
+    fn check_acyclic(&self) -> Result<(), PlanInvariantError> {
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (_, slot) in self.slots() {
+            let next = index.len();
+            index.insert(slot.id.as_str(), next);
+        }
+        let slot_count = index.len();
+        let mut host_node: HashMap<&str, usize> = HashMap::new();
+        let mut successors: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
+        let mut preds_of_slot: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
+        for edge in &self.edges {
+            preds_of_slot[index[edge.to.as_str()]].push(index[edge.from.as_str()]);
+        }
+        for (_, slot) in self.slots() {
+            let slot_node = index[slot.id.as_str()];
+            for host in &slot.hosts {
+                let node = *host_node.entry(host.as_str()).or_insert_with(|| {
+                    successors.push(Vec::new());
+                    successors.len() - 1
+                });
+                successors[node].push(slot_node);
+                for &pred in &preds_of_slot[slot_node] {
+                    successors[pred].push(node);
+                }
+            }
+        }
+        let mut indegree = vec![0usize; successors.len()];
+        for next in successors.iter().flatten() {
+            indegree[*next] += 1;
+        }
+        let mut queue: Vec<usize> = (0..successors.len())
+            .filter(|&n| indegree[n] == 0)
+            .collect();
+        let mut seen = 0;
+        while let Some(node) = queue.pop() {
+            seen += 1;
+            for &next in &successors[node] {
+                indegree[next] -= 1;
+                if indegree[next] == 0 {
+                    queue.push(next);
+                }
+            }
+        }
+        if seen == successors.len() {
+            return Ok(());
+        }
+        let stuck: Vec<&str> = self
+            .slots()
+            .map(|(_, s)| s.id.as_str())
+            .filter(|id| indegree[index[id]] > 0)
+            .collect();
+        fail(format!(
+            "the slot dependencies form a cycle, so these slots could never complete: {}",
+            stuck.join(", ")
+        ))
+    }
+}

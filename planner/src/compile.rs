@@ -1,0 +1,681 @@
+//! Config + targets + command + options → [`Plan`].
+//!
+//! The slots of all threads form a petgraph DAG whose edges are "must complete before". A host
+//! that several threads hold runs once, after the preceding step of each, so it ties those
+//! threads together; the graph checked for cycles therefore also holds such hosts, and a cycle
+//! is refused with the chain of waits spelled out.
+
+use std::collections::HashMap;
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use pogo_model::{
+    Amount, ConstraintSpec, Digests, EdgeSpec, Plan, RunOptions, SlotSpec, SourceSpec, ThreadSpec,
+    FORMAT_VERSION, JOB_GROUP_ID,
+};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, Limit, TagId};
+use crate::diag::{Diagnostic, Errors, PlanError, Span};
+use crate::expr::HostItem;
+use crate::hosts::{dedup_in_order, HostId, HostSet, HostTable};
+use crate::inventory::{check_expr, Inventory};
+
+/// The job-wide limit when neither `--concurrent` nor `--unconstrained` is given: as many
+/// sessions as pdsh and parallel-ssh open by default, so a first run cannot take down a
+/// fleet that has no constraints in its config.
+pub const DEFAULT_CONCURRENT: u64 = 32;
+
+/// Per-host command timeout when none is given, in seconds (the original Pogo's).
+pub const DEFAULT_TIMEOUT: u64 = 600;
+
+/// One target entry as the user wrote it: a comma list of hosts, patterns and `$tag`s.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub text: String,
+    /// Where it is written (a spec file, a host file line, a command-line argument).
+    pub span: Span,
+}
+
+/// The job-wide limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobLimit {
+    #[default]
+    Default,
+    Limit(Limit),
+    Unconstrained,
+}
+
+/// `max_failures`: like a limit, but 0 is allowed (and is the default: halt at the first failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureLimit {
+    Count(u64),
+    Percent(u32),
+}
+
+impl Default for FailureLimit {
+    fn default() -> Self {
+        FailureLimit::Count(0)
+    }
+}
+
+impl FailureLimit {
+    /// Parses `N` or `P%` (0 allowed). The error is a fragment.
+    pub fn parse(text: &str) -> Result<FailureLimit, String> {
+        let text = text.trim();
+        if let Some(number) = text.strip_suffix('%') {
+            return match number.trim().parse::<u32>() {
+                Ok(p) if p <= 100 => Ok(FailureLimit::Percent(p)),
+                _ => Err(format!(
+                    "`{text}` is not a percentage from 0% to 100% of the targets"
+                )),
+            };
+        }
+        text.parse::<u64>().map(FailureLimit::Count).map_err(|_| {
+            format!("`{text}` is neither a number of hosts (`3`) nor a percentage (`5%`)")
+        })
+    }
+
+    /// A percentage is of the targets, rounded down (`0` keeps "halt at the first failure").
+    fn resolve(self, targets: u64) -> Amount {
+        match self {
+            FailureLimit::Count(n) => Amount::number(n),
+            FailureLimit::Percent(p) => Amount {
+                value: targets * u64::from(p) / 100,
+                percent: Some(p),
+                base: Some(targets),
+            },
+        }
+    }
+}
+
+/// Everything besides the config that a plan is compiled from.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    /// Empty: every host of the config.
+    pub targets: Vec<TargetSpec>,
+    pub command: Option<String>,
+    pub concurrent: JobLimit,
+    pub timeout: Option<u64>,
+    pub retries: u32,
+    pub max_failures: FailureLimit,
+    pub run_timeout: Option<u64>,
+    /// Refuse targets the config does not name, instead of running them unordered.
+    pub strict_targets: bool,
+    /// The config and spec paths, recorded in the plan as given.
+    pub config_name: String,
+    pub spec_name: Option<String>,
+}
+
+/// Compiles a plan.
+pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError> {
+    let inventory = Inventory::resolve(config)?;
+    let mut errors = Errors::default();
+    let mut hosts = config.hosts.clone();
+    let targets = resolve_targets(config, &inventory, request, &mut hosts, &mut errors);
+    errors.finish(())?;
+    let compiler = Compiler {
+        config,
+        inventory: &inventory,
+        hosts: &hosts,
+        target_set: HostSet::of(&targets, hosts.len()),
+        targets,
+        warnings: Vec::new(),
+    };
+    compiler.compile(request)
+}
+
+fn resolve_targets(
+    config: &Config,
+    inventory: &Inventory,
+    request: &PlanRequest,
+    hosts: &mut HostTable,
+    errors: &mut Errors,
+) -> Vec<HostId> {
+    if request.targets.is_empty() {
+        return config.hosts.ids().collect();
+    }
+    let mut targets = Vec::new();
+    for target in &request.targets {
+        let items = match HostItem::parse_list(&target.text, hosts) {
+            Ok(items) => items,
+            Err(problem) => {
+                errors.push(
+                    Diagnostic::at(problem.span_in(target.span.clone(), false), problem.message)
+                        .with_help_opt(problem.help),
+                );
+                continue;
+            }
+        };
+        for item in items {
+            match item {
+                HostItem::Hosts(ids) => targets.extend(ids),
+                HostItem::Tag(expr) => {
+                    let expr = expr.at(target.span.clone());
+                    if !check_expr(config, &expr, errors) {
+                        continue;
+                    }
+                    let members = inventory.eval(config, &expr);
+                    if members.is_empty() {
+                        errors.push(
+                            Diagnostic::at(
+                                target.span.clone(),
+                                format!("target `{}` names no host", expr.text),
+                            )
+                            .with_help("the tag exists but has no hosts; check the config"),
+                        );
+                    }
+                    targets.extend(members);
+                }
+            }
+        }
+    }
+    let targets = dedup_in_order(targets, hosts.len());
+    let unknown: Vec<&str> = targets
+        .iter()
+        .filter(|&&h| h as usize >= config.hosts.len())
+        .map(|&h| hosts.name(h))
+        .collect();
+    if request.strict_targets && !unknown.is_empty() {
+        errors.push(
+            Diagnostic::general(format!(
+                "{} not in the config: {}",
+                count(unknown.len(), "target is", "targets are"),
+                abbreviate(&unknown, 20)
+            ))
+            .with_help("add them to a tag, or plan without --strict-targets to run them unordered"),
+        );
+    }
+    if targets.is_empty() && errors.is_empty() {
+        errors.push(
+            Diagnostic::general("no targets: the config names no host")
+                .with_help("add hosts under `tag:` or give targets with --targets or --hostfile"),
+        );
+    }
+    targets
+}
+
+struct Compiler<'a> {
+    config: &'a Config,
+    inventory: &'a Inventory,
+    hosts: &'a HostTable,
+    targets: Vec<HostId>,
+    target_set: HostSet,
+    warnings: Vec<String>,
+}
+
+/// A slot under construction: its thread, position and hosts.
+struct Slot {
+    thread: usize,
+    spec: SlotSpec,
+    ids: Vec<HostId>,
+}
+
+enum GraphNode {
+    Slot(usize),
+    Host(HostId),
+}
+
+impl Compiler<'_> {
+    fn compile(mut self, request: &PlanRequest) -> Result<Plan, PlanError> {
+        let (threads, slots) = self.threads();
+        let (graph, edges) = self.graph(&threads, &slots)?;
+        debug_assert!(toposort(&graph, None).is_ok());
+
+        let mut in_slot = HostSet::with_capacity(self.hosts.len());
+        for slot in &slots {
+            for &h in &slot.ids {
+                in_slot.insert(h);
+            }
+        }
+        let unordered: Vec<HostId> = self
+            .targets
+            .iter()
+            .copied()
+            .filter(|&h| !in_slot.contains(h))
+            .collect();
+        let order = plan_order(&threads, &slots, &unordered, self.hosts.len());
+        let mut rank = vec![u32::MAX; self.hosts.len()];
+        for (i, &h) in order.iter().enumerate() {
+            rank[h as usize] = i as u32;
+        }
+
+        let not_in_config: Vec<HostId> = unordered
+            .iter()
+            .copied()
+            .filter(|&h| h as usize >= self.config.hosts.len())
+            .collect();
+        if !not_in_config.is_empty() {
+            let names: Vec<&str> = not_in_config.iter().map(|&h| self.hosts.name(h)).collect();
+            self.warnings.push(format!(
+                "{} not in the config and run unordered, limited only by the job-wide limit: {}",
+                count(names.len(), "target is", "targets are"),
+                abbreviate(&names, 20)
+            ));
+        }
+
+        let mut constraints = Vec::new();
+        let target_count = self.targets.len() as u64;
+        let job_limit = match request.concurrent {
+            JobLimit::Default => Some(Limit::Count(DEFAULT_CONCURRENT)),
+            JobLimit::Limit(limit) => Some(limit),
+            JobLimit::Unconstrained => None,
+        };
+        if let Some(limit) = job_limit {
+            constraints.push(ConstraintSpec {
+                id: JOB_GROUP_ID.to_string(),
+                from: JOB_GROUP_ID.to_string(),
+                max_parallel: limit.resolve(target_count),
+                hosts: self.names(&order),
+            });
+        }
+        constraints.extend(self.constraint_groups(&rank)?);
+        if constraints.is_empty() {
+            self.warnings.push(
+                "nothing limits this run: no constraint applies to its targets and it is \
+                 --unconstrained, so every host may run at once"
+                    .to_string(),
+            );
+        }
+
+        let plan = Plan {
+            format_version: FORMAT_VERSION,
+            producer: format!("pogo {}", env!("CARGO_PKG_VERSION")),
+            source: SourceSpec {
+                config: request.config_name.clone(),
+                spec: request.spec_name.clone(),
+            },
+            digests: Digests {
+                config: format!(
+                    "sha256:{:x}",
+                    Sha256::digest(self.config.digest_input.as_bytes())
+                ),
+                inventory: self.inventory.digest(self.config),
+            },
+            command: request.command.clone(),
+            options: RunOptions {
+                timeout: request.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                retries: request.retries,
+                max_failures: request.max_failures.resolve(target_count),
+                run_timeout: request.run_timeout,
+            },
+            hosts: self.names(&order),
+            threads,
+            unordered: self.names(&unordered),
+            not_in_config: self.names(&not_in_config),
+            constraints,
+            edges,
+            warnings: self.warnings,
+        };
+        debug_assert_eq!(plan.validate(), Ok(()));
+        Ok(plan)
+    }
+
+    fn names(&self, ids: &[HostId]) -> Vec<String> {
+        ids.iter()
+            .map(|&h| self.hosts.name(h).to_string())
+            .collect()
+    }
+
+    /// Threads with their slots. A thread none of whose steps holds a target is left out;
+    /// empty steps of the others stay, because the order around them holds.
+    fn threads(&mut self) -> (Vec<ThreadSpec>, Vec<Slot>) {
+        let config = self.config;
+        let capacity = self.hosts.len();
+        let mut threads = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut used_ids: HashMap<String, usize> = HashMap::new();
+        for def in &config.threads {
+            let filter = def
+                .filter
+                .as_ref()
+                .map(|f| HostSet::of(&self.inventory.eval(config, f), capacity));
+            let mut placed = HostSet::with_capacity(capacity);
+            let mut thread_slots = Vec::with_capacity(def.steps.len());
+            for step in &def.steps {
+                let mut ids = Vec::new();
+                let mut again = Vec::new();
+                let step_hosts = step.items.iter().flat_map(|item| match item {
+                    HostItem::Hosts(ids) => ids.clone(),
+                    HostItem::Tag(expr) => self.inventory.eval(config, expr),
+                });
+                for h in dedup_in_order(step_hosts, capacity) {
+                    if !self.target_set.contains(h)
+                        || filter.as_ref().is_some_and(|f| !f.contains(h))
+                    {
+                        continue;
+                    }
+                    if placed.insert(h) {
+                        ids.push(h);
+                    } else {
+                        again.push(self.hosts.name(h));
+                    }
+                }
+                if !again.is_empty() {
+                    self.warnings.push(format!(
+                        "{}: {} of step `{}` already in an earlier step of thread `{}`; \
+                         each runs once, in its first step: {}",
+                        step.span.location(),
+                        count(again.len(), "host is", "hosts are"),
+                        step.text,
+                        def.name,
+                        abbreviate(&again, 10)
+                    ));
+                }
+                let base_id = format!("{}.{}", def.name, step.text);
+                let n = used_ids.entry(base_id.clone()).or_insert(0);
+                *n += 1;
+                let id = if *n == 1 {
+                    base_id
+                } else {
+                    format!("{base_id}#{n}")
+                };
+                thread_slots.push((step.text.clone(), id, ids));
+            }
+            if thread_slots.iter().all(|(_, _, ids)| ids.is_empty()) {
+                continue;
+            }
+            let thread = threads.len();
+            let mut specs = Vec::with_capacity(thread_slots.len());
+            for (step, id, ids) in thread_slots {
+                let spec = SlotSpec {
+                    id,
+                    step,
+                    hosts: self.names(&ids),
+                };
+                specs.push(spec.clone());
+                slots.push(Slot { thread, spec, ids });
+            }
+            threads.push(ThreadSpec {
+                name: def.name.clone(),
+                filter: def.filter.as_ref().map(|f| f.text.clone()),
+                slots: specs,
+            });
+        }
+        (threads, slots)
+    }
+
+    /// The DAG of slots. Hosts held by several threads join it as nodes of their own (a host
+    /// waits for the predecessors of each slot holding it; each such slot waits for the host),
+    /// so a contradictory order between threads shows up as a cycle.
+    fn graph(
+        &self,
+        threads: &[ThreadSpec],
+        slots: &[Slot],
+    ) -> Result<(DiGraph<GraphNode, ()>, Vec<EdgeSpec>), PlanError> {
+        let mut graph = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..slots.len())
+            .map(|i| graph.add_node(GraphNode::Slot(i)))
+            .collect();
+        let mut predecessor = vec![None; slots.len()];
+        let mut edges = Vec::new();
+        for pair in (0..slots.len()).collect::<Vec<_>>().windows(2) {
+            let (a, b) = (pair[0], pair[1]);
+            if slots[a].thread == slots[b].thread {
+                graph.add_edge(nodes[a], nodes[b], ());
+                predecessor[b] = Some(a);
+                edges.push(EdgeSpec {
+                    from: slots[a].spec.id.clone(),
+                    to: slots[b].spec.id.clone(),
+                });
+            }
+        }
+        let mut holders: HashMap<HostId, Vec<usize>> = HashMap::new();
+        let mut seen = HostSet::with_capacity(self.hosts.len());
+        let mut shared = HostSet::with_capacity(self.hosts.len());
+        for slot in slots {
+            for &h in &slot.ids {
+                if !seen.insert(h) {
+                    shared.insert(h);
+                }
+            }
+        }
+        for (i, slot) in slots.iter().enumerate() {
+            for &h in &slot.ids {
+                if shared.contains(h) {
+                    holders.entry(h).or_default().push(i);
+                }
+            }
+        }
+        let mut shared_hosts: Vec<(HostId, Vec<usize>)> = holders.into_iter().collect();
+        shared_hosts.sort_unstable_by_key(|(h, _)| *h);
+        for (h, holding) in shared_hosts {
+            let host_node = graph.add_node(GraphNode::Host(h));
+            for &slot in &holding {
+                graph.add_edge(host_node, nodes[slot], ());
+                if let Some(pred) = predecessor[slot] {
+                    graph.add_edge(nodes[pred], host_node, ());
+                }
+            }
+        }
+        if toposort(&graph, None).is_err() {
+            return Err(self.cycle_error(&graph, threads, slots).into());
+        }
+        Ok((graph, edges))
+    }
+
+    fn cycle_error(
+        &self,
+        graph: &DiGraph<GraphNode, ()>,
+        threads: &[ThreadSpec],
+        slots: &[Slot],
+    ) -> Diagnostic {
+        let component = tarjan_scc(graph)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .min_by_key(|c| c.iter().map(|n| n.index()).min())
+            .expect("toposort found a cycle");
+        let cycle = find_cycle(graph, &component);
+        let slot_name = |i: usize| format!("`{}`", slots[i].spec.id);
+        let mut links = Vec::new();
+        for (k, &node) in cycle.iter().enumerate() {
+            let next = cycle[(k + 1) % cycle.len()];
+            match (&graph[node], &graph[next]) {
+                (GraphNode::Slot(a), GraphNode::Host(h)) => links.push(format!(
+                    "{} waits for slot {}",
+                    self.hosts.name(*h),
+                    slot_name(*a)
+                )),
+                (GraphNode::Slot(a), GraphNode::Slot(b)) => links.push(format!(
+                    "slot {} waits for slot {}",
+                    slot_name(*b),
+                    slot_name(*a)
+                )),
+                (GraphNode::Host(h), GraphNode::Slot(b)) => links.push(format!(
+                    "slot {} is complete only once {} has run",
+                    slot_name(*b),
+                    self.hosts.name(*h)
+                )),
+                (GraphNode::Host(_), GraphNode::Host(_)) => {}
+            }
+        }
+        let first_slot = cycle
+            .iter()
+            .find_map(|&n| match graph[n] {
+                GraphNode::Slot(i) => Some(i),
+                GraphNode::Host(_) => None,
+            })
+            .expect("a cycle passes through a slot");
+        let thread = &threads[slots[first_slot].thread];
+        let def = self
+            .config
+            .threads
+            .iter()
+            .find(|t| t.name == thread.name)
+            .expect("every thread comes from the config");
+        Diagnostic::at(
+            def.span.clone(),
+            format!(
+                "the sequences order hosts in a cycle, so none of them could ever start: {}",
+                links.join("; ")
+            ),
+        )
+        .with_help(
+            "a host in several threads runs after the preceding step of each; \
+             remove it from one of the steps, or make the threads agree on the order",
+        )
+    }
+
+    /// One group per constraint, or per direct sub-tag (and per combination of sub-tags for
+    /// an AND); groups with no targeted host are left out.
+    fn constraint_groups(&mut self, rank: &[u32]) -> Result<Vec<ConstraintSpec>, PlanError> {
+        let config = self.config;
+        let mut errors = Errors::default();
+        let mut groups: Vec<ConstraintSpec> = Vec::new();
+        let mut by_id: HashMap<String, (usize, Span)> = HashMap::new();
+        for def in &config.constraints {
+            let mut variants: Vec<Vec<TagId>> = vec![Vec::new()];
+            for term in &def.expr.terms {
+                let tag = config.tag_index[term];
+                let values = if config.tags[tag].children.is_empty() {
+                    vec![tag]
+                } else if config.tags[tag].has_own_members() {
+                    errors.push(
+                        Diagnostic::at(
+                            def.span.clone(),
+                            format!(
+                                "tag `{term}` has hosts of its own and sub-tags, so the \
+                                 per-value limit of `{}` cannot tell which value they belong to",
+                                def.expr.text
+                            ),
+                        )
+                        .with_help(format!(
+                            "move the hosts listed directly on `{term}` into a sub-tag"
+                        )),
+                    );
+                    continue;
+                } else {
+                    config.tags[tag].children.clone()
+                };
+                variants = variants
+                    .iter()
+                    .flat_map(|prefix| {
+                        values.iter().map(move |&v| {
+                            let mut next = prefix.clone();
+                            next.push(v);
+                            next
+                        })
+                    })
+                    .collect();
+            }
+            for tags in variants {
+                let members = self.inventory.intersect(&tags);
+                let mut targeted: Vec<HostId> = members
+                    .iter()
+                    .copied()
+                    .filter(|&h| self.target_set.contains(h))
+                    .collect();
+                if targeted.is_empty() {
+                    continue;
+                }
+                targeted.sort_unstable_by_key(|&h| rank[h as usize]);
+                let id = tags
+                    .iter()
+                    .map(|&t| format!("${}", config.tags[t].path))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let group = ConstraintSpec {
+                    id: id.clone(),
+                    from: def.expr.text.clone(),
+                    max_parallel: def.limit.resolve(members.len() as u64),
+                    hosts: self.names(&targeted),
+                };
+                match by_id.get(&id) {
+                    None => {
+                        by_id.insert(id, (groups.len(), def.span.clone()));
+                        groups.push(group);
+                    }
+                    Some((index, first)) => {
+                        let kept = &mut groups[*index];
+                        let stricter = group.max_parallel.value < kept.max_parallel.value;
+                        self.warnings.push(format!(
+                            "{}: group `{id}` is limited twice (also at {}); the stricter limit, {}, applies",
+                            def.span.location(),
+                            first.location(),
+                            if stricter { group.max_parallel.value } else { kept.max_parallel.value }
+                        ));
+                        if stricter {
+                            *kept = group;
+                        }
+                    }
+                }
+            }
+        }
+        errors.finish(groups)
+    }
+}
+
+/// A cycle through `component`'s first node, found by breadth-first search inside it.
+fn find_cycle(graph: &DiGraph<GraphNode, ()>, component: &[NodeIndex]) -> Vec<NodeIndex> {
+    let start = *component.iter().min().expect("components are not empty");
+    let inside: std::collections::HashSet<NodeIndex> = component.iter().copied().collect();
+    let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(node) = queue.pop_front() {
+        let mut next: Vec<NodeIndex> = graph.edges(node).map(|e| e.target()).collect();
+        next.sort_unstable();
+        for succ in next {
+            if !inside.contains(&succ) {
+                continue;
+            }
+            if succ == start {
+                let mut cycle = vec![node];
+                let mut at = node;
+                while at != start {
+                    at = parent[&at];
+                    cycle.push(at);
+                }
+                cycle.reverse();
+                return cycle;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(succ) {
+                e.insert(node);
+                queue.push_back(succ);
+            }
+        }
+    }
+    unreachable!("a strongly connected component of several nodes has a cycle through each")
+}
+
+/// Wave by wave: the first step of every thread, then the second..., then the unordered lane.
+fn plan_order(
+    threads: &[ThreadSpec],
+    slots: &[Slot],
+    unordered: &[HostId],
+    capacity: usize,
+) -> Vec<HostId> {
+    let mut by_thread: Vec<Vec<&Slot>> = vec![Vec::new(); threads.len()];
+    for slot in slots {
+        by_thread[slot.thread].push(slot);
+    }
+    let depth = by_thread.iter().map(Vec::len).max().unwrap_or(0);
+    let waves = (0..depth).flat_map(|level| {
+        by_thread
+            .iter()
+            .filter_map(move |t| t.get(level))
+            .flat_map(|s| s.ids.iter().copied())
+    });
+    dedup_in_order(waves.chain(unordered.iter().copied()), capacity)
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The first `max` names, then how many more.
+fn abbreviate(names: &[&str], max: usize) -> String {
+    if names.len() <= max {
+        names.join(", ")
+    } else {
+        format!(
+            "{}, and {} more",
+            names[..max].join(", "),
+            names.len() - max
+        )
+    }
+}

@@ -1,0 +1,451 @@
+//! Plan specs: a job declared in a YAML file (config, targets, command, run options), so that a
+//! rollout is reviewed in a repository like any other change. Also host files and durations.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::compile::{FailureLimit, JobLimit, PlanRequest, TargetSpec};
+use crate::config::{yaml_error, Config, Limit};
+use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
+use crate::yaml::{self, Node, Value};
+
+const SPEC_KEYS: [&str; 11] = [
+    "config",
+    "targets",
+    "hostfile",
+    "command",
+    "concurrent",
+    "unconstrained",
+    "timeout",
+    "retries",
+    "max_failures",
+    "run_timeout",
+    "strict_targets",
+];
+
+/// A plan spec, loaded: its config and the request it makes.
+#[derive(Debug)]
+pub struct JobSpec {
+    pub config: Config,
+    pub request: PlanRequest,
+}
+
+impl JobSpec {
+    /// Reads a plan spec and the config and host file it names (paths relative to the spec).
+    pub fn load(path: &Path) -> Result<JobSpec, PlanError> {
+        let name = path.display().to_string();
+        let text = read(path, "plan spec")?;
+        JobSpec::parse(&name, &text, path.parent().unwrap_or(Path::new("")))
+    }
+
+    /// Parses spec text; `dir` is where relative paths in it start from.
+    pub fn parse(name: &str, text: &str, dir: &Path) -> Result<JobSpec, PlanError> {
+        let source = Source::file(name, text);
+        let root = yaml::parse(text).map_err(|e| PlanError::one(yaml_error(&source, e)))?;
+        let Some(root) = root else {
+            return Err(
+                Diagnostic::at(Span::start(&source), "the plan spec is empty")
+                    .with_help("a plan spec needs at least `config:`; see docs/plan-spec.md")
+                    .into(),
+            );
+        };
+        let Value::Map(map) = &root.value else {
+            return Err(Diagnostic::at(
+                span(&source, &root),
+                format!("a plan spec is a mapping, not {}", root.kind()),
+            )
+            .into());
+        };
+
+        let mut errors = Errors::default();
+        let mut request = PlanRequest {
+            spec_name: Some(name.to_string()),
+            ..PlanRequest::default()
+        };
+        let mut config = None;
+        let mut seen = std::collections::HashMap::new();
+        for (key, value) in map {
+            let Some(key_text) = key.as_str() else {
+                errors.push(Diagnostic::at(span(&source, key), "a key must be a name"));
+                continue;
+            };
+            if let Some(line) = seen.insert(key_text, key.pos.line) {
+                errors.push(Diagnostic::at(
+                    span(&source, key),
+                    format!("`{key_text}` appears twice in the plan spec (first on line {line})"),
+                ));
+                continue;
+            }
+            let at = span(&source, value);
+            let scalar = |errors: &mut Errors| -> Option<&str> {
+                let text = value.as_str();
+                if text.is_none() {
+                    errors.push(Diagnostic::at(
+                        at.clone(),
+                        format!("`{key_text}` must be a single value, not {}", value.kind()),
+                    ));
+                }
+                text
+            };
+            match key_text {
+                "config" => {
+                    config = load_config_ref(&source, value, dir, &mut errors, &mut request)
+                }
+                "targets" => match &value.value {
+                    Value::Scalar(text) => request.targets.push(TargetSpec {
+                        text: text.clone(),
+                        span: at,
+                    }),
+                    Value::Seq(items) => {
+                        for item in items {
+                            match item.as_str() {
+                                Some(text) => request.targets.push(TargetSpec {
+                                    text: text.to_string(),
+                                    span: span(&source, item),
+                                }),
+                                None => errors.push(Diagnostic::at(
+                                    span(&source, item),
+                                    format!(
+                                        "a target is a host, a pattern or a `$tag`, not {}",
+                                        item.kind()
+                                    ),
+                                )),
+                            }
+                        }
+                    }
+                    _ => errors.push(Diagnostic::at(
+                        at,
+                        "`targets` must be a list (or a comma list) of hosts, patterns and `$tag`s",
+                    )),
+                },
+                "hostfile" => {
+                    if let Some(file) = scalar(&mut errors) {
+                        match read_hostfile(&normalize(&dir.join(file))) {
+                            Ok(targets) => request.targets.extend(targets),
+                            Err(e) => errors.extend(e),
+                        }
+                    }
+                }
+                "command" => request.command = scalar(&mut errors).map(str::to_string),
+                "concurrent" => {
+                    if let Some(text) = scalar(&mut errors) {
+                        match Limit::parse(text) {
+                            Ok(limit) => {
+                                if request.concurrent == JobLimit::Unconstrained {
+                                    errors.push(conflict(at));
+                                } else {
+                                    request.concurrent = JobLimit::Limit(limit);
+                                }
+                            }
+                            Err(problem) => errors.push(
+                                Diagnostic::at(at, format!("invalid concurrent: {problem}"))
+                                    .with_help("write a number of hosts (`20`) or a percentage of the targets (`10%`)"),
+                            ),
+                        }
+                    }
+                }
+                "unconstrained" | "strict_targets" => {
+                    let Some(text) = scalar(&mut errors) else {
+                        continue;
+                    };
+                    let flag = match text {
+                        "true" => true,
+                        "false" => false,
+                        other => {
+                            errors.push(Diagnostic::at(
+                                at,
+                                format!("`{key_text}` is `true` or `false`, not `{other}`"),
+                            ));
+                            continue;
+                        }
+                    };
+                    if key_text == "strict_targets" {
+                        request.strict_targets = flag;
+                    } else if flag {
+                        if matches!(request.concurrent, JobLimit::Limit(_)) {
+                            errors.push(conflict(at));
+                        } else {
+                            request.concurrent = JobLimit::Unconstrained;
+                        }
+                    }
+                }
+                "timeout" | "run_timeout" => {
+                    if let Some(text) = scalar(&mut errors) {
+                        match parse_duration(text) {
+                            Ok(seconds) if key_text == "timeout" => request.timeout = Some(seconds),
+                            Ok(seconds) => request.run_timeout = Some(seconds),
+                            Err(problem) => errors
+                                .push(Diagnostic::at(at, format!("invalid {key_text}: {problem}"))),
+                        }
+                    }
+                }
+                "retries" => {
+                    if let Some(text) = scalar(&mut errors) {
+                        match text.parse::<u32>() {
+                            Ok(n) => request.retries = n,
+                            Err(_) => errors.push(Diagnostic::at(
+                                at,
+                                format!("invalid retries: `{text}` is not a whole number from 0"),
+                            )),
+                        }
+                    }
+                }
+                "max_failures" => {
+                    if let Some(text) = scalar(&mut errors) {
+                        match FailureLimit::parse(text) {
+                            Ok(limit) => request.max_failures = limit,
+                            Err(problem) => errors.push(Diagnostic::at(
+                                at,
+                                format!("invalid max_failures: {problem}"),
+                            )),
+                        }
+                    }
+                }
+                other => {
+                    let help = match suggest(other, SPEC_KEYS) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("a plan spec has: {}", SPEC_KEYS.join(", ")),
+                    };
+                    errors.push(
+                        Diagnostic::at(
+                            span(&source, key),
+                            format!("unknown key `{other}` in the plan spec"),
+                        )
+                        .with_help(help),
+                    );
+                }
+            }
+        }
+        if config.is_none() && !seen.contains_key("config") {
+            errors.push(
+                Diagnostic::at(span(&source, &root), "the plan spec has no `config`").with_help(
+                    "add `config: path/to/fleet.cfg`, or the config itself under `config:`",
+                ),
+            );
+        }
+        errors.finish(())?;
+        Ok(JobSpec {
+            config: config.expect("a spec without errors has its config"),
+            request,
+        })
+    }
+}
+
+fn conflict(at: Span) -> Diagnostic {
+    Diagnostic::at(
+        at,
+        "`concurrent` and `unconstrained: true` contradict each other",
+    )
+    .with_help("keep one: a job-wide limit, or none")
+}
+
+fn span(source: &Arc<Source>, node: &Node) -> Span {
+    Span::new(source, node.pos, node.width)
+}
+
+/// `config: PATH` (relative to the spec) or `config: {tag: ..., ...}` (inline).
+fn load_config_ref(
+    source: &Arc<Source>,
+    value: &Node,
+    dir: &Path,
+    errors: &mut Errors,
+    request: &mut PlanRequest,
+) -> Option<Config> {
+    let result = match &value.value {
+        Value::Scalar(path) => {
+            let path = normalize(&dir.join(path));
+            request.config_name = path.display().to_string();
+            Config::load(&path).map_err(|mut e| {
+                // A config that cannot be read at all is reported where the spec names it.
+                for d in &mut e.diagnostics {
+                    if d.span.is_none() && d.file.is_some() {
+                        d.span = Some(span(source, value));
+                    }
+                }
+                e
+            })
+        }
+        Value::Map(_) => {
+            request.config_name = "inline".to_string();
+            Config::from_node(Arc::clone(source), value, canonical(value))
+        }
+        _ => Err(Diagnostic::at(
+            span(source, value),
+            format!(
+                "`config` must be a path or a mapping with `tag:`, not {}",
+                value.kind()
+            ),
+        )
+        .into()),
+    };
+    result.map_err(|e| errors.extend(e)).ok()
+}
+
+/// A stable text of a YAML tree, so an inline config's digest ignores layout and comments.
+fn canonical(node: &Node) -> String {
+    match &node.value {
+        Value::Null => "~".to_string(),
+        Value::Scalar(s) => format!("{s:?}"),
+        Value::Seq(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        Value::Map(pairs) => format!(
+            "{{{}}}",
+            pairs
+                .iter()
+                .map(|(k, v)| format!("{}:{}", canonical(k), canonical(v)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    }
+}
+
+impl Config {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, PlanError> {
+        let text = read(path, "config")?;
+        Config::parse(&path.display().to_string(), &text)
+    }
+}
+
+/// `sha256:` of some text, as plans record digests.
+pub fn digest(text: &str) -> String {
+    format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
+}
+
+fn read(path: &Path, what: &str) -> Result<String, PlanError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file".to_string(),
+            std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_string(),
+            _ => e.to_string(),
+        };
+        Diagnostic::about_file(
+            path.display().to_string(),
+            format!("cannot read {what} `{}`: {reason}", path.display()),
+        )
+        .into()
+    })
+}
+
+/// Targets from a host file: one host, pattern or `$tag` per line; `#` starts a comment.
+pub fn read_hostfile(path: &Path) -> Result<Vec<TargetSpec>, PlanError> {
+    let text = read(path, "host file")?;
+    let source = Source::file(path.display().to_string(), text);
+    let mut targets = Vec::new();
+    for (number, line) in source.text.lines().enumerate() {
+        let content = match line.find('#') {
+            Some(at) => &line[..at],
+            None => line,
+        };
+        let entry = content.trim();
+        if entry.is_empty() {
+            continue;
+        }
+        let col = content[..content.len() - content.trim_start().len()]
+            .chars()
+            .count()
+            + 1;
+        targets.push(TargetSpec {
+            text: entry.to_string(),
+            span: Span::new(
+                &source,
+                yaml::Pos {
+                    line: number + 1,
+                    col,
+                },
+                entry.chars().count(),
+            ),
+        });
+    }
+    Ok(targets)
+}
+
+/// Seconds from `600`, `45s`, `10m`, `2h` or `1h30m`. The error is a fragment.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let wrong = || {
+        format!(
+            "`{text}` is not a duration; write seconds (`600`) or units (`45s`, `10m`, `1h30m`)"
+        )
+    };
+    if let Ok(seconds) = text.parse::<u64>() {
+        return if seconds == 0 {
+            Err("a duration of 0 would end everything at once".to_string())
+        } else {
+            Ok(seconds)
+        };
+    }
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(wrong()),
+        };
+        let n: u64 = number.parse().map_err(|_| wrong())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(wrong)?;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(wrong());
+    }
+    Ok(total)
+}
+
+/// Removes `.` and resolvable `..` components, so paths recorded in plans read naturally.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut parts: Vec<Component> = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => match parts.last() {
+                Some(Component::Normal(_)) => {
+                    parts.pop();
+                }
+                _ => parts.push(component),
+            },
+            other => parts.push(other),
+        }
+    }
+    parts.iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("600"), Ok(600));
+        assert_eq!(parse_duration("45s"), Ok(45));
+        assert_eq!(parse_duration("1h30m"), Ok(5400));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("10m5").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn paths_normalize_lexically() {
+        assert_eq!(
+            normalize(Path::new("examples/plans/../../t/cfgs/one.cfg")),
+            PathBuf::from("t/cfgs/one.cfg")
+        );
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+    }
+}
