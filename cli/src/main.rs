@@ -16,6 +16,7 @@ use pogo_planner::{
     compile, Config, FailureLimit, JobLimit, JobSpec, Limit, PlanError, PlanRequest, Source, Span,
     TargetSpec,
 };
+use render::plural;
 
 /// Exit codes; the README's "Exit codes" section documents them.
 mod exit {
@@ -406,22 +407,22 @@ fn validate_one(path: &Path) -> Result<String, Failure> {
     match file_kind(&text) {
         FileKind::Plan => {
             let plan = read_plan(path)?;
-            Ok(format!("plan, {} hosts", plan.hosts.len()))
+            Ok(format!("plan, {}", plural(plan.hosts.len(), "host")))
         }
         FileKind::Config => {
             let config = Config::parse(&path.display().to_string(), &text)?;
             let plan = compile(&config, &PlanRequest::default())?;
             Ok(format!(
-                "config, {} hosts, {} threads, {} constraint groups",
-                plan.hosts.len(),
-                plan.threads.len(),
-                plan.constraints.len()
+                "config, {}, {}, {}",
+                plural(plan.hosts.len(), "host"),
+                plural(plan.threads.len(), "thread"),
+                plural(plan.constraints.len(), "constraint group")
             ))
         }
         FileKind::Spec => {
             let spec = JobSpec::load(path)?;
             let plan = compile(&spec.config, &spec.request)?;
-            Ok(format!("plan spec, {} targets", plan.hosts.len()))
+            Ok(format!("plan spec, {}", plural(plan.hosts.len(), "target")))
         }
     }
 }

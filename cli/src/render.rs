@@ -174,7 +174,7 @@ fn host_list(hosts: &[String], full: bool) -> String {
     out
 }
 
-fn plural(n: usize, word: &str) -> String {
+pub fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

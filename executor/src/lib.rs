@@ -1,1 +1,102 @@
-//! x
+//! The pogo executor: runs any valid [`pogo_model::Plan`].
+//!
+//! Boundaries, fixed now so the pieces that come later fit:
+//!
+//! - It reads plans, never configs: it depends on `pogo-model` only, not on the planner, so a
+//!   plan file is all a run needs (and the dispatcher can run plans it did not compile).
+//! - Its heart is a pure scheduler state machine (no async runtime, no clock, no I/O): which
+//!   hosts are ready, which may start under the plan's constraint groups, what a finish,
+//!   failure or timeout changes, when the failure budget stops the run. The local apply and
+//!   the remote dispatcher drive this same state machine.
+//! - Around it: an async loop with an injected clock, transports behind one trait (`ssh`,
+//!   `local`), the durable journal, and run events as owned data for every renderer.
+//! - It never prints; the CLI renders its events.
+//!
+//! Until the scheduler lands, the one thing it offers is the check every runner must make
+//! before starting anything: that the plan can be run at all.
+
+use pogo_model::Plan;
+
+/// Why a plan cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unrunnable {
+    /// The plan was compiled without a command (for review only).
+    NoCommand,
+    /// The plan has no hosts.
+    NoHosts,
+}
+
+impl std::fmt::Display for Unrunnable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unrunnable::NoCommand => write!(
+                f,
+                "the plan has no command; compile it again with `pogo plan --command CMD`"
+            ),
+            Unrunnable::NoHosts => write!(f, "the plan has no hosts"),
+        }
+    }
+}
+
+impl std::error::Error for Unrunnable {}
+
+/// Checks what a runner needs beyond [`Plan::validate`]: a command and at least one host.
+pub fn check_runnable(plan: &Plan) -> Result<(), Unrunnable> {
+    match plan.command.as_deref() {
+        None | Some("") => Err(Unrunnable::NoCommand),
+        Some(_) if plan.hosts.is_empty() => Err(Unrunnable::NoHosts),
+        Some(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(command: Option<&str>, hosts: &[&str]) -> Plan {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        Plan {
+            format_version: pogo_model::FORMAT_VERSION,
+            producer: "test".into(),
+            source: pogo_model::SourceSpec {
+                config: "inline".into(),
+                spec: None,
+            },
+            digests: pogo_model::Digests {
+                config: String::new(),
+                inventory: String::new(),
+            },
+            command: command.map(str::to_string),
+            options: pogo_model::RunOptions {
+                timeout: 600,
+                retries: 0,
+                max_failures: pogo_model::Amount::number(0),
+                run_timeout: None,
+            },
+            unordered: hosts.clone(),
+            hosts,
+            threads: Vec::new(),
+            not_in_config: Vec::new(),
+            constraints: Vec::new(),
+            edges: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_without_command_is_for_review_only() {
+        assert_eq!(
+            check_runnable(&plan(None, &["h1"])),
+            Err(Unrunnable::NoCommand)
+        );
+        assert_eq!(
+            check_runnable(&plan(Some(""), &["h1"])),
+            Err(Unrunnable::NoCommand)
+        );
+        assert_eq!(
+            check_runnable(&plan(Some("date"), &[])),
+            Err(Unrunnable::NoHosts)
+        );
+        assert_eq!(check_runnable(&plan(Some("date"), &["h1"])), Ok(()));
+    }
+}

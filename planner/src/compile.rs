@@ -138,13 +138,10 @@ fn resolve_targets(
     }
     let mut targets = Vec::new();
     for target in &request.targets {
-        let items = match HostItem::parse_list(&target.text, hosts) {
+        let items = match HostItem::parse_list(&target.text, hosts, &target.span, false) {
             Ok(items) => items,
-            Err(problem) => {
-                errors.push(
-                    Diagnostic::at(problem.span_in(target.span.clone(), false), problem.message)
-                        .with_help_opt(problem.help),
-                );
+            Err(diagnostic) => {
+                errors.push(diagnostic);
                 continue;
             }
         };
@@ -152,7 +149,6 @@ fn resolve_targets(
             match item {
                 HostItem::Hosts(ids) => targets.extend(ids),
                 HostItem::Tag(expr) => {
-                    let expr = expr.at(target.span.clone());
                     if !check_expr(config, &expr, errors) {
                         continue;
                     }
@@ -160,7 +156,7 @@ fn resolve_targets(
                     if members.is_empty() {
                         errors.push(
                             Diagnostic::at(
-                                target.span.clone(),
+                                expr.span.clone().unwrap_or_else(|| target.span.clone()),
                                 format!("target `{}` names no host", expr.text),
                             )
                             .with_help("the tag exists but has no hosts; check the config"),
@@ -354,12 +350,17 @@ impl Compiler<'_> {
                 }
                 if !again.is_empty() {
                     self.warnings.push(format!(
-                        "{}: {} of step `{}` already in an earlier step of thread `{}`; \
-                         each runs once, in its first step: {}",
+                        "{}: step `{}` of thread `{}` names {} of an earlier step; \
+                         {} once, in the earlier step: {}",
                         step.span.location(),
-                        count(again.len(), "host is", "hosts are"),
                         step.text,
                         def.name,
+                        count(again.len(), "host", "hosts"),
+                        if again.len() == 1 {
+                            "it runs"
+                        } else {
+                            "they run"
+                        },
                         abbreviate(&again, 10)
                     ));
                 }

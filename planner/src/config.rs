@@ -189,10 +189,19 @@ fn parser_span(source: &Arc<Source>, node: &Node) -> Span {
 }
 
 pub(crate) fn yaml_error(source: &Arc<Source>, error: yaml::YamlError) -> Diagnostic {
-    Diagnostic::at(
+    let in_flow_list = error.message.contains("flow sequence");
+    let diagnostic = Diagnostic::at(
         Span::new(source, error.pos, 1),
         format!("invalid YAML: {}", error.message),
-    )
+    );
+    if in_flow_list {
+        // `[web[1-3], db1]` is the likeliest cause: YAML reads the pattern's `[` as a list.
+        diagnostic.with_help(
+            "inside `[...]`, quote host patterns (`[\"web[1-3]\", db1]`) or write a block list with `- `",
+        )
+    } else {
+        diagnostic
+    }
 }
 
 struct Parser {
@@ -419,18 +428,11 @@ impl Parser {
     /// Host names, host patterns and `$tag` expressions (a comma list), as tags and steps
     /// hold them. Invalid entries are reported and left out.
     fn host_items(&mut self, text: &str, node: &Node) -> Vec<HostItem> {
-        match HostItem::parse_list(text, &mut self.config.hosts) {
-            Ok(items) => items
-                .into_iter()
-                .map(|item| match item {
-                    HostItem::Tag(expr) => HostItem::Tag(expr.at(self.span(node))),
-                    hosts => hosts,
-                })
-                .collect(),
-            Err(problem) => {
-                let span = problem.span_in(self.span(node), node.quoted);
-                self.errors
-                    .push(Diagnostic::at(span, problem.message).with_help_opt(problem.help));
+        let span = self.span(node);
+        match HostItem::parse_list(text, &mut self.config.hosts, &span, node.quoted) {
+            Ok(items) => items,
+            Err(diagnostic) => {
+                self.errors.push(diagnostic);
                 Vec::new()
             }
         }

@@ -1,7 +1,7 @@
 //! Tag expressions (`$colo.one`, `$frontend.$colo.east`) and host items (a host, a pattern,
 //! or a tag expression), as tags, sequence steps and targets write them.
 
-use crate::diag::Span;
+use crate::diag::{Diagnostic, Span};
 use crate::hosts::{HostId, HostTable};
 use crate::pattern;
 
@@ -77,62 +77,62 @@ pub enum HostItem {
     Tag(TagExpr),
 }
 
-/// Why a host item is invalid, and where in its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemProblem {
-    pub message: String,
-    /// Character offset of the problem in the item's text, when known.
-    pub offset: Option<usize>,
-    pub help: Option<String>,
-}
-
-impl ItemProblem {
-    /// The span of the problem inside a node spanning `node` (a quote shifts it by one).
-    pub fn span_in(&self, node: Span, quoted: bool) -> Span {
-        match self.offset {
-            Some(offset) if offset < node.width => Span {
-                pos: crate::yaml::Pos {
-                    line: node.pos.line,
-                    col: node.pos.col + offset + usize::from(quoted),
-                },
-                width: 1,
-                source: node.source,
+/// The part of `span` (the span of an item's whole text) that covers `len` characters from
+/// `offset`, when the text sits on one line; otherwise the whole span. `quoted` shifts past
+/// the opening quote.
+fn narrow(span: &Span, offset: usize, len: usize, quoted: bool) -> Span {
+    let shift = usize::from(quoted);
+    if offset + len + shift <= span.width {
+        Span {
+            source: span.source.clone(),
+            pos: crate::yaml::Pos {
+                line: span.pos.line,
+                col: span.pos.col + offset + shift,
             },
-            _ => node,
+            width: len.max(1),
         }
+    } else {
+        span.clone()
     }
 }
 
 impl HostItem {
     /// Parses a comma list of host names, patterns and `$tag` expressions, interning hosts.
-    /// Commas inside `[...]` and `{...}` belong to a pattern.
-    pub fn parse_list(text: &str, hosts: &mut HostTable) -> Result<Vec<HostItem>, ItemProblem> {
+    /// Commas inside `[...]` and `{...}` belong to a pattern. `span` is where `text` is
+    /// written (`quoted` when in quotes): tag expressions and errors point into it.
+    pub fn parse_list(
+        text: &str,
+        hosts: &mut HostTable,
+        span: &Span,
+        quoted: bool,
+    ) -> Result<Vec<HostItem>, Diagnostic> {
         let mut items = Vec::new();
         for (offset, part) in split_top_level(text) {
+            let len = part.chars().count();
             if part.is_empty() {
-                return Err(ItemProblem {
-                    message: if text.trim().is_empty() {
-                        "empty host name".to_string()
-                    } else {
-                        format!("empty entry in the list `{text}`")
-                    },
-                    offset: Some(offset),
-                    help: Some("remove the extra comma".to_string()),
-                });
+                let message = if text.trim().is_empty() {
+                    "empty host name".to_string()
+                } else {
+                    format!("empty entry in the list `{text}`")
+                };
+                return Err(Diagnostic::at(narrow(span, offset, 1, quoted), message)
+                    .with_help("remove the extra comma"));
             }
             if part.starts_with('$') {
-                let expr = TagExpr::parse(part).map_err(|message| ItemProblem {
-                    message: format!("invalid tag expression `{part}`: {message}"),
-                    offset: Some(offset),
-                    help: None,
+                let expr = TagExpr::parse(part).map_err(|message| {
+                    Diagnostic::at(
+                        narrow(span, offset, len, quoted),
+                        format!("invalid tag expression `{part}`: {message}"),
+                    )
                 })?;
-                items.push(HostItem::Tag(expr));
+                items.push(HostItem::Tag(expr.at(narrow(span, offset, len, quoted))));
                 continue;
             }
-            let names = pattern::expand(part).map_err(|e| ItemProblem {
-                message: format!("invalid host pattern `{part}`: {}", e.message),
-                offset: Some(offset + e.offset),
-                help: None,
+            let names = pattern::expand(part).map_err(|e| {
+                Diagnostic::at(
+                    narrow(span, offset + e.offset, 1, quoted),
+                    format!("invalid host pattern `{part}`: {}", e.message),
+                )
             })?;
             let ids = names.into_iter().map(|n| hosts.intern(n)).collect();
             items.push(HostItem::Hosts(ids));
@@ -141,7 +141,9 @@ impl HostItem {
     }
 }
 
-/// Splits at commas outside brackets and braces, with each part's character offset.
+/// Splits at commas outside brackets and braces, with each part's character offset. Blanks
+/// around an entry are dropped (`a, b` is a natural way to write a list); blanks inside one
+/// stay, and the pattern check refuses them.
 fn split_top_level(text: &str) -> Vec<(usize, &str)> {
     let mut parts = Vec::new();
     let (mut depth, mut start_byte, mut start_char) = (0i32, 0usize, 0usize);
@@ -150,20 +152,33 @@ fn split_top_level(text: &str) -> Vec<(usize, &str)> {
             '[' | '{' => depth += 1,
             ']' | '}' => depth -= 1,
             ',' if depth == 0 => {
-                parts.push((start_char, &text[start_byte..byte]));
+                parts.push(trim_entry(start_char, &text[start_byte..byte]));
                 start_byte = byte + 1;
                 start_char = chars + 1;
             }
             _ => {}
         }
     }
-    parts.push((start_char, &text[start_byte..]));
+    parts.push(trim_entry(start_char, &text[start_byte..]));
     parts
+}
+
+fn trim_entry(offset: usize, part: &str) -> (usize, &str) {
+    let trimmed = part.trim_start();
+    let leading = part[..part.len() - trimmed.len()].chars().count();
+    (offset + leading, trimmed.trim_end())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Source;
+
+    fn parse(text: &str, hosts: &mut HostTable) -> Result<Vec<HostItem>, Diagnostic> {
+        let source = Source::file("t.cfg", text);
+        let span = Span::new(&source, crate::yaml::Pos { line: 1, col: 1 }, text.chars().count());
+        HostItem::parse_list(text, hosts, &span, false)
+    }
 
     #[test]
     fn and_expression_splits_at_dollar_terms_only() {
@@ -185,18 +200,31 @@ mod tests {
     #[test]
     fn lists_split_outside_brackets_only() {
         let mut hosts = HostTable::default();
-        let items = HostItem::parse_list("h[1-2,5],$db,x{a,b}", &mut hosts).unwrap();
+        let items = parse("h[1-2,5],$db,x{a,b}", &mut hosts).unwrap();
         assert_eq!(items.len(), 3);
         let names: Vec<&str> = hosts.ids().map(|id| hosts.name(id)).collect();
         assert_eq!(names, ["h1", "h2", "h5", "xa", "xb"]);
         assert!(matches!(&items[1], HostItem::Tag(e) if e.terms == ["db"]));
+        // A tag expression in a list points at itself, not at the whole list.
+        let HostItem::Tag(expr) = &items[1] else { unreachable!() };
+        let span = expr.span.as_ref().unwrap();
+        assert_eq!((span.pos.col, span.width), (10, 3));
+    }
+
+    #[test]
+    fn blanks_around_list_entries_are_dropped_but_not_inside() {
+        let mut hosts = HostTable::default();
+        parse("api-e01, api-e02 ,$db", &mut hosts).unwrap();
+        assert_eq!(hosts.len(), 2);
+        let problem = parse("a, b c", &mut hosts).unwrap_err();
+        assert_eq!(problem.span.unwrap().pos.col, 5);
     }
 
     #[test]
     fn empty_list_entries_point_at_the_gap() {
         let mut hosts = HostTable::default();
-        let problem = HostItem::parse_list("a,,b", &mut hosts).unwrap_err();
-        assert_eq!(problem.offset, Some(2));
+        let problem = parse("a,,b", &mut hosts).unwrap_err();
+        assert_eq!(problem.span.unwrap().pos.col, 3);
         assert!(problem.message.contains("empty entry"));
     }
 }

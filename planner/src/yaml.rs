@@ -393,10 +393,9 @@ impl<'a> Builder<'a> {
                     self.open(Items::Map(Vec::new(), None), anchor, tag.as_ref(), mark)?;
                     None
                 }
-                Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                    Some(frame) => Some(self.close(frame)),
-                    None => None,
-                },
+                Event::SequenceEnd | Event::MappingEnd => {
+                    self.stack.pop().map(|frame| self.close(frame))
+                }
             };
             if let Some(built) = done {
                 if let Some(frame) = self.stack.last_mut() {
@@ -922,5 +921,525 @@ fn too_deep(at: Mk) -> YamlError {
     YamlError {
         message: format!("nesting is too deep (more than {MAX_DEPTH} levels)"),
         pos: at.pos(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(src: &str) -> Node {
+        match parse(src) {
+            Ok(Some(node)) => node,
+            other => panic!("expected a document from {src:?}, got {other:?}"),
+        }
+    }
+
+    fn err(src: &str) -> YamlError {
+        match parse(src) {
+            Err(e) => e,
+            other => panic!("expected an error from {src:?}, got {other:?}"),
+        }
+    }
+
+    /// The pairs of a mapping.
+    fn pairs(node: &Node) -> &[(Node, Node)] {
+        match &node.value {
+            Value::Map(pairs) => pairs,
+            other => panic!("expected a mapping, got {other:?}"),
+        }
+    }
+
+    fn items(node: &Node) -> &[Node] {
+        match &node.value {
+            Value::Seq(items) => items,
+            other => panic!("expected a list, got {other:?}"),
+        }
+    }
+
+    /// The key node and value node of `key` in a mapping.
+    fn entry<'a>(node: &'a Node, key: &str) -> &'a (Node, Node) {
+        pairs(node)
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .unwrap_or_else(|| panic!("no key {key:?}"))
+    }
+
+    fn get<'a>(node: &'a Node, key: &str) -> &'a Node {
+        &entry(node, key).1
+    }
+
+    /// Line, column and width.
+    fn at(node: &Node) -> (usize, usize, usize) {
+        (node.pos.line, node.pos.col, node.width)
+    }
+
+    fn err_at(e: &YamlError) -> (usize, usize) {
+        (e.pos.line, e.pos.col)
+    }
+
+    const SAMPLE: &str = "\
+# sample configuration file
+tag:
+  colo:
+    one:
+      - host1
+      - \"host2\"
+    two: [host4, host5]
+  db: db1
+  empty:
+sequence:
+  foo:
+    - $colo.one
+";
+
+    #[test]
+    fn sample_keys_values_and_items_have_exact_positions() {
+        let root = doc(SAMPLE);
+        assert_eq!(at(&root), (2, 1, 1));
+        assert_eq!(root.kind(), "a mapping");
+
+        let (tag_key, tag) = entry(&root, "tag");
+        assert_eq!(at(tag_key), (2, 1, 3));
+        assert_eq!(at(tag), (3, 3, 1));
+
+        let (colo_key, colo) = entry(tag, "colo");
+        assert_eq!(at(colo_key), (3, 3, 4));
+        assert_eq!(at(colo), (4, 5, 1));
+
+        let (one_key, one) = entry(colo, "one");
+        assert_eq!(at(one_key), (4, 5, 3));
+        assert_eq!(at(one), (5, 7, 1));
+        assert_eq!(one.kind(), "a list");
+        let hosts = items(one);
+        assert_eq!(hosts[0].as_str(), Some("host1"));
+        assert_eq!(at(&hosts[0]), (5, 9, 5));
+        assert!(!hosts[0].quoted);
+        assert_eq!(hosts[1].as_str(), Some("host2"));
+        assert_eq!(at(&hosts[1]), (6, 9, 7));
+        assert!(hosts[1].quoted);
+
+        let (two_key, two) = entry(colo, "two");
+        assert_eq!(at(two_key), (7, 5, 3));
+        assert_eq!(at(two), (7, 10, 1));
+        let flow = items(two);
+        assert_eq!(at(&flow[0]), (7, 11, 5));
+        assert_eq!(at(&flow[1]), (7, 18, 5));
+        assert_eq!(flow[1].as_str(), Some("host5"));
+
+        let (db_key, db) = entry(tag, "db");
+        assert_eq!(at(db_key), (8, 3, 2));
+        assert_eq!(at(db), (8, 7, 3));
+
+        // An empty value sits just after its `:`, on its key's line.
+        let (empty_key, empty) = entry(tag, "empty");
+        assert_eq!(at(empty_key), (9, 3, 5));
+        assert_eq!(empty.value, Value::Null);
+        assert_eq!(at(empty), (9, 9, 1));
+        assert_eq!(empty.kind(), "null");
+
+        let (seq_key, seq) = entry(&root, "sequence");
+        assert_eq!(at(seq_key), (10, 1, 8));
+        let (foo_key, foo) = entry(seq, "foo");
+        assert_eq!(at(foo_key), (11, 3, 3));
+        assert_eq!(at(foo), (12, 5, 1));
+        let item = &items(foo)[0];
+        assert_eq!(item.as_str(), Some("$colo.one"));
+        assert_eq!(at(item), (12, 7, 9));
+        assert_eq!(item.kind(), "a scalar");
+    }
+
+    #[test]
+    fn null_forms_are_null_only_unquoted() {
+        let root =
+            doc("a:\nb: ~\nc: null\nd: Null\ne: NULL\nf: \"null\"\ng: 'null'\nh: nulls\ni: \"\"\n");
+        for key in ["a", "b", "c", "d", "e"] {
+            let node = get(&root, key);
+            assert_eq!(node.value, Value::Null, "{key}");
+            assert_eq!(node.as_str(), None);
+            assert!(!node.quoted);
+        }
+        assert_eq!(at(get(&root, "b")), (2, 4, 1));
+        assert_eq!(at(get(&root, "c")), (3, 4, 4));
+        let f = get(&root, "f");
+        assert_eq!(f.value, Value::Scalar("null".into()));
+        assert!(f.quoted);
+        assert_eq!(at(f), (6, 4, 6));
+        assert_eq!(get(&root, "g").as_str(), Some("null"));
+        assert_eq!(get(&root, "h").as_str(), Some("nulls"));
+        let i = get(&root, "i");
+        assert_eq!(i.as_str(), Some(""));
+        assert_eq!(at(i), (9, 4, 2));
+    }
+
+    #[test]
+    fn scalars_keep_their_text() {
+        let root = doc("- on\n- 123\n- 1e3\n- true\n- 0x1F\n- 'it''s'\n- \"tab\\there\"\n");
+        let texts: Vec<_> = items(&root).iter().map(|n| n.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                Some("on"),
+                Some("123"),
+                Some("1e3"),
+                Some("true"),
+                Some("0x1F"),
+                Some("it's"),
+                Some("tab\there"),
+            ]
+        );
+        // Widths are of the source text, quotes and escapes included.
+        assert_eq!(at(&items(&root)[5]), (6, 3, 7));
+        assert_eq!(at(&items(&root)[6]), (7, 3, 11));
+    }
+
+    #[test]
+    fn duplicate_keys_are_kept_in_order() {
+        let root = doc("a: 1\nb: 2\na: 3\n");
+        let keys: Vec<_> = pairs(&root)
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), k.pos.line))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (Some("a"), Some("1"), 1),
+                (Some("b"), Some("2"), 2),
+                (Some("a"), Some("3"), 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn aliases_copy_the_anchored_node_at_their_own_position() {
+        let root = doc("base: &b {x: 1}\nname: &n \"web\"\nuse: *b\nalso: *n\n");
+        let base = get(&root, "base");
+        let used = get(&root, "use");
+        assert_eq!(at(base), (1, 10, 1));
+        assert_eq!(at(used), (3, 6, 2));
+        assert_eq!(used.value, base.value);
+        // The copied children keep the anchored node's positions.
+        assert_eq!(at(get(used, "x")), (1, 14, 1));
+        let also = get(&root, "also");
+        assert_eq!(also.as_str(), Some("web"));
+        assert!(also.quoted);
+        assert_eq!(at(also), (4, 7, 2));
+        // An anchor may be redefined; an alias takes the latest.
+        let root = doc("a: &x 1\nb: &x 2\nc: *x\n");
+        assert_eq!(get(&root, "c").as_str(), Some("2"));
+    }
+
+    #[test]
+    fn alias_errors() {
+        let e = err("a: *nope\n");
+        assert!(e.message.contains("unknown anchor"), "{e}");
+        assert_eq!(err_at(&e), (1, 4));
+
+        let e = err("- &a\n  - &b [*a]\n");
+        assert_eq!(
+            e.message,
+            "an alias cannot refer to a node that contains it"
+        );
+        assert_eq!(err_at(&e), (2, 9));
+
+        // Ten times ten times ... a million nodes from a few lines.
+        let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (name, prev) in [("b", "a"), ("c", "b"), ("d", "c"), ("e", "d"), ("f", "e")] {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            src.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let e = err(&src);
+        assert!(e.message.contains("too many nodes"), "{e}");
+        assert_eq!(e.pos.line, 6);
+    }
+
+    #[test]
+    fn tags_are_kept_as_written() {
+        let root = doc(
+            "cmd: !command \"x\"\nstr: !!str 1\nmap: !group\n  a: b\nbare: !t\nlist: !hosts [a]\n",
+        );
+        let cmd = get(&root, "cmd");
+        assert_eq!(cmd.tag.as_deref(), Some("!command"));
+        assert_eq!(cmd.as_str(), Some("x"));
+        assert!(cmd.quoted);
+        // A tagged scalar is placed at its text.
+        assert_eq!(at(cmd), (1, 15, 3));
+        assert_eq!(get(&root, "str").tag.as_deref(), Some("!!str"));
+        let map = get(&root, "map");
+        assert_eq!(map.tag.as_deref(), Some("!group"));
+        assert_eq!(at(map), (4, 3, 1));
+        // A tag with nothing after it: a null placed at its tag.
+        let bare = get(&root, "bare");
+        assert_eq!(bare.value, Value::Null);
+        assert_eq!(bare.tag.as_deref(), Some("!t"));
+        assert_eq!(at(bare), (5, 7, 1));
+        let list = get(&root, "list");
+        assert_eq!(list.tag.as_deref(), Some("!hosts"));
+        assert_eq!(at(list), (6, 14, 1));
+        assert_eq!(get(&doc("k: v\n"), "k").tag, None);
+    }
+
+    #[test]
+    fn empty_input_gives_none() {
+        for src in [
+            "",
+            "\n\n",
+            "# only\n# comments\n",
+            "---\n",
+            "--- # empty\n",
+            "...\n",
+        ] {
+            assert_eq!(parse(src), Ok(None), "{src:?}");
+        }
+        // `~` is a value: null.
+        assert_eq!(doc("~\n").value, Value::Null);
+        assert_eq!(doc("--- !t\n").tag.as_deref(), Some("!t"));
+    }
+
+    #[test]
+    fn second_document_is_an_error_at_its_start() {
+        let e = err("a: 1\n---\nb: 2\n");
+        assert_eq!(
+            e.message,
+            "a config holds one YAML document, this file has 2"
+        );
+        assert_eq!(err_at(&e), (2, 1));
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 1: a config holds one YAML document, this file has 2"
+        );
+        let e = err("a\n...\nb\n");
+        assert_eq!(err_at(&e), (3, 1));
+        let e = err("---\na: 1\n---\nb: 2\n--- c\n");
+        assert_eq!(
+            e.message,
+            "a config holds one YAML document, this file has 3"
+        );
+        assert_eq!(err_at(&e), (3, 1));
+        let e = err("a: 1\n---\nb: [\n");
+        assert_eq!(
+            e.message,
+            "a config holds one YAML document, this file has at least 2"
+        );
+    }
+
+    #[test]
+    fn scan_errors_point_at_the_right_line() {
+        // A tab used for indentation.
+        let e = err("a:\n\tb: 1\n");
+        assert!(e.message.contains("tabs"), "{e}");
+        assert_eq!(e.pos.line, 2);
+        // yaml-rust2 marks this one at the start of `1`; the tab is on line 3.
+        let e = err("a:\n  b: 1\n\tc: 2\n");
+        assert!(e.message.contains("tab"), "{e}");
+        assert_eq!(err_at(&e), (3, 1));
+        // Unclosed quotes: at the opening quote.
+        let e = err("key: \"abc\nnext: 1\n");
+        assert_eq!(err_at(&e), (1, 6));
+        let e = err("key: 'abc\n");
+        assert_eq!(
+            e.message,
+            "while scanning a quoted scalar, found unexpected end of stream"
+        );
+        assert_eq!(err_at(&e), (1, 6));
+        // Unclosed flow collections: just after the last thing written, not past the end.
+        let e = err("key: [a, b\n");
+        assert_eq!(
+            e.message,
+            "while parsing a flow sequence, expected ',' or ']'"
+        );
+        assert_eq!(err_at(&e), (1, 11));
+        let e = err("key: [a, b  # note\n\n\n");
+        assert_eq!(err_at(&e), (1, 11));
+        let e = err("{a: 1\n");
+        assert_eq!(err_at(&e), (1, 6));
+        // A key without `:`: yaml-rust2 notices on the next key's line.
+        let e = err("a: 1\nb\n\nc: 2\n");
+        assert_eq!(e.message, "simple key expect ':'");
+        assert_eq!(err_at(&e), (2, 2));
+        // A bad escape in a string spanning lines: at the backslash.
+        let e = err("a: \"line one\n  two \\q\"\n");
+        assert!(e.message.contains("unknown escape"), "{e}");
+        assert_eq!(err_at(&e), (2, 7));
+        let e = err("a: \"bad \\x4\"\n");
+        assert_eq!(err_at(&e), (1, 9));
+        let e = err("a: b: c\n");
+        assert_eq!(e.message, "mapping values are not allowed in this context");
+        assert_eq!(err_at(&e), (1, 5));
+        let e = err("a:\n  - b\n  c: d\n");
+        assert_eq!(
+            e.message,
+            "while parsing a block collection, did not find expected '-' indicator"
+        );
+        assert_eq!(err_at(&e), (3, 3));
+        let e = err("a: |\n\tx\n");
+        assert_eq!(err_at(&e), (2, 1));
+        let e = err("a: x\0b\n");
+        assert_eq!(e.message, "the file contains a NUL character");
+        assert_eq!(err_at(&e), (1, 5));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let ok = format!("{}x\n", "- ".repeat(MAX_DEPTH));
+        let mut node = doc(&ok);
+        for _ in 0..MAX_DEPTH {
+            node = items(&node)[0].clone();
+        }
+        assert_eq!(node.as_str(), Some("x"));
+
+        let e = err(&format!("{}x\n", "- ".repeat(MAX_DEPTH + 1)));
+        assert_eq!(e.message, "nesting is too deep (more than 256 levels)");
+        assert_eq!(err_at(&e), (1, 2 * MAX_DEPTH + 1));
+        assert!(parse(&"- ".repeat(100_000)).is_err());
+        assert!(parse(&"[".repeat(100_000)).is_err());
+        assert!(parse(&"{a: ".repeat(100_000)).is_err());
+        let indented: String = (0..1000)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
+        assert!(parse(&indented).is_err());
+
+        // An alias may not push a copy past the limit either.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let src = |n: usize| format!("a: &a {deep}\nb: {}*a{}\n", "[".repeat(n), "]".repeat(n));
+        assert!(parse(&src(50)).is_ok());
+        let e = err(&src(60));
+        assert!(e.message.contains("too deep"), "{e}");
+        assert_eq!(err_at(&e), (2, 64));
+    }
+
+    #[test]
+    fn block_scalars_are_placed_at_their_indicator() {
+        let root =
+            doc("a: |\n  one\n  two\nb: >-  # folded\n\n  text\nc: |\nd: x\ne: |2+\n    y\n");
+        let a = get(&root, "a");
+        assert_eq!(a.as_str(), Some("one\ntwo\n"));
+        assert!(a.quoted);
+        assert_eq!(at(a), (1, 4, 1));
+        let b = get(&root, "b");
+        assert_eq!(b.as_str(), Some("\ntext"));
+        assert_eq!(at(b), (4, 4, 2));
+        let c = get(&root, "c");
+        assert_eq!(c.as_str(), Some(""));
+        assert_eq!(at(c), (7, 4, 1));
+        assert_eq!(at(get(&root, "e")), (9, 4, 3));
+        // Non-ASCII text in a block scalar does not shift what follows.
+        let src = format!("a: |\n  {}\nb: x\n", "é".repeat(40));
+        let root = doc(&src);
+        assert_eq!(at(&entry(&root, "b").0), (3, 1, 1));
+        assert_eq!(at(get(&root, "b")), (3, 4, 1));
+        // At the very end of the input.
+        let root = doc("- |");
+        assert_eq!(at(&items(&root)[0]), (1, 3, 1));
+    }
+
+    #[test]
+    fn multi_line_scalars_underline_their_first_line() {
+        let root = doc("a: plain   \n  text\nb: \"two\n  lines\"\nc: 'x\n  y'\n");
+        let a = get(&root, "a");
+        assert_eq!(a.as_str(), Some("plain text"));
+        assert_eq!(at(a), (1, 4, 5));
+        let b = get(&root, "b");
+        assert_eq!(b.as_str(), Some("two lines"));
+        assert_eq!(at(b), (3, 4, 4));
+        assert_eq!(at(get(&root, "c")), (5, 4, 2));
+    }
+
+    #[test]
+    fn sequences_and_empty_items() {
+        let root = doc("k:\n- a\n-\n- # note\n- !t\nm: [x, {y: , z}]\nn: {p: }\n");
+        let k = get(&root, "k");
+        // Not indented under its key: yaml-rust2 marks it after the `- `.
+        assert_eq!(at(k), (2, 1, 1));
+        let k = items(k);
+        assert_eq!(at(&k[0]), (2, 3, 1));
+        assert_eq!(k[1].value, Value::Null);
+        assert_eq!(at(&k[1]), (3, 2, 1));
+        assert_eq!(at(&k[2]), (4, 2, 1));
+        assert_eq!(at(&k[3]), (5, 3, 1));
+        let m = items(get(&root, "m"));
+        assert_eq!(at(&m[1]), (6, 8, 1));
+        assert_eq!(at(&entry(&m[1], "y").1), (6, 11, 1));
+        assert_eq!(at(&entry(&m[1], "z").0), (6, 14, 1));
+        assert_eq!(entry(&m[1], "z").1.value, Value::Null);
+        assert_eq!(at(get(&root, "n")), (7, 4, 1));
+        assert_eq!(at(get(get(&root, "n"), "p")), (7, 7, 1));
+        // An explicit key and an empty key.
+        let root = doc("? a\n: b\n: c\n");
+        assert_eq!(at(&root), (1, 1, 1));
+        let p = pairs(&root);
+        assert_eq!(at(&p[0].0), (1, 3, 1));
+        assert_eq!(p[1].0.value, Value::Null);
+        assert_eq!(at(&p[1].0), (3, 1, 1));
+    }
+
+    #[test]
+    fn columns_count_characters_and_all_line_breaks() {
+        let root = doc("é: ü\nx: [é, {a: b}]\n");
+        assert_eq!(at(get(&root, "é")), (1, 4, 1));
+        assert_eq!(at(&items(get(&root, "x"))[1]), (2, 8, 1));
+        let root = doc("\u{feff}a: 1\r\nb:\r\n  - x\r\nc: 2\rd: 3\n");
+        assert_eq!(at(&entry(&root, "a").0), (1, 1, 1));
+        assert_eq!(at(&items(get(&root, "b"))[0]), (3, 5, 1));
+        assert_eq!(at(get(&root, "c")), (4, 4, 1));
+        assert_eq!(at(get(&root, "d")), (5, 4, 1));
+        // Tabs count as one column.
+        let root = doc("a:\t\"x\"\n");
+        assert_eq!(at(get(&root, "a")), (1, 4, 3));
+    }
+
+    /// Checks that every position lies within the source and every width is positive.
+    fn check_tree(node: &Node, lines: &[usize]) {
+        assert!(node.width >= 1);
+        assert!(node.pos.line >= 1 && node.pos.line <= lines.len());
+        assert!(node.pos.col >= 1 && node.pos.col <= lines[node.pos.line - 1] + 1);
+        match &node.value {
+            Value::Seq(items) => items.iter().for_each(|n| check_tree(n, lines)),
+            Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+                check_tree(k, lines);
+                check_tree(v, lines);
+            }),
+            Value::Null | Value::Scalar(_) => {}
+        }
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let alphabet: Vec<char> = " \n\n\t-:?,[]{}#&*!|>'\"%@`~.ab1é\\\r".chars().collect();
+        let mut state: u64 = 0x5eed;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as usize
+        };
+        let (mut ok, mut failed) = (0, 0);
+        for _ in 0..10_000 {
+            let len = next() % 48;
+            let src: String = (0..len)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            let text = Source::new(&src);
+            let lines: Vec<usize> = text.lines.iter().map(|&(s, e)| e - s).collect();
+            match parse(&src) {
+                Ok(Some(node)) => {
+                    ok += 1;
+                    check_tree(&node, &lines);
+                }
+                Ok(None) => ok += 1,
+                Err(e) => {
+                    failed += 1;
+                    assert!(!e.message.is_empty());
+                    let line = e.pos.line;
+                    assert!(line >= 1 && line <= lines.len(), "{src:?}: {e}");
+                    assert!(
+                        e.pos.col >= 1 && e.pos.col <= lines[line - 1] + 1,
+                        "{src:?}: {e}"
+                    );
+                }
+            }
+        }
+        // The alphabet gives both outcomes plenty of exercise.
+        assert!(ok > 1000 && failed > 1000, "ok {ok}, failed {failed}");
     }
 }
