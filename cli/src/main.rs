@@ -4,6 +4,7 @@
 //! exit codes documented in the README.
 
 mod render;
+mod resolver;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -219,12 +220,12 @@ fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
                     "give either a plan spec or --config, not both: the spec names its config",
                 ));
             }
-            let spec = JobSpec::load(spec)?;
+            let spec = JobSpec::load(spec, &resolver::Shell)?;
             (spec.config, spec.request)
         }
         None => {
             let path = normalize(args.config.as_deref().expect("clap requires --config"));
-            let config = Config::load(&path)?;
+            let config = Config::load(&path, &resolver::Shell)?;
             let request = PlanRequest {
                 config_name: path.display().to_string(),
                 ..PlanRequest::default()
@@ -410,7 +411,7 @@ fn validate_one(path: &Path) -> Result<String, Failure> {
             Ok(format!("plan, {}", plural(plan.hosts.len(), "host")))
         }
         FileKind::Config => {
-            let config = Config::parse(&path.display().to_string(), &text)?;
+            let config = Config::parse_with(&path.display().to_string(), &text, &resolver::Shell)?;
             let plan = compile(&config, &PlanRequest::default())?;
             Ok(format!(
                 "config, {}, {}, {}",
@@ -420,7 +421,7 @@ fn validate_one(path: &Path) -> Result<String, Failure> {
             ))
         }
         FileKind::Spec => {
-            let spec = JobSpec::load(path)?;
+            let spec = JobSpec::load(path, &resolver::Shell)?;
             let plan = compile(&spec.config, &spec.request)?;
             Ok(format!("plan spec, {}", plural(plan.hosts.len(), "target")))
         }

@@ -77,6 +77,7 @@ mod tests {
             hosts,
             threads: Vec::new(),
             not_in_config: Vec::new(),
+            external_tags: Vec::new(),
             constraints: Vec::new(),
             edges: Vec::new(),
             warnings: Vec::new(),

@@ -39,6 +39,8 @@ pub struct Plan {
     pub unordered: Vec<String>,
     /// Targets the config does not name: also in `unordered`, limited only by the job group.
     pub not_in_config: Vec<String>,
+    /// Tags whose hosts came from a command when the plan was made, with what it printed.
+    pub external_tags: Vec<ExternalTagSpec>,
     pub constraints: Vec<ConstraintSpec>,
     /// "Must complete before" dependencies between slots.
     pub edges: Vec<EdgeSpec>,
@@ -110,6 +112,18 @@ impl std::fmt::Display for Amount {
             _ => write!(f, "{}", self.value),
         }
     }
+}
+
+/// A tag resolved by running a command (`tag: !command CMD` in the config). Recorded so a
+/// reviewer sees where hosts came from; a plan never runs the command again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalTagSpec {
+    /// The tag's dotted name, without `$`.
+    pub tag: String,
+    pub command: String,
+    /// What the command printed, expanded, in order.
+    pub hosts: Vec<String>,
 }
 
 /// One sequence: ordered slots that run one after another.

@@ -11,8 +11,8 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use pogo_model::{
-    Amount, ConstraintSpec, Digests, EdgeSpec, Plan, RunOptions, SlotSpec, SourceSpec, ThreadSpec,
-    FORMAT_VERSION, JOB_GROUP_ID,
+    Amount, ConstraintSpec, Digests, EdgeSpec, ExternalTagSpec, Plan, RunOptions, SlotSpec,
+    SourceSpec, ThreadSpec, FORMAT_VERSION, JOB_GROUP_ID,
 };
 use sha2::{Digest, Sha256};
 
@@ -300,6 +300,16 @@ impl Compiler<'_> {
             threads,
             unordered: self.names(&unordered),
             not_in_config: self.names(&not_in_config),
+            external_tags: self
+                .config
+                .external
+                .iter()
+                .map(|e| ExternalTagSpec {
+                    tag: self.config.tags[e.tag].path.clone(),
+                    command: e.command.clone(),
+                    hosts: self.names(&e.hosts),
+                })
+                .collect(),
             constraints,
             edges,
             warnings: self.warnings,

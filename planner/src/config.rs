@@ -10,7 +10,8 @@ use std::sync::Arc;
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
 use crate::expr::{HostItem, TagExpr};
 use crate::hosts::{HostId, HostTable};
-use crate::yaml::{self, Node, Value};
+use crate::resolve::{NoCommands, TagResolver, COMMAND_TAG};
+use crate::yaml::{self, Node, Pos, Value};
 
 /// Index of a tag in [`Config::tags`]; 0 is the root, which holds every top-level tag.
 pub type TagId = usize;
@@ -27,6 +28,8 @@ pub struct Config {
     pub tag_index: HashMap<String, TagId>,
     pub threads: Vec<ThreadDef>,
     pub constraints: Vec<ConstraintDef>,
+    /// Tags whose hosts came from a command, in document order.
+    pub external: Vec<ExternalTag>,
     /// What the config digest covers: the file's text, or the canonical form of an inline
     /// config (so reformatting a plan spec around it does not make plans stale).
     pub digest_input: String,
@@ -58,6 +61,14 @@ pub enum TagItem {
     Child(TagId),
     /// `$other` or `$a.$b` inside a tag: its members, resolved once the whole file is read.
     Ref(TagExpr),
+}
+
+/// A tag resolved by running a command, and what the command printed.
+#[derive(Debug)]
+pub struct ExternalTag {
+    pub tag: TagId,
+    pub command: String,
+    pub hosts: Vec<HostId>,
 }
 
 #[derive(Debug)]
@@ -137,8 +148,19 @@ const TOP_LEVEL_KEYS: [&str; 3] = ["tag", "sequence", "constraint"];
 pub const LIST_THREAD_NAME: &str = "main";
 
 impl Config {
-    /// Parses config text. `name` is how errors name the file.
+    /// Parses config text. `name` is how errors name the file. External tags (`!command`)
+    /// are refused; see [`Config::parse_with`].
     pub fn parse(name: &str, text: &str) -> Result<Config, PlanError> {
+        Config::parse_with(name, text, &NoCommands)
+    }
+
+    /// Parses config text, running external tag commands with `resolver`, in the directory of
+    /// the file `name` names.
+    pub fn parse_with(
+        name: &str,
+        text: &str,
+        resolver: &dyn TagResolver,
+    ) -> Result<Config, PlanError> {
         let source = Source::file(name, text);
         let root = match yaml::parse(text) {
             Ok(root) => root,
@@ -149,7 +171,10 @@ impl Config {
                 .with_help("a config needs at least `tag:`; see docs/config.md")
                 .into());
         };
-        Config::from_node(source, &root, text.to_string())
+        let dir = std::path::Path::new(name)
+            .parent()
+            .unwrap_or(std::path::Path::new(""));
+        Config::from_node(source, &root, text.to_string(), resolver, dir)
     }
 
     /// Builds a config from a YAML mapping inside another file (an inline config in a plan
@@ -158,9 +183,14 @@ impl Config {
         source: Arc<Source>,
         root: &Node,
         digest_input: String,
+        resolver: &dyn TagResolver,
+        dir: &std::path::Path,
     ) -> Result<Config, PlanError> {
         let mut parser = Parser {
             source: Arc::clone(&source),
+            resolver,
+            dir,
+            yaml_tags_used: std::collections::HashSet::new(),
             errors: Errors::default(),
             config: Config {
                 hosts: HostTable::default(),
@@ -174,11 +204,13 @@ impl Config {
                 tag_index: HashMap::new(),
                 threads: Vec::new(),
                 constraints: Vec::new(),
+                external: Vec::new(),
                 source,
                 digest_input,
             },
         };
         parser.top_level(root);
+        parser.unknown_yaml_tags(root);
         let Parser { errors, config, .. } = parser;
         errors.finish(config)
     }
@@ -204,13 +236,18 @@ pub(crate) fn yaml_error(source: &Arc<Source>, error: yaml::YamlError) -> Diagno
     }
 }
 
-struct Parser {
+struct Parser<'r> {
     source: Arc<Source>,
+    resolver: &'r dyn TagResolver,
+    /// Where external tag commands run: the directory of the config (or spec) file.
+    dir: &'r std::path::Path,
+    /// Positions of the YAML tags (`!command`) that were understood.
+    yaml_tags_used: std::collections::HashSet<Pos>,
     errors: Errors,
     config: Config,
 }
 
-impl Parser {
+impl Parser<'_> {
     fn span(&self, node: &Node) -> Span {
         parser_span(&self.source, node)
     }
@@ -310,6 +347,12 @@ impl Parser {
             let Some(tag) = self.tag_path(key, key_node, parent) else {
                 continue;
             };
+            if value.tag.as_deref() == Some(COMMAND_TAG) {
+                if self.members_written(tag, value) {
+                    self.external(tag, value);
+                }
+                continue;
+            }
             match &value.value {
                 Value::Map(inner) => self.tag_map(inner, tag),
                 Value::Null => {
@@ -334,6 +377,88 @@ impl Parser {
                     }
                 }
             }
+        }
+    }
+
+    /// `tag: !command CMD`: runs the command and takes each line it prints as a member.
+    fn external(&mut self, tag: TagId, node: &Node) {
+        self.yaml_tags_used.insert(node.pos);
+        let path = self.config.tags[tag].path.clone();
+        let Some(command) = node.as_str().filter(|c| !c.trim().is_empty()) else {
+            self.error(node, format!("`!command` of tag `{path}` needs a command"))
+                .help =
+                Some("write the command after it: `web: !command inventory list web`".to_string());
+            return;
+        };
+        let output = match self.resolver.run(command, self.dir) {
+            Ok(output) => output,
+            Err(why) => {
+                self.error(node, format!("the command of tag `{path}` {why}"))
+                    .help = Some("the command must print one host per line and exit 0".to_string());
+                return;
+            }
+        };
+        let mut hosts = Vec::new();
+        for (number, line) in output.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            match crate::pattern::expand(entry) {
+                Ok(names) if !entry.starts_with('$') => {
+                    hosts.extend(names.into_iter().map(|n| self.config.hosts.intern(n)))
+                }
+                Ok(_) => {
+                    self.error(
+                        node,
+                        format!("line {} of the output of tag `{path}`'s command is a tag reference (`{entry}`); it must print hosts", number + 1),
+                    );
+                    return;
+                }
+                Err(e) => {
+                    self.error(
+                        node,
+                        format!(
+                            "line {} of the output of tag `{path}`'s command is not a host: `{entry}`: {}",
+                            number + 1,
+                            e.message
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+        self.config.tags[tag]
+            .items
+            .extend(hosts.iter().map(|&h| TagItem::Host(h)));
+        self.config.external.push(ExternalTag {
+            tag,
+            command: command.to_string(),
+            hosts,
+        });
+    }
+
+    /// YAML tags other than a tag's `!command` are mistakes (or features of other tools).
+    fn unknown_yaml_tags(&mut self, node: &Node) {
+        if let Some(tag) = &node.tag {
+            if !self.yaml_tags_used.contains(&node.pos) {
+                let help = if tag == COMMAND_TAG {
+                    "`!command` goes on the value of a tag under `tag:`".to_string()
+                } else {
+                    "the only YAML tag pogo knows is `!command`, for tags resolved by a command"
+                        .to_string()
+                };
+                self.error(node, format!("unexpected YAML tag `{tag}`"))
+                    .help = Some(help);
+            }
+        }
+        match &node.value {
+            Value::Seq(items) => items.iter().for_each(|n| self.unknown_yaml_tags(n)),
+            Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+                self.unknown_yaml_tags(k);
+                self.unknown_yaml_tags(v);
+            }),
+            Value::Null | Value::Scalar(_) => {}
         }
     }
 

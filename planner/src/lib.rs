@@ -10,10 +10,12 @@ pub mod expr;
 pub mod hosts;
 pub mod inventory;
 pub mod pattern;
+pub mod resolve;
 pub mod spec;
 pub mod yaml;
 
 pub use compile::{compile, FailureLimit, JobLimit, PlanRequest, TargetSpec};
 pub use config::{Config, Limit};
 pub use diag::{Diagnostic, PlanError, Source, Span};
+pub use resolve::{NoCommands, TagResolver};
 pub use spec::JobSpec;

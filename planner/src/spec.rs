@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::compile::{FailureLimit, JobLimit, PlanRequest, TargetSpec};
 use crate::config::{yaml_error, Config, Limit};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
+use crate::resolve::TagResolver;
 use crate::yaml::{self, Node, Value};
 
 const SPEC_KEYS: [&str; 11] = [
@@ -34,14 +35,25 @@ pub struct JobSpec {
 
 impl JobSpec {
     /// Reads a plan spec and the config and host file it names (paths relative to the spec).
-    pub fn load(path: &Path) -> Result<JobSpec, PlanError> {
+    /// External tags of its config run through `resolver`.
+    pub fn load(path: &Path, resolver: &dyn TagResolver) -> Result<JobSpec, PlanError> {
         let name = path.display().to_string();
         let text = read(path, "plan spec")?;
-        JobSpec::parse(&name, &text, path.parent().unwrap_or(Path::new("")))
+        JobSpec::parse(
+            &name,
+            &text,
+            path.parent().unwrap_or(Path::new("")),
+            resolver,
+        )
     }
 
     /// Parses spec text; `dir` is where relative paths in it start from.
-    pub fn parse(name: &str, text: &str, dir: &Path) -> Result<JobSpec, PlanError> {
+    pub fn parse(
+        name: &str,
+        text: &str,
+        dir: &Path,
+        resolver: &dyn TagResolver,
+    ) -> Result<JobSpec, PlanError> {
         let source = Source::file(name, text);
         let root = yaml::parse(text).map_err(|e| PlanError::one(yaml_error(&source, e)))?;
         let Some(root) = root else {
@@ -91,7 +103,8 @@ impl JobSpec {
             };
             match key_text {
                 "config" => {
-                    config = load_config_ref(&source, value, dir, &mut errors, &mut request)
+                    config =
+                        load_config_ref(&source, value, dir, resolver, &mut errors, &mut request)
                 }
                 "targets" => match &value.value {
                     Value::Scalar(text) => request.targets.push(TargetSpec {
@@ -250,6 +263,7 @@ fn load_config_ref(
     source: &Arc<Source>,
     value: &Node,
     dir: &Path,
+    resolver: &dyn TagResolver,
     errors: &mut Errors,
     request: &mut PlanRequest,
 ) -> Option<Config> {
@@ -257,7 +271,7 @@ fn load_config_ref(
         Value::Scalar(path) => {
             let path = normalize(&dir.join(path));
             request.config_name = path.display().to_string();
-            Config::load(&path).map_err(|mut e| {
+            Config::load(&path, resolver).map_err(|mut e| {
                 // A config that cannot be read at all is reported where the spec names it.
                 for d in &mut e.diagnostics {
                     if d.span.is_none() && d.file.is_some() {
@@ -269,7 +283,7 @@ fn load_config_ref(
         }
         Value::Map(_) => {
             request.config_name = "inline".to_string();
-            Config::from_node(Arc::clone(source), value, canonical(value))
+            Config::from_node(Arc::clone(source), value, canonical(value), resolver, dir)
         }
         _ => Err(Diagnostic::at(
             span(source, value),
@@ -304,10 +318,10 @@ fn canonical(node: &Node) -> String {
 }
 
 impl Config {
-    /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<Config, PlanError> {
+    /// Reads and parses a config file; external tags run through `resolver`.
+    pub fn load(path: &Path, resolver: &dyn TagResolver) -> Result<Config, PlanError> {
         let text = read(path, "config")?;
-        Config::parse(&path.display().to_string(), &text)
+        Config::parse_with(&path.display().to_string(), &text, resolver)
     }
 }
 
