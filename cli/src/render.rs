@@ -57,6 +57,20 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
         out.push_str("No job-wide limit (--unconstrained).\n");
     }
 
+    if !plan.external_tags.is_empty() {
+        // An operator reviewing the plan should see which hosts came from a command, not
+        // from the config's text.
+        out.push_str("\nTags from commands (run once, when this plan was made)\n");
+        for tag in &plan.external_tags {
+            out.push_str(&format!(
+                "- ${}: {} from `{}`\n",
+                tag.tag,
+                plural(tag.hosts.len(), "host"),
+                tag.command
+            ));
+        }
+    }
+
     if !plan.warnings.is_empty() {
         out.push_str("\nWarnings\n");
         for warning in &plan.warnings {

@@ -16,8 +16,8 @@ use pogo_model::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::{Config, Limit, TagId};
-use crate::diag::{Diagnostic, Errors, PlanError, Span};
+use crate::config::{Config, Limit, TagId, ThreadDef, ROOT};
+use crate::diag::{suggest, Diagnostic, Errors, PlanError, Span};
 use crate::expr::HostItem;
 use crate::hosts::{dedup_in_order, HostId, HostSet, HostTable};
 use crate::inventory::{check_expr, Inventory};
@@ -134,10 +134,24 @@ fn resolve_targets(
     errors: &mut Errors,
 ) -> Vec<HostId> {
     if request.targets.is_empty() {
+        if config.hosts.is_empty() {
+            errors.push(
+                Diagnostic::at(
+                    config.tags[ROOT].span.clone(),
+                    "no targets: the config names no host",
+                )
+                .with_help(
+                    "list hosts under `tag:` (or in `sequence:`), or give targets with \
+                         --targets or --hostfile",
+                ),
+            );
+        }
         return config.hosts.ids().collect();
     }
     let mut targets = Vec::new();
-    for target in &request.targets {
+    // The entry that first named each host, to point at targets --strict-targets refuses.
+    let mut named_by: HashMap<HostId, usize> = HashMap::new();
+    for (entry, target) in request.targets.iter().enumerate() {
         let items = match HostItem::parse_list(&target.text, hosts, &target.span, false) {
             Ok(items) => items,
             Err(diagnostic) => {
@@ -147,19 +161,29 @@ fn resolve_targets(
         };
         for item in items {
             match item {
-                HostItem::Hosts(ids) => targets.extend(ids),
+                HostItem::Hosts(ids) => {
+                    for &id in &ids {
+                        named_by.entry(id).or_insert(entry);
+                    }
+                    targets.extend(ids);
+                }
                 HostItem::Tag(expr) => {
                     if !check_expr(config, &expr, errors) {
                         continue;
                     }
                     let members = inventory.eval(config, &expr);
                     if members.is_empty() {
+                        let help = if expr.terms.len() > 1 {
+                            "no host is in all of these tags; check the config"
+                        } else {
+                            "the tag exists but has no hosts; check the config"
+                        };
                         errors.push(
                             Diagnostic::at(
                                 expr.span.clone().unwrap_or_else(|| target.span.clone()),
                                 format!("target `{}` names no host", expr.text),
                             )
-                            .with_help("the tag exists but has no hosts; check the config"),
+                            .with_help(help),
                         );
                     }
                     targets.extend(members);
@@ -168,26 +192,47 @@ fn resolve_targets(
         }
     }
     let targets = dedup_in_order(targets, hosts.len());
-    let unknown: Vec<&str> = targets
-        .iter()
-        .filter(|&&h| h as usize >= config.hosts.len())
-        .map(|&h| hosts.name(h))
-        .collect();
-    if request.strict_targets && !unknown.is_empty() {
-        errors.push(
-            Diagnostic::general(format!(
-                "{} not in the config: {}",
-                count(unknown.len(), "target is", "targets are"),
-                abbreviate(&unknown, 20)
-            ))
-            .with_help("add them to a tag, or plan without --strict-targets to run them unordered"),
-        );
-    }
-    if targets.is_empty() && errors.is_empty() {
-        errors.push(
-            Diagnostic::general("no targets: the config names no host")
-                .with_help("add hosts under `tag:` or give targets with --targets or --hostfile"),
-        );
+    if request.strict_targets {
+        // One error per target entry (a --targets list, a host file line), at the entry.
+        let mut unknown_by_entry: Vec<Vec<&str>> = vec![Vec::new(); request.targets.len()];
+        for &h in targets
+            .iter()
+            .filter(|&&h| h as usize >= config.hosts.len())
+        {
+            unknown_by_entry[named_by[&h]].push(hosts.name(h));
+        }
+        // Suggestions compare with every host of the config: only for the first few.
+        let mut suggestions_left = 10;
+        for (target, unknown) in request.targets.iter().zip(&unknown_by_entry) {
+            if unknown.is_empty() {
+                continue;
+            }
+            let close = match unknown[..] {
+                [one] if suggestions_left > 0 => {
+                    suggestions_left -= 1;
+                    suggest(one, config.hosts.ids().map(|h| config.hosts.name(h)))
+                }
+                _ => None,
+            };
+            let help = match close {
+                Some(host) => format!("did you mean `{host}`?"),
+                None => "--strict-targets refuses hosts the config does not name; check the \
+                         spelling, add them to a tag, or plan without --strict-targets to run \
+                         them unordered"
+                    .to_string(),
+            };
+            errors.push(
+                Diagnostic::at(
+                    target.span.clone(),
+                    format!(
+                        "{} not in the config: {}",
+                        count(unknown.len(), "target is", "targets are"),
+                        abbreviate(unknown, 20)
+                    ),
+                )
+                .with_help(help),
+            );
+        }
     }
     targets
 }
@@ -331,7 +376,9 @@ impl Compiler<'_> {
         let capacity = self.hosts.len();
         let mut threads = Vec::new();
         let mut slots: Vec<Slot> = Vec::new();
-        let mut used_ids: HashMap<String, usize> = HashMap::new();
+        // Ids are given over every thread of the config, kept or not, so a step has the same
+        // id whatever the targets.
+        let mut slot_ids = SlotIds::default();
         for def in &config.threads {
             let filter = def
                 .filter
@@ -374,17 +421,11 @@ impl Compiler<'_> {
                         abbreviate(&again, 10)
                     ));
                 }
-                let base_id = format!("{}.{}", def.name, step.text);
-                let n = used_ids.entry(base_id.clone()).or_insert(0);
-                *n += 1;
-                let id = if *n == 1 {
-                    base_id
-                } else {
-                    format!("{base_id}#{n}")
-                };
+                let id = slot_ids.issue(format!("{}.{}", def.name, step.text));
                 thread_slots.push((step.text.clone(), id, ids));
             }
             if thread_slots.iter().all(|(_, _, ids)| ids.is_empty()) {
+                self.warn_if_never_holds_a_host(def, filter.as_ref());
                 continue;
             }
             let thread = threads.len();
@@ -405,6 +446,35 @@ impl Compiler<'_> {
             });
         }
         (threads, slots)
+    }
+
+    /// A thread left out because no host is targeted is normal; one that would hold no host
+    /// whatever the targets is a config mistake (a filter that matches none of its steps'
+    /// hosts, say), and leaving it out silently would run its hosts unordered.
+    fn warn_if_never_holds_a_host(&mut self, def: &ThreadDef, filter: Option<&HostSet>) {
+        let config = self.config;
+        let mut named_any = false;
+        for step in &def.steps {
+            for item in &step.items {
+                let hosts = match item {
+                    HostItem::Hosts(ids) => ids.clone(),
+                    HostItem::Tag(expr) => self.inventory.eval(config, expr),
+                };
+                named_any |= !hosts.is_empty();
+                if hosts.iter().any(|&h| filter.is_none_or(|f| f.contains(h))) {
+                    return;
+                }
+            }
+        }
+        let why = match &def.filter {
+            Some(f) if named_any => format!("none of the hosts its steps name is in `{}`", f.text),
+            _ => "its steps name no host".to_string(),
+        };
+        self.warnings.push(format!(
+            "{}: thread `{}` holds no host, so it is left out: {why}",
+            def.span.location(),
+            def.name
+        ));
     }
 
     /// The DAG of slots. Hosts held by several threads join it as nodes of their own (a host
@@ -617,6 +687,31 @@ impl Compiler<'_> {
     }
 }
 
+/// Unique slot ids: `THREAD.STEP`, then `THREAD.STEP#2`, `#3`... for repeats. A step's own
+/// text may already end in `#2` (a host named `h1#2`), so every candidate is checked against
+/// all ids given so far.
+#[derive(Default)]
+struct SlotIds {
+    issued: std::collections::HashSet<String>,
+    repeats: HashMap<String, usize>,
+}
+
+impl SlotIds {
+    fn issue(&mut self, base: String) -> String {
+        if self.issued.insert(base.clone()) {
+            return base;
+        }
+        let n = self.repeats.entry(base.clone()).or_insert(1);
+        loop {
+            *n += 1;
+            let id = format!("{base}#{n}");
+            if self.issued.insert(id.clone()) {
+                return id;
+            }
+        }
+    }
+}
+
 /// A cycle through `component`'s first node, found by breadth-first search inside it.
 fn find_cycle(graph: &DiGraph<GraphNode, ()>, component: &[NodeIndex]) -> Vec<NodeIndex> {
     let start = *component.iter().min().expect("components are not empty");
@@ -688,5 +783,29 @@ fn abbreviate(names: &[&str], max: usize) -> String {
             names[..max].join(", "),
             names.len() - max
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_ids_stay_unique_when_a_step_text_ends_like_a_repeat() {
+        let mut ids = SlotIds::default();
+        let issued: Vec<String> = ["main.h1", "main.h1", "main.h1#2", "main.h1", "main.h1#2"]
+            .into_iter()
+            .map(|base| ids.issue(base.to_string()))
+            .collect();
+        assert_eq!(
+            issued,
+            [
+                "main.h1",
+                "main.h1#2",
+                "main.h1#2#2",
+                "main.h1#3",
+                "main.h1#2#3"
+            ]
+        );
     }
 }

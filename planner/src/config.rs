@@ -81,7 +81,7 @@ pub struct ThreadDef {
 
 #[derive(Debug)]
 pub struct StepDef {
-    /// The step as written (a list step is its items joined with `,`).
+    /// The step as written (a list step is its items joined with `,`; an empty one is `[]`).
     pub text: String,
     pub span: Span,
     pub items: Vec<HostItem>,
@@ -126,20 +126,45 @@ impl Limit {
                     "`{text}` would let no host run; a percentage is from 1% to 100%"
                 )),
                 Ok(_) => Err(format!("`{text}` is over 100%")),
-                Err(_) => Err(format!(
-                    "`{text}` is not a percentage; write a whole number from 1% to 100%"
-                )),
+                // Too many digits for a number is still a number: say what is wrong with it.
+                Err(_) => match sign_of_whole_number(number.trim()) {
+                    Some(Sign::Plus) => Err(format!("`{text}` is over 100%")),
+                    Some(Sign::Minus) => Err(format!(
+                        "`{text}` would let no host run; a percentage is from 1% to 100%"
+                    )),
+                    None => Err(format!(
+                        "`{text}` is not a percentage; write a whole number from 1% to 100%"
+                    )),
+                },
             };
         }
         match text.parse::<i64>() {
             Ok(n) if n >= 1 => Ok(Limit::Count(n as u64)),
             Ok(0) => Err("0 would let no host run; the smallest limit is 1".to_string()),
             Ok(n) => Err(format!("{n} is negative; the smallest limit is 1")),
-            Err(_) => Err(format!(
-                "`{text}` is neither a number of hosts (`2`) nor a percentage (`15%`)"
-            )),
+            Err(_) => match sign_of_whole_number(text) {
+                Some(Sign::Plus) => Err(format!("`{text}` is too large to be a number of hosts")),
+                Some(Sign::Minus) => Err(format!("{text} is negative; the smallest limit is 1")),
+                None => Err(format!(
+                    "`{text}` is neither a number of hosts (`2`) nor a percentage (`15%`)"
+                )),
+            },
         }
     }
+}
+
+enum Sign {
+    Plus,
+    Minus,
+}
+
+/// The sign of `text` when it is a whole number written in decimal, however long.
+fn sign_of_whole_number(text: &str) -> Option<Sign> {
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(digits) => (Sign::Minus, digits),
+        None => (Sign::Plus, text.strip_prefix('+').unwrap_or(text)),
+    };
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(sign)
 }
 
 const TOP_LEVEL_KEYS: [&str; 3] = ["tag", "sequence", "constraint"];
@@ -221,19 +246,95 @@ fn parser_span(source: &Arc<Source>, node: &Node) -> Span {
 }
 
 pub(crate) fn yaml_error(source: &Arc<Source>, error: yaml::YamlError) -> Diagnostic {
-    let in_flow_list = error.message.contains("flow sequence");
+    let help = flow_hint(&source.text, error.pos, &error.message);
     let diagnostic = Diagnostic::at(
         Span::new(source, error.pos, 1),
         format!("invalid YAML: {}", error.message),
     );
-    if in_flow_list {
-        // `[web[1-3], db1]` is the likeliest cause: YAML reads the pattern's `[` as a list.
-        diagnostic.with_help(
-            "inside `[...]`, quote host patterns (`[\"web[1-3]\", db1]`) or write a block list with `- `",
-        )
-    } else {
-        diagnostic
+    match help {
+        Some(help) => diagnostic.with_help(help),
+        None => diagnostic,
     }
+}
+
+/// What most likely went wrong when YAML stumbles inside `[...]` or `{...}`: a host pattern
+/// whose `[` YAML reads as a nested list, or a list never closed (YAML then notices only at
+/// some later `:` or at the end of the file, far from the mistake).
+fn flow_hint(text: &str, at: Pos, message: &str) -> Option<String> {
+    if !(message.contains("flow") || message.contains("':' indicator")) {
+        return None;
+    }
+    let lines: Vec<&str> = text.split('\n').collect();
+    let line = lines.get(at.line.checked_sub(1)?)?;
+    let chars: Vec<char> = line.chars().collect();
+    let here = chars.get(at.col.checked_sub(1)?).copied();
+    let before = at.col.checked_sub(2).and_then(|i| chars.get(i)).copied();
+    if here == Some('[') && before.is_some_and(|c| !c.is_whitespace() && !"[{,:".contains(c)) {
+        // `[web[1-3], db1]`: YAML reads the pattern's `[` as a list.
+        return Some(
+            "inside `[...]`, quote host patterns (`[\"web[1-3]\", db1]`) or write a block list \
+             with `- `"
+                .to_string(),
+        );
+    }
+    let (open_line, open_col, open) = unclosed_flow(&lines, at)?;
+    let close = if open == '[' { ']' } else { '}' };
+    Some(format!(
+        "the `{open}` on line {open_line}, column {open_col} is never closed; add a `{close}` \
+         where it ends"
+    ))
+}
+
+/// The innermost `[` or `{` that opens a flow collection before `at` and is not closed by
+/// then, skipping quoted text and comments.
+fn unclosed_flow(lines: &[&str], at: Pos) -> Option<(usize, usize, char)> {
+    let mut open: Vec<(usize, usize, char)> = Vec::new();
+    for (index, line) in lines.iter().enumerate().take(at.line) {
+        let number = index + 1;
+        let chars: Vec<char> = line.chars().collect();
+        let end = if number == at.line {
+            at.col.saturating_sub(1).min(chars.len())
+        } else {
+            chars.len()
+        };
+        let mut quote: Option<char> = None;
+        let mut i = 0;
+        while i < end {
+            let c = chars[i];
+            let previous = i.checked_sub(1).map(|p| chars[p]);
+            match quote {
+                Some('"') if c == '\\' => i += 1,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '"' | '\''
+                        if previous.is_none_or(|p| p.is_whitespace() || "[{,:".contains(p)) =>
+                    {
+                        quote = Some(c)
+                    }
+                    '#' if previous.is_none_or(char::is_whitespace) => break,
+                    '[' | '{' => {
+                        // Outside a flow collection, `[` opens one only where a value starts.
+                        let starts_value = !open.is_empty()
+                            || chars[..i]
+                                .iter()
+                                .rev()
+                                .find(|c| !c.is_whitespace())
+                                .is_none_or(|p| ":-?".contains(*p));
+                        if starts_value {
+                            open.push((number, i + 1, c));
+                        }
+                    }
+                    ']' | '}' if !open.is_empty() => {
+                        open.pop();
+                    }
+                    _ => {}
+                },
+            }
+            i += 1;
+        }
+    }
+    open.pop()
 }
 
 struct Parser<'r> {
@@ -596,6 +697,14 @@ impl Parser<'_> {
                     let steps = match &value.value {
                         Value::Seq(items) => self.steps(items, name),
                         Value::Scalar(_) => self.steps(std::slice::from_ref(value), name),
+                        Value::Null => {
+                            self.error(key_node, format!("thread `{name}` has no steps"))
+                                .help = Some(
+                                "list its steps under it (`- $colo.east`), or remove the thread"
+                                    .to_string(),
+                            );
+                            continue;
+                        }
                         _ => {
                             let message = format!(
                                 "thread `{name}` must be a list of steps, not {}",
@@ -657,8 +766,14 @@ impl Parser<'_> {
                             }
                         }
                     }
+                    // An empty step still needs a name that reads in slot ids (`main.[]`).
+                    let text = if texts.is_empty() {
+                        "[]".to_string()
+                    } else {
+                        texts.join(",")
+                    };
                     steps.push(StepDef {
-                        text: texts.join(","),
+                        text,
                         span: self.span(item),
                         items: host_items,
                     });
@@ -801,5 +916,72 @@ fn value_or_key<'a>(value: &'a Node, key: &'a Node) -> &'a Node {
         key
     } else {
         value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help_for(text: &str) -> Option<String> {
+        match Config::parse("t.cfg", text) {
+            Ok(_) => panic!("{text:?} parsed"),
+            Err(e) => e.diagnostics[0].help.clone(),
+        }
+    }
+
+    #[test]
+    fn unclosed_flow_list_error_names_the_opening_bracket() {
+        // YAML only notices at the next key, a line later.
+        let help = help_for("tag:\n  colo:\n    one: [host1, host2\n    two: [host3]\n");
+        assert_eq!(
+            help.as_deref(),
+            Some("the `[` on line 3, column 10 is never closed; add a `]` where it ends")
+        );
+        let help = help_for("tag:\n  web: [web1, \"a]b\", web2  # ] in a comment\n");
+        assert!(help.unwrap().contains("line 2, column 8"));
+        let help = help_for("tag: {web: [a]\n");
+        assert!(help.unwrap().contains("the `{` on line 1, column 6"));
+    }
+
+    #[test]
+    fn pattern_in_flow_list_error_suggests_quotes() {
+        let help = help_for("tag:\n  web: [web[1-3], lb1]\n").unwrap();
+        assert!(help.contains("quote host patterns"), "{help}");
+        // A block list item is not a flow collection, whatever brackets its text holds.
+        let help = help_for("tag:\n  web:\n    - web[1-3\n    - [a, b\n").unwrap();
+        assert!(help.contains("line 4, column 7"), "{help}");
+    }
+
+    #[test]
+    fn limits_too_large_for_a_number_say_so() {
+        assert_eq!(
+            Limit::parse("99999999999999999999"),
+            Err("`99999999999999999999` is too large to be a number of hosts".to_string())
+        );
+        assert_eq!(
+            Limit::parse("-99999999999999999999"),
+            Err("-99999999999999999999 is negative; the smallest limit is 1".to_string())
+        );
+        assert_eq!(
+            Limit::parse("99999999999999999999%"),
+            Err("`99999999999999999999%` is over 100%".to_string())
+        );
+        assert_eq!(Limit::parse("+3"), Ok(Limit::Count(3)));
+        assert!(Limit::parse("1e3")
+            .unwrap_err()
+            .contains("neither a number"));
+    }
+
+    #[test]
+    fn empty_list_step_is_named_for_slot_ids() {
+        let config =
+            Config::parse("t.cfg", "tag:\n  a: [h1]\nsequence:\n  - []\n  - $a\n").unwrap();
+        let texts: Vec<&str> = config.threads[0]
+            .steps
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect();
+        assert_eq!(texts, ["[]", "$a"]);
     }
 }

@@ -41,8 +41,23 @@ impl Source {
         })
     }
 
+    /// Line `line` (from 1), counting `\r\n`, `\n` and a lone `\r` as line breaks, as the YAML
+    /// reader does when it numbers lines.
     fn line(&self, line: usize) -> Option<&str> {
-        self.text.lines().nth(line.checked_sub(1)?)
+        let mut rest = self.text.as_str();
+        for _ in 1..line {
+            let end = rest.find(['\n', '\r'])?;
+            let skip = if rest[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            };
+            rest = &rest[end + skip..];
+        }
+        if line == 0 || rest.is_empty() {
+            return None;
+        }
+        Some(&rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())])
     }
 }
 
@@ -129,6 +144,11 @@ impl Diagnostic {
 
     fn sort_key(&self) -> (String, usize, usize, &str) {
         match &self.span {
+            // Errors in command-line arguments keep the order of the arguments (the sort is
+            // stable): every argument is its own line 1, so positions cannot order them.
+            Some(span) if span.source.kind == SourceKind::Argument => {
+                (span.source.name.clone(), 0, 0, "")
+            }
             Some(span) => (
                 span.source.name.clone(),
                 span.pos.line,
@@ -144,13 +164,21 @@ impl fmt::Display for Diagnostic {
     /// rustc-style: the message, the place, the offending line with a caret, the help.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "error: {}", self.message)?;
+        // `= help` lines up with the `|` gutter, which is as wide as the line number.
+        let gutter = match &self.span {
+            Some(span) if span.source.kind == SourceKind::File => {
+                " ".repeat(span.pos.line.to_string().len() + 1)
+            }
+            Some(_) => "    ".to_string(),
+            None => "  ".to_string(),
+        };
         match &self.span {
             Some(span) if span.source.kind == SourceKind::Argument => {
                 let indent = "   ";
                 writeln!(f, "{indent}--> {}", span.source.name)?;
                 writeln!(f, "{indent} |")?;
                 writeln!(f, "{indent} | {}", span.source.text)?;
-                writeln!(f, "{indent} | {}", caret(span))?;
+                writeln!(f, "{indent} | {}", caret(&span.source.text, span))?;
             }
             Some(span) => {
                 let number = span.pos.line.to_string();
@@ -163,7 +191,7 @@ impl fmt::Display for Diagnostic {
                 if let Some(line) = span.source.line(span.pos.line) {
                     writeln!(f, "{indent}|")?;
                     writeln!(f, "{number} | {line}")?;
-                    writeln!(f, "{indent}| {}", caret(span))?;
+                    writeln!(f, "{indent}| {}", caret(line, span))?;
                 }
             }
             None => {
@@ -173,18 +201,23 @@ impl fmt::Display for Diagnostic {
             }
         }
         if let Some(help) = &self.help {
-            writeln!(f, "  = help: {help}")?;
+            writeln!(f, "{gutter}= help: {help}")?;
         }
         Ok(())
     }
 }
 
-fn caret(span: &Span) -> String {
-    format!(
-        "{}{}",
-        " ".repeat(span.pos.col.saturating_sub(1)),
-        "^".repeat(span.width)
-    )
+/// The underline of `span` in `line`. A tab before the span is repeated as a tab, so the
+/// caret stays under the text however wide the terminal draws tabs.
+fn caret(line: &str, span: &Span) -> String {
+    let mut out: String = line
+        .chars()
+        .chain(std::iter::repeat(' '))
+        .take(span.pos.col.saturating_sub(1))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    out.push_str(&"^".repeat(span.width));
+    out
 }
 
 /// All the errors found in one attempt to compile a plan, sorted by place.
@@ -269,4 +302,56 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .filter(|(score, _)| *score >= 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(text: &str, line: usize, col: usize, width: usize) -> String {
+        let source = Source::file("t.cfg", text);
+        Diagnostic::at(Span::new(&source, Pos { line, col }, width), "bad").to_string()
+    }
+
+    #[test]
+    fn caret_under_text_after_a_tab_repeats_the_tab() {
+        assert_eq!(
+            render("tag:\n\ta: [h1]\n", 2, 2, 1),
+            "error: bad\n  --> t.cfg:2:2\n  |\n2 | \ta: [h1]\n  | \t^\n"
+        );
+    }
+
+    #[test]
+    fn lone_carriage_returns_break_lines_as_in_the_yaml_reader() {
+        let shown = render("tag:\r  a: [h1]\r  b: [h2]\r\n", 3, 3, 1);
+        assert!(shown.contains("3 |   b: [h2]\n  |   ^\n"), "{shown}");
+        let shown = render("a\r\nb\n", 2, 1, 1);
+        assert!(shown.contains("2 | b\n"), "{shown}");
+        assert!(!render("a\n", 5, 1, 1).contains('|'));
+        // Past the last line break there is no line to show.
+        assert!(!render("a\n", 2, 1, 1).contains('|'));
+        assert!(!render("", 1, 1, 1).contains('|'));
+    }
+
+    #[test]
+    fn errors_in_arguments_keep_the_argument_order() {
+        let first = Source::argument("--targets", "web1,$zz");
+        let second = Source::argument("--targets", "$nope");
+        let file = Source::file("a.cfg", "tag:\n");
+        let at = |source: &Arc<Source>, col| Span::new(source, Pos { line: 1, col }, 1);
+        let error = PlanError::new(vec![
+            Diagnostic::at(at(&first, 6), "undefined tag `$zz`"),
+            Diagnostic::at(at(&second, 1), "undefined tag `$nope`"),
+            Diagnostic::at(at(&file, 1), "in a file"),
+        ]);
+        let messages: Vec<&str> = error
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            ["undefined tag `$zz`", "undefined tag `$nope`", "in a file"]
+        );
+    }
 }

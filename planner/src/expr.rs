@@ -110,13 +110,22 @@ impl HostItem {
         for (offset, part) in split_top_level(text) {
             let len = part.chars().count();
             if part.is_empty() {
-                let message = if text.trim().is_empty() {
-                    "empty host name".to_string()
+                let (message, help, offset) = if text.trim().is_empty() {
+                    (
+                        "empty host name".to_string(),
+                        "write a host name, a host pattern or a `$tag`",
+                        0,
+                    )
                 } else {
-                    format!("empty entry in the list `{text}`")
+                    (
+                        format!("empty entry in the list `{text}`"),
+                        "remove the extra comma",
+                        offset,
+                    )
                 };
-                return Err(Diagnostic::at(narrow(span, offset, 1, quoted), message)
-                    .with_help("remove the extra comma"));
+                return Err(
+                    Diagnostic::at(narrow(span, offset, 1, quoted), message).with_help(help)
+                );
             }
             if part.starts_with('$') {
                 let expr = TagExpr::parse(part).map_err(|message| {
@@ -176,7 +185,11 @@ mod tests {
 
     fn parse(text: &str, hosts: &mut HostTable) -> Result<Vec<HostItem>, Diagnostic> {
         let source = Source::file("t.cfg", text);
-        let span = Span::new(&source, crate::yaml::Pos { line: 1, col: 1 }, text.chars().count());
+        let span = Span::new(
+            &source,
+            crate::yaml::Pos { line: 1, col: 1 },
+            text.chars().count(),
+        );
         HostItem::parse_list(text, hosts, &span, false)
     }
 
@@ -206,7 +219,9 @@ mod tests {
         assert_eq!(names, ["h1", "h2", "h5", "xa", "xb"]);
         assert!(matches!(&items[1], HostItem::Tag(e) if e.terms == ["db"]));
         // A tag expression in a list points at itself, not at the whole list.
-        let HostItem::Tag(expr) = &items[1] else { unreachable!() };
+        let HostItem::Tag(expr) = &items[1] else {
+            unreachable!()
+        };
         let span = expr.span.as_ref().unwrap();
         assert_eq!((span.pos.col, span.width), (10, 3));
     }

@@ -137,7 +137,7 @@ impl JobSpec {
                     if let Some(file) = scalar(&mut errors) {
                         match read_hostfile(&normalize(&dir.join(file))) {
                             Ok(targets) => request.targets.extend(targets),
-                            Err(e) => errors.extend(e),
+                            Err(e) => errors.extend(located_at(e, &at)),
                         }
                     }
                 }
@@ -258,6 +258,16 @@ fn span(source: &Arc<Source>, node: &Node) -> Span {
     Span::new(source, node.pos, node.width)
 }
 
+/// A file the spec names that cannot be read at all is reported where the spec names it.
+fn located_at(mut error: PlanError, at: &Span) -> PlanError {
+    for d in &mut error.diagnostics {
+        if d.span.is_none() && d.file.is_some() {
+            d.span = Some(at.clone());
+        }
+    }
+    error
+}
+
 /// `config: PATH` (relative to the spec) or `config: {tag: ..., ...}` (inline).
 fn load_config_ref(
     source: &Arc<Source>,
@@ -271,15 +281,7 @@ fn load_config_ref(
         Value::Scalar(path) => {
             let path = normalize(&dir.join(path));
             request.config_name = path.display().to_string();
-            Config::load(&path, resolver).map_err(|mut e| {
-                // A config that cannot be read at all is reported where the spec names it.
-                for d in &mut e.diagnostics {
-                    if d.span.is_none() && d.file.is_some() {
-                        d.span = Some(span(source, value));
-                    }
-                }
-                e
-            })
+            Config::load(&path, resolver).map_err(|e| located_at(e, &span(source, value)))
         }
         Value::Map(_) => {
             request.config_name = "inline".to_string();
@@ -335,6 +337,7 @@ fn read(path: &Path, what: &str) -> Result<String, PlanError> {
         let reason = match e.kind() {
             std::io::ErrorKind::NotFound => "no such file".to_string(),
             std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_string(),
+            std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
             _ => e.to_string(),
         };
         Diagnostic::about_file(
