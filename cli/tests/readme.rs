@@ -39,7 +39,11 @@ fn readme_console_examples_are_real_output() {
     for block in readme.split("```console\n").skip(1) {
         let block = &block[..block.find("```").expect("console blocks are closed")];
         let (command, expected) = block.split_once('\n').unwrap();
-        let words = split(command.strip_prefix("$ pogo ").expect("blocks start with $ pogo"));
+        let words = split(
+            command
+                .strip_prefix("$ pogo ")
+                .expect("blocks start with $ pogo"),
+        );
         let output = Command::new(env!("CARGO_BIN_EXE_pogo"))
             .args(&words)
             .current_dir(root())
