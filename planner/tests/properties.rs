@@ -1851,21 +1851,6 @@ fn check_plan_acyclic(plan: &Plan) -> Result<(), String> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn compiled_plans_match_the_reference_model(case in raw().prop_map(|r| build(&r))) {
-        if let Err(problem) = check(&case) {
-            prop_assert!(false, "{}", problem);
-        }
-    }
-}
-
 /// Threads over a few shared hosts, in every order: the cross-thread ordering and its cycles.
 fn crossing_threads() -> impl Strategy<Value = Raw> {
     let step = prop_oneof![
@@ -1922,6 +1907,13 @@ proptest! {
         failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
         ..ProptestConfig::default()
     })]
+
+    #[test]
+    fn compiled_plans_match_the_reference_model(case in raw().prop_map(|r| build(&r))) {
+        if let Err(problem) = check(&case) {
+            prop_assert!(false, "{}", problem);
+        }
+    }
 
     #[test]
     fn threads_sharing_hosts_are_ordered_or_refused_as_a_cycle(case in crossing_threads().prop_map(|r| build(&r))) {
