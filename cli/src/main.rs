@@ -235,11 +235,10 @@ fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
     };
     apply_flags(&args, &mut request)?;
     let plan = compile(&config, &request)?;
-    let json = plan.to_json();
     match args.output.as_deref() {
-        Some(path) if path == Path::new("-") => emit(out, &json),
+        Some(path) if path == Path::new("-") => emit(out, &plan.to_json()),
         Some(path) => {
-            write_atomically(path, &json)?;
+            write_atomically(path, &plan.to_json())?;
             emit(out, &render::plan_text(&plan, args.full))?;
             let note = format!("\nPlan written to {}\n", path.display());
             let _ = std::io::stderr().write_all(note.as_bytes());

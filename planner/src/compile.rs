@@ -112,7 +112,8 @@ pub struct PlanRequest {
 pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError> {
     let inventory = Inventory::resolve(config)?;
     let mut errors = Errors::default();
-    let mut hosts = config.hosts.clone();
+    // Targets may name hosts the config does not: only then is a copy of the host table needed.
+    let mut hosts = std::borrow::Cow::Borrowed(&config.hosts);
     let targets = resolve_targets(config, &inventory, request, &mut hosts, &mut errors);
     errors.finish(())?;
     let compiler = Compiler {
@@ -130,7 +131,7 @@ fn resolve_targets(
     config: &Config,
     inventory: &Inventory,
     request: &PlanRequest,
-    hosts: &mut HostTable,
+    hosts: &mut std::borrow::Cow<'_, HostTable>,
     errors: &mut Errors,
 ) -> Vec<HostId> {
     if request.targets.is_empty() {
@@ -148,6 +149,7 @@ fn resolve_targets(
         }
         return config.hosts.ids().collect();
     }
+    let hosts = hosts.to_mut();
     let mut targets = Vec::new();
     // The entry that first named each host, to point at targets --strict-targets refuses.
     let mut named_by: HashMap<HostId, usize> = HashMap::new();
@@ -249,7 +251,7 @@ struct Compiler<'a> {
 /// A slot under construction: its thread, position and hosts.
 struct Slot {
     thread: usize,
-    spec: SlotSpec,
+    id: String,
     ids: Vec<HostId>,
 }
 
@@ -431,13 +433,12 @@ impl Compiler<'_> {
             let thread = threads.len();
             let mut specs = Vec::with_capacity(thread_slots.len());
             for (step, id, ids) in thread_slots {
-                let spec = SlotSpec {
-                    id,
+                specs.push(SlotSpec {
+                    id: id.clone(),
                     step,
                     hosts: self.names(&ids),
-                };
-                specs.push(spec.clone());
-                slots.push(Slot { thread, spec, ids });
+                });
+                slots.push(Slot { thread, id, ids });
             }
             threads.push(ThreadSpec {
                 name: def.name.clone(),
@@ -497,8 +498,8 @@ impl Compiler<'_> {
                 graph.add_edge(nodes[a], nodes[b], ());
                 predecessor[b] = Some(a);
                 edges.push(EdgeSpec {
-                    from: slots[a].spec.id.clone(),
-                    to: slots[b].spec.id.clone(),
+                    from: slots[a].id.clone(),
+                    to: slots[b].id.clone(),
                 });
             }
         }
@@ -548,7 +549,7 @@ impl Compiler<'_> {
             .min_by_key(|c| c.iter().map(|n| n.index()).min())
             .expect("toposort found a cycle");
         let cycle = find_cycle(graph, &component);
-        let slot_name = |i: usize| format!("`{}`", slots[i].spec.id);
+        let slot_name = |i: usize| format!("`{}`", slots[i].id);
         let mut links = Vec::new();
         for (k, &node) in cycle.iter().enumerate() {
             let next = cycle[(k + 1) % cycle.len()];

@@ -507,7 +507,7 @@ impl Parser<'_> {
             }
             match crate::pattern::expand(entry) {
                 Ok(names) if !entry.starts_with('$') => {
-                    hosts.extend(names.into_iter().map(|n| self.config.hosts.intern(n)))
+                    hosts.extend(names.iter().map(|n| self.config.hosts.intern(n)))
                 }
                 Ok(_) => {
                     self.error(
@@ -624,6 +624,13 @@ impl Parser<'_> {
     fn member(&mut self, tag: TagId, node: &Node) {
         let path = &self.config.tags[tag].path;
         match &node.value {
+            Value::Scalar(text)
+                if crate::pattern::is_plain_name(text) && !text.starts_with('$') =>
+            {
+                // One plain host name, the bulk of a big explicit list: no list to split.
+                let id = self.config.hosts.intern(text);
+                self.config.tags[tag].items.push(TagItem::Host(id));
+            }
             Value::Scalar(text) => {
                 for item in self.host_items(text, node) {
                     match item {

@@ -137,13 +137,18 @@ impl HostItem {
                 items.push(HostItem::Tag(expr.at(narrow(span, offset, len, quoted))));
                 continue;
             }
+            if pattern::is_plain_name(part) {
+                // Explicit lists of big fleets are mostly plain names: no expansion needed.
+                items.push(HostItem::Hosts(vec![hosts.intern(part)]));
+                continue;
+            }
             let names = pattern::expand(part).map_err(|e| {
                 Diagnostic::at(
                     narrow(span, offset + e.offset, 1, quoted),
                     format!("invalid host pattern `{part}`: {}", e.message),
                 )
             })?;
-            let ids = names.into_iter().map(|n| hosts.intern(n)).collect();
+            let ids = names.iter().map(|n| hosts.intern(n)).collect();
             items.push(HostItem::Hosts(ids));
         }
         Ok(items)

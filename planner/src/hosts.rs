@@ -17,14 +17,14 @@ pub struct HostTable {
 }
 
 impl HostTable {
-    /// The id of `name`, adding it when it is new.
-    pub fn intern(&mut self, name: String) -> HostId {
-        if let Some(&id) = self.index.get(&name) {
+    /// The id of `name`, adding it when it is new (only then is anything allocated).
+    pub fn intern(&mut self, name: &str) -> HostId {
+        if let Some(&id) = self.index.get(name) {
             return id;
         }
         let id = HostId::try_from(self.names.len()).expect("fewer than 2^32 hosts");
-        self.names.push(name.clone());
-        self.index.insert(name, id);
+        self.names.push(name.to_string());
+        self.index.insert(name.to_string(), id);
         id
     }
 

@@ -29,6 +29,13 @@ pub fn is_pattern(s: &str) -> bool {
     s.contains(['[', ']', '{', '}', ','])
 }
 
+/// True when `s` is one plain host name: no pattern syntax, not empty, no blank or control
+/// character. Such a name is its own expansion, which lets big explicit host lists skip
+/// [`expand`].
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && !is_pattern(s) && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Expands a pattern (or a plain host name, returned as a one-element vec
 /// after validation) into host names, in expansion order, without
 /// duplicates.
@@ -730,6 +737,17 @@ mod tests {
                 assert_eq!(e.to_string(), e.message);
                 assert!(!e.message.contains(&format!("`{pattern}`")));
             }
+        }
+    }
+
+    #[test]
+    fn plain_names_are_their_own_expansion() {
+        for name in ["web01", "db-e1.example.com", "h1#2", "ä"] {
+            assert!(is_plain_name(name), "{name}");
+            assert_eq!(expand(name).unwrap(), [name]);
+        }
+        for not_plain in ["", "web[1-2]", "a,b", "x{a}", "a b", "a\tb"] {
+            assert!(!is_plain_name(not_plain), "{not_plain:?}");
         }
     }
 
