@@ -127,7 +127,8 @@ impl Plan {
     }
 
     /// Kahn's algorithm over slots and hosts: a host waits for every slot with an edge into a
-    /// slot that holds it, and a slot completes only after each of its hosts. A cycle here
+    /// slot that holds it, and a slot completes only after each of its hosts and its
+    /// predecessors. A cycle here
     /// would leave hosts waiting forever.
     fn check_acyclic(&self) -> Result<(), PlanInvariantError> {
         let mut index: HashMap<&str, usize> = HashMap::new();
@@ -140,7 +141,11 @@ impl Plan {
         let mut successors: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
         let mut preds_of_slot: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
         for edge in &self.edges {
-            preds_of_slot[index[edge.to.as_str()]].push(index[edge.from.as_str()]);
+            let (from, to) = (index[edge.from.as_str()], index[edge.to.as_str()]);
+            preds_of_slot[to].push(from);
+            // A slot is complete only once its predecessors are: an empty slot still passes
+            // the order on, so a cycle through one is a cycle.
+            successors[from].push(to);
         }
         for (_, slot) in self.slots() {
             let slot_node = index[slot.id.as_str()];
@@ -184,5 +189,60 @@ impl Plan {
             "the slot dependencies form a cycle, so these slots could never complete: {}",
             stuck.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{EdgeSpec, Plan};
+
+    /// Thread `one` runs h1, then an empty step, then h2; thread `two` runs h2, then h1.
+    fn crossed_through_an_empty_slot() -> Plan {
+        let text = r#"{
+          "format_version": 1, "producer": "test",
+          "source": {"config": "inline", "spec": null},
+          "digests": {"config": "", "inventory": ""},
+          "command": null,
+          "options": {"timeout": 600, "retries": 0, "max_failures": {"value": 0}, "run_timeout": null},
+          "hosts": ["h1", "h2"],
+          "threads": [
+            {"name": "one", "filter": null, "slots": [
+              {"id": "one.h1", "step": "h1", "hosts": ["h1"]},
+              {"id": "one.[]", "step": "[]", "hosts": []},
+              {"id": "one.h2", "step": "h2", "hosts": ["h2"]}]},
+            {"name": "two", "filter": null, "slots": [
+              {"id": "two.h2", "step": "h2", "hosts": ["h2"]},
+              {"id": "two.h1", "step": "h1", "hosts": ["h1"]}]}],
+          "unordered": [], "not_in_config": [], "external_tags": [], "constraints": [],
+          "edges": [], "warnings": []
+        }"#;
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn edge(from: &str, to: &str) -> EdgeSpec {
+        EdgeSpec {
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn a_cycle_through_an_empty_slot_is_refused() {
+        // The old check dropped the order at the empty slot and accepted this.
+        let mut plan = crossed_through_an_empty_slot();
+        plan.edges = vec![
+            edge("one.h1", "one.[]"),
+            edge("one.[]", "one.h2"),
+            edge("two.h2", "two.h1"),
+        ];
+        let err = plan.validate().unwrap_err();
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn the_same_threads_without_the_crossing_are_accepted() {
+        let mut plan = crossed_through_an_empty_slot();
+        plan.edges = vec![edge("one.h1", "one.[]"), edge("one.[]", "one.h2")];
+        plan.validate().unwrap();
     }
 }
