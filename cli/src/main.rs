@@ -3,8 +3,12 @@
 //! Thin by design: parse what the user typed, call the libraries, render, map errors to the
 //! exit codes documented in the README.
 
+mod diff;
+mod git;
+mod graph;
 mod render;
 mod resolver;
+mod stale;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,8 +18,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use pogo_model::Plan;
 use pogo_planner::spec::{normalize, parse_duration, read_hostfile};
 use pogo_planner::{
-    compile, Config, FailureLimit, JobLimit, JobSpec, Limit, PlanError, PlanRequest, Source, Span,
-    TargetSpec,
+    compile, Config, FailureLimit, Files, Filesystem, JobLimit, JobSpec, Limit, PlanError,
+    PlanRequest, ReadError, Source, Span, TargetSpec,
 };
 use render::plural;
 
@@ -24,6 +28,8 @@ mod exit {
     pub const OK: u8 = 0;
     /// A config, plan spec, plan or target list is invalid, or a file cannot be read/written.
     pub const INVALID: u8 = 1;
+    /// `pogo diff`: the two plans differ (as `terraform plan -detailed-exitcode`).
+    pub const DIFFERENT: u8 = 2;
     /// The command line itself is wrong (unknown flag, missing argument).
     pub const USAGE: u8 = 64;
 }
@@ -59,7 +65,47 @@ enum Command {
             pogo plan examples/plans/rolling-restart.yaml -o rolling-restart.plan.json"
     )]
     Plan(Box<PlanArgs>),
-    /// Print a plan file as a table or as JSON
+    /// Compare two plans (or the specs or configs they come from) and say what the change does
+    #[command(
+        long_about = "Compare two plans and say what the change does to the rollout: the \
+            command and run options that changed, hosts added and removed, hosts that move to \
+            another slot or to or from the unordered lane, threads and slots added, removed \
+            and reordered, dependency edges, constraint groups added and removed, limits \
+            raised or lowered (with their resolved numbers) and hosts entering or leaving a \
+            group; then a summary line.\n\n\
+            Each side is a plan file, a plan spec or a config, told apart as `pogo validate` \
+            does; specs and configs are compiled with the plan options given here, the same \
+            for both sides. With --git REV, the spec (or --config) is compiled as it is at \
+            REV, read with git, the config and host file it names included, and as it is in \
+            the working tree. A spec that does not exist at REV is new: everything in it is \
+            listed as added.\n\n\
+            Exit status: 0 when the plans run the same rollout (their digests may differ), \
+            2 when they differ, 1 on an error.",
+        after_help = "Examples:\n  \
+            pogo diff t/diff/review.old.cfg t/diff/review.new.cfg\n  \
+            pogo diff old.plan.json new.plan.json --text\n  \
+            pogo diff --git origin/main examples/plans/rolling-restart.yaml --format markdown\n  \
+            pogo diff --git HEAD~1 --config examples/fleet.cfg --targets '$colo.east'"
+    )]
+    Diff(Box<DiffArgs>),
+    /// Print a plan file as a table, as JSON, or as a Mermaid or Graphviz graph
+    #[command(
+        long_about = "Print a plan file: as the schedule table `pogo plan` prints, as its JSON, \
+            or as a graph of its slots for review.\n\n\
+            `--format mermaid` writes a Mermaid flowchart, which GitHub and GitLab draw inside \
+            a ```mermaid block of markdown; `--format dot` writes a Graphviz digraph \
+            (`pogo show PLAN --format dot | dot -Tsvg > plan.svg`). Both draw one node per slot \
+            (its id and host count, the hosts when few), threads as boxes, sequence edges as \
+            arrows, the unordered lane, and the constraint groups with their limits; each slot \
+            names the groups that limit it. Slots that share a host across threads are outlined \
+            in orange. Long host lists are cut, so a plan of any size draws as many nodes as it \
+            has slots and groups. Mermaid output too large for GitHub to draw is flagged on \
+            stderr.",
+        after_help = "Examples:\n  \
+            pogo show east.plan.json\n  \
+            pogo show east.plan.json --format mermaid > east.mmd\n  \
+            pogo show east.plan.json --format dot | dot -Tsvg > east.svg"
+    )]
     Show(ShowArgs),
     /// Check configs, plan specs and plan files; exit non-zero with every error found
     #[command(
@@ -67,7 +113,17 @@ enum Command {
         every error found. Meant for the CI of config repositories.\n\n\
         A file is taken as a plan when it is JSON, as a config when its top level has `tag:`, \
         and as a plan spec otherwise. Configs are checked completely: every tag reference, \
-        pattern, limit and sequence (cycles included), as if planned for all their hosts."
+        pattern, limit and sequence (cycles included), as if planned for all their hosts.\n\n\
+        With --against, every FILE is a plan, checked against the config or plan spec it was \
+        made from: a plan is stale, and refused (exit status 1), when the config's text \
+        changed since it was written, when the hosts behind the config's tags changed (a \
+        `!command` tag that now prints other hosts), or, against a plan spec, when the spec \
+        asks for other targets, another command or other options. --allow-stale reports a \
+        stale plan as a warning instead; `pogo apply` will take the same flag.",
+        after_help = "Examples:\n  \
+            pogo validate examples/fleet.cfg examples/plans/*.yaml\n  \
+            pogo validate east.plan.json --against examples/plans/east-hotfix.yaml\n  \
+            pogo validate east.plan.json --against examples/fleet.cfg --allow-stale"
     )]
     Validate(ValidateArgs),
 }
@@ -85,6 +141,21 @@ struct PlanArgs {
         required_unless_present = "spec"
     )]
     config: Option<PathBuf>,
+    /// Write the plan file here (`-` writes the plan JSON to stdout instead of the table)
+    #[arg(long, short = 'o', value_name = "PLAN")]
+    output: Option<PathBuf>,
+    /// Show every host in the tables instead of cutting long lists
+    #[arg(long)]
+    full: bool,
+    // Last: the flattened flags' help heading holds for the arguments after them.
+    #[command(flatten)]
+    flags: PlanFlags,
+}
+
+/// What a plan is compiled with besides its config: `pogo plan` and both sides of `pogo diff`.
+#[derive(Args)]
+#[command(next_help_heading = "Plan options")]
+struct PlanFlags {
     /// Hosts, host patterns (web[1-9]) and $tags to run on, comma-separated; repeatable.
     /// Default: every host in the config
     #[arg(long, short = 't', value_name = "LIST")]
@@ -118,12 +189,59 @@ struct PlanArgs {
     /// Refuse targets the config does not name (by default they run unordered)
     #[arg(long)]
     strict_targets: bool,
-    /// Write the plan file here (`-` writes the plan JSON to stdout instead of the table)
-    #[arg(long, short = 'o', value_name = "PLAN")]
-    output: Option<PathBuf>,
-    /// Show every host in the tables instead of cutting long lists
+}
+
+impl PlanFlags {
+    /// Whether any of them was given.
+    fn given(&self) -> bool {
+        !self.targets.is_empty()
+            || self.hostfile.is_some()
+            || self.command.is_some()
+            || self.concurrent.is_some()
+            || self.unconstrained
+            || self.timeout.is_some()
+            || self.retry.is_some()
+            || self.max_failures.is_some()
+            || self.run_timeout.is_some()
+            || self.strict_targets
+    }
+}
+
+#[derive(Args)]
+struct DiffArgs {
+    /// The old side: a plan file, plan spec or config. With --git: the plan spec (or plan
+    /// file, or config) to compare with itself at REV
+    old: Option<PathBuf>,
+    /// The new side: a plan file, plan spec or config
+    new: Option<PathBuf>,
+    /// Compare the file (and the config and host file it names) at this git revision with
+    /// the working tree
+    #[arg(long, value_name = "REV")]
+    git: Option<String>,
+    /// With --git: the config to compare, instead of a plan spec
+    #[arg(long, short = 'c', value_name = "FILE", requires = "git")]
+    config: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = DiffFormat::Terminal)]
+    format: DiffFormat,
+    /// Also print a unified diff of the two plan files
+    #[arg(long)]
+    text: bool,
+    /// Show every host instead of cutting long lists (terminal format)
     #[arg(long)]
     full: bool,
+    #[command(flatten)]
+    flags: PlanFlags,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    /// Text for a terminal, coloured when stdout is one and NO_COLOR is not set
+    Terminal,
+    /// A JSON document for tools (keys documented in docs/diff.md)
+    Json,
+    /// Markdown to post as a pull-request comment
+    Markdown,
 }
 
 #[derive(Args)]
@@ -140,8 +258,14 @@ struct ShowArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ShowFormat {
+    /// The schedule and constraint tables
     Table,
+    /// The plan file itself
     Json,
+    /// A Mermaid flowchart (GitHub and GitLab render it in markdown)
+    Mermaid,
+    /// A Graphviz digraph (`dot -Tsvg`)
+    Dot,
 }
 
 #[derive(Args)]
@@ -149,6 +273,13 @@ struct ValidateArgs {
     /// Configs, plan specs and plan files
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Check that each FILE, a plan, is not stale: that this config or plan spec, as it is
+    /// now, is what the plan was made from
+    #[arg(long, value_name = "SPEC_OR_CONFIG")]
+    against: Option<PathBuf>,
+    /// With --against: accept a stale plan, with a warning on stderr, instead of refusing it
+    #[arg(long, requires = "against")]
+    allow_stale: bool,
 }
 
 /// An error on its way to the user: the text to print and the exit code.
@@ -188,12 +319,13 @@ fn main() -> ExitCode {
     };
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
-        Command::Plan(args) => plan(*args, &mut stdout),
-        Command::Show(args) => show(args, &mut stdout),
-        Command::Validate(args) => validate(args, &mut stdout),
+        Command::Plan(args) => plan(*args, &mut stdout).map(|()| exit::OK),
+        Command::Diff(args) => diff(*args, &mut stdout),
+        Command::Show(args) => show(args, &mut stdout).map(|()| exit::OK),
+        Command::Validate(args) => validate(args, &mut stdout).map(|()| exit::OK),
     };
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(code) => ExitCode::from(code),
         Err(failure) => {
             let _ = stdout.flush();
             let _ = std::io::stderr().write_all(failure.message.as_bytes());
@@ -233,7 +365,7 @@ fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
             (config, request)
         }
     };
-    apply_flags(&args, &mut request)?;
+    apply_flags(&args.flags, &mut request)?;
     let plan = compile(&config, &request)?;
     match args.output.as_deref() {
         Some(path) if path == Path::new("-") => emit(out, &plan.to_json()),
@@ -249,7 +381,7 @@ fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
 }
 
 /// Command-line flags override what a plan spec says.
-fn apply_flags(args: &PlanArgs, request: &mut PlanRequest) -> Result<(), Failure> {
+fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Failure> {
     let mut errors = Vec::new();
     if !args.targets.is_empty() || args.hostfile.is_some() {
         request.targets.clear();
@@ -350,6 +482,14 @@ fn show(args: ShowArgs, out: &mut impl Write) -> Result<(), Failure> {
     match args.format {
         ShowFormat::Table => emit(out, &render::plan_text(&plan, args.full)),
         ShowFormat::Json => emit(out, &plan.to_json()),
+        ShowFormat::Mermaid => {
+            let text = graph::mermaid(&plan);
+            if let Some(warning) = graph::mermaid_too_large(&text) {
+                let _ = std::io::stderr().write_all(warning.as_bytes());
+            }
+            emit(out, &text)
+        }
+        ShowFormat::Dot => emit(out, &graph::dot(&plan)),
     }
 }
 
@@ -378,6 +518,9 @@ fn file_kind(text: &str) -> FileKind {
 }
 
 fn validate(args: ValidateArgs, out: &mut impl Write) -> Result<(), Failure> {
+    if let Some(against) = &args.against {
+        return stale::validate_against(&args.files, against, args.allow_stale, out);
+    }
     let mut failures = Vec::new();
     for path in &args.files {
         let result = validate_one(path);
@@ -425,4 +568,178 @@ fn validate_one(path: &Path) -> Result<String, Failure> {
             Ok(format!("plan spec, {}", plural(plan.hosts.len(), "target")))
         }
     }
+}
+
+/// One side of a diff, loaded.
+struct Side {
+    plan: Plan,
+    /// Compiled from a spec or config (so the plan options applied to it).
+    compiled: bool,
+}
+
+/// Reads `path` from `files` and makes it a plan: a plan file as it is, a spec or config
+/// compiled with the plan options. `kind` forces a config (`--config`).
+fn load_side(
+    files: &dyn Files,
+    path: &Path,
+    text: &str,
+    kind: FileKind,
+    flags: &PlanFlags,
+) -> Result<Side, Failure> {
+    let name = path.display().to_string();
+    let (config, mut request) = match kind {
+        FileKind::Plan => {
+            let plan = Plan::from_json(text)
+                .map_err(|e| invalid(format!("cannot read plan `{name}`: {e}")))?;
+            return Ok(Side {
+                plan,
+                compiled: false,
+            });
+        }
+        FileKind::Config => {
+            let config = Config::parse_with(&name, text, &resolver::Shell)?;
+            let request = PlanRequest {
+                config_name: name,
+                ..PlanRequest::default()
+            };
+            (config, request)
+        }
+        FileKind::Spec => {
+            let dir = path.parent().unwrap_or(Path::new(""));
+            let spec = JobSpec::parse_from(files, &name, text, dir, &resolver::Shell)?;
+            (spec.config, spec.request)
+        }
+    };
+    apply_flags(flags, &mut request)?;
+    Ok(Side {
+        plan: compile(&config, &request)?,
+        compiled: true,
+    })
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: exit::USAGE,
+        ..invalid(message)
+    }
+}
+
+/// `pogo diff`: exit 0 when the plans run the same rollout, 2 when they differ.
+fn diff(args: DiffArgs, out: &mut impl Write) -> Result<u8, Failure> {
+    let read = |files: &dyn Files, path: &Path| {
+        files
+            .read(path)
+            .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))
+    };
+    let (old, new, labels, note) = match &args.git {
+        None => {
+            let (Some(old_path), Some(new_path), None) = (&args.old, &args.new, &args.config)
+            else {
+                return Err(usage(
+                    "give two files to compare (OLD NEW), or --git REV and one file",
+                ));
+            };
+            let (old_path, new_path) = (normalize(old_path), normalize(new_path));
+            let sides = [&old_path, &new_path].map(|path| {
+                read(&Filesystem, path).and_then(|text| {
+                    let kind = file_kind(&text);
+                    load_side(&Filesystem, path, &text, kind, &args.flags)
+                })
+            });
+            let [old, new] = sides;
+            let labels = (
+                old_path.display().to_string(),
+                new_path.display().to_string(),
+            );
+            (old?, new?, labels, None)
+        }
+        Some(rev) => {
+            let path = match (&args.old, &args.new, &args.config) {
+                (Some(spec), None, None) => spec,
+                (None, None, Some(config)) => config,
+                _ => {
+                    return Err(usage(
+                        "with --git, give one plan spec (or plan file), or --config FILE",
+                    ))
+                }
+            };
+            let path = normalize(path);
+            let forced = |text: &str| match args.config {
+                Some(_) => FileKind::Config,
+                None => file_kind(text),
+            };
+            let text = read(&Filesystem, &path)?;
+            let new = load_side(&Filesystem, &path, &text, forced(&text), &args.flags)?;
+            let git = git::GitRevision::open(rev, path.parent().unwrap_or(Path::new("")))
+                .map_err(invalid)?;
+            let labels = (
+                format!("{rev}:{}", path.display()),
+                path.display().to_string(),
+            );
+            match git.read(&path) {
+                Err(ReadError::NotFoundAt(_)) => {
+                    // A spec new in a pull request: everything in it is added.
+                    let note = format!(
+                        "`{}` does not exist at {rev}: it is new, so everything in it is added",
+                        path.display()
+                    );
+                    let old = Side {
+                        plan: pogo_planner::diff::nothing_before(&new.plan),
+                        compiled: new.compiled,
+                    };
+                    (old, new, labels, Some(note))
+                }
+                Err(e) => {
+                    return Err(invalid(format!(
+                        "cannot read `{}` at {rev}: {e}",
+                        path.display()
+                    )))
+                }
+                Ok(text) => {
+                    let old = load_side(&git, &path, &text, forced(&text), &args.flags).map_err(
+                        |mut failure| {
+                            failure.message.push_str(&format!(
+                                "note: the errors above are in the files as they are at {rev} \
+                                 (the old side of the diff)\n"
+                            ));
+                            failure
+                        },
+                    )?;
+                    (old, new, labels, None)
+                }
+            }
+        }
+    };
+    if args.flags.given() && !old.compiled && !new.compiled {
+        return Err(usage(
+            "the plan options (--targets, --command, --concurrent...) apply to plan specs and \
+             configs, and both sides are plan files",
+        ));
+    }
+    let changes = pogo_planner::diff(&old.plan, &new.plan);
+    let report = diff::Report {
+        text: args
+            .text
+            .then(|| diff::unified(&old.plan, &new.plan, &labels.0, &labels.1)),
+        old: labels.0,
+        new: labels.1,
+        note,
+        diff: &changes,
+    };
+    let text = match args.format {
+        DiffFormat::Terminal => {
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            diff::terminal(&report, args.full, color)
+        }
+        DiffFormat::Json => diff::json(&report),
+        DiffFormat::Markdown => diff::markdown(&report),
+    };
+    emit(out, &text)?;
+    Ok(if changes.is_empty() {
+        exit::OK
+    } else {
+        exit::DIFFERENT
+    })
 }

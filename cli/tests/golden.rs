@@ -21,7 +21,42 @@ const CFGS: &str = "t/cfgs";
 const ERRORS: &str = "t/errors";
 /// Example plan specs, planned as they are.
 const EXAMPLES: &str = "examples/plans";
+/// `pogo diff` cases: `NAME.old.EXT` and `NAME.new.EXT` (configs, plan specs or plan files)
+/// with the arguments of `NAME.args` after them, or `NAME.args` alone: the whole command line.
+const DIFFS: &str = "t/diff";
+/// Diff cases whose plans run the same rollout: `pogo diff` exits with 0 for them, 2 for the
+/// others.
+const SAME_ROLLOUT: [&str; 4] = [
+    "comment-only",
+    "identical",
+    "plan-and-its-config",
+    "plan-with-itself",
+];
+/// The formats every diff case is checked in: golden extension and arguments.
+const DIFF_FORMATS: [(&str, &[&str]); 3] = [
+    ("txt", &[]),
+    ("md", &["--format", "markdown"]),
+    ("json", &["--format", "json"]),
+];
 const GOLDEN: &str = "tests/golden";
+/// Golden plans whose graphs are kept too, as `NAME.mmd` and `NAME.dot` beside
+/// `NAME.plan.json`: plans that between them show every element of a graph (threads, empty
+/// slots, the unordered lane, groups linked to slots, hosts shared across threads, names
+/// that need escaping), and the examples.
+const GRAPHS: &[&str] = &[
+    "cfgs/triple",
+    "cfgs/seq-cross-thread-host",
+    "cfgs/seq-empty-step",
+    "cfgs/seq-mapping-filter",
+    "cfgs/constraint-overlapping-groups",
+    "cfgs/constraint-per-value",
+    "cfgs/targets-not-in-config",
+    "cfgs/names-special-characters",
+    "examples/canary-first",
+    "examples/db-before-web",
+    "examples/east-hotfix",
+    "examples/rolling-restart",
+];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,7 +80,11 @@ struct Case {
 
 impl Case {
     fn command_line(&self, extra: &[&str]) -> String {
-        let mut line = String::from("pogo plan");
+        self.command_line_of("plan", extra)
+    }
+
+    fn command_line_of(&self, subcommand: &str, extra: &[&str]) -> String {
+        let mut line = format!("pogo {subcommand}");
         for arg in self
             .args
             .iter()
@@ -201,6 +240,65 @@ fn error_cases() -> Vec<Case> {
             name,
             args: read_args(&root().join(file)),
         });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+/// Every `t/diff` case.
+fn diff_cases() -> Vec<Case> {
+    let mut files = Vec::new();
+    for extension in ["cfg", "yaml", "json"] {
+        files.extend(files_with_extension(DIFFS, extension));
+    }
+    let sidecars = files_with_extension(DIFFS, "args");
+    let side = |stem: &str, which: &str| {
+        let found: Vec<&String> = files
+            .iter()
+            .filter(|f| {
+                f.strip_prefix(stem)
+                    .and_then(|rest| rest.strip_prefix(which))
+                    .is_some_and(|ext| !ext.contains('.'))
+            })
+            .collect();
+        assert!(
+            found.len() == 1,
+            "{DIFFS}/{stem}: needs exactly one `{stem}{which}EXT`, found {found:?}"
+        );
+        format!("{DIFFS}/{}", found[0])
+    };
+    let mut stems: BTreeSet<String> = BTreeSet::new();
+    for file in &files {
+        let stem = file
+            .split_once('.')
+            .map(|(stem, _)| stem.to_string())
+            .expect("a file name with an extension");
+        assert!(
+            file.starts_with(&format!("{stem}.old.")) || file.starts_with(&format!("{stem}.new.")),
+            "{DIFFS}/{file}: diff inputs are named NAME.old.EXT and NAME.new.EXT"
+        );
+        stems.insert(stem);
+    }
+    let mut cases = Vec::new();
+    for stem in &stems {
+        let mut args = vec![side(stem, ".old."), side(stem, ".new.")];
+        let own = format!("{stem}.args");
+        if sidecars.contains(&own) {
+            args.extend(read_args(&root().join(DIFFS).join(&own)));
+        }
+        cases.push(Case {
+            name: stem.clone(),
+            args,
+        });
+    }
+    for sidecar in &sidecars {
+        let stem = sidecar.strip_suffix(".args").expect("an .args file");
+        if !stems.contains(stem) {
+            cases.push(Case {
+                name: stem.to_string(),
+                args: read_args(&root().join(DIFFS).join(sidecar)),
+            });
+        }
     }
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     cases
@@ -448,6 +546,88 @@ fn error_corpus_messages_and_exit_codes() {
     report.finish("error cases");
 }
 
+/// `pogo diff` in every format: the output is the golden file, the exit status 0 for the
+/// cases in [`SAME_ROLLOUT`] and 2 for the others, stderr empty, and the JSON's `changed`
+/// agrees with the exit status.
+#[test]
+fn diff_corpus_in_every_format() {
+    let mut report = Report::default();
+    let cases = diff_cases();
+    assert!(cases.len() > 5, "the corpus in {DIFFS} is missing");
+    for name in SAME_ROLLOUT {
+        assert!(
+            cases.iter().any(|c| c.name == name),
+            "no diff case `{name}`"
+        );
+    }
+    for case in &cases {
+        let expected = if SAME_ROLLOUT.contains(&case.name.as_str()) {
+            0
+        } else {
+            2
+        };
+        for (extension, extra) in DIFF_FORMATS {
+            let command = case.command_line_of("diff", extra);
+            let mut args = vec!["diff".to_string()];
+            args.extend(case.args.iter().cloned());
+            args.extend(extra.iter().map(|a| a.to_string()));
+            let output = pogo(&args);
+            if output.status.code() != Some(expected) || !output.stderr.is_empty() {
+                report.fail(format!(
+                    "`{command}` should exit with {expected} and print nothing on stderr, but \
+                     exited with {} and printed:\n{}",
+                    output.status,
+                    text(&output.stderr, "stderr")
+                ));
+                continue;
+            }
+            let stdout = text(&output.stdout, "stdout");
+            if extension == "json" {
+                let doc: serde_json::Value =
+                    serde_json::from_str(&stdout).expect("pogo diff --format json prints JSON");
+                if doc["changed"] != serde_json::Value::Bool(expected == 2) {
+                    report.fail(format!(
+                        "`{command}`: `changed` is {} but the exit status is {expected}",
+                        doc["changed"]
+                    ));
+                }
+            }
+            let golden = format!("{GOLDEN}/diff/{}.{extension}", case.name);
+            report.check(&golden, &stdout, &command);
+        }
+    }
+    report.finish("diff cases");
+}
+
+/// A plan diffed with itself is empty: every golden plan, with no change in any section.
+#[test]
+fn every_golden_plan_diffed_with_itself_is_empty() {
+    let mut report = Report::default();
+    for golden in golden_plans() {
+        let args = ["diff", &golden, &golden, "--format", "json"].map(str::to_string);
+        let output = pogo(&args);
+        let doc: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|_| panic!("`pogo diff {golden} {golden}` prints JSON"));
+        let mut lists = Vec::new();
+        for section in doc["changes"].as_object().expect("changes").values() {
+            for value in section.as_object().expect("a section").values() {
+                lists.push(value.clone());
+            }
+        }
+        let empty = lists
+            .iter()
+            .all(|v| v.is_null() || v.as_array().is_some_and(Vec::is_empty));
+        if output.status.code() != Some(0) || !empty || doc["summary"] != "no difference" {
+            report.fail(format!(
+                "`pogo diff {golden} {golden}` is not empty (exit {}):\n{}",
+                output.status,
+                text(&output.stdout, "stdout")
+            ));
+        }
+    }
+    report.finish("plans diffed with themselves");
+}
+
 /// Every golden file the inputs account for, relative to the workspace root.
 fn expected_goldens() -> BTreeSet<String> {
     let mut expected = BTreeSet::new();
@@ -460,6 +640,16 @@ fn expected_goldens() -> BTreeSet<String> {
     }
     for case in error_cases() {
         expected.insert(format!("{GOLDEN}/errors/{}.stderr", case.name));
+    }
+    for case in diff_cases() {
+        for (extension, _) in DIFF_FORMATS {
+            expected.insert(format!("{GOLDEN}/diff/{}.{extension}", case.name));
+        }
+    }
+    for name in GRAPHS {
+        for extension in ["mmd", "dot"] {
+            expected.insert(format!("{GOLDEN}/{name}.{extension}"));
+        }
     }
     expected.insert(format!("{GOLDEN}/README.md"));
     expected
@@ -587,6 +777,36 @@ fn golden_plans_round_trip_and_show_reproduces_them() {
         }
     }
     report.finish("golden plans");
+}
+
+/// Graphs are drawn from the plan alone: `pogo show PLAN --format mermaid|dot` of the golden
+/// plans named in [`GRAPHS`].
+#[test]
+fn golden_plans_render_as_mermaid_and_dot() {
+    let mut report = Report::default();
+    for name in GRAPHS {
+        let plan = format!("{GOLDEN}/{name}.plan.json");
+        assert!(
+            expected_goldens().contains(&plan),
+            "{plan}, named in GRAPHS, is not a golden plan"
+        );
+        for (format, extension) in [("mermaid", "mmd"), ("dot", "dot")] {
+            let command = format!("pogo show {plan} --format {format}");
+            let output = pogo(&["show", &plan, "--format", format].map(String::from));
+            if !output.status.success() || !output.stderr.is_empty() {
+                report.fail(format!(
+                    "`{command}` should print a graph and nothing on stderr, but exited with {} \
+                     and printed:\n{}",
+                    output.status,
+                    text(&output.stderr, "stderr")
+                ));
+                continue;
+            }
+            let golden = format!("{GOLDEN}/{name}.{extension}");
+            report.check(&golden, &text(&output.stdout, "stdout"), &command);
+        }
+    }
+    report.finish("graphs");
 }
 
 /// The same inputs give the same bytes: every case planned twice, in separate processes (so

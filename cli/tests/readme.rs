@@ -62,3 +62,35 @@ fn readme_console_examples_are_real_output() {
     }
     assert!(checked >= 2, "the README should show real console examples");
 }
+
+/// Output shown in another kind of block (a ```mermaid block that GitHub draws) is real too:
+/// such a block follows `<!-- output of: pogo ARGS -->` and holds exactly what pogo prints.
+#[test]
+fn readme_rendered_examples_are_real_output() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let marker = "<!-- output of: pogo ";
+    let mut checked = 0;
+    for rest in readme.split(marker).skip(1) {
+        let (args, after) = rest.split_once(" -->\n").expect("the marker is closed");
+        let fence = after.lines().next().unwrap();
+        assert!(
+            fence.starts_with("```"),
+            "the marker is followed by a block"
+        );
+        let body = &after[fence.len() + 1..];
+        let expected = &body[..body.find("```").expect("the block is closed")];
+        let output = Command::new(env!("CARGO_BIN_EXE_pogo"))
+            .args(split(args))
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "`pogo {args}` failed");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            expected,
+            "the README's output of `pogo {args}` is out of date; paste the actual output"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "the README should show a graph");
+}

@@ -6,16 +6,22 @@
 pub mod compile;
 pub mod config;
 pub mod diag;
+pub mod diff;
 pub mod expr;
+pub mod files;
 pub mod hosts;
 pub mod inventory;
 pub mod pattern;
 pub mod resolve;
 pub mod spec;
+pub mod stale;
 pub mod yaml;
 
 pub use compile::{compile, FailureLimit, JobLimit, PlanRequest, TargetSpec};
 pub use config::{Config, Limit};
 pub use diag::{Diagnostic, PlanError, Source, Span};
+pub use diff::{diff, PlanDiff};
+pub use files::{Files, Filesystem, ReadError};
 pub use resolve::{NoCommands, TagResolver};
 pub use spec::JobSpec;
+pub use stale::StaleError;

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::compile::{FailureLimit, JobLimit, PlanRequest, TargetSpec};
 use crate::config::{yaml_error, Config, Limit};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
+use crate::files::{Files, Filesystem};
 use crate::resolve::TagResolver;
 use crate::yaml::{self, Node, Value};
 
@@ -37,9 +38,19 @@ impl JobSpec {
     /// Reads a plan spec and the config and host file it names (paths relative to the spec).
     /// External tags of its config run through `resolver`.
     pub fn load(path: &Path, resolver: &dyn TagResolver) -> Result<JobSpec, PlanError> {
+        JobSpec::load_from(&Filesystem, path, resolver)
+    }
+
+    /// [`JobSpec::load`], reading the spec, its config and its host file from `files`.
+    pub fn load_from(
+        files: &dyn Files,
+        path: &Path,
+        resolver: &dyn TagResolver,
+    ) -> Result<JobSpec, PlanError> {
         let name = path.display().to_string();
-        let text = read(path, "plan spec")?;
-        JobSpec::parse(
+        let text = read(files, path, "plan spec")?;
+        JobSpec::parse_from(
+            files,
             &name,
             &text,
             path.parent().unwrap_or(Path::new("")),
@@ -49,6 +60,17 @@ impl JobSpec {
 
     /// Parses spec text; `dir` is where relative paths in it start from.
     pub fn parse(
+        name: &str,
+        text: &str,
+        dir: &Path,
+        resolver: &dyn TagResolver,
+    ) -> Result<JobSpec, PlanError> {
+        JobSpec::parse_from(&Filesystem, name, text, dir, resolver)
+    }
+
+    /// [`JobSpec::parse`], reading the files the spec names from `files`.
+    pub fn parse_from(
+        files: &dyn Files,
         name: &str,
         text: &str,
         dir: &Path,
@@ -103,8 +125,15 @@ impl JobSpec {
             };
             match key_text {
                 "config" => {
-                    config =
-                        load_config_ref(&source, value, dir, resolver, &mut errors, &mut request)
+                    config = load_config_ref(
+                        files,
+                        &source,
+                        value,
+                        dir,
+                        resolver,
+                        &mut errors,
+                        &mut request,
+                    )
                 }
                 "targets" => match &value.value {
                     Value::Scalar(text) => request.targets.push(TargetSpec {
@@ -135,7 +164,7 @@ impl JobSpec {
                 },
                 "hostfile" => {
                     if let Some(file) = scalar(&mut errors) {
-                        match read_hostfile(&normalize(&dir.join(file))) {
+                        match read_hostfile_from(files, &normalize(&dir.join(file))) {
                             Ok(targets) => request.targets.extend(targets),
                             Err(e) => errors.extend(located_at(e, &at)),
                         }
@@ -270,6 +299,7 @@ fn located_at(mut error: PlanError, at: &Span) -> PlanError {
 
 /// `config: PATH` (relative to the spec) or `config: {tag: ..., ...}` (inline).
 fn load_config_ref(
+    files: &dyn Files,
     source: &Arc<Source>,
     value: &Node,
     dir: &Path,
@@ -281,7 +311,8 @@ fn load_config_ref(
         Value::Scalar(path) => {
             let path = normalize(&dir.join(path));
             request.config_name = path.display().to_string();
-            Config::load(&path, resolver).map_err(|e| located_at(e, &span(source, value)))
+            Config::load_from(files, &path, resolver)
+                .map_err(|e| located_at(e, &span(source, value)))
         }
         Value::Map(_) => {
             request.config_name = "inline".to_string();
@@ -322,7 +353,16 @@ fn canonical(node: &Node) -> String {
 impl Config {
     /// Reads and parses a config file; external tags run through `resolver`.
     pub fn load(path: &Path, resolver: &dyn TagResolver) -> Result<Config, PlanError> {
-        let text = read(path, "config")?;
+        Config::load_from(&Filesystem, path, resolver)
+    }
+
+    /// [`Config::load`], reading the file from `files`.
+    pub fn load_from(
+        files: &dyn Files,
+        path: &Path,
+        resolver: &dyn TagResolver,
+    ) -> Result<Config, PlanError> {
+        let text = read(files, path, "config")?;
         Config::parse_with(&path.display().to_string(), &text, resolver)
     }
 }
@@ -332,14 +372,8 @@ pub fn digest(text: &str) -> String {
     format!("sha256:{:x}", Sha256::digest(text.as_bytes()))
 }
 
-fn read(path: &Path, what: &str) -> Result<String, PlanError> {
-    std::fs::read_to_string(path).map_err(|e| {
-        let reason = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file".to_string(),
-            std::io::ErrorKind::InvalidData => "it is not UTF-8 text".to_string(),
-            std::io::ErrorKind::IsADirectory => "it is a directory".to_string(),
-            _ => e.to_string(),
-        };
+fn read(files: &dyn Files, path: &Path, what: &str) -> Result<String, PlanError> {
+    files.read(path).map_err(|reason| {
         Diagnostic::about_file(
             path.display().to_string(),
             format!("cannot read {what} `{}`: {reason}", path.display()),
@@ -350,7 +384,12 @@ fn read(path: &Path, what: &str) -> Result<String, PlanError> {
 
 /// Targets from a host file: one host, pattern or `$tag` per line; `#` starts a comment.
 pub fn read_hostfile(path: &Path) -> Result<Vec<TargetSpec>, PlanError> {
-    let text = read(path, "host file")?;
+    read_hostfile_from(&Filesystem, path)
+}
+
+/// [`read_hostfile`], reading the file from `files`.
+pub fn read_hostfile_from(files: &dyn Files, path: &Path) -> Result<Vec<TargetSpec>, PlanError> {
+    let text = read(files, path, "host file")?;
     let source = Source::file(path.display().to_string(), text);
     let mut targets = Vec::new();
     for (number, line) in source.text.lines().enumerate() {

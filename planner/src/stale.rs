@@ -1,0 +1,446 @@
+//! Stale plans: refusing a plan whose inputs changed after it was written.
+//!
+//! A plan is self-contained, so nothing forces it to agree with today's config: a plan
+//! reviewed on Monday may be applied on Friday, after a host moved to another colo or a limit
+//! was raised. A plan records what it was compiled from (`digests.config`, of the config's
+//! text; `digests.inventory`, of every tag's resolved hosts, which also covers tags whose
+//! hosts come from a command), and [`check`] compares those with the current inputs:
+//!
+//! 1. the config's digest, then the inventory's: a changed config text, or changed hosts
+//!    behind its tags (an inventory command that now prints other hosts), makes the plan
+//!    stale whatever it was made for;
+//! 2. with a plan spec (or any [`PlanRequest`]), the spec is compiled again and the plans are
+//!    compared, ignoring only what says where a plan came from (`producer`, `source`) and its
+//!    `warnings` (which name files by the path they were given as): a changed `targets`,
+//!    `command` or option makes the plan stale too.
+//!
+//! A config alone carries no request (targets, command and options were flags of `pogo plan`),
+//! so against a config only the digests are compared.
+//!
+//! The check is for `pogo apply`, the dispatcher and `pogo validate PLAN --against SPEC`; they
+//! refuse a [`StaleError`] unless told otherwise (`--allow-stale`).
+
+use std::collections::HashSet;
+
+use pogo_model::{Amount, Plan, JOB_GROUP_ID};
+
+use crate::compile::{compile, PlanRequest};
+use crate::config::Config;
+use crate::diag::PlanError;
+use crate::inventory::Inventory;
+use crate::spec::digest;
+
+/// Why a plan no longer matches its inputs. Each message says what changed and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StaleError {
+    /// The config's text (or an inline config's YAML tree) changed.
+    #[error("plan is stale: config changed since the plan was written; run pogo plan again")]
+    Config,
+    /// The config's text is the same, but the hosts behind its tags are not: a tag resolved by
+    /// a command (`tag: !command ...`) now gives other hosts.
+    #[error(
+        "plan is stale: the hosts behind the config's tags changed since the plan was \
+         written{}; run pogo plan again",
+        tag_changes(.changes)
+    )]
+    Inventory { changes: Vec<TagChange> },
+    /// Config and inventory are the same, but the plan spec asks for something else: the
+    /// spec keys whose values differ, in the spec's key order.
+    #[error(
+        "plan is stale: the plan spec changed since the plan was written ({}); run pogo plan \
+         again",
+        .keys.join(", ")
+    )]
+    Spec { keys: Vec<&'static str> },
+    /// Same inputs, different plan: the plan was written by another version of pogo, which
+    /// compiled them differently.
+    #[error(
+        "plan is stale: it was written by {producer}, and this pogo compiles the same inputs \
+         into a different plan; run pogo plan again"
+    )]
+    Compiler { producer: String },
+}
+
+/// How the hosts of a tag resolved by a command changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagChange {
+    /// The tag's dotted name, without `$`.
+    pub tag: String,
+    pub added: usize,
+    pub removed: usize,
+}
+
+fn tag_changes(changes: &[TagChange]) -> String {
+    if changes.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = changes
+        .iter()
+        .take(3)
+        .map(|c| match (c.added, c.removed) {
+            (0, removed) => format!("`${}` lost {}", c.tag, hosts(removed)),
+            (added, 0) => format!("`${}` gained {}", c.tag, hosts(added)),
+            (added, removed) => format!("`${}` gained {} and lost {removed}", c.tag, hosts(added)),
+        })
+        .collect();
+    let more = match changes.len() {
+        n if n > 3 => format!(", and {} more tags", n - 3),
+        _ => String::new(),
+    };
+    format!(" ({}{more})", shown.join("; "))
+}
+
+fn hosts(n: usize) -> String {
+    if n == 1 {
+        "1 host".to_string()
+    } else {
+        format!("{n} hosts")
+    }
+}
+
+/// Why a plan could not be found fresh: it is stale, or the current inputs do not compile
+/// (then nothing can be said about the plan, and the config's errors are what to fix).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Stale(#[from] StaleError),
+    #[error(transparent)]
+    Invalid(#[from] PlanError),
+}
+
+/// Checks that `plan` is what `config` (and `request`, for a plan spec) compile to today.
+///
+/// `request` is the plan spec's request ([`crate::JobSpec::request`]), or `None` when the
+/// plan is checked against a config alone: then only the digests are compared.
+pub fn check(
+    plan: &Plan,
+    config: &Config,
+    request: Option<&PlanRequest>,
+) -> Result<(), CheckError> {
+    if digest(&config.digest_input) != plan.digests.config {
+        return Err(StaleError::Config.into());
+    }
+    let inventory = Inventory::resolve(config)?;
+    if inventory.digest(config) != plan.digests.inventory {
+        return Err(StaleError::Inventory {
+            changes: external_tag_changes(plan, config),
+        }
+        .into());
+    }
+    let Some(request) = request else {
+        return Ok(());
+    };
+    let current = compile(config, request)?;
+    let keys = spec_keys_changed(plan, &current);
+    if !keys.is_empty() {
+        return Err(StaleError::Spec { keys }.into());
+    }
+    if !same_rollout(plan, &current) {
+        return Err(StaleError::Compiler {
+            producer: plan.producer.clone(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// The tags resolved by a command whose hosts differ from those the plan recorded, in
+/// config order. With the config text unchanged, the same tags have commands on both sides.
+fn external_tag_changes(plan: &Plan, config: &Config) -> Vec<TagChange> {
+    let mut changes = Vec::new();
+    for tag in &config.external {
+        let name = &config.tags[tag.tag].path;
+        let now: HashSet<&str> = tag.hosts.iter().map(|&h| config.hosts.name(h)).collect();
+        let then: HashSet<&str> = plan
+            .external_tags
+            .iter()
+            .find(|t| t.tag == *name)
+            .map(|t| t.hosts.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let added = now.difference(&then).count();
+        let removed = then.difference(&now).count();
+        if added + removed > 0 {
+            changes.push(TagChange {
+                tag: name.clone(),
+                added,
+                removed,
+            });
+        }
+    }
+    changes
+}
+
+/// The plan spec keys (see `docs/plan-spec.md`) whose effect differs between the plans.
+fn spec_keys_changed(old: &Plan, new: &Plan) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if old.hosts != new.hosts {
+        keys.push("targets");
+    }
+    if old.command != new.command {
+        keys.push("command");
+    }
+    let job = |plan: &Plan| plan.constraint(JOB_GROUP_ID).map(|g| g.max_parallel);
+    if !same_limit(job(old), job(new)) {
+        keys.push("concurrent");
+    }
+    let (a, b) = (&old.options, &new.options);
+    if a.timeout != b.timeout {
+        keys.push("timeout");
+    }
+    if a.retries != b.retries {
+        keys.push("retries");
+    }
+    if !same_limit(Some(a.max_failures), Some(b.max_failures)) {
+        keys.push("max_failures");
+    }
+    if a.run_timeout != b.run_timeout {
+        keys.push("run_timeout");
+    }
+    keys
+}
+
+/// A percentage is the same limit whatever its base: the base follows the targets, which
+/// are compared on their own.
+fn same_limit(a: Option<Amount>, b: Option<Amount>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => match (a.percent, b.percent) {
+            (Some(p), Some(q)) => p == q,
+            (None, None) => a.value == b.value,
+            _ => false,
+        },
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Equal plans but for where they came from and their warnings.
+fn same_rollout(old: &Plan, new: &Plan) -> bool {
+    let Plan {
+        format_version,
+        producer: _,
+        source: _,
+        digests,
+        command,
+        options,
+        hosts,
+        threads,
+        unordered,
+        not_in_config,
+        external_tags,
+        constraints,
+        edges,
+        warnings: _,
+    } = old;
+    *format_version == new.format_version
+        && *digests == new.digests
+        && *command == new.command
+        && *options == new.options
+        && *hosts == new.hosts
+        && *threads == new.threads
+        && *unordered == new.unordered
+        && *not_in_config == new.not_in_config
+        && *external_tags == new.external_tags
+        && *constraints == new.constraints
+        && *edges == new.edges
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    use super::*;
+    use crate::compile::{JobLimit, TargetSpec};
+    use crate::diag::{Source, Span};
+    use crate::resolve::TagResolver;
+    use crate::yaml::Pos;
+
+    const CONFIG: &str = "\
+tag:
+  colo:
+    east: !command inventory east
+    west: [w1, w2]
+sequence:
+  - $colo.east
+  - $colo.west
+constraint:
+  $colo:
+    max_parallel: 50%
+";
+
+    /// An inventory service whose answer the test changes.
+    struct Service(RefCell<String>);
+
+    impl TagResolver for Service {
+        fn run(&self, _command: &str, _dir: &Path) -> Result<String, String> {
+            Ok(self.0.borrow().clone())
+        }
+    }
+
+    fn config(text: &str, inventory: &Service) -> Config {
+        Config::parse_with("fleet.cfg", text, inventory).expect("a valid config")
+    }
+
+    fn targets(text: &str) -> Vec<TargetSpec> {
+        let source = Source::argument("--targets", text);
+        vec![TargetSpec {
+            text: text.to_string(),
+            span: Span::new(&source, Pos { line: 1, col: 1 }, text.len()),
+        }]
+    }
+
+    fn plan_of(config: &Config, request: &PlanRequest) -> Plan {
+        compile(config, request).expect("the config compiles")
+    }
+
+    fn stale(result: Result<(), CheckError>) -> StaleError {
+        match result {
+            Err(CheckError::Stale(e)) => e,
+            Err(CheckError::Invalid(e)) => panic!("the inputs should compile: {e}"),
+            Ok(()) => panic!("the plan should be stale"),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_plan_is_fresh_against_its_config_and_its_spec() {
+        let inventory = Service(RefCell::new("e1\ne2\n".to_string()));
+        let config = config(CONFIG, &inventory);
+        let request = PlanRequest {
+            command: Some("uptime".to_string()),
+            ..PlanRequest::default()
+        };
+        let plan = plan_of(&config, &request);
+        assert!(check(&plan, &config, None).is_ok());
+        assert!(check(&plan, &config, Some(&request)).is_ok());
+    }
+
+    #[test]
+    fn a_changed_config_text_is_stale_with_the_documented_message() {
+        let inventory = Service(RefCell::new("e1\n".to_string()));
+        let plan = plan_of(&config(CONFIG, &inventory), &PlanRequest::default());
+        let edited = config(&CONFIG.replace("50%", "25%"), &inventory);
+        let error = stale(check(&plan, &edited, None));
+        assert_eq!(error, StaleError::Config);
+        assert_eq!(
+            error.to_string(),
+            "plan is stale: config changed since the plan was written; run pogo plan again"
+        );
+        // A comment is a change of the text too: the plan says which config it was made from.
+        let commented = config(&format!("# reviewed\n{CONFIG}"), &inventory);
+        assert_eq!(stale(check(&plan, &commented, None)), StaleError::Config);
+    }
+
+    #[test]
+    fn hosts_from_a_command_that_changed_make_the_plan_stale() {
+        let inventory = Service(RefCell::new("e1\ne2\n".to_string()));
+        let plan = plan_of(&config(CONFIG, &inventory), &PlanRequest::default());
+        *inventory.0.borrow_mut() = "e1\ne3\ne4\n".to_string();
+        let error = stale(check(&plan, &config(CONFIG, &inventory), None));
+        assert_eq!(
+            error,
+            StaleError::Inventory {
+                changes: vec![TagChange {
+                    tag: "colo.east".to_string(),
+                    added: 2,
+                    removed: 1
+                }]
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "plan is stale: the hosts behind the config's tags changed since the plan was \
+             written (`$colo.east` gained 2 hosts and lost 1); run pogo plan again"
+        );
+    }
+
+    #[test]
+    fn the_same_hosts_in_another_order_are_a_change_of_inventory() {
+        // Tag order is plan order, so it matters even when the set of hosts does not change.
+        let inventory = Service(RefCell::new("e1\ne2\n".to_string()));
+        let plan = plan_of(&config(CONFIG, &inventory), &PlanRequest::default());
+        *inventory.0.borrow_mut() = "e2\ne1\n".to_string();
+        let error = stale(check(&plan, &config(CONFIG, &inventory), None));
+        assert_eq!(error, StaleError::Inventory { changes: vec![] });
+        assert_eq!(
+            error.to_string(),
+            "plan is stale: the hosts behind the config's tags changed since the plan was \
+             written; run pogo plan again"
+        );
+    }
+
+    #[test]
+    fn a_spec_asking_for_other_targets_command_or_options_is_stale() {
+        let inventory = Service(RefCell::new("e1\ne2\n".to_string()));
+        let config = config(CONFIG, &inventory);
+        let request = PlanRequest {
+            targets: targets("$colo.east"),
+            command: Some("uptime".to_string()),
+            ..PlanRequest::default()
+        };
+        let plan = plan_of(&config, &request);
+        let changed = PlanRequest {
+            targets: targets("$colo"),
+            command: Some("reboot".to_string()),
+            concurrent: JobLimit::Unconstrained,
+            retries: 2,
+            ..request.clone()
+        };
+        let error = stale(check(&plan, &config, Some(&changed)));
+        assert_eq!(
+            error,
+            StaleError::Spec {
+                keys: vec!["targets", "command", "concurrent", "retries"]
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "plan is stale: the plan spec changed since the plan was written (targets, command, \
+             concurrent, retries); run pogo plan again"
+        );
+        // The config alone carries no request: its digests still match.
+        assert!(check(&plan, &config, None).is_ok());
+    }
+
+    #[test]
+    fn where_a_plan_came_from_does_not_make_it_stale() {
+        let inventory = Service(RefCell::new("e1\n".to_string()));
+        let config = config(CONFIG, &inventory);
+        let request = PlanRequest {
+            config_name: "fleet.cfg".to_string(),
+            ..PlanRequest::default()
+        };
+        let mut plan = plan_of(&config, &request);
+        plan.producer = "pogo 0.0.9".to_string();
+        plan.source.config = "../elsewhere/fleet.cfg".to_string();
+        assert!(check(&plan, &config, Some(&request)).is_ok());
+        // But a different rollout from the same inputs is: another pogo compiled it.
+        plan.edges.clear();
+        let error = stale(check(&plan, &config, Some(&request)));
+        assert_eq!(
+            error,
+            StaleError::Compiler {
+                producer: "pogo 0.0.9".to_string()
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "plan is stale: it was written by pogo 0.0.9, and this pogo compiles the same inputs \
+             into a different plan; run pogo plan again"
+        );
+    }
+
+    #[test]
+    fn a_config_that_no_longer_compiles_is_an_error_not_staleness() {
+        let inventory = Service(RefCell::new("e1\n".to_string()));
+        let config = config(CONFIG, &inventory);
+        let plan = plan_of(&config, &PlanRequest::default());
+        let request = PlanRequest {
+            targets: targets("$nowhere"),
+            ..PlanRequest::default()
+        };
+        match check(&plan, &config, Some(&request)) {
+            Err(CheckError::Invalid(e)) => assert!(e.to_string().contains("nowhere"), "{e}"),
+            other => panic!("expected the spec's error, got {other:?}"),
+        }
+    }
+}
