@@ -12,8 +12,16 @@
 //!   `local`), the durable journal, and run events as owned data for every renderer.
 //! - It never prints; the CLI renders its events.
 //!
-//! Until the scheduler lands, the one thing it offers is the check every runner must make
-//! before starting anything: that the plan can be run at all.
+//! Modules: [`scheduler`] (the pure state machine), [`transport`] (local and SSH),
+//! [`runner`] (the async loop that joins them), [`journal`] and [`events`] (what a run
+//! records and reports). [`check_runnable`] is the check every runner makes before starting
+//! anything: that the plan can be run at all.
+
+pub mod events;
+pub mod journal;
+pub mod runner;
+pub mod scheduler;
+pub mod transport;
 
 use pogo_model::Plan;
 

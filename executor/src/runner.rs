@@ -1,0 +1,490 @@
+//! The async loop around the [`Scheduler`]: starts what the scheduler allows on a
+//! [`Transport`], retries failed attempts, keeps each host's output, and records every event in
+//! the journal (durably) before reporting it.
+//!
+//! Time comes from tokio's clock, so tests run a whole rollout, timeouts and retry delays
+//! included, under a paused clock in no real time.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pogo_model::Plan;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::events::{Event, FinalState, RunResult};
+use crate::journal::{Journal, JournalError};
+use crate::scheduler::{Changes, HostIdx, Outcome, RunStatus, Scheduler, SchedulerError, Tally};
+use crate::transport::{self, CancelToken, OutputLine, Transport};
+
+/// How hosts are run, beyond what the scheduler decides.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub run_id: String,
+    pub command: String,
+    /// Per attempt; `None` for no timeout.
+    pub timeout: Option<Duration>,
+    /// How many times a failed attempt is tried again (not after a cancellation).
+    pub retries: u32,
+    /// The pause before a retry.
+    pub retry_delay: Duration,
+    /// The whole run's timeout: when it expires, the run halts and running commands are killed.
+    pub run_timeout: Option<Duration>,
+    /// Where each host's output goes (`HOST.log`, appended across attempts and sessions);
+    /// `None` discards it.
+    pub log_dir: Option<PathBuf>,
+    /// Whether this session resumes an earlier one (recorded in the journal).
+    pub resumed: bool,
+}
+
+/// The operator's hold on a running run: halt (stop starting hosts) and kill (also cancel the
+/// commands that run). Cheap to clone into a signal handler.
+#[derive(Debug, Clone)]
+pub struct Control {
+    halt: Arc<watch::Sender<bool>>,
+    kill: CancelToken,
+}
+
+impl Default for Control {
+    fn default() -> Self {
+        Control::new()
+    }
+}
+
+impl Control {
+    pub fn new() -> Control {
+        Control {
+            halt: Arc::new(watch::Sender::new(false)),
+            kill: CancelToken::new(),
+        }
+    }
+
+    /// Stops starting hosts; running ones finish.
+    pub fn halt(&self) {
+        self.halt.send_replace(true);
+    }
+
+    /// Halts and kills the commands that run.
+    pub fn kill(&self) {
+        self.halt();
+        self.kill.cancel();
+    }
+
+    pub fn is_halted(&self) -> bool {
+        *self.halt.borrow()
+    }
+}
+
+/// Receives events, after they are durable.
+pub trait Reporter {
+    fn report(&mut self, event: &Event);
+}
+
+/// Why a run could not go on. Hosts failing is not an error: it is in the [`RunEnd`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the scheduler refused a step: {0}")]
+    Scheduler(#[from] SchedulerError),
+    #[error("cannot write the output of `{host}` to `{path}`: {source}")]
+    Log {
+        host: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    pub result: RunResult,
+    pub tally: Tally,
+    /// Why it stopped or was blocked, when it did.
+    pub reasons: Vec<String>,
+}
+
+/// What a host's task tells the loop.
+struct Attempted {
+    host: HostIdx,
+    attempt: u32,
+    result: transport::RunResult,
+}
+
+/// Runs `scheduler`'s hosts until the run ends. The scheduler may be fresh or resumed.
+pub async fn run(
+    plan: &Plan,
+    scheduler: &mut Scheduler,
+    transport: Arc<dyn Transport>,
+    settings: &RunSettings,
+    control: &Control,
+    journal: &mut Journal<Event>,
+    reporter: &mut dyn Reporter,
+) -> Result<RunEnd, RunError> {
+    let mut run = Run {
+        plan,
+        settings,
+        transport,
+        control,
+        journal,
+        reporter,
+        start: Instant::now(),
+        batch: Vec::new(),
+        attempts: HashMap::new(),
+        started_at: HashMap::new(),
+        running: 0,
+    };
+    run.go(scheduler).await
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    settings: &'a RunSettings,
+    transport: Arc<dyn Transport>,
+    control: &'a Control,
+    journal: &'a mut Journal<Event>,
+    reporter: &'a mut dyn Reporter,
+    start: Instant,
+    /// Events not yet durable.
+    batch: Vec<Event>,
+    attempts: HashMap<HostIdx, u32>,
+    started_at: HashMap<HostIdx, Instant>,
+    running: usize,
+}
+
+impl Run<'_> {
+    async fn go(&mut self, scheduler: &mut Scheduler) -> Result<RunEnd, RunError> {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Attempted>();
+        let mut halt = self.control.halt.subscribe();
+        let mut halted = false;
+        let run_timeout = async {
+            match self.settings.run_timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(run_timeout);
+        let mut timed_out = false;
+
+        self.batch.push(Event::RunStarted {
+            run_id: self.settings.run_id.clone(),
+            hosts: self.plan.hosts.len(),
+            command: self.settings.command.clone(),
+            resumed: self.settings.resumed,
+            at_ms: 0,
+        });
+
+        loop {
+            if !halted && self.control.is_halted() {
+                halted = true;
+                let changes = scheduler.halt();
+                self.note_changes(scheduler, &changes);
+            }
+            let mut starting = Vec::new();
+            while let Some(host) = scheduler.next_to_start() {
+                self.attempts.insert(host, 1);
+                self.started_at.insert(host, Instant::now());
+                self.batch.push(Event::HostStarted {
+                    host: self.name(host).to_string(),
+                    at_ms: self.now_ms(),
+                });
+                starting.push(host);
+            }
+            // Durable before the commands start: a crash after this point leaves them
+            // recorded as started, so a resume does not silently run them twice.
+            self.commit()?;
+            for host in starting {
+                self.spawn_attempt(host, 1, Duration::ZERO, &done_tx);
+            }
+            if self.running == 0 {
+                break;
+            }
+            tokio::select! {
+                Some(done) = done_rx.recv() => self.attempted(scheduler, done, &done_tx)?,
+                Ok(()) = halt.changed(), if !halted => {}
+                () = &mut run_timeout, if !timed_out => {
+                    timed_out = true;
+                    self.batch.push(Event::RunStopping {
+                        reason: "the run timeout expired; running commands are killed".into(),
+                        at_ms: self.now_ms(),
+                    });
+                    self.control.kill();
+                }
+            }
+        }
+        self.finish(scheduler)
+    }
+
+    /// A host's attempt ended: retry it, or tell the scheduler.
+    fn attempted(
+        &mut self,
+        scheduler: &mut Scheduler,
+        done: Attempted,
+        done_tx: &mpsc::UnboundedSender<Attempted>,
+    ) -> Result<(), RunError> {
+        self.running -= 1;
+        let Attempted {
+            host,
+            attempt,
+            result,
+        } = done;
+        let outcome = &result.outcome;
+        let retry = !outcome.is_success()
+            && !matches!(outcome, transport::Outcome::Cancelled(_))
+            && attempt <= self.settings.retries
+            && !self.control.kill.is_cancelled();
+        if retry {
+            self.batch.push(Event::HostRetrying {
+                host: self.name(host).to_string(),
+                attempt: attempt + 1,
+                after: outcome.to_string(),
+                delay_ms: self.settings.retry_delay.as_millis() as u64,
+                at_ms: self.now_ms(),
+            });
+            self.attempts.insert(host, attempt + 1);
+            self.spawn_attempt(host, attempt + 1, self.settings.retry_delay, done_tx);
+            return Ok(());
+        }
+        let (final_state, changes) = match outcome {
+            transport::Outcome::Cancelled(_) => (FinalState::Cancelled, scheduler.cancel(host)?),
+            other => {
+                let (state, outcome) = match other {
+                    transport::Outcome::Exited(status) if status.success() => {
+                        (FinalState::Succeeded, Outcome::Succeeded)
+                    }
+                    transport::Outcome::Exited(status) => {
+                        let exit_code = match status {
+                            transport::ExitStatus::Code(code) => *code,
+                            transport::ExitStatus::Signal(Some(signal)) => 128 + signal,
+                            transport::ExitStatus::Signal(None) => 128,
+                        };
+                        (
+                            FinalState::Failed { exit_code },
+                            Outcome::Failed { exit_code },
+                        )
+                    }
+                    transport::Outcome::TimedOut(_) => (FinalState::TimedOut, Outcome::TimedOut),
+                    _ => (FinalState::Unreachable, Outcome::Unreachable),
+                };
+                (state, scheduler.finish(host, outcome)?)
+            }
+        };
+        let started = self.started_at.remove(&host).unwrap_or(self.start);
+        self.batch.push(Event::HostFinished {
+            host: self.name(host).to_string(),
+            result: final_state,
+            attempts: attempt,
+            duration_ms: started.elapsed().as_millis() as u64,
+            message: outcome.to_string(),
+            at_ms: self.now_ms(),
+        });
+        self.note_changes(scheduler, &changes);
+        Ok(())
+    }
+
+    /// Records what a scheduler step changed that a person should hear of.
+    fn note_changes(&mut self, scheduler: &Scheduler, changes: &Changes) {
+        let at_ms = self.now_ms();
+        if let Some(reason) = &changes.stopped {
+            self.batch.push(Event::RunStopping {
+                reason: reason.to_string(),
+                at_ms,
+            });
+        }
+        if let RunStatus::Blocked(blockers) = scheduler.status() {
+            if changes.ended {
+                let reasons = blockers
+                    .iter()
+                    .map(|b| b.describe(&self.plan.hosts))
+                    .collect();
+                self.batch.push(Event::RunBlocked { reasons, at_ms });
+            }
+        }
+        if !changes.hosts_skipped.is_empty() {
+            let hosts = changes
+                .hosts_skipped
+                .iter()
+                .map(|&h| self.name(h).to_string())
+                .collect();
+            self.batch.push(Event::HostsSkipped { hosts, at_ms });
+        }
+    }
+
+    fn finish(&mut self, scheduler: &Scheduler) -> Result<RunEnd, RunError> {
+        let tally = scheduler.tally();
+        let (result, reasons) = match scheduler.status() {
+            RunStatus::Complete if tally.failures() == 0 && tally.cancelled == 0 => {
+                (RunResult::Succeeded, Vec::new())
+            }
+            RunStatus::Complete => (RunResult::Failed, Vec::new()),
+            RunStatus::Stopped(reason) | RunStatus::Stopping(reason) => {
+                (RunResult::Stopped, vec![reason.to_string()])
+            }
+            RunStatus::Blocked(blockers) => (
+                RunResult::Stopped,
+                blockers
+                    .iter()
+                    .map(|b| b.describe(&self.plan.hosts))
+                    .collect(),
+            ),
+            RunStatus::Running => unreachable!("the loop ends only when nothing runs"),
+        };
+        self.batch.push(Event::RunFinished {
+            result,
+            succeeded: tally.succeeded,
+            failed: tally.failed,
+            timed_out: tally.timed_out,
+            unreachable: tally.unreachable,
+            skipped: tally.skipped,
+            cancelled: tally.cancelled,
+            at_ms: self.now_ms(),
+        });
+        self.commit()?;
+        Ok(RunEnd {
+            result,
+            tally,
+            reasons,
+        })
+    }
+
+    /// Makes the pending events durable, then reports them.
+    fn commit(&mut self) -> Result<(), RunError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.journal.append(&self.batch)?;
+        for event in self.batch.drain(..) {
+            self.reporter.report(&event);
+        }
+        Ok(())
+    }
+
+    fn spawn_attempt(
+        &mut self,
+        host: HostIdx,
+        attempt: u32,
+        delay: Duration,
+        done_tx: &mpsc::UnboundedSender<Attempted>,
+    ) {
+        self.running += 1;
+        let name = self.plan.hosts[host.index()].clone();
+        let command = self.settings.command.clone();
+        let timeout = self.settings.timeout;
+        let transport = Arc::clone(&self.transport);
+        let cancel = self.control.kill.clone();
+        let log = self
+            .settings
+            .log_dir
+            .as_ref()
+            .map(|dir| dir.join(log_file_name(&name)));
+        let done_tx = done_tx.clone();
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => {}
+                }
+            }
+            let (out_tx, out_rx) = mpsc::channel::<OutputLine>(256);
+            let writer = tokio::spawn(write_log(log, attempt, out_rx));
+            let result = transport
+                .run(&name, &command, timeout, &cancel, out_tx)
+                .await;
+            // The output is complete once the transport returns and drops its sender.
+            let _ = writer.await;
+            transport.close(&name).await;
+            let _ = done_tx.send(Attempted {
+                host,
+                attempt,
+                result,
+            });
+        });
+    }
+
+    fn name(&self, host: HostIdx) -> &str {
+        &self.plan.hosts[host.index()]
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// A file name for a host's log: host names are mostly safe already, but a name from a config
+/// could hold a `/` or start with a dot.
+pub fn log_file_name(host: &str) -> String {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = safe.trim_start_matches('.');
+    if trimmed == host {
+        return format!("{host}.log");
+    }
+    // Changed names get a hash of the real one, so `a b` and `a_b` keep separate logs.
+    let hash = host.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{trimmed}-{:08x}.log", hash as u32)
+}
+
+/// Appends an attempt's output to the host's log. The file is created only when there is
+/// output, so 10,000 silent hosts leave no 10,000 empty files. Errors end the writing but not
+/// the command (its output is then lost from the log, not the run).
+async fn write_log(path: Option<PathBuf>, attempt: u32, mut lines: mpsc::Receiver<OutputLine>) {
+    let mut file: Option<std::fs::File> = None;
+    while let Some(line) = lines.recv().await {
+        let Some(path) = &path else { continue };
+        if file.is_none() {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            match opened {
+                Ok(mut f) => {
+                    if attempt > 1 {
+                        let _ = writeln!(f, "--- attempt {attempt} ---");
+                    }
+                    file = Some(f);
+                }
+                Err(_) => continue,
+            }
+        }
+        if let Some(f) = file.as_mut() {
+            let prefix: &[u8] = match line.stream {
+                transport::Stream::Stdout => b"",
+                transport::Stream::Stderr => b"stderr: ",
+            };
+            let _ = f
+                .write_all(prefix)
+                .and_then(|()| f.write_all(&line.line))
+                .and_then(|()| f.write_all(b"\n"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_file_names_are_safe() {
+        assert_eq!(log_file_name("web01.example.com"), "web01.example.com.log");
+        let escaped = log_file_name("../etc/passwd");
+        assert!(
+            escaped.starts_with("_etc_passwd-") && !escaped.contains('/'),
+            "{escaped}"
+        );
+        assert_ne!(log_file_name("a b"), log_file_name("a_b"));
+        assert!(!log_file_name("..").starts_with('.'));
+    }
+}

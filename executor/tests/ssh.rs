@@ -1,0 +1,473 @@
+//! The SSH transport against a real `sshd` on loopback: every test starts its own (see
+//! `common::Sshd`), with its own keys, and connects through host aliases of an ssh config file.
+//! The "remote" processes run on this machine, so the tests check them in `/proc`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    assert_killed_on_target, eventually, long_command, marker, pgrp, run, run_with, stdout_of,
+    texts, Sshd, SshdOptions, TEST_PASSWORD, TEST_USER,
+};
+use pogo_executor::transport::{
+    CancelToken, ConnectErrorKind, ExitStatus, HostKeyPolicy, Kill, Outcome, Secret, SshOptions,
+    SshTransport, Stream, Transport,
+};
+use tokio::sync::mpsc;
+
+fn options(sshd: &Sshd, policy: HostKeyPolicy) -> SshOptions {
+    SshOptions {
+        config_file: Some(sshd.config.clone()),
+        host_key_policy: policy,
+        connect_timeout: Some(Duration::from_secs(5)),
+        kill_grace: Duration::from_secs(2),
+        ..SshOptions::default()
+    }
+}
+
+fn transport(sshd: &Sshd, policy: HostKeyPolicy) -> SshTransport {
+    SshTransport::new(options(sshd, policy)).unwrap()
+}
+
+/// This process's uid, which the remote side shares.
+fn my_uid() -> String {
+    let out = std::process::Command::new("id").arg("-u").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn unreachable_kind(outcome: &Outcome) -> ConnectErrorKind {
+    match outcome {
+        Outcome::Unreachable(error) => error.kind,
+        other => panic!("expected unreachable, got {other:?}"),
+    }
+}
+
+const SECOND: Option<Duration> = Some(Duration::from_secs(1));
+const TEN_SECONDS: Option<Duration> = Some(Duration::from_secs(10));
+
+#[tokio::test]
+async fn a_command_runs_and_its_output_is_captured() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let (result, lines) = run(
+        &ssh,
+        "ok",
+        "echo hello; echo 'to stderr' >&2; echo \"user=$(id -u)\"; printf 'no line feed'",
+        TEN_SECONDS,
+    )
+    .await;
+    assert_eq!(
+        result.outcome,
+        Outcome::Exited(ExitStatus::Code(0)),
+        "{}",
+        sshd.log()
+    );
+    assert!(result.outcome.is_success());
+    let mut texts = texts(&lines);
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "stderr: to stderr",
+            "stdout: hello",
+            "stdout: no line feed",
+            format!("stdout: user={}", my_uid()).as_str(),
+        ],
+        "the wrapper's pid report is not part of the output"
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_fails_is_a_failure_not_an_unreachable_host() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    for (command, code) in [
+        ("exit 3", 3),
+        // 255 is what `ssh` itself exits with when it cannot connect: not here.
+        ("exit 255", 255),
+        ("exit 127", 127),
+        ("no-such-command-pogo", 127),
+        // Killed by a signal: the shell's 128 + N.
+        ("kill -9 $$", 137),
+    ] {
+        let (result, _) = run(&ssh, "ok", command, TEN_SECONDS).await;
+        assert_eq!(
+            result.outcome,
+            Outcome::Exited(ExitStatus::Code(code)),
+            "{command}"
+        );
+    }
+    // A command with quotes, newlines and backslashes arrives byte for byte.
+    let command = "printf '%s\\n' \"a'b\" 'c\"d' 'e\\f'\necho \"$((6 * 7))\"";
+    let (result, lines) = run(&ssh, "ok", command, TEN_SECONDS).await;
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+    assert_eq!(stdout_of(&lines), ["a'b", "c\"d", "e\\f", "42"]);
+}
+
+#[tokio::test]
+async fn output_streams_as_it_comes_in_order() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let cancel = CancelToken::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    let command =
+        "echo one; sleep 1; echo two >&2; sleep 0.3; echo three; sleep 0.3; echo four >&2";
+    let run = ssh.run("ok", command, TEN_SECONDS, &cancel, tx);
+    tokio::pin!(run);
+    // The first line arrives while the command is still running.
+    let first = tokio::select! {
+        line = rx.recv() => line.unwrap(),
+        result = &mut run => panic!("the run ended before any output: {result:?}"),
+    };
+    assert_eq!(
+        (first.stream, first.text().as_ref()),
+        (Stream::Stdout, "one")
+    );
+    let mut rest = Vec::new();
+    let collect = async {
+        while let Some(line) = rx.recv().await {
+            rest.push(line);
+        }
+    };
+    let (result, ()) = tokio::join!(run, collect);
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+    assert_eq!(
+        texts(&rest),
+        ["stderr: two", "stdout: three", "stderr: four"]
+    );
+    assert!(result.duration >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn one_connection_per_host_is_reused_across_runs_and_closed_on_request() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    // SSH_CONNECTION names the client's port: the same port is the same TCP connection.
+    let (first, a) = run(&ssh, "ok", "echo $SSH_CONNECTION", TEN_SECONDS).await;
+    let (second, b) = run(&ssh, "ok", "echo $SSH_CONNECTION", TEN_SECONDS).await;
+    assert!(first.outcome.is_success() && second.outcome.is_success());
+    assert_eq!(stdout_of(&a), stdout_of(&b));
+    assert_eq!(sshd.masters().len(), 1, "one master for the host");
+    // A failed attempt does not lose the connection either.
+    let (failed, _) = run(&ssh, "ok", "exit 1", TEN_SECONDS).await;
+    assert_eq!(failed.outcome, Outcome::Exited(ExitStatus::Code(1)));
+    let (third, c) = run(&ssh, "ok", "echo $SSH_CONNECTION", TEN_SECONDS).await;
+    assert!(third.outcome.is_success());
+    assert_eq!(stdout_of(&a), stdout_of(&c));
+
+    ssh.close("ok").await;
+    assert!(
+        eventually(Duration::from_secs(5), || sshd.masters().is_empty()),
+        "the master is gone once closed: {:?}",
+        sshd.masters()
+    );
+    // Closing is not the end of the host: a later run connects again.
+    let (again, _) = run(&ssh, "ok", "true", TEN_SECONDS).await;
+    assert!(again.outcome.is_success());
+    assert_eq!(sshd.masters().len(), 1);
+    drop(ssh);
+    assert!(
+        eventually(Duration::from_secs(5), || sshd.masters().is_empty()),
+        "dropping the transport shuts its masters down"
+    );
+}
+
+#[tokio::test]
+async fn a_host_where_nothing_listens_is_unreachable() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let (result, lines) = run(&ssh, "closed", "echo never", TEN_SECONDS).await;
+    assert_eq!(unreachable_kind(&result.outcome), ConnectErrorKind::Connect);
+    assert!(
+        result.outcome.to_string().contains("Connection refused"),
+        "{}",
+        result.outcome
+    );
+    assert!(lines.is_empty());
+    assert!(sshd.masters().is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_ssh_config_is_a_local_error_not_the_host() {
+    let ssh = SshTransport::new(SshOptions {
+        config_file: Some("/nonexistent/pogo/ssh_config".into()),
+        ..SshOptions::default()
+    })
+    .unwrap();
+    let (result, _) = run(&ssh, "ok", "true", TEN_SECONDS).await;
+    assert_eq!(
+        unreachable_kind(&result.outcome),
+        ConnectErrorKind::Local,
+        "{}",
+        result.outcome
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_is_not_authorized_is_an_authentication_failure() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let (result, _) = run(&ssh, "badkey", "echo never", TEN_SECONDS).await;
+    assert_eq!(unreachable_kind(&result.outcome), ConnectErrorKind::Auth);
+    assert!(
+        result.outcome.to_string().contains("Permission denied"),
+        "{}",
+        result.outcome
+    );
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_refused_unless_checking_is_off() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let before = std::fs::read_to_string(&sshd.known_hosts).unwrap();
+    for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
+        let ssh = transport(&sshd, policy);
+        let (result, lines) = run(&ssh, "mismatch", "echo never", TEN_SECONDS).await;
+        assert_eq!(
+            unreachable_kind(&result.outcome),
+            ConnectErrorKind::HostKey,
+            "{policy}: {}",
+            result.outcome
+        );
+        assert!(lines.is_empty());
+    }
+    // Explicitly off: any key, none recorded.
+    let ssh = transport(&sshd, HostKeyPolicy::Off);
+    let (result, _) = run(&ssh, "mismatch", "true", TEN_SECONDS).await;
+    assert!(result.outcome.is_success(), "{}", result.outcome);
+    assert_eq!(std::fs::read_to_string(&sshd.known_hosts).unwrap(), before);
+}
+
+#[tokio::test]
+async fn an_unknown_host_key_is_refused_under_strict_and_recorded_under_accept_new() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let strict = transport(&sshd, HostKeyPolicy::Strict);
+    let (result, _) = run(&strict, "unknown", "true", TEN_SECONDS).await;
+    assert_eq!(
+        unreachable_kind(&result.outcome),
+        ConnectErrorKind::HostKey,
+        "{}",
+        result.outcome
+    );
+
+    let accept_new = transport(&sshd, HostKeyPolicy::AcceptNew);
+    let (result, _) = run(&accept_new, "unknown", "true", TEN_SECONDS).await;
+    assert!(result.outcome.is_success(), "{}", result.outcome);
+    let known = std::fs::read_to_string(&sshd.known_hosts).unwrap();
+    assert!(known.contains("pogo-unknown "), "{known}");
+
+    // Now known: strict accepts it.
+    strict.close("unknown").await;
+    let (result, _) = run(&strict, "unknown", "true", TEN_SECONDS).await;
+    assert!(result.outcome.is_success(), "{}", result.outcome);
+}
+
+#[tokio::test]
+async fn a_timed_out_command_is_killed_on_the_target() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let marker = marker("timeout");
+    let command = long_command(&marker);
+    let timeout = Some(Duration::from_secs(2));
+    let outcome =
+        assert_killed_on_target(&ssh, "ok", &command, &marker, timeout, false, |_, _| {}).await;
+    assert_eq!(outcome, Outcome::TimedOut(Kill::Killed));
+    // The connection survives for the retry.
+    let (retry, _) = run(&ssh, "ok", "true", TEN_SECONDS).await;
+    assert!(retry.outcome.is_success());
+    assert_eq!(sshd.masters().len(), 1);
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_sigterm_gets_sigkill_on_the_target() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = SshTransport::new(SshOptions {
+        kill_grace: Duration::from_secs(1),
+        ..options(&sshd, HostKeyPolicy::Strict)
+    })
+    .unwrap();
+    let marker = marker("term");
+    // An ignored signal stays ignored across fork and exec: the child ignores it too.
+    let command = format!("trap '' TERM; {}", long_command(&marker));
+    let outcome =
+        assert_killed_on_target(&ssh, "ok", &command, &marker, SECOND, false, |_, _| {}).await;
+    assert_eq!(outcome, Outcome::TimedOut(Kill::Killed));
+}
+
+#[tokio::test]
+async fn a_cancelled_command_is_killed_on_the_target() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let marker = marker("cancel");
+    let command = long_command(&marker);
+    let outcome =
+        assert_killed_on_target(&ssh, "ok", &command, &marker, TEN_SECONDS, true, |_, _| {}).await;
+    assert_eq!(outcome, Outcome::Cancelled(Kill::Killed));
+    // A run after the token fired does not start.
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let (result, lines) = run_with(&ssh, "ok", "echo never", TEN_SECONDS, &cancel).await;
+    assert_eq!(result.outcome, Outcome::Cancelled(Kill::NotStarted));
+    assert!(lines.is_empty());
+}
+
+#[tokio::test]
+async fn a_child_in_a_process_group_of_its_own_is_killed_with_the_session() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let marker = marker("pgrp");
+    // perl's setpgrp: a process group of its own, in the same session (a non-interactive
+    // `set -m` is refused without a terminal).
+    let command = format!(
+        "echo self $$; perl -e 'setpgrp(0, 0); exec \"sleep\", \"300\"' & echo child $!; \
+         sleep 300; : {marker}"
+    );
+    let outcome =
+        assert_killed_on_target(&ssh, "ok", &command, &marker, SECOND, false, |me, child| {
+            // Give perl the moment it needs to call setpgrp.
+            assert!(
+                eventually(Duration::from_secs(2), || pgrp(child)
+                    .is_some_and(|g| g == child)),
+                "the child did not get a group of its own"
+            );
+            assert_ne!(pgrp(child), pgrp(me));
+        })
+        .await;
+    assert_eq!(outcome, Outcome::TimedOut(Kill::Killed));
+}
+
+#[tokio::test]
+async fn an_abandoned_run_still_kills_the_command_on_the_target() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let marker = marker("drop");
+    let command = long_command(&marker);
+    let cancel = CancelToken::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut lines = Vec::new();
+    {
+        let run = ssh.run("ok", &command, TEN_SECONDS, &cancel, tx);
+        tokio::pin!(run);
+        while common::field(&lines, "child").is_empty() {
+            tokio::select! {
+                line = rx.recv() => lines.push(line.unwrap()),
+                result = &mut run => panic!("ended: {result:?}"),
+            }
+        }
+        // The run's future is dropped here, unfinished.
+    }
+    let pids = [
+        common::field(&lines, "self")[0],
+        common::field(&lines, "child")[0],
+    ];
+    // The kill runs in the background: let the runtime get to it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&pid| common::alive(pid)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !pids.iter().any(|&pid| common::alive(pid)),
+        "{pids:?} survived"
+    );
+    assert!(common::processes_matching(&marker).is_empty());
+    // The background kill holds the master until it is done; then the master goes too.
+    drop(ssh);
+    while !sshd.masters().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sshd.masters(), Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn a_lost_connection_is_reported_and_the_next_run_connects_again() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let cancel = CancelToken::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    let run_fut = ssh.run("ok", "echo up; sleep 3", TEN_SECONDS, &cancel, tx);
+    tokio::pin!(run_fut);
+    tokio::select! {
+        line = rx.recv() => assert_eq!(line.unwrap().text(), "up"),
+        result = &mut run_fut => panic!("ended early: {result:?}"),
+    }
+    let masters = sshd.masters();
+    assert_eq!(masters.len(), 1);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &masters[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let result = run_fut.await;
+    assert_eq!(
+        unreachable_kind(&result.outcome),
+        ConnectErrorKind::Lost,
+        "{}",
+        result.outcome
+    );
+    let (again, lines) = run(&ssh, "ok", "echo back", TEN_SECONDS).await;
+    assert!(again.outcome.is_success(), "{}", again.outcome);
+    assert_eq!(stdout_of(&lines), ["back"]);
+}
+
+/// The password in any process's command line or environment on this machine.
+fn password_exposed() -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        for file in ["cmdline", "environ"] {
+            if let Ok(bytes) = std::fs::read(entry.path().join(file)) {
+                if String::from_utf8_lossy(&bytes).contains(TEST_PASSWORD) {
+                    found.push(format!("{}/{file}", entry.path().display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn password_transport(sshd: &Sshd, password: &str) -> SshTransport {
+    SshTransport::new(SshOptions {
+        password: Some(Secret::new(password)),
+        askpass_program: Some(env!("CARGO_BIN_EXE_pogo-askpass").into()),
+        ..options(sshd, HostKeyPolicy::Strict)
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn password_authentication_goes_through_the_askpass_helper() {
+    let sshd = Sshd::start(SshdOptions { password: true });
+    let ssh = password_transport(&sshd, TEST_PASSWORD);
+    let (result, lines) = run(&ssh, "pw", "id -un; env", TEN_SECONDS).await;
+    assert!(
+        result.outcome.is_success(),
+        "{}\nsshd log:\n{}",
+        result.outcome,
+        sshd.log()
+    );
+    let out = stdout_of(&lines);
+    assert_eq!(out[0], TEST_USER);
+    assert!(sshd
+        .log()
+        .contains(&format!("Accepted password for {TEST_USER}")));
+    // Not in the remote command's environment, nor anywhere on this machine's command lines
+    // and environments (the master is still running).
+    assert!(
+        !out.iter().any(|line| line.contains(TEST_PASSWORD)),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter().any(|line| line.contains("POGO_ASKPASS")),
+        "{out:?}"
+    );
+    assert_eq!(password_exposed(), Vec::<String>::new());
+
+    let wrong = password_transport(&sshd, "not-the-password");
+    let (result, _) = run(&wrong, "pw", "true", TEN_SECONDS).await;
+    assert_eq!(
+        unreachable_kind(&result.outcome),
+        ConnectErrorKind::Auth,
+        "{}",
+        result.outcome
+    );
+}
