@@ -242,7 +242,8 @@ impl fmt::Display for StopReason {
                 max_failures,
             } => write!(
                 f,
-                "{failures} hosts failed, more than max_failures ({max_failures})"
+                "{failures} {} failed, more than max_failures ({max_failures})",
+                if *failures == 1 { "host" } else { "hosts" }
             ),
             StopReason::Halted => write!(f, "halted by the operator"),
         }
