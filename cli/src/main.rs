@@ -3,11 +3,15 @@
 //! Thin by design: parse what the user typed, call the libraries, render, map errors to the
 //! exit codes documented in the README.
 
+mod apply;
 mod diff;
 mod git;
 mod graph;
 mod render;
+mod report;
 mod resolver;
+mod runs;
+mod simulate;
 mod stale;
 
 use std::io::Write;
@@ -30,6 +34,11 @@ mod exit {
     pub const INVALID: u8 = 1;
     /// `pogo diff`: the two plans differ (as `terraform plan -detailed-exitcode`).
     pub const DIFFERENT: u8 = 2;
+    /// `pogo apply`/`pogo run`: every host ran, and some failed.
+    pub const FAILED: u8 = 3;
+    /// `pogo apply`/`pogo run`: the run stopped (failure budget, halt, run timeout) or was
+    /// blocked before every host ran, or `pogo run` was not confirmed.
+    pub const STOPPED: u8 = 4;
     /// The command line itself is wrong (unknown flag, missing argument).
     pub const USAGE: u8 = 64;
 }
@@ -42,8 +51,10 @@ mod exit {
     long_about = "Run commands on many hosts in a controlled manner.\n\n\
         pogo compiles a fleet config (tags, sequences, constraints) plus targets and a \
         command into a plan: who runs, in which order, under which limits. Plans are \
-        deterministic files you can review, diff and keep in a repository.",
-    after_help = "Start with: pogo plan --config t/cfgs/triple.cfg"
+        deterministic files you can review, diff and keep in a repository; `pogo apply` runs \
+        them over SSH, and `pogo run` plans and runs in one step.",
+    after_help = "Start with: pogo plan --config t/cfgs/triple.cfg\n\
+        Then:       pogo run --config t/cfgs/triple.cfg --transport local --command 'echo $POGO_HOST'"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -126,6 +137,16 @@ enum Command {
             pogo validate east.plan.json --against examples/fleet.cfg --allow-stale"
     )]
     Validate(ValidateArgs),
+    // Its help is on `SimulateArgs`, beside the rest of the command.
+    Simulate(Box<simulate::SimulateArgs>),
+    /// Run a plan: its command on every target, in order, within its limits; or resume a run
+    Apply(Box<apply::ApplyArgs>),
+    /// Plan and apply in one step: print the schedule, confirm, run
+    Run(Box<apply::RunArgs>),
+    /// List the runs kept in the state directory (.pogo)
+    Runs(runs::RunsArgs),
+    /// Show a run's summary, or the output of its hosts
+    Log(runs::LogArgs),
 }
 
 #[derive(Args)]
@@ -305,6 +326,11 @@ fn invalid(message: impl Into<String>) -> Failure {
 }
 
 fn main() -> ExitCode {
+    // Started by ssh as the SSH_ASKPASS helper of a run with --password: the argument is a
+    // prompt, not a command line (see pogo_executor::transport::askpass).
+    if pogo_executor::transport::askpass_requested() {
+        return pogo_executor::transport::askpass_main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -323,6 +349,11 @@ fn main() -> ExitCode {
         Command::Diff(args) => diff(*args, &mut stdout),
         Command::Show(args) => show(args, &mut stdout).map(|()| exit::OK),
         Command::Validate(args) => validate(args, &mut stdout).map(|()| exit::OK),
+        Command::Simulate(args) => simulate::run(*args, &mut stdout).map(|()| exit::OK),
+        Command::Apply(args) => apply::apply(*args, &mut stdout),
+        Command::Run(args) => apply::run(*args, &mut stdout),
+        Command::Runs(args) => runs::runs(args, &mut stdout).map(|()| exit::OK),
+        Command::Log(args) => runs::log(args, &mut stdout).map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -335,7 +366,7 @@ fn main() -> ExitCode {
 }
 
 /// Writes to stdout; a closed pipe (`pogo show x | head`) is not an error.
-fn emit(out: &mut impl Write, text: &str) -> Result<(), Failure> {
+fn emit(out: &mut (impl Write + ?Sized), text: &str) -> Result<(), Failure> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(invalid(format!("cannot write to stdout: {e}")))
@@ -345,28 +376,7 @@ fn emit(out: &mut impl Write, text: &str) -> Result<(), Failure> {
 }
 
 fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
-    let (config, mut request) = match &args.spec {
-        Some(spec) => {
-            if args.config.is_some() {
-                return Err(invalid(
-                    "give either a plan spec or --config, not both: the spec names its config",
-                ));
-            }
-            let spec = JobSpec::load(spec, &resolver::Shell)?;
-            (spec.config, spec.request)
-        }
-        None => {
-            let path = normalize(args.config.as_deref().expect("clap requires --config"));
-            let config = Config::load(&path, &resolver::Shell)?;
-            let request = PlanRequest {
-                config_name: path.display().to_string(),
-                ..PlanRequest::default()
-            };
-            (config, request)
-        }
-    };
-    apply_flags(&args.flags, &mut request)?;
-    let plan = compile(&config, &request)?;
+    let plan = compile_plan(args.spec.as_deref(), args.config.as_deref(), &args.flags)?;
     match args.output.as_deref() {
         Some(path) if path == Path::new("-") => emit(out, &plan.to_json()),
         Some(path) => {
@@ -378,6 +388,36 @@ fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
         }
         None => emit(out, &render::plan_text(&plan, args.full)),
     }
+}
+
+/// Compiles a plan spec, or a config, with the plan options: `pogo plan` and `pogo run`.
+fn compile_plan(
+    spec: Option<&Path>,
+    config: Option<&Path>,
+    flags: &PlanFlags,
+) -> Result<Plan, Failure> {
+    let (config, mut request) = match spec {
+        Some(spec) => {
+            if config.is_some() {
+                return Err(invalid(
+                    "give either a plan spec or --config, not both: the spec names its config",
+                ));
+            }
+            let spec = JobSpec::load(spec, &resolver::Shell)?;
+            (spec.config, spec.request)
+        }
+        None => {
+            let path = normalize(config.expect("clap requires --config"));
+            let config = Config::load(&path, &resolver::Shell)?;
+            let request = PlanRequest {
+                config_name: path.display().to_string(),
+                ..PlanRequest::default()
+            };
+            (config, request)
+        }
+    };
+    apply_flags(flags, &mut request)?;
+    Ok(compile(&config, &request)?)
 }
 
 /// Command-line flags override what a plan spec says.

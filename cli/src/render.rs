@@ -80,7 +80,7 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
     out
 }
 
-fn new_table() -> Table {
+pub fn new_table() -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -154,7 +154,7 @@ fn constraint_table(plan: &Plan, full: bool) -> Table {
 }
 
 /// `a, b, c` wrapped at [`WRAP`] characters; long lists cut unless `full`.
-fn host_list(hosts: &[String], full: bool) -> String {
+pub fn host_list(hosts: &[String], full: bool) -> String {
     if hosts.is_empty() {
         return "(no targets)".to_string();
     }

@@ -651,6 +651,7 @@ fn expected_goldens() -> BTreeSet<String> {
             expected.insert(format!("{GOLDEN}/{name}.{extension}"));
         }
     }
+    expected.extend(simulate_cases().iter().map(simulate_golden));
     expected.insert(format!("{GOLDEN}/README.md"));
     expected
 }
@@ -849,4 +850,95 @@ fn shell_quoting_of_command_lines() {
     assert_eq!(shell_quote("$colo.one"), "'$colo.one'");
     assert_eq!(shell_quote("it's"), r"'it'\''s'");
     assert_eq!(shell_quote(""), "''");
+}
+
+// ---------------------------------------------------------------------------------------------
+// `pogo simulate`
+// ---------------------------------------------------------------------------------------------
+
+/// `pogo simulate` cases: `t/simulate/NAME.args` holds the whole argument list after
+/// `pogo simulate` (a golden plan, which is a real plan file, and options). A case named
+/// `error-*` must fail; its golden is `simulate/NAME.stderr` (command, exit status, stderr).
+/// Any other must succeed with nothing on stderr; its golden is what it printed:
+/// `simulate/NAME.json` with `--format json`, `simulate/NAME.txt` otherwise.
+const SIMULATIONS: &str = "t/simulate";
+
+fn simulate_cases() -> Vec<Case> {
+    stems(SIMULATIONS, "args")
+        .into_iter()
+        .map(|stem| Case {
+            args: read_args(&root().join(SIMULATIONS).join(format!("{stem}.args"))),
+            name: stem,
+        })
+        .collect()
+}
+
+fn simulate_golden(case: &Case) -> String {
+    let extension = if case.name.starts_with("error-") {
+        "stderr"
+    } else if case
+        .args
+        .windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+    {
+        "json"
+    } else {
+        "txt"
+    };
+    format!("{GOLDEN}/simulate/{}.{extension}", case.name)
+}
+
+/// Every simulation is also run twice, in separate processes: the output is deterministic
+/// (durations come from a seeded generator, never from a clock or a hash order).
+#[test]
+fn simulate_corpus() {
+    let mut report = Report::default();
+    let cases = simulate_cases();
+    assert!(cases.len() > 5, "the corpus in {SIMULATIONS} is missing");
+    for case in &cases {
+        let command = case.command_line_of("simulate", &[]);
+        let mut args = vec!["simulate".to_string()];
+        args.extend(case.args.iter().cloned());
+        let output = pogo(&args);
+        let golden = simulate_golden(case);
+        if case.name.starts_with("error-") {
+            if output.status.success() || output.stderr.is_empty() {
+                report.fail(format!(
+                    "`{command}` should fail with a message, but exited with {}",
+                    output.status
+                ));
+                continue;
+            }
+            let actual = format!(
+                "$ {command}\nexit status: {}\n--- stderr\n{}",
+                output
+                    .status
+                    .code()
+                    .map_or("killed by a signal".to_string(), |c| c.to_string()),
+                text(&output.stderr, "stderr")
+            );
+            report.check(&golden, &actual, &command);
+            continue;
+        }
+        if !output.status.success() || !output.stderr.is_empty() {
+            report.fail(format!(
+                "`{command}` should simulate and print nothing on stderr, but exited with {} \
+                 and printed:\n{}",
+                output.status,
+                text(&output.stderr, "stderr")
+            ));
+            continue;
+        }
+        let stdout = text(&output.stdout, "stdout");
+        if golden.ends_with(".json") {
+            let doc: serde_json::Value =
+                serde_json::from_str(&stdout).expect("pogo simulate --format json prints JSON");
+            assert_eq!(doc["format_version"], 1, "{command}");
+        }
+        if pogo(&args).stdout != output.stdout {
+            report.fail(format!("`{command}` gave different output on a second run"));
+        }
+        report.check(&golden, &stdout, &command);
+    }
+    report.finish("simulations");
 }

@@ -1,6 +1,8 @@
 //! The README's console examples are real: each `$ pogo ...` block is run and its output
 //! (stdout, then stderr) compared with what the README shows, so the README cannot drift
-//! from what pogo prints.
+//! from what pogo prints. Blocks run in order, with runs kept in a state directory of the
+//! test's own (so `pogo log last` reads the run of a block before it); what varies from one
+//! run to the next, run ids and durations, is redacted on both sides before comparing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -32,9 +34,69 @@ fn split(line: &str) -> Vec<String> {
     words
 }
 
+/// `20261124T230102Z-3f9a` (a run id: its start time) becomes `RUN_ID`, and the digits of a
+/// duration (`0.21s`, `12.30s`) become zeros, which keeps table columns as wide.
+fn redact(text: &str) -> String {
+    let is_run_id = |w: &[u8]| {
+        w.len() == 21
+            && w[..8].iter().all(u8::is_ascii_digit)
+            && w[8] == b'T'
+            && w[9..15].iter().all(u8::is_ascii_digit)
+            && w[15] == b'Z'
+            && w[16] == b'-'
+            && w[17..].iter().all(u8::is_ascii_hexdigit)
+    };
+    let is_duration = |w: &str| {
+        w.strip_suffix('s')
+            .and_then(|n| n.split_once('.'))
+            .is_some_and(|(whole, frac)| {
+                !whole.is_empty()
+                    && whole.bytes().all(|b| b.is_ascii_digit())
+                    && frac.len() == 2
+                    && frac.bytes().all(|b| b.is_ascii_digit())
+            })
+    };
+    let mut out = String::new();
+    let mut rest = text;
+    let mut word_start = true;
+    while let Some(c) = rest.chars().next() {
+        let bytes = rest.as_bytes();
+        if bytes.len() >= 21 && is_run_id(&bytes[..21]) {
+            out.push_str("RUN_ID");
+            rest = &rest[21..];
+            word_start = false;
+            continue;
+        }
+        let word_len = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        if word_start && is_duration(&rest[..word_len]) {
+            out.extend(
+                rest[..word_len]
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '0' } else { c }),
+            );
+            rest = &rest[word_len..];
+            word_start = false;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        word_start = c.is_whitespace();
+    }
+    out
+}
+
+#[test]
+fn redaction_keeps_all_but_run_ids_and_durations() {
+    assert_eq!(
+        redact("Run 20261124T230102Z-3f9a\n│ host1 ┆ 0.21s    │ 12.30s 1.5s x0.21s\n"),
+        "Run RUN_ID\n│ host1 ┆ 0.00s    │ 00.00s 1.5s x0.21s\n"
+    );
+}
+
 #[test]
 fn readme_console_examples_are_real_output() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let state = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for block in readme.split("```console\n").skip(1) {
         let block = &block[..block.find("```").expect("console blocks are closed")];
@@ -47,6 +109,8 @@ fn readme_console_examples_are_real_output() {
         let output = Command::new(env!("CARGO_BIN_EXE_pogo"))
             .args(&words)
             .current_dir(root())
+            .env("POGO_STATE_DIR", state.path())
+            .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         let actual = format!(
@@ -55,7 +119,8 @@ fn readme_console_examples_are_real_output() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert_eq!(
-            actual, expected,
+            redact(&actual),
+            redact(expected),
             "the README's output of `{command}` is out of date; paste the actual output"
         );
         checked += 1;

@@ -14,13 +14,16 @@
 //!
 //! Modules: [`scheduler`] (the pure state machine), [`transport`] (local and SSH),
 //! [`runner`] (the async loop that joins them), [`journal`] and [`events`] (what a run
-//! records and reports). [`check_runnable`] is the check every runner makes before starting
-//! anything: that the plan can be run at all.
+//! records and reports), [`rundir`] (where a run keeps its plan, journal and logs).
+//! [`check_runnable`] is the check every runner makes before starting anything: that the plan
+//! can be run at all.
 
 pub mod events;
 pub mod journal;
+pub mod rundir;
 pub mod runner;
 pub mod scheduler;
+pub mod simulate;
 pub mod transport;
 
 use pogo_model::Plan;

@@ -17,7 +17,9 @@ use tokio::time::Instant;
 
 use crate::events::{Event, FinalState, RunResult};
 use crate::journal::{Journal, JournalError};
-use crate::scheduler::{Changes, HostIdx, Outcome, RunStatus, Scheduler, SchedulerError, Tally};
+use crate::scheduler::{
+    Changes, HostIdx, HostState, Outcome, RunStatus, Scheduler, SchedulerError, Tally,
+};
 use crate::transport::{self, CancelToken, OutputLine, Transport};
 
 /// How hosts are run, beyond what the scheduler decides.
@@ -176,6 +178,7 @@ impl Run<'_> {
             resumed: self.settings.resumed,
             at_ms: 0,
         });
+        self.note_ended_at_start(scheduler);
 
         loop {
             if !halted && self.control.is_halted() {
@@ -313,6 +316,41 @@ impl Run<'_> {
         }
     }
 
+    /// A resumed run can be over before anything starts: an interrupted host over the failure
+    /// budget, groups full of failed hosts. The journal then says why and which hosts the
+    /// session skips, as for a run that stops later (without this, `pogo log` could not say
+    /// why, and a replay left those hosts pending).
+    fn note_ended_at_start(&mut self, scheduler: &Scheduler) {
+        let status = scheduler.status();
+        match status {
+            RunStatus::Stopped(reason) => self.batch.push(Event::RunStopping {
+                reason: reason.to_string(),
+                at_ms: 0,
+            }),
+            RunStatus::Blocked(blockers) => self.batch.push(Event::RunBlocked {
+                reasons: blockers
+                    .iter()
+                    .map(|b| b.describe(&self.plan.hosts))
+                    .collect(),
+                at_ms: 0,
+            }),
+            _ => {}
+        }
+        if !status.is_ended() {
+            return;
+        }
+        let hosts: Vec<String> = scheduler
+            .host_states()
+            .iter()
+            .zip(&self.plan.hosts)
+            .filter(|(state, _)| **state == HostState::Skipped)
+            .map(|(_, host)| host.clone())
+            .collect();
+        if !hosts.is_empty() {
+            self.batch.push(Event::HostsSkipped { hosts, at_ms: 0 });
+        }
+    }
+
     fn finish(&mut self, scheduler: &Scheduler) -> Result<RunEnd, RunError> {
         let tally = scheduler.tally();
         let (result, reasons) = match scheduler.status() {
@@ -381,6 +419,7 @@ impl Run<'_> {
             .as_ref()
             .map(|dir| dir.join(log_file_name(&name)));
         let done_tx = done_tx.clone();
+        let resumed = self.settings.resumed;
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::select! {
@@ -389,7 +428,7 @@ impl Run<'_> {
                 }
             }
             let (out_tx, out_rx) = mpsc::channel::<OutputLine>(256);
-            let writer = tokio::spawn(write_log(log, attempt, out_rx));
+            let writer = tokio::spawn(write_log(log, attempt, resumed, out_rx));
             let result = transport
                 .run(&name, &command, timeout, &cancel, out_tx)
                 .await;
@@ -438,9 +477,16 @@ pub fn log_file_name(host: &str) -> String {
 }
 
 /// Appends an attempt's output to the host's log. The file is created only when there is
-/// output, so 10,000 silent hosts leave no 10,000 empty files. Errors end the writing but not
-/// the command (its output is then lost from the log, not the run).
-async fn write_log(path: Option<PathBuf>, attempt: u32, mut lines: mpsc::Receiver<OutputLine>) {
+/// output, so 10,000 silent hosts leave no 10,000 empty files. A retry's output starts under
+/// `--- attempt N ---`, and a resumed session's first output after an earlier session's under
+/// `--- resumed ---`. Errors end the writing but not the command (its output is then lost
+/// from the log, not the run).
+async fn write_log(
+    path: Option<PathBuf>,
+    attempt: u32,
+    resumed: bool,
+    mut lines: mpsc::Receiver<OutputLine>,
+) {
     let mut file: Option<std::fs::File> = None;
     while let Some(line) = lines.recv().await {
         let Some(path) = &path else { continue };
@@ -453,6 +499,8 @@ async fn write_log(path: Option<PathBuf>, attempt: u32, mut lines: mpsc::Receive
                 Ok(mut f) => {
                     if attempt > 1 {
                         let _ = writeln!(f, "--- attempt {attempt} ---");
+                    } else if resumed && f.metadata().is_ok_and(|m| m.len() > 0) {
+                        let _ = writeln!(f, "--- resumed ---");
                     }
                     file = Some(f);
                 }

@@ -524,3 +524,110 @@ async fn a_crash_leaves_started_hosts_interrupted_and_they_do_not_rerun_by_defau
     assert_eq!(transport.attempts("b"), 1);
     assert_eq!(transport.attempts("c"), 1);
 }
+
+/// Regression: a resumed run that was over before anything started (an interrupted host over
+/// the failure budget) journaled neither why it stopped nor the hosts it skipped.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_run_over_at_once_journals_why_and_what_it_skips() {
+    let plan = plan(&[&[&["a", "b"], &["c"]]], &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = dir.path().join("journal");
+    let mut journal = Journal::<Event>::create(&journal_path).unwrap();
+    journal
+        .append(&[
+            Event::HostStarted {
+                host: "a".into(),
+                at_ms: 0,
+            },
+            Event::HostStarted {
+                host: "b".into(),
+                at_ms: 0,
+            },
+            Event::HostFinished {
+                host: "a".into(),
+                result: FinalState::Succeeded,
+                attempts: 1,
+                duration_ms: 10,
+                message: "exit code 0".into(),
+                at_ms: 10,
+            },
+        ])
+        .unwrap();
+    drop(journal);
+    let (states, _) = events::replay(&plan.hosts, &journal::read(&journal_path).unwrap());
+    let mut scheduler = Scheduler::resume(
+        &plan,
+        LimitOverrides::default(),
+        &states,
+        FailedHosts::StayFailed,
+    )
+    .unwrap();
+    let transport = Arc::new(Scripted::every_host(10));
+    let mut settings = settings(&dir);
+    settings.resumed = true;
+    let run = go(
+        &plan,
+        &mut scheduler,
+        transport.clone(),
+        &settings,
+        &Control::new(),
+        &journal_path,
+    )
+    .await;
+    assert_eq!(run.end.result, RunResult::Stopped);
+    assert_eq!(transport.attempts("c"), 0);
+    assert!(
+        run.events.iter().any(|e| matches!(e,
+            Event::RunStopping { reason, .. } if reason.contains("max_failures"))),
+        "{:?}",
+        run.events
+    );
+    assert!(run.events.iter().any(|e| matches!(e,
+        Event::HostsSkipped { hosts, .. } if hosts == &["c".to_string()])));
+    let (states, _) = events::replay(&plan.hosts, &journal::read(&journal_path).unwrap());
+    assert_eq!(states[2], pogo_executor::scheduler::HostState::Skipped);
+}
+
+/// Regression: a host run again by a resumed session had its new output appended right after
+/// its old output, with nothing to tell the sessions apart.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_sessions_output_is_marked_in_the_log() {
+    let plan = plan(&[&[&["a"]]], &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let journal_path = dir.path().join("journal");
+    let transport = Arc::new(Scripted::default().host("a", &[(1, 1), (1, 0)]));
+    let mut scheduler = Scheduler::new(&plan, LimitOverrides::default()).unwrap();
+    let first = go(
+        &plan,
+        &mut scheduler,
+        transport.clone(),
+        &settings(&dir),
+        &Control::new(),
+        &journal_path,
+    )
+    .await;
+    assert_eq!(first.end.result, RunResult::Failed);
+
+    let (states, _) = events::replay(&plan.hosts, &journal::read(&journal_path).unwrap());
+    let mut scheduler = Scheduler::resume(
+        &plan,
+        LimitOverrides::default(),
+        &states,
+        FailedHosts::Retry,
+    )
+    .unwrap();
+    let mut settings = settings(&dir);
+    settings.resumed = true;
+    let second = go(
+        &plan,
+        &mut scheduler,
+        transport,
+        &settings,
+        &Control::new(),
+        &journal_path,
+    )
+    .await;
+    assert_eq!(second.end.result, RunResult::Succeeded);
+    let log = std::fs::read_to_string(dir.path().join(runner::log_file_name("a"))).unwrap();
+    assert_eq!(log, "a attempt 1\n--- resumed ---\na attempt 2\n");
+}

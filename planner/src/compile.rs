@@ -78,7 +78,7 @@ impl FailureLimit {
     }
 
     /// A percentage is of the targets, rounded down (`0` keeps "halt at the first failure").
-    fn resolve(self, targets: u64) -> Amount {
+    pub fn resolve(self, targets: u64) -> Amount {
         match self {
             FailureLimit::Count(n) => Amount::number(n),
             FailureLimit::Percent(p) => Amount {

@@ -1,0 +1,834 @@
+//! `pogo apply PLAN`, `pogo apply --resume RUN_ID` and `pogo run` (plan and apply in one step,
+//! the original `pogo-one`): parse the options, prepare the run (a new run directory, or a run
+//! reopened from its journal), then drive the executor's runner on a tokio runtime of its own,
+//! with Ctrl-C wired to halt and kill, and render the events as they come and the summary at
+//! the end. The rest of the CLI stays synchronous.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Args, ValueEnum};
+use pogo_executor::events::{self, Event, RunResult};
+use pogo_executor::journal::Journal;
+use pogo_executor::rundir::{
+    self, NewRun, Reopened, RunDir, RunDirError, RunId, RunLock, RunSpec, TransportSpec,
+};
+use pogo_executor::runner::{self, Control, Reporter, RunSettings};
+use pogo_executor::scheduler::{FailedHosts, HostState, LimitOverrides, Scheduler};
+use pogo_executor::transport::{
+    HostKeyPolicy, LocalTransport, Secret, SshOptions, SshTransport, Transport,
+};
+use pogo_model::{ConstraintSpec, Plan, JOB_GROUP_ID};
+use pogo_planner::spec::parse_duration;
+use pogo_planner::{FailureLimit, Limit};
+
+use crate::render::plural;
+use crate::report::{summary, Json, Ledger, Lines, Notice, Progress, SummaryOptions, Tee};
+use crate::stale::{check_plan, Against};
+use crate::{emit, exit, invalid, read_plan, usage, Failure, PlanFlags};
+
+#[derive(Args)]
+#[command(
+    long_about = "Run a plan: its command on every target, in the plan's order, never more \
+        hosts down at once than a constraint group allows, stopping once more than \
+        max_failures hosts failed.\n\n\
+        Each run gets a directory, .pogo/runs/RUN_ID/ (--state-dir, POGO_STATE_DIR): the plan \
+        as applied, the journal of every event (made durable before it is shown) and each \
+        host's output in logs/HOST.log. On a terminal a live view shows progress; otherwise \
+        one `host: message` line per event; --json streams the events as NDJSON, exactly as \
+        the journal holds them. A summary table ends the run, with the output of failed \
+        hosts.\n\n\
+        Ctrl-C (or SIGTERM) once halts the run: no more hosts start, running ones finish \
+        (--kill: they are killed at once); twice kills the running commands. A halted, \
+        stopped or crashed run continues with --resume RUN_ID, which never runs a succeeded \
+        host again. Hosts that failed stay failed unless --retry-failed; so do hosts that \
+        were interrupted (started, never finished: the pogo running them died), since their \
+        command may have run.\n\n\
+        Exit status: 0 every host succeeded; 3 some hosts failed; 4 the run stopped (failure \
+        budget, halt, run timeout) or was blocked; 1 invalid plan or input; 64 usage.",
+    after_help = "Examples:\n  \
+        pogo apply east.plan.json\n  \
+        pogo apply east.plan.json --against examples/plans/east-hotfix.yaml --concurrent 5\n  \
+        pogo apply triple.plan.json --transport local\n  \
+        pogo apply --resume last --retry-failed\n  \
+        pogo apply east.plan.json --json | jq -c 'select(.event == \"host_finished\")'"
+)]
+pub struct ApplyArgs {
+    /// The plan file to run
+    #[arg(value_name = "PLAN", required_unless_present = "resume")]
+    plan: Option<PathBuf>,
+    /// Continue a halted, stopped or interrupted run instead of starting one: its id, the
+    /// start of its id, or `last`
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["plan", "against"])]
+    resume: Option<String>,
+    /// With --resume: run the hosts that failed, timed out, were unreachable or were
+    /// interrupted again (by default they stay failed)
+    #[arg(long, requires = "resume")]
+    retry_failed: bool,
+    /// Refuse the plan if it is stale: if this config or plan spec, as it is now, is not what
+    /// the plan was made from
+    #[arg(long, value_name = "SPEC_OR_CONFIG")]
+    against: Option<PathBuf>,
+    /// With --against: run a stale plan all the same, with a warning
+    #[arg(long, requires = "against")]
+    allow_stale: bool,
+    /// List every host in the summary (past 20 hosts, only those that did not succeed are)
+    #[arg(long)]
+    full: bool,
+    #[command(flatten)]
+    limits: LimitFlags,
+    #[command(flatten)]
+    exec: ExecFlags,
+}
+
+/// Limits a run may lower (never raise): the plan was reviewed with its limits.
+#[derive(Args, Default)]
+#[command(next_help_heading = "Limits (a run can lower the plan's, never raise them)")]
+pub struct LimitFlags {
+    /// Stop starting hosts once more than this many failed: a number, or a percentage of the
+    /// targets [default: the plan's]
+    #[arg(long, value_name = "N|P%")]
+    max_failures: Option<String>,
+    /// Job-wide limit on hosts down at once: a number, or a percentage of the targets
+    /// [default: the plan's]
+    #[arg(long, value_name = "N|P%")]
+    concurrent: Option<String>,
+}
+
+/// How a run reaches its hosts, what it shows, and where it is kept: `pogo apply` and
+/// `pogo run`.
+#[derive(Args)]
+#[command(next_help_heading = "Run options")]
+pub struct ExecFlags {
+    /// How commands reach the hosts: `ssh`, or `local` (on this machine, with POGO_HOST set
+    /// to the host's name: for trying pogo, tests and demos) [default: ssh; a resumed run:
+    /// its own]
+    #[arg(long, value_enum)]
+    transport: Option<TransportKind>,
+    /// An ssh config file to read instead of ~/.ssh/config
+    #[arg(long, value_name = "FILE")]
+    ssh_config: Option<PathBuf>,
+    /// Log in as this user (ssh -l)
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+    /// Connect to this port (ssh -p)
+    #[arg(long, value_name = "PORT")]
+    port: Option<u16>,
+    /// Offer only this key (ssh -i, with IdentitiesOnly)
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// How host keys are checked: `strict` (known_hosts only, as ssh without a terminal),
+    /// `accept-new` (record unknown keys, refuse changed ones) or `off` [default: strict]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    known_hosts: Option<KnownHosts>,
+    /// Ask for a password once, without echo, and log in with it
+    #[arg(long)]
+    password: bool,
+    /// Pause before retrying a failed host: seconds, or 45s, 10m; 0 for none [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    retry_delay: Option<String>,
+    /// Stream the run's events as JSON, one object per line (as the journal holds them); the
+    /// summary goes to stderr
+    #[arg(long)]
+    json: bool,
+    /// On Ctrl-C, kill the running commands at once instead of letting them finish
+    #[arg(long)]
+    kill: bool,
+    /// Keep runs here [default: $POGO_STATE_DIR, or .pogo in the current directory]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TransportKind {
+    /// OpenSSH, one multiplexed connection per host; honours ~/.ssh/config, the agent and
+    /// known_hosts
+    Ssh,
+    /// `sh -c` on this machine, with POGO_HOST set
+    Local,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KnownHosts {
+    Strict,
+    AcceptNew,
+    Off,
+}
+
+impl KnownHosts {
+    fn policy(self) -> HostKeyPolicy {
+        match self {
+            KnownHosts::Strict => HostKeyPolicy::Strict,
+            KnownHosts::AcceptNew => HostKeyPolicy::AcceptNew,
+            KnownHosts::Off => HostKeyPolicy::Off,
+        }
+    }
+}
+
+/// The default pause before a retry.
+const RETRY_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Args)]
+#[command(
+    long_about = "Plan and apply in one step (the original pogo-one): compile the config (or \
+        plan spec) with the plan options, print the schedule, ask for confirmation, and run \
+        it as `pogo apply` does. The plan is kept in the run's directory.\n\n\
+        On a terminal it asks before running anything; --yes skips the question, and without \
+        a terminal --yes is required. Exit status as `pogo apply`; 4 also when not confirmed.",
+    after_help = "Examples:\n  \
+        pogo run --config t/cfgs/triple.cfg --transport local --command 'echo deployed on $POGO_HOST' --yes\n  \
+        pogo run --config fleet.cfg --targets '$colo.east' --command 'sudo systemctl restart app' --password\n  \
+        pogo run examples/plans/rolling-restart.yaml"
+)]
+pub struct RunArgs {
+    /// A plan spec (YAML) declaring the config, targets, command and options
+    #[arg(value_name = "SPEC")]
+    spec: Option<PathBuf>,
+    /// The fleet config (tags, sequences, constraints)
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "spec"
+    )]
+    config: Option<PathBuf>,
+    /// Run without asking for confirmation
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Show every host in the schedule and the summary instead of cutting long lists
+    #[arg(long)]
+    full: bool,
+    #[command(flatten)]
+    flags: PlanFlags,
+    #[command(flatten)]
+    exec: ExecFlags,
+}
+
+/// The run options as given, checked; what was not given is the run's own on a resume.
+struct Exec {
+    flags: ExecFlags,
+    retry_delay: Option<Duration>,
+    state_dir: PathBuf,
+    /// ` --state-dir DIR` when one was given on the command line, for the commands the
+    /// summary suggests.
+    state_dir_flag: String,
+}
+
+impl ExecFlags {
+    fn check(self) -> Result<Exec, Failure> {
+        let retry_delay = match self.retry_delay.as_deref().map(str::trim) {
+            None => None,
+            Some("0" | "0s") => Some(Duration::ZERO),
+            Some(text) => Some(Duration::from_secs(
+                parse_duration(text)
+                    .map_err(|problem| invalid(format!("invalid --retry-delay: {problem}")))?,
+            )),
+        };
+        let (state_dir, state_dir_flag) = state_dir(self.state_dir.as_deref());
+        Ok(Exec {
+            flags: self,
+            retry_delay,
+            state_dir,
+            state_dir_flag,
+        })
+    }
+}
+
+impl Exec {
+    /// The spec of a new run: the flags, with the defaults for what they leave out.
+    fn new_spec(&self) -> Result<RunSpec, Failure> {
+        let kind = self.flags.transport.unwrap_or(TransportKind::Ssh);
+        self.spec(kind, None)
+    }
+
+    /// The spec of a resumed run: its own, with what the flags change. Its transport cannot
+    /// change: a run made over ssh and resumed with the local transport would run the fleet's
+    /// command on this machine, once per host.
+    fn resumed_spec(&self, id: &RunId, before: Option<RunSpec>) -> Result<RunSpec, Failure> {
+        let Some(before) = before else {
+            return self.new_spec();
+        };
+        let kind = match &before.transport {
+            TransportSpec::Local => TransportKind::Local,
+            TransportSpec::Ssh { .. } => TransportKind::Ssh,
+        };
+        if let Some(given) = self.flags.transport {
+            if given != kind {
+                return Err(invalid(format!(
+                    "run {id} reaches its hosts with the {} transport, and a resume goes on \
+                     the same way; leave out --transport, or start a new run",
+                    before.transport.kind()
+                )));
+            }
+        }
+        self.spec(kind, Some(before))
+    }
+
+    fn spec(&self, kind: TransportKind, before: Option<RunSpec>) -> Result<RunSpec, Failure> {
+        let f = &self.flags;
+        let transport = match kind {
+            TransportKind::Local => {
+                let ssh_only: Vec<&str> = [
+                    ("--password", f.password),
+                    ("--ssh-config", f.ssh_config.is_some()),
+                    ("--user", f.user.is_some()),
+                    ("--port", f.port.is_some()),
+                    ("--identity", f.identity.is_some()),
+                    ("--known-hosts", f.known_hosts.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, given)| given.then_some(flag))
+                .collect();
+                if !ssh_only.is_empty() {
+                    return Err(usage(format!(
+                        "{} {} for the ssh transport; --transport local runs commands on \
+                         this machine, with no login",
+                        ssh_only.join(", "),
+                        if ssh_only.len() == 1 { "is" } else { "are" }
+                    )));
+                }
+                TransportSpec::Local
+            }
+            TransportKind::Ssh => {
+                let (user, port, identity, ssh_config, known_hosts, password) =
+                    match before.as_ref().map(|b| &b.transport) {
+                        Some(TransportSpec::Ssh {
+                            user,
+                            port,
+                            identity,
+                            ssh_config,
+                            known_hosts,
+                            password,
+                        }) => (
+                            user.clone(),
+                            *port,
+                            identity.clone(),
+                            ssh_config.clone(),
+                            known_hosts.clone(),
+                            *password,
+                        ),
+                        _ => (None, None, None, None, "strict".to_string(), false),
+                    };
+                let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or(path.clone());
+                TransportSpec::Ssh {
+                    user: f.user.clone().or(user),
+                    port: f.port.or(port),
+                    identity: f.identity.as_ref().map(absolute).or(identity),
+                    ssh_config: f.ssh_config.as_ref().map(absolute).or(ssh_config),
+                    known_hosts: f
+                        .known_hosts
+                        .map(|k| k.policy().to_string())
+                        .unwrap_or(known_hosts),
+                    password: f.password || password,
+                }
+            }
+        };
+        let retry_delay = self
+            .retry_delay
+            .or(before.map(|b| Duration::from_millis(b.retry_delay_ms)))
+            .unwrap_or(RETRY_DELAY);
+        Ok(RunSpec {
+            transport,
+            retry_delay_ms: retry_delay.as_millis() as u64,
+        })
+    }
+}
+
+/// The state directory from `--state-dir`, `POGO_STATE_DIR` or the default, and the flag to
+/// repeat in suggested commands: for `pogo runs` and `pogo log`.
+pub fn state_dir(flag: Option<&Path>) -> (PathBuf, String) {
+    match flag {
+        Some(dir) => (dir.to_path_buf(), format!(" --state-dir {}", dir.display())),
+        None => match std::env::var_os(rundir::STATE_DIR_ENV) {
+            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), String::new()),
+            _ => (PathBuf::from(rundir::DEFAULT_STATE_DIR), String::new()),
+        },
+    }
+}
+
+/// A run ready to start.
+struct Job {
+    plan: Plan,
+    spec: RunSpec,
+    scheduler: Scheduler,
+    /// A new run (its directory is made once the password, if any, is in), or a reopened one.
+    existing: Option<(RunDir, RunLock, Journal<Event>)>,
+    /// The events of the run's earlier sessions.
+    earlier: Vec<Event>,
+}
+
+/// `pogo apply`.
+pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let exec = args.exec.check()?;
+    let job = match &args.resume {
+        Some(given) => resume(&exec, given, &args.limits, args.retry_failed)?,
+        None => {
+            let path = args
+                .plan
+                .as_deref()
+                .expect("clap requires PLAN without --resume");
+            let plan = read_plan(path)?;
+            runnable(&plan)?;
+            if let Some(against) = &args.against {
+                let against = Against::load(against)?;
+                check_plan(path, &plan, &against, args.allow_stale)?;
+            }
+            fresh(plan, exec.new_spec()?, &args.limits)?
+        }
+    };
+    execute(job, &exec, args.full, out)
+}
+
+/// `pogo run`: the plan's schedule first, then a confirmation, then `pogo apply`'s run.
+pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let exec = args.exec.check()?;
+    let plan = crate::compile_plan(args.spec.as_deref(), args.config.as_deref(), &args.flags)?;
+    runnable(&plan)?;
+    let table = format!("{}\n", crate::render::plan_text(&plan, args.full));
+    let spec = exec.new_spec()?;
+    if exec.flags.json {
+        // stdout is for the events alone.
+        let _ = std::io::stderr().write_all(table.as_bytes());
+    } else {
+        emit(out, &table)?;
+    }
+    if !args.yes && !confirm(&plan, &spec)? {
+        let _ = writeln!(std::io::stderr(), "Not confirmed: nothing ran.");
+        return Ok(exit::STOPPED);
+    }
+    let job = fresh(plan, spec, &LimitFlags::default())?;
+    execute(job, &exec, args.full, out)
+}
+
+fn runnable(plan: &Plan) -> Result<(), Failure> {
+    pogo_executor::check_runnable(plan).map_err(|e| invalid(format!("cannot run the plan: {e}")))
+}
+
+/// Asks on the terminal; refuses rather than waits when there is none.
+fn confirm(plan: &Plan, spec: &RunSpec) -> Result<bool, Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "pogo run asks before running anything, and stdin is not a terminal; add --yes to \
+             run without asking",
+        ));
+    }
+    let transport = match spec.transport {
+        TransportSpec::Ssh { .. } => "over ssh",
+        TransportSpec::Local => "on this machine (--transport local)",
+    };
+    eprint!(
+        "Run `{}` on {} {transport}? [y/N] ",
+        plan.command.as_deref().unwrap_or_default(),
+        plural(plan.hosts.len(), "host")
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| invalid(format!("cannot read the answer: {e}")))?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+/// A new run of `plan`, its limits lowered as asked.
+fn fresh(mut plan: Plan, spec: RunSpec, limits: &LimitFlags) -> Result<Job, Failure> {
+    lower_limits(&mut plan, limits)?;
+    let scheduler = Scheduler::new(&plan, LimitOverrides::default())
+        .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
+    Ok(Job {
+        plan,
+        spec,
+        scheduler,
+        existing: None,
+        earlier: Vec::new(),
+    })
+}
+
+/// Writes `--max-failures` and `--concurrent` into the plan, which the run keeps as its
+/// `plan.json`: a resumed run then holds to them without being told again. Returns whether
+/// anything changed. Raising a limit is refused.
+fn lower_limits(plan: &mut Plan, limits: &LimitFlags) -> Result<bool, Failure> {
+    let targets = plan.hosts.len() as u64;
+    let mut errors = Vec::new();
+    let mut changed = false;
+    if let Some(text) = &limits.max_failures {
+        match FailureLimit::parse(text) {
+            Ok(limit) => {
+                let amount = limit.resolve(targets);
+                if amount.value > plan.options.max_failures.value {
+                    errors.push(format!(
+                        "--max-failures {text}{} would raise the plan's max_failures \
+                         ({}); a run can lower the plan's limits, never raise them",
+                        resolved(&amount),
+                        plan.options.max_failures
+                    ));
+                } else {
+                    plan.options.max_failures = amount;
+                    changed = true;
+                }
+            }
+            Err(problem) => errors.push(format!("invalid --max-failures: {problem}")),
+        }
+    }
+    if let Some(text) = &limits.concurrent {
+        match Limit::parse(text) {
+            Ok(limit) => {
+                let amount = limit.resolve(targets);
+                match plan.constraints.iter_mut().find(|c| c.id == JOB_GROUP_ID) {
+                    Some(job) if amount.value > job.max_parallel.value => errors.push(format!(
+                        "--concurrent {text}{} would raise the plan's job-wide limit ({}); a \
+                         run can lower the plan's limits, never raise them",
+                        resolved(&amount),
+                        job.max_parallel
+                    )),
+                    Some(job) => {
+                        job.max_parallel = amount;
+                        changed = true;
+                    }
+                    None => {
+                        // An --unconstrained plan: the limit becomes a job group of every host,
+                        // first, as the planner places it.
+                        plan.constraints.insert(
+                            0,
+                            ConstraintSpec {
+                                id: JOB_GROUP_ID.to_string(),
+                                from: JOB_GROUP_ID.to_string(),
+                                max_parallel: amount,
+                                hosts: plan.hosts.clone(),
+                            },
+                        );
+                        changed = true;
+                    }
+                }
+            }
+            Err(problem) => errors.push(format!("invalid --concurrent: {problem}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(changed)
+    } else {
+        Err(Failure {
+            message: errors.iter().map(|e| format!("error: {e}\n")).collect(),
+            code: exit::INVALID,
+        })
+    }
+}
+
+/// ` (5 of 50 targets)` for a percentage; nothing for a number.
+fn resolved(amount: &pogo_model::Amount) -> String {
+    match (amount.percent, amount.base) {
+        (Some(_), Some(base)) => format!(" ({} of {base} targets)", amount.value),
+        _ => String::new(),
+    }
+}
+
+fn run_dir_error(error: RunDirError) -> Failure {
+    match error {
+        RunDirError::NotFound { .. } => invalid(format!("{error}; `pogo runs` lists the runs")),
+        other => invalid(other.to_string()),
+    }
+}
+
+/// Reopens a run and rebuilds its scheduler from the journal.
+fn resume(
+    exec: &Exec,
+    given: &str,
+    limits: &LimitFlags,
+    retry_failed: bool,
+) -> Result<Job, Failure> {
+    let dir = RunDir::find(&exec.state_dir, given).map_err(run_dir_error)?;
+    let Reopened {
+        dir,
+        lock,
+        mut plan,
+        spec,
+        journal,
+        events,
+    } = dir.reopen().map_err(run_dir_error)?;
+    let spec = exec.resumed_spec(dir.id(), spec)?;
+    runnable(&plan)?;
+    if lower_limits(&mut plan, limits)? {
+        dir.write_plan(&plan).map_err(run_dir_error)?;
+    }
+    let (states, interrupted) = events::replay(&plan.hosts, &events);
+    let id = dir.id().clone();
+    if states.iter().all(|s| *s == HostState::Succeeded) {
+        return Err(Failure {
+            message: format!("Nothing to resume: every host of run {id} succeeded.\n"),
+            code: exit::OK,
+        });
+    }
+    let policy = if retry_failed {
+        FailedHosts::Retry
+    } else {
+        FailedHosts::StayFailed
+    };
+    let scheduler = Scheduler::resume(&plan, LimitOverrides::default(), &states, policy)
+        .map_err(|e| invalid(format!("cannot resume run {id}: {e}")))?;
+    let note = resume_note(&plan, &states, &interrupted, retry_failed);
+    let _ = std::io::stderr().write_all(note.as_bytes());
+    Ok(Job {
+        plan,
+        spec,
+        scheduler,
+        existing: Some((dir, lock, journal)),
+        earlier: events,
+    })
+}
+
+/// What a resume does with each host, said before it starts.
+fn resume_note(
+    plan: &Plan,
+    states: &[HostState],
+    interrupted: &[pogo_executor::scheduler::HostIdx],
+    retry_failed: bool,
+) -> String {
+    let succeeded = states
+        .iter()
+        .filter(|s| **s == HostState::Succeeded)
+        .count();
+    let failed = states.iter().filter(|s| s.is_failure()).count() - interrupted.len();
+    let mut note = format!(
+        "Resuming: {} succeeded before and will not run again",
+        plural(succeeded, "host")
+    );
+    if failed > 0 {
+        note.push_str(&format!(
+            "; {} failed before and {}",
+            plural(failed, "host"),
+            match (retry_failed, failed) {
+                (true, _) => "will run again (--retry-failed)",
+                (false, 1) => "stays failed (--retry-failed runs it again)",
+                (false, _) => "stay failed (--retry-failed runs them again)",
+            }
+        ));
+    }
+    note.push_str(".\n");
+    if !interrupted.is_empty() {
+        let names: Vec<&str> = interrupted
+            .iter()
+            .take(10)
+            .map(|h| plan.hosts[h.index()].as_str())
+            .collect();
+        let more = if interrupted.len() > names.len() {
+            format!(" and {} more", interrupted.len() - names.len())
+        } else {
+            String::new()
+        };
+        let (were, them, they) = match interrupted.len() {
+            1 => ("1 host was".to_string(), "it", "it"),
+            n => (format!("{n} hosts were"), "them", "they"),
+        };
+        note.push_str(&format!(
+            "{were} interrupted (started, but the pogo running {them} ended before {they} \
+             finished): {}{more}.\n",
+            names.join(", ")
+        ));
+        note.push_str(if retry_failed {
+            "Their command may have run in part; they run again (--retry-failed).\n"
+        } else {
+            "Their command may have run, so they count as failed and do not run again; \
+             --retry-failed runs them again.\n"
+        });
+    }
+    note
+}
+
+/// Asks for the SSH password on the terminal, without echo.
+fn ask_password() -> Result<Secret, Failure> {
+    rpassword::prompt_password("Password: ")
+        .map(Secret::new)
+        .map_err(|e| invalid(format!("cannot read a password from the terminal: {e}")))
+}
+
+fn transport(
+    spec: &TransportSpec,
+    password: Option<Secret>,
+) -> Result<Arc<dyn Transport>, Failure> {
+    match spec {
+        TransportSpec::Local => Ok(Arc::new(LocalTransport::new())),
+        TransportSpec::Ssh {
+            user,
+            port,
+            identity,
+            ssh_config,
+            known_hosts,
+            password: _,
+        } => {
+            let options = SshOptions {
+                user: user.clone(),
+                port: *port,
+                identity: identity.clone(),
+                config_file: ssh_config.clone(),
+                host_key_policy: known_hosts.parse().map_err(invalid)?,
+                password,
+                // The pogo binary is its own askpass helper (see `main`).
+                askpass_program: None,
+                ..SshOptions::default()
+            };
+            let transport = SshTransport::new(options)
+                .map_err(|e| invalid(format!("cannot start the ssh transport: {e}")))?;
+            Ok(Arc::new(transport))
+        }
+    }
+}
+
+/// Runs the job to its end and renders it; the exit code says how it ended.
+fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8, Failure> {
+    let Job {
+        plan,
+        spec,
+        mut scheduler,
+        existing,
+        earlier,
+    } = job;
+    let password = match spec.transport {
+        TransportSpec::Ssh { password: true, .. } => Some(ask_password()?),
+        _ => None,
+    };
+    let transport = transport(&spec.transport, password)?;
+    let resumed = existing.is_some();
+    let (dir, lock, mut journal) = match existing {
+        Some(reopened) => reopened,
+        None => {
+            let NewRun { dir, lock, journal } =
+                RunDir::create(&exec.state_dir, &plan, &spec, SystemTime::now())
+                    .map_err(run_dir_error)?;
+            (dir, lock, journal)
+        }
+    };
+    let settings = RunSettings {
+        run_id: dir.id().to_string(),
+        command: plan.command.clone().unwrap_or_default(),
+        timeout: (plan.options.timeout > 0).then(|| Duration::from_secs(plan.options.timeout)),
+        retries: plan.options.retries,
+        retry_delay: Duration::from_millis(spec.retry_delay_ms),
+        run_timeout: plan.options.run_timeout.map(Duration::from_secs),
+        log_dir: Some(dir.log_dir()),
+        resumed,
+    };
+    let mut ledger = Ledger::new(&plan.hosts);
+    for event in &earlier {
+        ledger.record(event);
+    }
+    let done_before = scheduler
+        .host_states()
+        .iter()
+        .filter(|s| s.is_terminal())
+        .count();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| invalid(format!("cannot start the async runtime: {e}")))?;
+    let live =
+        !exec.flags.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let control = Control::new();
+    let ended = {
+        let mut json;
+        let mut lines;
+        let mut progress;
+        let (view, notice): (&mut dyn Reporter, Notice) = if exec.flags.json {
+            json = Json { out: &mut *out };
+            (&mut json, Notice::Stderr)
+        } else if live {
+            progress = Progress::new(plan.hosts.len(), done_before);
+            let notice = progress.notice();
+            (&mut progress, notice)
+        } else {
+            lines = Lines { out: &mut *out };
+            (&mut lines, Notice::Stderr)
+        };
+        let mut tee = Tee {
+            ledger: &mut ledger,
+            view,
+        };
+        runtime.block_on(async {
+            let watcher = watch_interrupts(control.clone(), exec.flags.kill, notice)
+                .map_err(|e| invalid(format!("cannot watch for Ctrl-C: {e}")))?;
+            let ended = runner::run(
+                &plan,
+                &mut scheduler,
+                transport,
+                &settings,
+                &control,
+                &mut journal,
+                &mut tee,
+            )
+            .await;
+            watcher.abort();
+            Ok::<_, Failure>(ended)
+        })?
+    };
+    // Masters and their sockets are shut down with the runtime still up.
+    drop(runtime);
+    let id = dir.id().clone();
+    let end = match ended {
+        Ok(end) => end,
+        Err(error) => {
+            drop(lock);
+            return Err(invalid(format!(
+                "run {id} cannot go on: {error}\nThe journal holds what happened until then; \
+                 resume with: pogo apply --resume {id}{}",
+                exec.state_dir_flag
+            )));
+        }
+    };
+    drop(lock);
+    let text = summary(
+        &ledger,
+        &SummaryOptions {
+            dir: &dir,
+            state_dir_flag: exec.state_dir_flag.clone(),
+            full,
+            running: false,
+        },
+    );
+    if exec.flags.json {
+        let _ = std::io::stderr().write_all(format!("\n{text}").as_bytes());
+    } else {
+        emit(out, &format!("\n{text}"))?;
+    }
+    Ok(match end.result {
+        RunResult::Succeeded => exit::OK,
+        RunResult::Failed => exit::FAILED,
+        RunResult::Stopped => exit::STOPPED,
+    })
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM once halts the run (or kills, with `--kill`); again, kills.
+/// The handlers are installed before this returns, so no signal in between ends pogo.
+fn watch_interrupts(
+    control: Control,
+    kill_at_once: bool,
+    notice: Notice,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(tokio::spawn(async move {
+        let mut presses = 0;
+        loop {
+            tokio::select! {
+                Some(()) = interrupt.recv() => {}
+                Some(()) = terminate.recv() => {}
+                else => return,
+            }
+            presses += 1;
+            if presses == 1 && !kill_at_once {
+                control.halt();
+                notice.say(
+                    "pogo: halting: no more hosts start, running ones finish; Ctrl-C again \
+                     kills them",
+                );
+            } else if presses == 1 || presses == 2 {
+                control.kill();
+                notice.say("pogo: killing the running commands");
+            }
+        }
+    }))
+}

@@ -1,0 +1,790 @@
+//! The views of a run, all rendered from its events (`pogo_executor::events::Event`), the same
+//! data as `--json` and the journal:
+//!
+//! - [`Lines`]: one `host: message` line per event, as the original Pogo printed
+//!   (`host2: Running target`, `host2: Success`), when stdout is not a terminal;
+//! - [`Json`]: the events as NDJSON, byte for byte the journal's records (`--json`);
+//! - [`Progress`]: a live view on a terminal (indicatif): an overall bar with counts, the
+//!   hosts that run, and failures as they happen;
+//! - [`Ledger`] and [`summary`]: each host's final state, exit code, attempts and duration, for
+//!   the table at the end of a run and for `pogo log RUN_ID`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Duration;
+
+use comfy_table::Cell;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use pogo_executor::events::{Event, FinalState, RunResult};
+use pogo_executor::rundir::RunDir;
+use pogo_executor::runner::Reporter;
+
+use crate::render::{new_table, plural};
+
+/// Past this many hosts, the summary table lists only the hosts that did not succeed (and
+/// counts the rest) unless `--full` is given.
+const HOSTS_IN_FULL: usize = 20;
+/// At most this many rows of hosts that did not succeed, unless `--full`.
+const ROWS_SHOWN: usize = 30;
+/// The output of at most this many failed hosts is shown at the end of a run...
+const TAILS_SHOWN: usize = 5;
+/// ...this many lines each.
+const TAIL_LINES: usize = 10;
+
+/// The line for an event, as the original printed it; `None` for events that have no line of
+/// their own (the summary says how the run ended). Several lines for skipped hosts.
+pub fn event_lines(event: &Event) -> Vec<String> {
+    match event {
+        Event::RunStarted {
+            run_id,
+            hosts,
+            command,
+            resumed,
+            ..
+        } => vec![format!(
+            "Run {run_id}{}: `{command}` on {}",
+            if *resumed { " (resumed)" } else { "" },
+            plural(*hosts, "host")
+        )],
+        Event::HostStarted { host, .. } => vec![format!("{host}: Running target")],
+        Event::HostRetrying {
+            host,
+            attempt,
+            after,
+            delay_ms,
+            ..
+        } => vec![format!(
+            "{host}: Retrying after {after} (attempt {attempt}{})",
+            if *delay_ms == 0 {
+                String::new()
+            } else {
+                format!(", in {}", short_duration(*delay_ms))
+            }
+        )],
+        Event::HostFinished {
+            host,
+            result,
+            attempts,
+            message,
+            ..
+        } => {
+            let after = if *attempts > 1 {
+                format!(", after {attempts} attempts")
+            } else {
+                String::new()
+            };
+            let line = match result {
+                FinalState::Succeeded if *attempts > 1 => {
+                    format!("{host}: Success (after {attempts} attempts)")
+                }
+                FinalState::Succeeded => format!("{host}: Success"),
+                FinalState::Failed { .. } => format!("{host}: Failed ({message}{after})"),
+                FinalState::TimedOut => format!(
+                    "{host}: Timed out ({}{after})",
+                    strip(message, "timed out; ")
+                ),
+                FinalState::Unreachable => format!(
+                    "{host}: Unreachable ({}{after})",
+                    strip(message, "unreachable: ")
+                ),
+                FinalState::Cancelled => {
+                    format!("{host}: Cancelled ({})", strip(message, "cancelled; "))
+                }
+                FinalState::Skipped => format!("{host}: Skipped"),
+            };
+            vec![line]
+        }
+        Event::HostsSkipped { hosts, .. } => {
+            hosts.iter().map(|h| format!("{h}: Skipped")).collect()
+        }
+        Event::RunStopping { reason, .. } => vec![format!(
+            "Stopping: {reason}; no more hosts start, running ones finish"
+        )],
+        Event::RunBlocked { reasons, .. } => {
+            reasons.iter().map(|r| format!("Blocked: {r}")).collect()
+        }
+        Event::RunFinished { .. } => Vec::new(),
+    }
+}
+
+fn strip<'a>(message: &'a str, prefix: &str) -> &'a str {
+    message.strip_prefix(prefix).unwrap_or(message)
+}
+
+/// `5s`, `1.5s`, `250ms`.
+fn short_duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+/// A host's duration in the summary: `0.21s`, `12.30s`, `2m05s`, `1h02m`.
+pub fn duration_cell(ms: u64) -> String {
+    let secs = ms / 1000;
+    if secs < 60 {
+        format!("{}.{:02}s", secs, ms % 1000 / 10)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+/// `host: message` lines (stdout not a terminal). Write errors are ignored: a closed pipe
+/// (`pogo apply plan.json | head`) must not stop a rollout.
+pub struct Lines<'a> {
+    pub out: &'a mut dyn Write,
+}
+
+impl Reporter for Lines<'_> {
+    fn report(&mut self, event: &Event) {
+        for line in event_lines(event) {
+            let _ = writeln!(self.out, "{line}");
+        }
+        let _ = self.out.flush();
+    }
+}
+
+/// `--json`: every event as one line of JSON, exactly as the journal records it.
+pub struct Json<'a> {
+    pub out: &'a mut dyn Write,
+}
+
+impl Reporter for Json<'_> {
+    fn report(&mut self, event: &Event) {
+        let line = serde_json::to_string(event).expect("events serialise");
+        let _ = writeln!(self.out, "{line}");
+        let _ = self.out.flush();
+    }
+}
+
+/// Where a message for the operator goes while a run is shown: above the live view on a
+/// terminal, or on stderr.
+#[derive(Clone)]
+pub enum Notice {
+    Stderr,
+    Above(MultiProgress),
+}
+
+impl Notice {
+    pub fn say(&self, text: &str) {
+        match self {
+            Notice::Stderr => eprintln!("{text}"),
+            Notice::Above(multi) => {
+                let _ = multi.println(text);
+            }
+        }
+    }
+}
+
+/// The live view on a terminal: an overall bar with counts, the hosts that run, and the
+/// lines of failures, retries and stops printed above it as they happen.
+pub struct Progress {
+    multi: MultiProgress,
+    bar: ProgressBar,
+    running_line: ProgressBar,
+    /// Running hosts, in the order they started.
+    running: Vec<String>,
+    succeeded: usize,
+    failed: usize,
+    skipped: usize,
+    cancelled: usize,
+}
+
+impl Progress {
+    /// A view of `total` hosts, `done` of which finished in earlier sessions of the run.
+    pub fn new(total: usize, done: usize) -> Progress {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let bar = multi.add(ProgressBar::new(total as u64));
+        bar.set_style(
+            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} hosts  {msg}")
+                .expect("the template is valid")
+                .progress_chars("=> "),
+        );
+        bar.set_position(done as u64);
+        let running_line = multi.add(ProgressBar::new_spinner());
+        running_line.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg}").expect("the template is valid"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        running_line.enable_steady_tick(Duration::from_millis(120));
+        Progress {
+            multi,
+            bar,
+            running_line,
+            running: Vec::new(),
+            succeeded: 0,
+            failed: 0,
+            skipped: 0,
+            cancelled: 0,
+        }
+    }
+
+    pub fn notice(&self) -> Notice {
+        Notice::Above(self.multi.clone())
+    }
+
+    fn redraw(&self) {
+        let mut counts = vec![format!("{} succeeded", self.succeeded)];
+        if self.failed > 0 {
+            counts.push(format!("{} failed", self.failed));
+        }
+        if self.cancelled > 0 {
+            counts.push(format!("{} cancelled", self.cancelled));
+        }
+        if self.skipped > 0 {
+            counts.push(format!("{} skipped", self.skipped));
+        }
+        counts.push(format!("{} running", self.running.len()));
+        self.bar.set_message(counts.join(", "));
+        let shown: Vec<&str> = self.running.iter().take(8).map(String::as_str).collect();
+        let mut text = if shown.is_empty() {
+            "waiting".to_string()
+        } else {
+            format!("running: {}", shown.join(", "))
+        };
+        if self.running.len() > shown.len() {
+            text.push_str(&format!(" (+{} more)", self.running.len() - shown.len()));
+        }
+        self.running_line.set_message(text);
+    }
+}
+
+impl Reporter for Progress {
+    fn report(&mut self, event: &Event) {
+        match event {
+            Event::HostStarted { host, .. } => self.running.push(host.clone()),
+            Event::HostFinished { host, result, .. } => {
+                self.running.retain(|h| h != host);
+                self.bar.inc(1);
+                match result {
+                    FinalState::Succeeded => self.succeeded += 1,
+                    FinalState::Cancelled => self.cancelled += 1,
+                    FinalState::Skipped => self.skipped += 1,
+                    _ => self.failed += 1,
+                }
+            }
+            Event::HostsSkipped { hosts, .. } => {
+                self.skipped += hosts.len();
+                self.bar.inc(hosts.len() as u64);
+            }
+            Event::RunFinished { .. } => {
+                self.bar.finish_and_clear();
+                self.running_line.finish_and_clear();
+                let _ = self.multi.clear();
+                return;
+            }
+            _ => {}
+        }
+        // Successes, starts and skips show in the counts; the rest is worth a line.
+        let worth_a_line = match event {
+            Event::HostFinished { result, .. } => *result != FinalState::Succeeded,
+            Event::HostRetrying { .. } | Event::RunStopping { .. } | Event::RunBlocked { .. } => {
+                true
+            }
+            _ => false,
+        };
+        if worth_a_line {
+            for line in event_lines(event) {
+                let _ = self.multi.println(line);
+            }
+        }
+        self.redraw();
+    }
+}
+
+/// Feeds every event to the ledger, then to the view.
+pub struct Tee<'a> {
+    pub ledger: &'a mut Ledger,
+    pub view: &'a mut dyn Reporter,
+}
+
+impl Reporter for Tee<'_> {
+    fn report(&mut self, event: &Event) {
+        self.ledger.record(event);
+        self.view.report(event);
+    }
+}
+
+/// Where a host stands, as the events tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Never started (yet).
+    Pending,
+    Running,
+    /// Started in a session that ended without it finishing: that pogo died. It counts as
+    /// failed on a resume.
+    Interrupted,
+    Done(FinalState),
+}
+
+impl Standing {
+    fn word(self) -> &'static str {
+        match self {
+            Standing::Pending => "not run",
+            Standing::Running => "running",
+            Standing::Interrupted => "interrupted",
+            Standing::Done(state) => state.word(),
+        }
+    }
+}
+
+/// One host's row.
+#[derive(Debug, Clone, Copy)]
+pub struct HostRecord {
+    pub standing: Standing,
+    pub attempts: u32,
+    pub duration_ms: Option<u64>,
+}
+
+/// Each host's standing over every session of a run, from its events.
+pub struct Ledger {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    pub hosts: Vec<HostRecord>,
+    /// Sessions seen (one per `run_started`).
+    pub sessions: usize,
+    /// Why the last session stopped or was blocked.
+    pub reasons: Vec<String>,
+    /// How the last session ended, if it did.
+    pub result: Option<RunResult>,
+}
+
+impl Ledger {
+    pub fn new(hosts: &[String]) -> Ledger {
+        Ledger {
+            names: hosts.to_vec(),
+            index: hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.clone(), i))
+                .collect(),
+            hosts: vec![
+                HostRecord {
+                    standing: Standing::Pending,
+                    attempts: 0,
+                    duration_ms: None,
+                };
+                hosts.len()
+            ],
+            sessions: 0,
+            reasons: Vec::new(),
+            result: None,
+        }
+    }
+
+    fn host(&mut self, name: &str) -> Option<&mut HostRecord> {
+        let i = *self.index.get(name)?;
+        Some(&mut self.hosts[i])
+    }
+
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { .. } => {
+                self.sessions += 1;
+                self.reasons.clear();
+                self.result = None;
+                // A host still running when a new session starts was interrupted.
+                self.interrupt_running();
+            }
+            Event::HostStarted { host, .. } => {
+                if let Some(h) = self.host(host) {
+                    *h = HostRecord {
+                        standing: Standing::Running,
+                        attempts: 1,
+                        duration_ms: None,
+                    };
+                }
+            }
+            Event::HostRetrying { host, attempt, .. } => {
+                if let Some(h) = self.host(host) {
+                    h.attempts = *attempt;
+                }
+            }
+            Event::HostFinished {
+                host,
+                result,
+                attempts,
+                duration_ms,
+                ..
+            } => {
+                if let Some(h) = self.host(host) {
+                    *h = HostRecord {
+                        standing: Standing::Done(*result),
+                        attempts: *attempts,
+                        duration_ms: Some(*duration_ms),
+                    };
+                }
+            }
+            Event::HostsSkipped { hosts, .. } => {
+                for host in hosts {
+                    if let Some(h) = self.host(host) {
+                        h.standing = Standing::Done(FinalState::Skipped);
+                    }
+                }
+            }
+            Event::RunStopping { reason, .. } => {
+                if !self.reasons.contains(reason) {
+                    self.reasons.push(reason.clone());
+                }
+            }
+            Event::RunBlocked { reasons, .. } => self.reasons.extend(reasons.iter().cloned()),
+            Event::RunFinished { result, .. } => self.result = Some(*result),
+        }
+    }
+
+    /// The run's process is gone: hosts it left running were interrupted.
+    pub fn interrupt_running(&mut self) {
+        for h in &mut self.hosts {
+            if h.standing == Standing::Running {
+                h.standing = Standing::Interrupted;
+            }
+        }
+    }
+
+    fn count(&self, f: impl Fn(Standing) -> bool) -> usize {
+        self.hosts.iter().filter(|h| f(h.standing)).count()
+    }
+
+    /// `7 succeeded, 1 failed, 1 skipped`: every state that some host is in.
+    pub fn counts(&self) -> String {
+        let words = [
+            "succeeded",
+            "failed",
+            "timed out",
+            "unreachable",
+            "interrupted",
+            "cancelled",
+            "skipped",
+            "running",
+            "not run",
+        ];
+        let parts: Vec<String> = words
+            .iter()
+            .filter_map(|word| {
+                let n = self.count(|s| s.word() == *word);
+                (n > 0).then(|| format!("{n} {word}"))
+            })
+            .collect();
+        parts.join(", ")
+    }
+
+    /// Hosts that did not succeed and were not skipped, in plan order.
+    fn troubled(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.hosts.len()).filter(|&i| {
+            !matches!(
+                self.hosts[i].standing,
+                Standing::Done(FinalState::Succeeded | FinalState::Skipped) | Standing::Pending
+            )
+        })
+    }
+}
+
+/// How a run is shown at its end and by `pogo log`.
+pub struct SummaryOptions<'a> {
+    pub dir: &'a RunDir,
+    /// Added to the commands the summary suggests (`--state-dir DIR` when one was given).
+    pub state_dir_flag: String,
+    /// Every host in the table, however many.
+    pub full: bool,
+    /// Whether a process runs it now.
+    pub running: bool,
+}
+
+/// The summary table, the totals and why the run stopped, the last lines of failed hosts'
+/// output, and what to do next.
+pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
+    let mut out = String::new();
+    let total = ledger.hosts.len();
+    let rows: Vec<usize> = if options.full || total <= HOSTS_IN_FULL {
+        (0..total).collect()
+    } else {
+        ledger.troubled().take(ROWS_SHOWN).collect()
+    };
+    if !rows.is_empty() {
+        let mut table = new_table();
+        table.set_header(vec!["Host", "State", "Exit", "Attempts", "Duration"]);
+        for &i in &rows {
+            let h = &ledger.hosts[i];
+            let exit = match h.standing {
+                Standing::Done(FinalState::Succeeded) => "0".to_string(),
+                Standing::Done(FinalState::Failed { exit_code }) => exit_code.to_string(),
+                _ => String::new(),
+            };
+            let attempts = if h.attempts == 0 {
+                String::new()
+            } else {
+                h.attempts.to_string()
+            };
+            table.add_row(vec![
+                Cell::new(&ledger.names[i]),
+                Cell::new(h.standing.word()),
+                Cell::new(exit),
+                Cell::new(attempts),
+                Cell::new(h.duration_ms.map(duration_cell).unwrap_or_default()),
+            ]);
+        }
+        out.push_str(&table.to_string());
+        out.push('\n');
+    }
+    if rows.len() < total {
+        let rest = total - rows.len();
+        out.push_str(&format!(
+            "{} not listed ({}); --full lists every host\n",
+            plural(rest, "host"),
+            ledger_rest(ledger, &rows)
+        ));
+    }
+
+    let outcome = match (ledger.result, options.running) {
+        (_, true) => "Running",
+        (Some(RunResult::Succeeded), _) => "Succeeded",
+        (Some(RunResult::Failed), _) => "Failed",
+        (Some(RunResult::Stopped), _) => "Stopped",
+        (None, _) => "Interrupted",
+    };
+    let succeeded = ledger.count(|s| s == Standing::Done(FinalState::Succeeded));
+    if succeeded == total {
+        out.push_str(&format!("{outcome}: all {}\n", plural(total, "host")));
+    } else {
+        out.push_str(&format!(
+            "{outcome}: {} ({})\n",
+            ledger.counts(),
+            plural(total, "host")
+        ));
+    }
+    for reason in &ledger.reasons {
+        out.push_str(&format!("  because {reason}\n"));
+    }
+    let interrupted = ledger.count(|s| s == Standing::Interrupted);
+    if interrupted > 0 && !options.running {
+        let (were, them, they, counts) = match interrupted {
+            1 => ("1 host was".to_string(), "it", "it", "it counts"),
+            n => (format!("{n} hosts were"), "them", "they", "they count"),
+        };
+        out.push_str(&format!(
+            "  {were} interrupted: started, but the pogo running {them} ended before {they} \
+             finished; {counts} as failed, and a resume runs {them} again only with \
+             --retry-failed\n"
+        ));
+    }
+
+    // The output of failed hosts, where the operator looks first.
+    let failed: Vec<usize> = ledger
+        .troubled()
+        .filter(|&i| {
+            !matches!(
+                ledger.hosts[i].standing,
+                Standing::Running | Standing::Done(FinalState::Cancelled)
+            )
+        })
+        .collect();
+    let mut silent = Vec::new();
+    for &i in failed.iter().take(TAILS_SHOWN) {
+        let name = &ledger.names[i];
+        let path = options.dir.log_path(name);
+        let text = std::fs::read(&path).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        let start = lines.len().saturating_sub(TAIL_LINES);
+        if lines.is_empty() {
+            silent.push(name.as_str());
+            continue;
+        }
+        out.push_str(&format!(
+            "\n{name}: {}\n",
+            if start > 0 {
+                format!("last {TAIL_LINES} lines of its output")
+            } else {
+                "its output".to_string()
+            }
+        ));
+        for line in &lines[start..] {
+            out.push_str(&format!("  | {line}\n"));
+        }
+    }
+    if !silent.is_empty() {
+        out.push_str(&format!("\n{} printed nothing\n", silent.join(", ")));
+    }
+    if failed.len() > TAILS_SHOWN {
+        out.push_str(&format!(
+            "\n(the output of {} more failed hosts is not shown)\n",
+            failed.len() - TAILS_SHOWN
+        ));
+    }
+
+    let id = options.dir.id();
+    let flag = &options.state_dir_flag;
+    out.push_str(&format!("\nRun {id}\n"));
+    out.push_str(&format!("  output of a host:  pogo log {id} HOST{flag}\n"));
+    if !options.running && ledger.result != Some(RunResult::Succeeded) {
+        let failures = ledger.count(|s| {
+            matches!(
+                s,
+                Standing::Interrupted
+                    | Standing::Done(
+                        FinalState::Failed { .. } | FinalState::TimedOut | FinalState::Unreachable
+                    )
+            )
+        });
+        if ledger.result == Some(RunResult::Failed) {
+            out.push_str(&format!(
+                "  retry the failed:  pogo apply --resume {id} --retry-failed{flag}\n"
+            ));
+        } else {
+            let retry = if failures > 0 {
+                " [--retry-failed]"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "  resume it:         pogo apply --resume {id}{retry}{flag}\n"
+            ));
+        }
+    }
+    out
+}
+
+/// `9,950 succeeded, 40 skipped` for the hosts not in the table.
+fn ledger_rest(ledger: &Ledger, rows: &[usize]) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    let mut listed = vec![false; ledger.hosts.len()];
+    for &i in rows {
+        listed[i] = true;
+    }
+    for (i, h) in ledger.hosts.iter().enumerate() {
+        if listed[i] {
+            continue;
+        }
+        let word = h.standing.word();
+        match counts.iter_mut().find(|(w, _)| *w == word) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((word, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(w, n)| format!("{n} {w}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_read_like_the_originals() {
+        let finished = |result, attempts, message: &str| Event::HostFinished {
+            host: "host3".into(),
+            result,
+            attempts,
+            duration_ms: 10,
+            message: message.into(),
+            at_ms: 0,
+        };
+        let line = |e: Event| event_lines(&e).join("\n");
+        assert_eq!(
+            line(Event::HostStarted {
+                host: "host2".into(),
+                at_ms: 0
+            }),
+            "host2: Running target"
+        );
+        assert_eq!(
+            line(finished(FinalState::Succeeded, 1, "exit code 0")),
+            "host3: Success"
+        );
+        assert_eq!(
+            line(finished(
+                FinalState::Failed { exit_code: 3 },
+                1,
+                "exit code 3"
+            )),
+            "host3: Failed (exit code 3)"
+        );
+        assert_eq!(
+            line(finished(
+                FinalState::Failed { exit_code: 3 },
+                2,
+                "exit code 3"
+            )),
+            "host3: Failed (exit code 3, after 2 attempts)"
+        );
+        assert_eq!(
+            line(finished(
+                FinalState::TimedOut,
+                1,
+                "timed out; the command was killed on the target"
+            )),
+            "host3: Timed out (the command was killed on the target)"
+        );
+        assert_eq!(
+            line(Event::HostRetrying {
+                host: "host3".into(),
+                attempt: 2,
+                after: "exit code 1".into(),
+                delay_ms: 5000,
+                at_ms: 0
+            }),
+            "host3: Retrying after exit code 1 (attempt 2, in 5s)"
+        );
+        assert_eq!(
+            line(Event::HostsSkipped {
+                hosts: vec!["a".into(), "b".into()],
+                at_ms: 0
+            }),
+            "a: Skipped\nb: Skipped"
+        );
+    }
+
+    #[test]
+    fn durations_are_short_and_fixed_in_shape() {
+        assert_eq!(duration_cell(0), "0.00s");
+        assert_eq!(duration_cell(215), "0.21s");
+        assert_eq!(duration_cell(12_300), "12.30s");
+        assert_eq!(duration_cell(125_000), "2m05s");
+        assert_eq!(duration_cell(3_720_000), "1h02m");
+        assert_eq!(short_duration(250), "250ms");
+        assert_eq!(short_duration(1500), "1.5s");
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_last_word_and_marks_hosts_of_a_dead_session_interrupted() {
+        let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let mut ledger = Ledger::new(&hosts);
+        let started = |resumed| Event::RunStarted {
+            run_id: "r".into(),
+            hosts: 3,
+            command: "x".into(),
+            resumed,
+            at_ms: 0,
+        };
+        ledger.record(&started(false));
+        ledger.record(&Event::HostStarted {
+            host: "a".into(),
+            at_ms: 0,
+        });
+        ledger.record(&Event::HostStarted {
+            host: "b".into(),
+            at_ms: 0,
+        });
+        ledger.record(&Event::HostFinished {
+            host: "a".into(),
+            result: FinalState::Succeeded,
+            attempts: 1,
+            duration_ms: 5,
+            message: String::new(),
+            at_ms: 5,
+        });
+        // The process dies; a new session starts.
+        ledger.record(&started(true));
+        assert_eq!(ledger.hosts[1].standing, Standing::Interrupted);
+        assert_eq!(ledger.counts(), "1 succeeded, 1 interrupted, 1 not run");
+        assert_eq!(ledger.sessions, 2);
+    }
+}

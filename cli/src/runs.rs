@@ -1,0 +1,303 @@
+//! `pogo runs` and `pogo log`: the runs kept in the state directory, read back from their
+//! journals and logs (`pogo_executor::rundir`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use comfy_table::Cell;
+use pogo_executor::events::RunResult;
+use pogo_executor::rundir::{self, RunDir, RunInfo, RunState, Totals};
+use serde_json::json;
+
+use crate::apply::state_dir;
+use crate::render::{new_table, plural};
+use crate::report::{summary, Ledger, SummaryOptions};
+use crate::{emit, invalid, Failure};
+
+#[derive(Args)]
+#[command(
+    long_about = "List the runs kept in the state directory (.pogo/runs; --state-dir, \
+        POGO_STATE_DIR), oldest first: id, start time (UTC), hosts, how the last session \
+        ended, and the command. A run whose journal has no end is `running` while a pogo \
+        process holds it, `interrupted` otherwise (that process died): resume it with \
+        `pogo apply --resume RUN_ID`."
+)]
+pub struct RunsArgs {
+    /// Print the runs as a JSON array (keys in docs/apply.md)
+    #[arg(long)]
+    json: bool,
+    /// Where runs are kept [default: $POGO_STATE_DIR, or .pogo in the current directory]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[command(
+    long_about = "Show what a run did. With no HOST: the run's summary (each host's state, \
+        exit code, attempts and duration over every session, why it stopped, the output of \
+        failed hosts). With HOSTs: their output, as the command printed it (stderr lines \
+        marked `stderr: `; each retry under `--- attempt N ---`). --all shows every host's \
+        output, each under a heading; --json prints the run's journal.",
+    after_help = "Examples:\n  \
+        pogo log last\n  \
+        pogo log 20261124T230102Z-3f9a web-e03\n  \
+        pogo log 20261124T2301 --all\n  \
+        pogo log last --json | jq -c 'select(.event == \"host_finished\")'"
+)]
+pub struct LogArgs {
+    /// The run: its id, the start of its id, or `last`
+    #[arg(value_name = "RUN_ID")]
+    run: String,
+    /// Hosts whose output to show
+    #[arg(value_name = "HOST")]
+    hosts: Vec<String>,
+    /// Show the output of every host that printed something, each under a heading
+    #[arg(long, conflicts_with = "hosts")]
+    all: bool,
+    /// Print the run's journal: its events, one JSON object per line
+    #[arg(long, conflicts_with_all = ["hosts", "all"])]
+    json: bool,
+    /// List every host in the summary
+    #[arg(long)]
+    full: bool,
+    /// Where runs are kept [default: $POGO_STATE_DIR, or .pogo in the current directory]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+fn failed(error: rundir::RunDirError) -> Failure {
+    match error {
+        rundir::RunDirError::NotFound { .. } => {
+            invalid(format!("{error}; `pogo runs` lists the runs"))
+        }
+        other => invalid(other.to_string()),
+    }
+}
+
+/// `pogo runs`.
+pub fn runs(args: RunsArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let (dir, _) = state_dir(args.state_dir.as_deref());
+    let runs = rundir::list(&dir).map_err(failed)?;
+    if args.json {
+        let list: Vec<serde_json::Value> = runs.iter().map(run_json).collect();
+        let mut text = serde_json::to_string_pretty(&list).expect("JSON values serialise");
+        text.push('\n');
+        return emit(out, &text);
+    }
+    if runs.is_empty() {
+        return emit(
+            out,
+            &format!("No runs in `{}`.\n", dir.join("runs").display()),
+        );
+    }
+    let mut table = new_table();
+    table.set_header(vec!["Run", "Started (UTC)", "Hosts", "Result", "Command"]);
+    for run in &runs {
+        let result = match run.sessions {
+            0 | 1 => state_text(&run.state),
+            n => format!("{} ({n} sessions)", state_text(&run.state)),
+        };
+        table.add_row(vec![
+            Cell::new(run.id.as_str()),
+            Cell::new(run.started.replace('T', " ").replace('Z', "")),
+            Cell::new(run.hosts),
+            Cell::new(result),
+            Cell::new(cut(&run.command, COMMAND_SHOWN)),
+        ]);
+    }
+    emit(out, &format!("{table}\n"))
+}
+
+/// Commands longer than this are cut in the table (`--json` has them whole).
+const COMMAND_SHOWN: usize = 50;
+
+fn cut(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() <= max && line.len() == text.len() {
+        return text.to_string();
+    }
+    let kept: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+fn result_word(result: RunResult) -> &'static str {
+    match result {
+        RunResult::Succeeded => "succeeded",
+        RunResult::Failed => "failed",
+        RunResult::Stopped => "stopped",
+    }
+}
+
+/// `failed: 2 of 9 hosts`, `stopped: 3 succeeded, 1 failed, 5 skipped`, `interrupted`.
+fn state_text(state: &RunState) -> String {
+    match state {
+        RunState::Finished {
+            result: RunResult::Succeeded,
+            ..
+        } => "succeeded".to_string(),
+        RunState::Finished { result, totals } => {
+            format!("{}: {}", result_word(*result), totals_text(totals))
+        }
+        RunState::Running => "running".to_string(),
+        RunState::Interrupted => "interrupted".to_string(),
+    }
+}
+
+fn totals_text(t: &Totals) -> String {
+    [
+        (t.succeeded, "succeeded"),
+        (t.failed, "failed"),
+        (t.timed_out, "timed out"),
+        (t.unreachable, "unreachable"),
+        (t.cancelled, "cancelled"),
+        (t.skipped, "skipped"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, w)| format!("{n} {w}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+fn run_json(run: &RunInfo) -> serde_json::Value {
+    let (state, totals) = match &run.state {
+        RunState::Finished { result, totals } => (
+            result_word(*result),
+            json!({
+                "succeeded": totals.succeeded,
+                "failed": totals.failed,
+                "timed_out": totals.timed_out,
+                "unreachable": totals.unreachable,
+                "skipped": totals.skipped,
+                "cancelled": totals.cancelled,
+            }),
+        ),
+        RunState::Running => ("running", serde_json::Value::Null),
+        RunState::Interrupted => ("interrupted", serde_json::Value::Null),
+    };
+    json!({
+        "run_id": run.id.as_str(),
+        "started": run.started,
+        "command": run.command,
+        "hosts": run.hosts,
+        "sessions": run.sessions,
+        "state": state,
+        "totals": totals,
+    })
+}
+
+/// `pogo log`.
+pub fn log(args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let (state_dir, flag) = state_dir(args.state_dir.as_deref());
+    let dir = RunDir::find(&state_dir, &args.run).map_err(failed)?;
+    if args.json {
+        let path = dir.journal_path();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))?;
+        // Only complete lines: a torn last line was never reported.
+        let end = text.rfind('\n').map_or(0, |i| i + 1);
+        return emit(out, &text[..end]);
+    }
+    let plan = dir.read_plan().map_err(failed)?;
+    if args.hosts.is_empty() && !args.all {
+        let info = dir.info().map_err(failed)?;
+        let mut ledger = Ledger::new(&plan.hosts);
+        for event in dir.read_events().map_err(failed)? {
+            ledger.record(&event);
+        }
+        let running = info.state == RunState::Running;
+        if !running {
+            ledger.interrupt_running();
+        }
+        let head = format!(
+            "Run {}, started {}: `{}` on {}{}\n",
+            info.id,
+            info.started,
+            plan.command.as_deref().unwrap_or_default(),
+            plural(plan.hosts.len(), "host"),
+            match info.sessions {
+                0 | 1 => String::new(),
+                n => format!(", {n} sessions"),
+            }
+        );
+        let text = summary(
+            &ledger,
+            &SummaryOptions {
+                dir: &dir,
+                state_dir_flag: flag,
+                full: args.full,
+                running,
+            },
+        );
+        return emit(out, &format!("{head}{text}"));
+    }
+    let hosts: Vec<&String> = if args.all {
+        plan.hosts
+            .iter()
+            .filter(|h| dir.log_path(h).exists())
+            .collect()
+    } else {
+        let unknown: Vec<&String> = args
+            .hosts
+            .iter()
+            .filter(|h| !plan.hosts.contains(h))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(invalid(format!(
+                "run {} has no host {}",
+                dir.id(),
+                unknown
+                    .iter()
+                    .map(|h| format!("`{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        args.hosts.iter().collect()
+    };
+    let headed = hosts.len() > 1 || args.all;
+    let mut silent = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let path = dir.log_path(host);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(invalid(format!("cannot read `{}`: {e}", path.display())));
+            }
+        };
+        if headed {
+            emit(
+                out,
+                &format!("{}==> {host} <==\n", if i > 0 { "\n" } else { "" }),
+            )?;
+        }
+        if bytes.is_empty() {
+            if headed {
+                emit(out, "(no output)\n")?;
+            } else {
+                silent.push(host.as_str());
+            }
+            continue;
+        }
+        match out.write_all(&bytes).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(invalid(format!("cannot write to stdout: {e}")))
+            }
+            _ => {}
+        }
+    }
+    if !silent.is_empty() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} printed nothing in run {} (yet)",
+            silent.join(", "),
+            dir.id()
+        );
+    }
+    if args.all && hosts.is_empty() {
+        emit(out, "No host printed anything.\n")?;
+    }
+    Ok(())
+}
