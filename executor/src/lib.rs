@@ -65,34 +65,9 @@ mod tests {
     use super::*;
 
     fn plan(command: Option<&str>, hosts: &[&str]) -> Plan {
-        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-        Plan {
-            format_version: pogo_model::FORMAT_VERSION,
-            producer: "test".into(),
-            source: pogo_model::SourceSpec {
-                config: "inline".into(),
-                spec: None,
-            },
-            digests: pogo_model::Digests {
-                config: String::new(),
-                inventory: String::new(),
-            },
-            command: command.map(str::to_string),
-            options: pogo_model::RunOptions {
-                timeout: 600,
-                retries: 0,
-                max_failures: pogo_model::Amount::number(0),
-                run_timeout: None,
-            },
-            unordered: hosts.clone(),
-            hosts,
-            threads: Vec::new(),
-            not_in_config: Vec::new(),
-            external_tags: Vec::new(),
-            constraints: Vec::new(),
-            edges: Vec::new(),
-            warnings: Vec::new(),
-        }
+        let mut plan = Plan::sketch(&hosts.join(" "));
+        plan.command = command.map(str::to_string);
+        plan
     }
 
     #[test]

@@ -1188,97 +1188,30 @@ fn flip(pairs: &[(u32, u32)]) -> Vec<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
-    use pogo_model::{
-        Digests, EdgeSpec, RunOptions, SlotSpec, SourceSpec, ThreadSpec, FORMAT_VERSION,
-    };
-
     use super::*;
 
-    fn words(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_string).collect()
-    }
-
-    /// A plan of these hosts (in this plan order), all unordered, without limits.
     fn hosts(names: &str) -> Plan {
-        let hosts = words(names);
-        Plan {
-            format_version: FORMAT_VERSION,
-            producer: "test".into(),
-            source: SourceSpec {
-                config: "inline".into(),
-                spec: None,
-            },
-            digests: Digests {
-                config: String::new(),
-                inventory: String::new(),
-            },
-            command: Some("true".into()),
-            options: RunOptions {
-                timeout: 600,
-                retries: 0,
-                max_failures: Amount::number(0),
-                run_timeout: None,
-            },
-            unordered: hosts.clone(),
-            hosts,
-            threads: Vec::new(),
-            not_in_config: Vec::new(),
-            external_tags: Vec::new(),
-            constraints: Vec::new(),
-            edges: Vec::new(),
-            warnings: Vec::new(),
-        }
+        Plan::sketch(names)
     }
 
-    /// Adds a thread whose slots `NAME.0`, `NAME.1`... hold these hosts, one after another.
-    fn thread(mut plan: Plan, name: &str, slots: &[&str]) -> Plan {
-        let slots: Vec<SlotSpec> = slots
-            .iter()
-            .enumerate()
-            .map(|(i, hosts)| SlotSpec {
-                id: format!("{name}.{i}"),
-                step: hosts.to_string(),
-                hosts: words(hosts),
-            })
-            .collect();
-        for pair in slots.windows(2) {
-            plan.edges.push(EdgeSpec {
-                from: pair[0].id.clone(),
-                to: pair[1].id.clone(),
-            });
-        }
-        plan.unordered
-            .retain(|h| !slots.iter().any(|s| s.hosts.contains(h)));
-        plan.threads.push(ThreadSpec {
-            name: name.into(),
-            filter: None,
-            slots,
-        });
-        plan
+    fn thread(plan: Plan, name: &str, slots: &[&str]) -> Plan {
+        plan.with_thread(name, slots)
     }
 
     fn group(plan: Plan, id: &str, limit: u64, hosts: &str) -> Plan {
-        group_of(plan, id, Amount::number(limit), hosts)
+        plan.with_group(id, Amount::number(limit), hosts)
     }
 
-    fn group_of(mut plan: Plan, id: &str, max_parallel: Amount, hosts: &str) -> Plan {
-        plan.constraints.push(pogo_model::ConstraintSpec {
-            id: id.into(),
-            from: id.into(),
-            max_parallel,
-            hosts: words(hosts),
-        });
-        plan
+    fn group_of(plan: Plan, id: &str, max_parallel: Amount, hosts: &str) -> Plan {
+        plan.with_group(id, max_parallel, hosts)
     }
 
     fn job(plan: Plan, limit: u64) -> Plan {
-        let hosts = plan.hosts.join(" ");
-        group(plan, JOB_GROUP_ID, limit, &hosts)
+        plan.with_job_limit(limit)
     }
 
-    fn max_failures(mut plan: Plan, value: u64) -> Plan {
-        plan.options.max_failures = Amount::number(value);
-        plan
+    fn max_failures(plan: Plan, value: u64) -> Plan {
+        plan.with_max_failures(value)
     }
 
     /// A run of a plan, addressed by host names.

@@ -6,6 +6,7 @@
 //! structs below *is* the order of the keys in the file, so a `git diff` of two plans reads
 //! naturally and the same plan always serialises to the same bytes.
 
+mod sketch;
 mod validate;
 
 use serde::{Deserialize, Serialize};
