@@ -736,7 +736,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
             json = Json { out: &mut *out };
             (&mut json, Notice::Stderr)
         } else if live {
-            progress = Progress::new(plan.hosts.len(), done_before);
+            progress = Progress::new(&plan, done_before, &earlier);
             let notice = progress.notice();
             (&mut progress, notice)
         } else {

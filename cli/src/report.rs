@@ -4,8 +4,9 @@
 //! - [`Lines`]: one `host: message` line per event, as the original Pogo printed
 //!   (`host2: Running target`, `host2: Success`), when stdout is not a terminal;
 //! - [`Json`]: the events as NDJSON, byte for byte the journal's records (`--json`);
-//! - [`Progress`]: a live view on a terminal (indicatif): an overall bar with counts, the
-//!   hosts that run, and failures as they happen;
+//! - [`Progress`]: a live view on a terminal (indicatif): an overall bar with counts, a line
+//!   per thread (its current slot, from [`Lanes`]) and for the unordered lane, the hosts that
+//!   run, and failures as they happen;
 //! - [`Ledger`] and [`summary`]: each host's final state, exit code, attempts and duration, for
 //!   the table at the end of a run and for `pogo log RUN_ID`.
 
@@ -181,11 +182,14 @@ impl Notice {
     }
 }
 
-/// The live view on a terminal: an overall bar with counts, the hosts that run, and the
-/// lines of failures, retries and stops printed above it as they happen.
+/// The live view on a terminal: an overall bar with counts, a line per thread and for the
+/// unordered lane ([`Lanes`]), the hosts that run, and the lines of failures, retries and stops printed above it as they happen.
 pub struct Progress {
     multi: MultiProgress,
     bar: ProgressBar,
+    /// One line per thread (its current slot) and the unordered lane.
+    lanes: Lanes,
+    lane_lines: Vec<ProgressBar>,
     running_line: ProgressBar,
     /// Running hosts, in the order they started.
     running: Vec<String>,
@@ -196,8 +200,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A view of `total` hosts, `done` of which finished in earlier sessions of the run.
-    pub fn new(total: usize, done: usize) -> Progress {
+    /// A view of the run of `plan`, `done` hosts of which finished in the `earlier` sessions
+    /// of the run (their events).
+    pub fn new(plan: &pogo_model::Plan, done: usize, earlier: &[Event]) -> Progress {
+        let total = plan.hosts.len();
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let bar = multi.add(ProgressBar::new(total as u64));
         bar.set_style(
@@ -206,6 +212,22 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_position(done as u64);
+        let mut lanes = Lanes::new(plan);
+        for event in earlier {
+            lanes.record(event);
+        }
+        let lane_style =
+            ProgressStyle::with_template("  {wide_msg}").expect("the template is valid");
+        let lane_lines: Vec<ProgressBar> = lanes
+            .lines()
+            .into_iter()
+            .map(|line| {
+                let lane = multi.add(ProgressBar::new_spinner());
+                lane.set_style(lane_style.clone());
+                lane.set_message(line);
+                lane
+            })
+            .collect();
         let running_line = multi.add(ProgressBar::new_spinner());
         running_line.set_style(
             ProgressStyle::with_template("{spinner} {wide_msg}").expect("the template is valid"),
@@ -215,6 +237,8 @@ impl Progress {
         Progress {
             multi,
             bar,
+            lanes,
+            lane_lines,
             running_line,
             running: Vec::new(),
             succeeded: 0,
@@ -241,6 +265,9 @@ impl Progress {
         }
         counts.push(format!("{} running", self.running.len()));
         self.bar.set_message(counts.join(", "));
+        for (lane, line) in self.lane_lines.iter().zip(self.lanes.lines()) {
+            lane.set_message(line);
+        }
         let shown: Vec<&str> = self.running.iter().take(8).map(String::as_str).collect();
         let mut text = if shown.is_empty() {
             "waiting".to_string()
@@ -256,6 +283,7 @@ impl Progress {
 
 impl Reporter for Progress {
     fn report(&mut self, event: &Event) {
+        self.lanes.record(event);
         match event {
             Event::HostStarted { host, .. } => self.running.push(host.clone()),
             Event::HostFinished { host, result, .. } => {
@@ -274,6 +302,9 @@ impl Reporter for Progress {
             }
             Event::RunFinished { .. } => {
                 self.bar.finish_and_clear();
+                for lane in &self.lane_lines {
+                    lane.finish_and_clear();
+                }
                 self.running_line.finish_and_clear();
                 let _ = self.multi.clear();
                 return;
@@ -294,6 +325,297 @@ impl Reporter for Progress {
             }
         }
         self.redraw();
+    }
+}
+
+/// At most this many thread lines in the live view; the rest are counted on one more line.
+const THREAD_LINES: usize = 10;
+/// Thread names are padded to line up, up to this width.
+const NAME_WIDTH: usize = 20;
+
+/// Where a host stands, for [`Lanes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Pending,
+    Running,
+    Succeeded,
+    /// Failed, timed out, unreachable, or interrupted (its session ended while it ran).
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl Mark {
+    fn of(state: FinalState) -> Mark {
+        match state {
+            FinalState::Succeeded => Mark::Succeeded,
+            FinalState::Skipped => Mark::Skipped,
+            FinalState::Cancelled => Mark::Cancelled,
+            FinalState::Failed { .. } | FinalState::TimedOut | FinalState::Unreachable => {
+                Mark::Failed
+            }
+        }
+    }
+}
+
+/// How many hosts of a slot (or of the unordered lane) stand where, indexed by `Mark as usize`.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    total: usize,
+    marks: [usize; 6],
+}
+
+impl Tally {
+    fn get(&self, mark: Mark) -> usize {
+        self.marks[mark as usize]
+    }
+
+    fn running(&self) -> usize {
+        self.get(Mark::Running)
+    }
+
+    fn done(&self) -> usize {
+        self.total - self.get(Mark::Pending) - self.running()
+    }
+
+    fn complete(&self) -> bool {
+        self.done() == self.total
+    }
+
+    /// ` (1 failed, 2 skipped)`, or nothing when every host done succeeded.
+    fn troubles(&self) -> String {
+        let mut troubles = Vec::new();
+        for (mark, word) in [
+            (Mark::Failed, "failed"),
+            (Mark::Cancelled, "cancelled"),
+            (Mark::Skipped, "skipped"),
+        ] {
+            if self.get(mark) > 0 {
+                troubles.push(format!("{} {word}", self.get(mark)));
+            }
+        }
+        if troubles.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", troubles.join(", "))
+        }
+    }
+
+    /// `2/3 done (1 failed), 1 running`, or `, waiting` when none runs.
+    fn text(&self) -> String {
+        let mut text = format!("{}/{} done{}", self.done(), self.total, self.troubles());
+        if self.running() > 0 {
+            text.push_str(&format!(", {} running", self.running()));
+        } else if !self.complete() {
+            text.push_str(", waiting");
+        }
+        text
+    }
+}
+
+/// Where a host sits in the plan: a slot of a thread, or the unordered lane.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Slot { thread: usize, slot: usize },
+    Unordered,
+}
+
+struct LaneThread {
+    name: String,
+    /// Slot ids and their tallies, in the thread's order.
+    slots: Vec<(String, Tally)>,
+}
+
+/// Where each thread of a plan stands (its current slot: the first not complete) and the
+/// unordered lane, one line each, from the run's events: the per-thread status of the live
+/// view. Pure: events in, lines out. Past [`THREAD_LINES`] threads, the running ones are shown
+/// first, then the waiting ones, then the done ones, and the rest are counted on one line.
+pub struct Lanes {
+    threads: Vec<LaneThread>,
+    unordered: Tally,
+    index: HashMap<String, usize>,
+    places: Vec<Vec<Place>>,
+    marks: Vec<Mark>,
+    width: usize,
+}
+
+impl Lanes {
+    pub fn new(plan: &pogo_model::Plan) -> Lanes {
+        let index: HashMap<String, usize> = plan
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.clone(), i))
+            .collect();
+        let mut places = vec![Vec::new(); plan.hosts.len()];
+        let mut threads = Vec::new();
+        for (t, thread) in plan.threads.iter().enumerate() {
+            let mut slots = Vec::new();
+            for (s, slot) in thread.slots.iter().enumerate() {
+                let mut tally = Tally::default();
+                for host in &slot.hosts {
+                    if let Some(&i) = index.get(host) {
+                        places[i].push(Place::Slot { thread: t, slot: s });
+                        tally.total += 1;
+                    }
+                }
+                tally.marks[Mark::Pending as usize] = tally.total;
+                slots.push((slot.id.clone(), tally));
+            }
+            threads.push(LaneThread {
+                name: thread.name.clone(),
+                slots,
+            });
+        }
+        let mut unordered = Tally::default();
+        for host in &plan.unordered {
+            if let Some(&i) = index.get(host) {
+                places[i].push(Place::Unordered);
+                unordered.total += 1;
+            }
+        }
+        unordered.marks[Mark::Pending as usize] = unordered.total;
+        let width = threads
+            .iter()
+            .map(|t| t.name.chars().count())
+            .chain((unordered.total > 0).then_some("unordered".len()))
+            .max()
+            .unwrap_or(0)
+            .min(NAME_WIDTH);
+        Lanes {
+            threads,
+            unordered,
+            index,
+            places,
+            marks: vec![Mark::Pending; plan.hosts.len()],
+            width,
+        }
+    }
+
+    /// Whether there is anything to show: a plan without threads has only the overall bar.
+    pub fn is_empty(&self) -> bool {
+        self.threads.is_empty()
+    }
+
+    fn set(&mut self, host: &str, mark: Mark) {
+        let Some(&i) = self.index.get(host) else {
+            return;
+        };
+        let old = std::mem::replace(&mut self.marks[i], mark);
+        for &place in &self.places[i] {
+            let tally = match place {
+                Place::Slot { thread, slot } => &mut self.threads[thread].slots[slot].1,
+                Place::Unordered => &mut self.unordered,
+            };
+            tally.marks[old as usize] -= 1;
+            tally.marks[mark as usize] += 1;
+        }
+    }
+
+    pub fn record(&mut self, event: &Event) {
+        match event {
+            // A host still running when a session starts was interrupted: it counts as failed.
+            Event::RunStarted { .. } => {
+                let running: Vec<String> = self
+                    .index
+                    .iter()
+                    .filter(|(_, &i)| self.marks[i] == Mark::Running)
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                for host in running {
+                    self.set(&host, Mark::Failed);
+                }
+            }
+            Event::HostStarted { host, .. } => self.set(host, Mark::Running),
+            Event::HostFinished { host, result, .. } => self.set(host, Mark::of(*result)),
+            Event::HostsSkipped { hosts, .. } => {
+                for host in hosts {
+                    self.set(host, Mark::Skipped);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `foo        step 2/3 foo.$colo.two  2/3 done, 1 running`, one per thread shown, then
+    /// `+N more threads` if any are not, then the unordered lane.
+    pub fn lines(&self) -> Vec<String> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let name = |text: &str| {
+            let cut: String = text.chars().take(self.width).collect();
+            format!("{cut:<w$}", w = self.width)
+        };
+        // 0 running, 1 waiting, 2 done.
+        let standing = |t: &LaneThread| {
+            if t.slots.iter().any(|(_, tally)| tally.running() > 0) {
+                0
+            } else if t.slots.iter().any(|(_, tally)| !tally.complete()) {
+                1
+            } else {
+                2
+            }
+        };
+        let mut shown: Vec<usize> = (0..self.threads.len()).collect();
+        let mut hidden = [0usize; 3];
+        if self.threads.len() > THREAD_LINES {
+            let standings: Vec<usize> = self.threads.iter().map(standing).collect();
+            shown.sort_by_key(|&t| standings[t]);
+            for &t in &shown[THREAD_LINES..] {
+                hidden[standings[t]] += 1;
+            }
+            shown.truncate(THREAD_LINES);
+            shown.sort_unstable();
+        }
+        let mut lines = Vec::new();
+        for t in shown {
+            let thread = &self.threads[t];
+            let steps = thread.slots.len();
+            let line = match thread.slots.iter().position(|(_, tally)| !tally.complete()) {
+                Some(s) => {
+                    let (id, tally) = &thread.slots[s];
+                    format!(
+                        "{}  step {}/{steps} {id}  {}",
+                        name(&thread.name),
+                        s + 1,
+                        tally.text()
+                    )
+                }
+                None => {
+                    let mut all = Tally::default();
+                    for (_, tally) in &thread.slots {
+                        for (sum, n) in all.marks.iter_mut().zip(tally.marks) {
+                            *sum += n;
+                        }
+                    }
+                    format!(
+                        "{}  {} done{}",
+                        name(&thread.name),
+                        if steps == 1 {
+                            "1 step".to_string()
+                        } else {
+                            format!("all {steps} steps")
+                        },
+                        all.troubles()
+                    )
+                }
+            };
+            lines.push(line);
+        }
+        let more: usize = hidden.iter().sum();
+        if more > 0 {
+            let counts: Vec<String> = [(0, "running"), (1, "waiting"), (2, "done")]
+                .iter()
+                .filter(|(k, _)| hidden[*k] > 0)
+                .map(|(k, word)| format!("{} {word}", hidden[*k]))
+                .collect();
+            lines.push(format!("+{more} more threads ({})", counts.join(", ")));
+        }
+        if self.unordered.total > 0 {
+            lines.push(format!("{}  {}", name("unordered"), self.unordered.text()));
+        }
+        lines
     }
 }
 
@@ -740,6 +1062,192 @@ mod tests {
             }),
             "a: Skipped\nb: Skipped"
         );
+    }
+
+    /// A plan of `threads` (name, slots of hosts) and `unordered` hosts.
+    fn plan(threads: &[(&str, &[&[&str]])], unordered: &[&str]) -> pogo_model::Plan {
+        let mut hosts: Vec<String> = Vec::new();
+        let mut specs = Vec::new();
+        for (name, slots) in threads {
+            let slots: Vec<serde_json::Value> = slots
+                .iter()
+                .enumerate()
+                .map(|(i, members)| {
+                    for h in *members {
+                        if !hosts.iter().any(|x| x == h) {
+                            hosts.push(h.to_string());
+                        }
+                    }
+                    serde_json::json!({"id": format!("{name}.s{}", i + 1), "step": format!("s{}", i + 1), "hosts": members})
+                })
+                .collect();
+            specs.push(serde_json::json!({"name": name, "filter": null, "slots": slots}));
+        }
+        hosts.extend(unordered.iter().map(|h| h.to_string()));
+        serde_json::from_value(serde_json::json!({
+            "format_version": 1,
+            "producer": "test",
+            "source": {"config": "test.cfg", "spec": null},
+            "digests": {"config": "sha256:0", "inventory": "sha256:0"},
+            "command": "true",
+            "options": {"timeout": 0, "retries": 0, "max_failures": {"value": 0}, "run_timeout": null},
+            "hosts": hosts,
+            "threads": specs,
+            "unordered": unordered,
+            "not_in_config": [],
+            "external_tags": [],
+            "constraints": [],
+            "edges": [],
+            "warnings": [],
+        }))
+        .expect("a valid plan")
+    }
+
+    fn started(host: &str) -> Event {
+        Event::HostStarted {
+            host: host.into(),
+            at_ms: 0,
+        }
+    }
+
+    fn finished(host: &str, result: FinalState) -> Event {
+        Event::HostFinished {
+            host: host.into(),
+            result,
+            attempts: 1,
+            duration_ms: 1,
+            message: String::new(),
+            at_ms: 0,
+        }
+    }
+
+    fn run_started(resumed: bool) -> Event {
+        Event::RunStarted {
+            run_id: "r".into(),
+            hosts: 0,
+            command: "x".into(),
+            resumed,
+            at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn lanes_show_each_threads_current_slot_and_the_unordered_lane() {
+        let plan = plan(
+            &[
+                ("foo", &[&["h1", "h2"], &["h3", "h4", "h5"]]),
+                ("bar", &[&["h6"]]),
+            ],
+            &["u1", "u2"],
+        );
+        let mut lanes = Lanes::new(&plan);
+        assert_eq!(
+            lanes.lines(),
+            [
+                "foo        step 1/2 foo.s1  0/2 done, waiting",
+                "bar        step 1/1 bar.s1  0/1 done, waiting",
+                "unordered  0/2 done, waiting",
+            ]
+        );
+        for event in [
+            run_started(false),
+            started("h1"),
+            started("h2"),
+            started("h6"),
+            started("u1"),
+            finished("h1", FinalState::Succeeded),
+            finished("h2", FinalState::Succeeded),
+            finished("h6", FinalState::Failed { exit_code: 3 }),
+            finished("u1", FinalState::Succeeded),
+            started("h3"),
+            started("h4"),
+            finished("h3", FinalState::Succeeded),
+        ] {
+            lanes.record(&event);
+        }
+        assert_eq!(
+            lanes.lines(),
+            [
+                "foo        step 2/2 foo.s2  1/3 done, 1 running",
+                "bar        1 step done (1 failed)",
+                "unordered  1/2 done, waiting",
+            ]
+        );
+        for event in [
+            finished("h4", FinalState::TimedOut),
+            Event::HostsSkipped {
+                hosts: vec!["h5".into(), "u2".into()],
+                at_ms: 0,
+            },
+        ] {
+            lanes.record(&event);
+        }
+        assert_eq!(
+            lanes.lines(),
+            [
+                "foo        all 2 steps done (1 failed, 1 skipped)",
+                "bar        1 step done (1 failed)",
+                "unordered  2/2 done (1 skipped)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_counts_the_hosts_of_a_dead_session_as_failed_until_they_run_again() {
+        let plan = plan(&[("foo", &[&["h1", "h2"], &["h3"]])], &[]);
+        let mut lanes = Lanes::new(&plan);
+        for event in [
+            run_started(false),
+            started("h1"),
+            started("h2"),
+            finished("h1", FinalState::Succeeded),
+            // pogo dies; the run is resumed.
+            run_started(true),
+        ] {
+            lanes.record(&event);
+        }
+        assert_eq!(lanes.lines(), ["foo  step 2/2 foo.s2  0/1 done, waiting"]);
+        // --retry-failed runs h2 again: its slot is current again.
+        lanes.record(&started("h2"));
+        assert_eq!(lanes.lines(), ["foo  step 1/2 foo.s1  1/2 done, 1 running"]);
+    }
+
+    #[test]
+    fn past_ten_threads_the_busy_ones_show_and_the_rest_are_counted() {
+        let names: Vec<String> = (1..=25).map(|i| format!("t{i:02}")).collect();
+        let hosts: Vec<Vec<String>> = names.iter().map(|n| vec![format!("{n}-h")]).collect();
+        let host_refs: Vec<Vec<&str>> = hosts
+            .iter()
+            .map(|h| h.iter().map(String::as_str).collect())
+            .collect();
+        let slots: Vec<[&[&str]; 1]> = host_refs.iter().map(|h| [h.as_slice()]).collect();
+        let threads: Vec<(&str, &[&[&str]])> = names
+            .iter()
+            .zip(&slots)
+            .map(|(n, s)| (n.as_str(), &s[..]))
+            .collect();
+        let plan = plan(&threads, &[]);
+        let mut lanes = Lanes::new(&plan);
+        let lines = lanes.lines();
+        assert_eq!(lines.len(), 11);
+        assert_eq!(lines[0], "t01  step 1/1 t01.s1  0/1 done, waiting");
+        assert_eq!(lines[10], "+15 more threads (15 waiting)");
+        // The first five are done, t20 and t25 run: those two are shown first.
+        for i in 1..=5 {
+            lanes.record(&started(&format!("t{i:02}-h")));
+            lanes.record(&finished(&format!("t{i:02}-h"), FinalState::Succeeded));
+        }
+        lanes.record(&started("t20-h"));
+        lanes.record(&started("t25-h"));
+        let lines = lanes.lines();
+        assert_eq!(lines.len(), 11, "the view keeps its height");
+        let shown: Vec<&str> = lines[..10].iter().map(|l| &l[..3]).collect();
+        assert_eq!(
+            shown,
+            ["t06", "t07", "t08", "t09", "t10", "t11", "t12", "t13", "t20", "t25"]
+        );
+        assert_eq!(lines[9], "t25  step 1/1 t25.s1  0/1 done, 1 running");
+        assert_eq!(lines[10], "+15 more threads (10 waiting, 5 done)");
     }
 
     #[test]

@@ -617,6 +617,63 @@ fn ctrl_c_halts_running_hosts_finish_and_resume_runs_only_the_rest() {
     assert_eq!(sessions, 2);
 }
 
+/// A terminal's Ctrl-C signals its whole foreground process group, not pogo alone: pogo and
+/// everything it started that shares its group. The running hosts' commands must not be in
+/// it, or they would die instead of finishing: pogo alone decides what a Ctrl-C does.
+#[test]
+fn ctrl_c_on_the_terminal_reaches_pogo_alone_and_running_hosts_finish() {
+    use std::os::unix::process::CommandExt;
+    let scene = Scene::new().env("SLEEP", "1");
+    let command = scene.rec();
+    scene
+        .pogo(&[
+            "plan",
+            "--config",
+            &config("t/cfgs/triple.cfg"),
+            "--command",
+            &command,
+            "--concurrent",
+            "3",
+            "-o",
+            "triple.plan.json",
+        ])
+        .expect(0);
+    // pogo leads a process group, as a shell's job on a terminal does.
+    let child = scene
+        .command(&["apply", "triple.plan.json", "--transport", "local"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    scene.wait_for("three hosts to start", |spans| spans.len() == 3);
+    let status = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = wait(child);
+    run.expect(4);
+    assert!(
+        run.stderr().contains("pogo: halting: no more hosts start"),
+        "{}",
+        run.stderr()
+    );
+    // The three running hosts finished their commands, and succeeded; nothing else started.
+    let spans = scene.spans();
+    assert_eq!(spans.len(), 3, "{spans:?}");
+    assert!(
+        spans.values().all(|s| s.len() == 1 && s[0].1 > 0),
+        "{spans:?}"
+    );
+    assert!(
+        run.stdout()
+            .contains("Stopped: 3 succeeded, 6 skipped (9 hosts)"),
+        "{}",
+        run.stdout()
+    );
+}
+
 #[test]
 fn after_a_crash_resume_keeps_finished_hosts_and_reruns_interrupted_ones_only_if_asked() {
     // host1 is quick; the others take long enough to be running when pogo dies.

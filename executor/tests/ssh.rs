@@ -173,6 +173,66 @@ async fn one_connection_per_host_is_reused_across_runs_and_closed_on_request() {
     );
 }
 
+/// On a terminal, Ctrl-C sends SIGINT to the whole foreground process group. The ssh the
+/// transport starts must not be in it (the test's group stands for pogo's): pogo alone decides
+/// what a Ctrl-C does, and a halt lets running hosts finish over their connections.
+#[tokio::test]
+async fn ssh_runs_outside_the_callers_process_group_so_a_ctrl_c_does_not_reach_it() {
+    let sshd = Sshd::start(SshdOptions::default());
+    // An ssh that notes its /proc stat (pid, pgrp) while it connects, then is the real one.
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncat /proc/$$/stat > {}/stat.$$\nexec ssh \"$@\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let ssh = SshTransport::new(SshOptions {
+        ssh_program: wrapper,
+        ..options(&sshd, HostKeyPolicy::Strict)
+    })
+    .unwrap();
+    let (result, lines) = run(&ssh, "ok", "echo hello", TEN_SECONDS).await;
+    assert!(result.outcome.is_success(), "{:?}", result.outcome);
+    assert_eq!(stdout_of(&lines), ["hello"]);
+
+    let mine = pgrp(std::process::id()).unwrap();
+    let stats: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("stat."))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(stats.len(), 1, "one ssh started: {stats:?}");
+    let (pid, rest) = stats[0].split_once(' ').unwrap();
+    let group = rest
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(2)
+        .unwrap();
+    assert_eq!(
+        group, pid,
+        "the connecting ssh leads a process group of its own"
+    );
+    assert_ne!(group, mine.to_string());
+    // The master in the background is outside the caller's group too.
+    let masters = sshd.masters();
+    assert_eq!(masters.len(), 1);
+    for master in masters {
+        assert_ne!(pgrp(master), Some(mine), "master {master}");
+    }
+}
+
 #[tokio::test]
 async fn a_host_where_nothing_listens_is_unreachable() {
     let sshd = Sshd::start(SshdOptions::default());

@@ -20,6 +20,10 @@
 //! killed by a signal from a lost connection. A dead master is dropped and the next run
 //! connects again. Masters are started with `ControlPersist` set to an idle time
 //! ([`SshOptions::control_persist`]): if pogo dies without closing them, they exit on their own.
+//! A master is started in a process group of its own (and, once in the background, ssh puts it
+//! in a session of its own): a Ctrl-C on pogo's terminal signals pogo alone, which halts the
+//! run and lets the running hosts finish over their connections. Commands and kills are
+//! sessions over the master (the native mux client), not `ssh` processes of their own.
 //!
 //! # The remote wrapper, and killing a command on the target
 //!
@@ -311,6 +315,10 @@ impl SshTransport {
             .stdout(Stdio::null())
             // The master keeps its stderr once in the background: a pipe would never close.
             .stderr(Stdio::null())
+            // Its own process group: the SIGINT of the operator's Ctrl-C, which goes to the
+            // terminal's foreground group, is pogo's to handle (halt, let running hosts
+            // finish), not a signal that kills a master still connecting.
+            .process_group(0)
             .kill_on_drop(true)
             .arg("-E")
             .arg(&log)
