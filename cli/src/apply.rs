@@ -183,17 +183,8 @@ const RETRY_DELAY: Duration = Duration::from_secs(5);
         pogo run examples/plans/rolling-restart.yaml"
 )]
 pub struct RunArgs {
-    /// A plan spec (YAML) declaring the config, targets, command and options
-    #[arg(value_name = "SPEC")]
-    spec: Option<PathBuf>,
-    /// The fleet config (tags, sequences, constraints)
-    #[arg(
-        long,
-        short = 'c',
-        value_name = "FILE",
-        required_unless_present = "spec"
-    )]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    source: crate::PlanSource,
     /// Run without asking for confirmation
     #[arg(long, short = 'y')]
     yes: bool,
@@ -384,7 +375,7 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 /// `pogo run`: the plan's schedule first, then a confirmation, then `pogo apply`'s run.
 pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let exec = args.exec.check()?;
-    let plan = crate::compile_plan(args.spec.as_deref(), args.config.as_deref(), &args.flags)?;
+    let plan = crate::compile_plan(&args.source, &args.flags)?;
     runnable(&plan)?;
     let table = format!("{}\n", crate::render::plan_text(&plan, args.full));
     let spec = exec.new_spec()?;

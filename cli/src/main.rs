@@ -149,8 +149,9 @@ enum Command {
     Log(runs::LogArgs),
 }
 
+/// Where a plan comes from: a plan spec, or a config (`pogo plan` and `pogo run`).
 #[derive(Args)]
-struct PlanArgs {
+struct PlanSource {
     /// A plan spec (YAML) declaring the config, targets, command and options
     #[arg(value_name = "SPEC")]
     spec: Option<PathBuf>,
@@ -162,6 +163,12 @@ struct PlanArgs {
         required_unless_present = "spec"
     )]
     config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    source: PlanSource,
     /// Write the plan file here (`-` writes the plan JSON to stdout instead of the table)
     #[arg(long, short = 'o', value_name = "PLAN")]
     output: Option<PathBuf>,
@@ -376,7 +383,7 @@ fn emit(out: &mut (impl Write + ?Sized), text: &str) -> Result<(), Failure> {
 }
 
 fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
-    let plan = compile_plan(args.spec.as_deref(), args.config.as_deref(), &args.flags)?;
+    let plan = compile_plan(&args.source, &args.flags)?;
     match args.output.as_deref() {
         Some(path) if path == Path::new("-") => emit(out, &plan.to_json()),
         Some(path) => {
@@ -391,14 +398,10 @@ fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
 }
 
 /// Compiles a plan spec, or a config, with the plan options: `pogo plan` and `pogo run`.
-fn compile_plan(
-    spec: Option<&Path>,
-    config: Option<&Path>,
-    flags: &PlanFlags,
-) -> Result<Plan, Failure> {
-    let (config, mut request) = match spec {
+fn compile_plan(source: &PlanSource, flags: &PlanFlags) -> Result<Plan, Failure> {
+    let (config, mut request) = match &source.spec {
         Some(spec) => {
-            if config.is_some() {
+            if source.config.is_some() {
                 return Err(invalid(
                     "give either a plan spec or --config, not both: the spec names its config",
                 ));
@@ -407,7 +410,7 @@ fn compile_plan(
             (spec.config, spec.request)
         }
         None => {
-            let path = normalize(config.expect("clap requires --config"));
+            let path = normalize(source.config.as_deref().expect("clap requires --config"));
             let config = Config::load(&path, &resolver::Shell)?;
             let request = PlanRequest {
                 config_name: path.display().to_string(),
