@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{
-    pump_lines, BoxFuture, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Kill, Outcome,
-    OutputLine, RunResult, Stream, Transport,
+    pump_lines, timed, BoxFuture, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Kill,
+    Outcome, OutputLine, RunResult, Stream, Transport,
 };
 
 /// The environment variable that tells a local command which host it stands for.
@@ -155,15 +155,9 @@ impl Transport for LocalTransport {
         cancel: &'a CancelToken,
         output: mpsc::Sender<OutputLine>,
     ) -> BoxFuture<'a, RunResult> {
-        Box::pin(async move {
-            let start = Instant::now();
-            let deadline = timeout.map(|timeout| start + timeout);
-            let outcome = self.attempt(host, command, deadline, cancel, output).await;
-            RunResult {
-                outcome,
-                duration: start.elapsed(),
-            }
-        })
+        Box::pin(timed(timeout, move |deadline| {
+            self.attempt(host, command, deadline, cancel, output)
+        }))
     }
 
     fn close<'a>(&'a self, _host: &'a str) -> BoxFuture<'a, ()> {

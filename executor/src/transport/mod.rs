@@ -276,6 +276,21 @@ impl CancelToken {
     }
 }
 
+/// Runs one attempt against a deadline `timeout` from now, and measures it: the part of
+/// [`Transport::run`] every transport shares.
+pub(crate) async fn timed<F, Fut>(timeout: Option<Duration>, attempt: F) -> RunResult
+where
+    F: FnOnce(Option<tokio::time::Instant>) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let start = tokio::time::Instant::now();
+    let outcome = attempt(timeout.map(|timeout| start + timeout)).await;
+    RunResult {
+        outcome,
+        duration: start.elapsed(),
+    }
+}
+
 /// Sends each line of `reader` to `output`, tagged with `stream`, until end of file. `keep`
 /// sees every line first and may withhold it (the SSH wrapper's own report). Reading goes on
 /// when the receiver is gone, so that the command never blocks on a full pipe.

@@ -81,8 +81,8 @@ use tokio::time::Instant;
 
 use super::askpass::AskpassServer;
 use super::{
-    one_line, pump_lines, BoxFuture, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Kill,
-    Outcome, OutputLine, RunResult, Secret, Stream, Transport,
+    one_line, pump_lines, timed, BoxFuture, CancelToken, ConnectError, ConnectErrorKind,
+    ExitStatus, Kill, Outcome, OutputLine, RunResult, Secret, Stream, Transport,
 };
 
 /// How the host's key is checked.
@@ -556,15 +556,9 @@ impl Transport for SshTransport {
         cancel: &'a CancelToken,
         output: mpsc::Sender<OutputLine>,
     ) -> BoxFuture<'a, RunResult> {
-        Box::pin(async move {
-            let start = Instant::now();
-            let deadline = timeout.map(|timeout| start + timeout);
-            let outcome = self.attempt(host, command, deadline, cancel, output).await;
-            RunResult {
-                outcome,
-                duration: start.elapsed(),
-            }
-        })
+        Box::pin(timed(timeout, move |deadline| {
+            self.attempt(host, command, deadline, cancel, output)
+        }))
     }
 
     fn close<'a>(&'a self, host: &'a str) -> BoxFuture<'a, ()> {
