@@ -20,39 +20,13 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use pogo_executor::scheduler::{LimitOverrides, Outcome, RunStatus, Scheduler};
-use pogo_model::{
-    Amount, ConstraintSpec, Digests, EdgeSpec, Plan, RunOptions, SlotSpec, SourceSpec, ThreadSpec,
-    FORMAT_VERSION, JOB_GROUP_ID,
-};
+use pogo_model::{Amount, ConstraintSpec, EdgeSpec, Plan, SlotSpec, ThreadSpec, JOB_GROUP_ID};
 
+/// A plan of these hosts in no thread and no group yet: the callers place them.
 fn empty_plan(hosts: Vec<String>, max_failures: u64) -> Plan {
-    Plan {
-        format_version: FORMAT_VERSION,
-        producer: "scheduler_bench".into(),
-        source: SourceSpec {
-            config: "inline".into(),
-            spec: None,
-        },
-        digests: Digests {
-            config: String::new(),
-            inventory: String::new(),
-        },
-        command: Some("true".into()),
-        options: RunOptions {
-            timeout: 600,
-            retries: 0,
-            max_failures: Amount::number(max_failures),
-            run_timeout: None,
-        },
-        unordered: Vec::new(),
-        hosts,
-        threads: Vec::new(),
-        not_in_config: Vec::new(),
-        external_tags: Vec::new(),
-        constraints: Vec::new(),
-        edges: Vec::new(),
-        warnings: Vec::new(),
-    }
+    let mut plan = Plan::sketch_of(hosts).with_max_failures(max_failures);
+    plan.unordered.clear();
+    plan
 }
 
 fn group(id: &str, from: &str, limit: u64, hosts: Vec<String>) -> ConstraintSpec {

@@ -28,10 +28,7 @@ use pogo_executor::scheduler::{
     Blocker, Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus,
     Scheduler, SchedulerError, SlotIdx, StopReason,
 };
-use pogo_model::{
-    Amount, ConstraintSpec, Digests, EdgeSpec, Plan, RunOptions, SlotSpec, SourceSpec, ThreadSpec,
-    FORMAT_VERSION, JOB_GROUP_ID,
-};
+use pogo_model::{Amount, ConstraintSpec, EdgeSpec, Plan, SlotSpec, ThreadSpec, JOB_GROUP_ID};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 
@@ -263,36 +260,17 @@ fn build_plan(
                 .collect(),
         });
     }
+    let unordered = order
+        .iter()
+        .filter(|g| !sequenced.contains(g))
+        .map(|&g| name(g))
+        .collect();
     Plan {
-        format_version: FORMAT_VERSION,
-        producer: "scheduler_props".into(),
-        source: SourceSpec {
-            config: "inline".into(),
-            spec: None,
-        },
-        digests: Digests {
-            config: String::new(),
-            inventory: String::new(),
-        },
-        command: Some("true".into()),
-        options: RunOptions {
-            timeout: 600,
-            retries: 0,
-            max_failures: Amount::number(max_failures),
-            run_timeout: None,
-        },
-        unordered: order
-            .iter()
-            .filter(|g| !sequenced.contains(g))
-            .map(|&g| name(g))
-            .collect(),
-        hosts,
+        unordered,
         threads: thread_specs,
-        not_in_config: Vec::new(),
-        external_tags: Vec::new(),
         constraints,
         edges,
-        warnings: Vec::new(),
+        ..Plan::sketch_of(hosts).with_max_failures(max_failures)
     }
 }
 
