@@ -457,14 +457,7 @@ fn wave_table(plan: &Plan, sim: &Simulation, full: bool) -> String {
     table.set_header(vec!["Wave", "Starts", "Slot", "Hosts", "Started"]);
     for row in cut(&rows, full) {
         let Some(&(first, last)) = row else {
-            table.add_row(vec![
-                Cell::new("..."),
-                Cell::new(""),
-                Cell::new(format!(
-                    "({} more rows; --full shows them)",
-                    rows.len() - ROWS_SHOWN
-                )),
-            ]);
+            table.add_row(cut_marker(rows.len()));
             continue;
         };
         let waves = &sim.waves[first..=last];
@@ -550,6 +543,18 @@ fn cut<T>(rows: &[T], full: bool) -> Vec<Option<&T>> {
     shown
 }
 
+/// The row that stands for the rows [`cut`] left out of a table of `total` rows.
+fn cut_marker(total: usize) -> Vec<Cell> {
+    vec![
+        Cell::new("..."),
+        Cell::new(""),
+        Cell::new(format!(
+            "({} more rows; --full shows them)",
+            total - ROWS_SHOWN
+        )),
+    ]
+}
+
 fn limits_table(sim: &Simulation) -> String {
     let mut table = new_table();
     table.set_header(vec![
@@ -615,14 +620,7 @@ fn path_table(plan: &Plan, sim: &Simulation, full: bool) -> String {
     table.set_header(vec!["Start", "End", "Host", "Slot", "Waited for"]);
     for row in cut(&rows, full) {
         let Some(&(first, last)) = row else {
-            table.add_row(vec![
-                Cell::new("..."),
-                Cell::new(""),
-                Cell::new(format!(
-                    "({} more rows; --full shows them)",
-                    rows.len() - ROWS_SHOWN
-                )),
-            ]);
+            table.add_row(cut_marker(rows.len()));
             continue;
         };
         let steps = &path[first..=last];
