@@ -85,6 +85,15 @@ impl Scene {
         Run(self.command(args).output().unwrap())
     }
 
+    /// `pogo run --config CONFIG --command COMMAND EXTRA... --transport local --yes`.
+    fn run_local(&self, config_file: &str, command: &str, extra: &[&str]) -> Run {
+        let config = config(config_file);
+        let mut args = vec!["run", "--config", &config, "--command", command];
+        args.extend_from_slice(extra);
+        args.extend(["--transport", "local", "--yes"]);
+        self.pogo(&args)
+    }
+
     fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
             .stdout(Stdio::piped())
@@ -307,18 +316,7 @@ fn check_order_and_limits(
 fn a_run_keeps_the_plans_order_and_its_job_wide_limit() {
     let scene = Scene::new();
     let command = scene.rec();
-    let run = scene.pogo(&[
-        "run",
-        "--config",
-        &config("t/cfgs/triple.cfg"),
-        "--command",
-        &command,
-        "--concurrent",
-        "2",
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+    let run = scene.run_local("t/cfgs/triple.cfg", &command, &["--concurrent", "2"]);
     run.expect(0);
     let plan = scene.run_plan();
     let peaks = check_order_and_limits(&plan, &scene.spans());
@@ -337,16 +335,7 @@ fn a_run_keeps_sequences_and_per_colo_constraints() {
     let scene = Scene::new().env("SLEEP", "0.1");
     let command = scene.rec();
     scene
-        .pogo(&[
-            "run",
-            "--config",
-            &config("t/cfgs/targets-hosts-and-tags.cfg"),
-            "--command",
-            &command,
-            "--transport",
-            "local",
-            "--yes",
-        ])
+        .run_local("t/cfgs/targets-hosts-and-tags.cfg", &command, &[])
         .expect(0);
     let plan = scene.run_plan();
     assert!(!plan.edges.is_empty() && plan.constraints.len() > 1);
@@ -358,16 +347,7 @@ fn a_fleet_rollout_keeps_every_limit() {
     // 45 hosts, three threads, canaries first, 25% per colo, one database at a time.
     let scene = Scene::new().env("SLEEP", "0.05");
     let command = scene.rec();
-    let run = scene.pogo(&[
-        "run",
-        "--config",
-        &config("examples/fleet.cfg"),
-        "--command",
-        &command,
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+    let run = scene.run_local("examples/fleet.cfg", &command, &[]);
     run.expect(0);
     let plan = scene.run_plan();
     let peaks = check_order_and_limits(&plan, &scene.spans());
@@ -389,20 +369,11 @@ fn failures_within_max_failures_exit_3_and_beyond_it_stop_with_4() {
     // Within the budget: every host runs, host2 fails.
     let scene = Scene::new().env("FAIL", "host2");
     let command = scene.rec();
-    let run = scene.pogo(&[
-        "run",
-        "--config",
-        &config("t/cfgs/triple.cfg"),
-        "--command",
+    let run = scene.run_local(
+        "t/cfgs/triple.cfg",
         &command,
-        "--concurrent",
-        "2",
-        "--max-failures",
-        "1",
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+        &["--concurrent", "2", "--max-failures", "1"],
+    );
     run.expect(3);
     assert_eq!(scene.runs_per_host().len(), 9);
     let out = run.stdout();
@@ -417,18 +388,7 @@ fn failures_within_max_failures_exit_3_and_beyond_it_stop_with_4() {
     // Over the budget (0): the run stops; hosts that never started are skipped.
     let scene = Scene::new().env("FAIL", "host1").env("SLEEP", "0.3");
     let command = scene.rec();
-    let run = scene.pogo(&[
-        "run",
-        "--config",
-        &config("t/cfgs/triple.cfg"),
-        "--command",
-        &command,
-        "--concurrent",
-        "2",
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+    let run = scene.run_local("t/cfgs/triple.cfg", &command, &["--concurrent", "2"]);
     run.expect(4);
     let out = run.stdout();
     assert!(
