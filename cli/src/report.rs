@@ -92,6 +92,7 @@ pub fn event_lines(event: &Event) -> Vec<String> {
                     format!("{host}: Cancelled ({})", strip(message, "cancelled; "))
                 }
                 FinalState::Skipped => format!("{host}: Skipped"),
+                FinalState::Lost => format!("{host}: Lost ({message})"),
             };
             vec![line]
         }
@@ -351,9 +352,10 @@ impl Mark {
             FinalState::Succeeded => Mark::Succeeded,
             FinalState::Skipped => Mark::Skipped,
             FinalState::Cancelled => Mark::Cancelled,
-            FinalState::Failed { .. } | FinalState::TimedOut | FinalState::Unreachable => {
-                Mark::Failed
-            }
+            FinalState::Failed { .. }
+            | FinalState::TimedOut
+            | FinalState::Unreachable
+            | FinalState::Lost => Mark::Failed,
         }
     }
 }

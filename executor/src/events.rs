@@ -66,11 +66,17 @@ pub enum Event {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum FinalState {
     Succeeded,
-    Failed { exit_code: i32 },
+    Failed {
+        exit_code: i32,
+    },
     TimedOut,
     Unreachable,
     Skipped,
     Cancelled,
+    /// Remote apply: the worker running the host was lost (stopped heartbeating) before it
+    /// reported. The command may or may not have run; it counts as failed and runs again only
+    /// when retried.
+    Lost,
 }
 
 impl FinalState {
@@ -82,6 +88,7 @@ impl FinalState {
             FinalState::Unreachable => "unreachable",
             FinalState::Skipped => "skipped",
             FinalState::Cancelled => "cancelled",
+            FinalState::Lost => "lost",
         }
     }
 }
@@ -95,6 +102,9 @@ impl From<FinalState> for HostState {
             FinalState::Unreachable => HostState::Unreachable,
             FinalState::Skipped => HostState::Skipped,
             FinalState::Cancelled => HostState::Cancelled,
+            FinalState::Lost => HostState::Failed {
+                exit_code: LOST_EXIT_CODE,
+            },
         }
     }
 }
@@ -114,6 +124,10 @@ pub enum RunResult {
 /// The exit code of a host that the previous session of a run saw start but never finish
 /// (the process running it was killed): counted as failed, since its command may have run.
 pub const INTERRUPTED_EXIT_CODE: i32 = -1;
+
+/// The exit code the scheduler records for a lost host (see [`FinalState::Lost`]): a failure,
+/// like an interrupted host, whose command may have run.
+pub const LOST_EXIT_CODE: i32 = -2;
 
 /// Each host's state at the end of the runs recorded in `events` (the whole journal of a run,
 /// over all its sessions), for [`crate::scheduler::Scheduler::resume`]. A host that started

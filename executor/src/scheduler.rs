@@ -565,6 +565,29 @@ impl Scheduler {
         previous: &[HostState],
         failed: FailedHosts,
     ) -> Result<Scheduler, SchedulerError> {
+        Scheduler::rebuild(plan, overrides, previous, failed, false)
+    }
+
+    /// The state of a run of `plan` that goes on where it was, for a driver that outlives the
+    /// processes running its hosts (a dispatcher that restarts while its workers run on):
+    /// like [`Scheduler::resume`] with failed hosts staying failed, except that `Running` hosts
+    /// are still running, down in their groups, and end with [`Scheduler::finish`] or
+    /// [`Scheduler::cancel`] as usual.
+    pub fn restore(
+        plan: &Plan,
+        overrides: LimitOverrides,
+        states: &[HostState],
+    ) -> Result<Scheduler, SchedulerError> {
+        Scheduler::rebuild(plan, overrides, states, FailedHosts::StayFailed, true)
+    }
+
+    fn rebuild(
+        plan: &Plan,
+        overrides: LimitOverrides,
+        previous: &[HostState],
+        failed: FailedHosts,
+        running_allowed: bool,
+    ) -> Result<Scheduler, SchedulerError> {
         if previous.len() != plan.hosts.len() {
             return Err(SchedulerError::ResumeMismatch {
                 found: previous.len(),
@@ -576,6 +599,7 @@ impl Scheduler {
 
         for (h, &before) in previous.iter().enumerate() {
             let state = match before {
+                HostState::Running if running_allowed => HostState::Running,
                 HostState::Running => {
                     return Err(SchedulerError::ResumeRunning {
                         host: HostIdx::new(h),
@@ -1277,6 +1301,37 @@ mod tests {
         fn state(&self, name: &str) -> HostState {
             self.run.host_state(self.h(name))
         }
+    }
+
+    #[test]
+    fn a_restored_run_keeps_its_running_hosts_down_until_they_finish() {
+        let plan = group(
+            thread(hosts("a b c d"), "main", &["a b", "c"]),
+            "pair",
+            1,
+            "a b d",
+        );
+        let mut states = vec![HostState::Pending; 4];
+        states[0] = HostState::Running;
+        let run = Scheduler::restore(&plan, LimitOverrides::default(), &states).unwrap();
+        let mut run = Run { plan: &plan, run };
+        // `a` still holds the group's one place, so `b` and `d` wait; `c` waits for the slot.
+        assert_eq!(run.start(), Vec::<&str>::new());
+        assert_eq!(run.state("a"), HostState::Running);
+        run.ok("a");
+        assert_eq!(run.start(), ["b"]);
+        run.ok("b");
+        assert_eq!(run.start(), ["c", "d"]);
+        // `resume` leaves running hosts to the driver.
+        assert!(matches!(
+            Scheduler::resume(
+                &plan,
+                LimitOverrides::default(),
+                &states,
+                FailedHosts::Retry
+            ),
+            Err(SchedulerError::ResumeRunning { .. })
+        ));
     }
 
     #[test]
