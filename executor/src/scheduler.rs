@@ -572,7 +572,8 @@ impl Scheduler {
     /// processes running its hosts (a dispatcher that restarts while its workers run on):
     /// like [`Scheduler::resume`] with failed hosts staying failed, except that `Running` hosts
     /// are still running, down in their groups, and end with [`Scheduler::finish`] or
-    /// [`Scheduler::cancel`] as usual.
+    /// [`Scheduler::cancel`] as usual, and skipped and cancelled hosts stay so (a halted run
+    /// is halted again by its driver).
     pub fn restore(
         plan: &Plan,
         overrides: LimitOverrides,
@@ -605,6 +606,8 @@ impl Scheduler {
                         host: HostIdx::new(h),
                     })
                 }
+                // A restored run goes on as it was: its skipped and cancelled hosts stay so.
+                HostState::Skipped | HostState::Cancelled if running_allowed => before,
                 HostState::Pending | HostState::Skipped | HostState::Cancelled => continue,
                 state if state.is_failure() && failed == FailedHosts::Retry => continue,
                 state => state,

@@ -276,6 +276,45 @@ impl CancelToken {
     }
 }
 
+/// Builds the transport a run's [`TransportSpec`](crate::rundir::TransportSpec) describes,
+/// with the SSH password when the operator gave one. The SSH transport's askpass helper is the
+/// current executable (the pogo binary, see [`askpass_main`]).
+///
+/// Fails, with a message that reads after "failed to", on an unknown host-key policy or when
+/// the SSH transport cannot start on this machine (no temporary directory, for example).
+pub fn from_spec(
+    spec: &crate::rundir::TransportSpec,
+    password: Option<Secret>,
+) -> Result<Arc<dyn Transport>, String> {
+    use crate::rundir::TransportSpec;
+    match spec {
+        TransportSpec::Local => Ok(Arc::new(LocalTransport::new())),
+        TransportSpec::Ssh {
+            user,
+            port,
+            identity,
+            ssh_config,
+            known_hosts,
+            // Whether there is a password is `password`'s business here.
+            password: _,
+        } => {
+            let options = SshOptions {
+                user: user.clone(),
+                port: *port,
+                identity: identity.clone(),
+                config_file: ssh_config.clone(),
+                host_key_policy: known_hosts.parse()?,
+                password,
+                askpass_program: None,
+                ..SshOptions::default()
+            };
+            let transport = SshTransport::new(options)
+                .map_err(|e| format!("cannot start the ssh transport: {e}"))?;
+            Ok(Arc::new(transport))
+        }
+    }
+}
+
 /// Runs one attempt against a deadline `timeout` from now, and measures it: the part of
 /// [`Transport::run`] every transport shares.
 pub(crate) async fn timed<F, Fut>(timeout: Option<Duration>, attempt: F) -> RunResult
@@ -397,6 +436,38 @@ mod tests {
         drop(rx);
         // Would block forever on a full channel if it did not notice.
         pump_lines(&b"1\n2\n3\n"[..], Stream::Stderr, &tx, |_| true).await;
+    }
+
+    #[tokio::test]
+    async fn from_spec_builds_the_local_transport() {
+        let transport = from_spec(&crate::rundir::TransportSpec::Local, None).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let result = transport
+            .run("web1", "echo $POGO_HOST", None, &CancelToken::new(), tx)
+            .await;
+        assert_eq!(result.outcome, Outcome::Exited(ExitStatus::Code(0)));
+        assert_eq!(rx.recv().await.unwrap().line, b"web1".to_vec());
+        transport.close("web1").await;
+    }
+
+    #[test]
+    fn from_spec_builds_the_ssh_transport_and_checks_the_host_key_policy() {
+        let ssh = |known_hosts: &str| crate::rundir::TransportSpec::Ssh {
+            user: Some("deploy".into()),
+            port: Some(2222),
+            identity: None,
+            ssh_config: None,
+            known_hosts: known_hosts.into(),
+            password: true,
+        };
+        for policy in HostKeyPolicy::NAMES {
+            assert!(from_spec(&ssh(policy), Some(Secret::new("pw"))).is_ok());
+        }
+        let error = from_spec(&ssh("sometimes"), None).err().unwrap();
+        assert!(
+            error.contains("unknown host-key policy `sometimes`"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,338 @@
+//! The dispatcher's HTTP API, version 1: every request and response body, as JSON.
+//!
+//! All paths start with `/v1`. Operators (certificate role `operator`) use:
+//!
+//! | Method and path                              | Body → answer                                |
+//! |----------------------------------------------|----------------------------------------------|
+//! | `POST /v1/jobs`                              | [`SubmitJob`] → [`JobSummary`] (201)         |
+//! | `GET /v1/jobs`                               | → `[JobSummary]`, newest first               |
+//! | `GET /v1/jobs/{job}`                         | → [`JobDetail`]                              |
+//! | `GET /v1/jobs/{job}/events?after=N&follow=B` | → NDJSON of [`EventRecord`]                  |
+//! | `GET /v1/jobs/{job}/output?host=H&after=N&follow=B` | → NDJSON of [`OutputRecord`]          |
+//! | `POST /v1/jobs/{job}/halt`                   | [`HaltJob`] → [`JobSummary`]                 |
+//! | `POST /v1/jobs/{job}/resume`                 | [`ResumeJob`] → [`JobSummary`]               |
+//! | `POST /v1/jobs/{job}/retry`                  | [`RetryJob`] → [`JobSummary`]                |
+//! | `GET /v1/workers`                            | → `[WorkerInfo]`                             |
+//!
+//! Workers (role `worker`; the worker's name is its certificate's common name, never a field
+//! of a body) use:
+//!
+//! | Method and path              | Body → answer                        |
+//! |------------------------------|--------------------------------------|
+//! | `POST /v1/worker/poll`       | [`Poll`] → [`Tasks`]                 |
+//! | `POST /v1/worker/output`     | [`OutputChunk`] → 204                |
+//! | `POST /v1/worker/results`    | [`Results`] → [`Accepted`]           |
+//! | `POST /v1/worker/heartbeat`  | [`Heartbeat`] → [`HeartbeatReply`]   |
+//!
+//! Errors come as a status code and an [`ApiError`] body. Streams (`follow=true`) send one
+//! JSON object per line as things happen and end when the job (or the host's task) has ended;
+//! a client that lost one starts again with `after=` the last sequence number it saw.
+
+use pogo_executor::events::Event;
+use pogo_executor::rundir::TransportSpec;
+use pogo_model::Plan;
+use serde::{Deserialize, Serialize};
+
+/// The path prefix of this version of the API.
+pub const PREFIX: &str = "/v1";
+
+/// A plan to run, as `pogo apply --dispatcher` sends it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitJob {
+    /// The plan, limits already lowered as the operator asked.
+    pub plan: Plan,
+    /// How workers reach the hosts. Paths in it (identity, ssh config) are paths on the
+    /// workers' machines.
+    pub transport: TransportSpec,
+    /// The pause before a retry, in milliseconds.
+    pub retry_delay_ms: u64,
+    /// The SSH password, when `transport` says there is one. The dispatcher keeps it in
+    /// memory only; after a dispatcher restart the job waits until `resume` gives it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Hosts are running or will start.
+    Running,
+    /// Halted or stopped by the failure budget: no host starts; running ones finish.
+    Stopping,
+    /// Waiting for the SSH password, which the dispatcher lost when it restarted: `pogo resume
+    /// JOB` gives it again. Hosts that ran on go on.
+    NeedsPassword,
+    /// Every host succeeded.
+    Succeeded,
+    /// Every host ran; some failed.
+    Failed,
+    /// The job stopped (failure budget, halt, run timeout) or was blocked before every host
+    /// ran: `resume` or `retry` continue it.
+    Stopped,
+}
+
+impl JobState {
+    pub fn is_ended(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Stopped
+        )
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Stopping => "stopping",
+            JobState::NeedsPassword => "needs password",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Counts of hosts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub pending: usize,
+    pub running: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub timed_out: usize,
+    pub unreachable: usize,
+    pub lost: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
+}
+
+/// A job, in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSummary {
+    /// `job-YYYYMMDDTHHMMSSZ-xxxx`: a local run's id with `job-` in front, so that `pogo log` tells
+    /// the two apart.
+    pub id: String,
+    pub state: JobState,
+    pub command: String,
+    pub hosts: usize,
+    pub counts: Counts,
+    /// Seconds since the Unix epoch.
+    pub submitted_at: u64,
+    /// The operator who submitted it (their certificate's common name).
+    pub submitted_by: String,
+    /// Why it stopped or is blocked, when it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// The sequence number of its last event.
+    pub last_event: u64,
+}
+
+/// One host of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEntry {
+    pub host: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `timed_out`, `unreachable`, `lost`,
+    /// `skipped` or `cancelled`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Attempts so far (0 before its first).
+    pub attempts: u32,
+    /// The worker running it, or that ran its last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// How it ended, for a person.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// A job with its hosts, in plan order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    pub host_states: Vec<HostEntry>,
+}
+
+/// One event of a job's stream: the executor's event, numbered from 1 in the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// One line of a host's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    /// Numbered from 1 in the job.
+    pub seq: u64,
+    pub host: String,
+    pub attempt: u32,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The line, invalid UTF-8 replaced.
+    pub text: String,
+}
+
+/// `POST /v1/jobs/{job}/halt`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaltJob {
+    /// Also kill the commands that run (workers are told at their next heartbeat).
+    #[serde(default)]
+    pub kill: bool,
+}
+
+/// `POST /v1/jobs/{job}/resume`: hosts not run yet run; failed ones stay failed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeJob {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// `POST /v1/jobs/{job}/retry`: like resume, and the named failed (or lost, timed-out,
+/// unreachable, cancelled) hosts run again; every failed host when `hosts` is empty.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryJob {
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A worker, as the dispatcher sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its certificate's common name.
+    pub name: String,
+    /// Whether it heartbeats.
+    pub connected: bool,
+    /// Milliseconds since it was last heard from.
+    pub last_seen_ms: u64,
+    pub capacity: u32,
+    /// Tasks it runs now.
+    pub running: usize,
+    /// Tasks it finished since the dispatcher started.
+    pub finished: u64,
+}
+
+/// `POST /v1/worker/poll`: waits up to `wait_ms` for up to `free` tasks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Poll {
+    /// How many more tasks the worker can run now.
+    pub free: u32,
+    /// Its whole capacity (shown by `pogo workers`).
+    pub capacity: u32,
+    pub wait_ms: u64,
+}
+
+/// One attempt of one host of one job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// `JOB/HOST_INDEX/ATTEMPT`: a result carries it, and is applied once however often it is
+    /// delivered.
+    pub id: String,
+    pub job: String,
+    pub host: String,
+    pub attempt: u32,
+    pub command: String,
+    /// Per attempt; `None` for none.
+    pub timeout_ms: Option<u64>,
+    pub transport: TransportSpec,
+    /// The SSH password, when the job has one: held in the worker's memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// Tasks handed to a worker; it must run each (they are recorded as started).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Tasks {
+    pub tasks: Vec<Task>,
+}
+
+/// Output lines of a task, in order. `chunk` numbers the worker's chunks of the task from 1,
+/// so a chunk sent twice is stored once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputChunk {
+    pub task: String,
+    pub chunk: u64,
+    pub lines: Vec<OutputLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputLine {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub text: String,
+}
+
+/// How an attempt ended, as a worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum TaskOutcome {
+    /// The command ran and exited with this code (`128 + N` for signal N).
+    Exited {
+        exit_code: i32,
+    },
+    TimedOut,
+    /// Killed because the operator halted with kill.
+    Cancelled,
+    /// The host could not be reached; the command did not run.
+    Unreachable,
+}
+
+// Not `deny_unknown_fields`: serde cannot combine it with `flatten`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task: String,
+    #[serde(flatten)]
+    pub outcome: TaskOutcome,
+    pub duration_ms: u64,
+    /// How it ended, for a person (`exit code 3`, `timed out; the command was killed`).
+    pub message: String,
+    /// How many output chunks the worker sent for the task, so the dispatcher can tell
+    /// whether it has all of them.
+    pub chunks: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Results {
+    pub results: Vec<TaskResult>,
+}
+
+/// The ids of the results the dispatcher has now (applied now, or before): the worker can
+/// forget them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Accepted {
+    pub tasks: Vec<String>,
+}
+
+/// A worker's heartbeat: it is alive, and runs these tasks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub capacity: u32,
+    pub running: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Tasks to kill now (the operator halted with kill).
+    pub cancel: Vec<String>,
+    /// How often the dispatcher wants heartbeats, in milliseconds.
+    pub interval_ms: u64,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}

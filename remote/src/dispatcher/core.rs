@@ -1,0 +1,2059 @@
+//! The dispatcher's core: one thread that owns every job's scheduler, the workers' tasks and
+//! the database. HTTP handlers send it commands and await its answers.
+//!
+//! It works in batches: it takes every command waiting, applies them (the scheduler decides,
+//! the database records), hands tasks to the workers that wait for some, commits once, and only
+//! then answers. So a worker never runs a task the database does not know was handed out, an
+//! operator never sees an event a crash could take back, and one fsync covers a whole batch.
+//! Constraint groups hold across all workers because this thread alone starts hosts.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pogo_executor::events::{Event, FinalState, RunResult, LOST_EXIT_CODE};
+use pogo_executor::rundir::{RunId, TransportSpec};
+use pogo_executor::scheduler::{
+    Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
+};
+use pogo_model::Plan;
+use tokio::sync::{oneshot, watch};
+
+use super::store::{HostRow, JobRow, Store, StoreError};
+use crate::api::*;
+
+/// An error answer: an HTTP status and what to tell the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiErr {
+    pub status: u16,
+    pub message: String,
+}
+
+impl ApiErr {
+    pub fn new(status: u16, message: impl Into<String>) -> ApiErr {
+        ApiErr {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(job: &str) -> ApiErr {
+        ApiErr::new(404, format!("no job `{job}` on this dispatcher"))
+    }
+
+    fn conflict(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(409, message)
+    }
+
+    fn bad(message: impl Into<String>) -> ApiErr {
+        ApiErr::new(400, message)
+    }
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, ApiErr>>;
+
+/// What the HTTP side asks of the core.
+pub enum Cmd {
+    Submit {
+        job: Box<SubmitJob>,
+        by: String,
+        reply: Reply<JobSummary>,
+    },
+    Jobs {
+        reply: Reply<Vec<JobSummary>>,
+    },
+    Job {
+        id: String,
+        reply: Reply<JobDetail>,
+    },
+    Events {
+        id: String,
+        after: u64,
+        limit: usize,
+        reply: Reply<(Vec<EventRecord>, bool)>,
+    },
+    Output {
+        id: String,
+        host: Option<String>,
+        after: u64,
+        limit: usize,
+        reply: Reply<(Vec<OutputRecord>, bool)>,
+    },
+    Halt {
+        id: String,
+        kill: bool,
+        reply: Reply<JobSummary>,
+    },
+    Resume {
+        id: String,
+        password: Option<String>,
+        retry: Option<Vec<String>>,
+        reply: Reply<JobSummary>,
+    },
+    Workers {
+        reply: Reply<Vec<WorkerInfo>>,
+    },
+    Poll {
+        worker: String,
+        poll: Poll,
+        reply: Reply<Tasks>,
+    },
+    PutOutput {
+        worker: String,
+        chunk: OutputChunk,
+        reply: Reply<()>,
+    },
+    Results {
+        worker: String,
+        results: Results,
+        reply: Reply<Accepted>,
+    },
+    Heartbeat {
+        worker: String,
+        heartbeat: Heartbeat,
+        reply: Reply<HeartbeatReply>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Timing settings of the core.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub worker_timeout: Duration,
+}
+
+/// The longest a poll waits.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
+/// How often lost workers and due timers are looked for when nothing else happens.
+const TICK: Duration = Duration::from_millis(250);
+/// At most this many commands in one batch, so answers are not held back for long.
+const MAX_BATCH: usize = 2000;
+
+/// Where a host stands, as the dispatcher records it (the scheduler's states, plus lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Unreachable,
+    Lost,
+    Skipped,
+    Cancelled,
+}
+
+impl HState {
+    fn as_str(self) -> &'static str {
+        match self {
+            HState::Pending => "pending",
+            HState::Running => "running",
+            HState::Succeeded => "succeeded",
+            HState::Failed => "failed",
+            HState::TimedOut => "timed_out",
+            HState::Unreachable => "unreachable",
+            HState::Lost => "lost",
+            HState::Skipped => "skipped",
+            HState::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(text: &str) -> Option<HState> {
+        Some(match text {
+            "pending" => HState::Pending,
+            "running" => HState::Running,
+            "succeeded" => HState::Succeeded,
+            "failed" => HState::Failed,
+            "timed_out" => HState::TimedOut,
+            "unreachable" => HState::Unreachable,
+            "lost" => HState::Lost,
+            "skipped" => HState::Skipped,
+            "cancelled" => HState::Cancelled,
+            _ => return None,
+        })
+    }
+
+    fn of(state: FinalState) -> HState {
+        match state {
+            FinalState::Succeeded => HState::Succeeded,
+            FinalState::Failed { .. } => HState::Failed,
+            FinalState::TimedOut => HState::TimedOut,
+            FinalState::Unreachable => HState::Unreachable,
+            FinalState::Skipped => HState::Skipped,
+            FinalState::Cancelled => HState::Cancelled,
+            FinalState::Lost => HState::Lost,
+        }
+    }
+
+    /// Ended other than by succeeding or being skipped: what a retry runs again.
+    fn retryable(self) -> bool {
+        matches!(
+            self,
+            HState::Failed
+                | HState::TimedOut
+                | HState::Unreachable
+                | HState::Lost
+                | HState::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HostRt {
+    state: HState,
+    exit_code: Option<i32>,
+    /// Attempts over every session of the job: task ids stay unique.
+    attempts: u32,
+    /// The first attempt of this session: `retries` counts from it.
+    first_attempt: u32,
+    worker: Option<String>,
+    task: Option<String>,
+    message: String,
+    /// When its first attempt of this session started (Unix ms), for durations.
+    started_ms: u64,
+}
+
+impl HostRt {
+    fn row(&self) -> HostRow {
+        HostRow {
+            state: self.state.as_str().to_string(),
+            exit_code: self.exit_code,
+            attempts: self.attempts,
+            first_attempt: self.first_attempt,
+            worker: self.worker.clone(),
+            task: self.task.clone(),
+            message: self.message.clone(),
+        }
+    }
+
+    /// The scheduler's view of it.
+    fn scheduler_state(&self) -> HostState {
+        match self.state {
+            HState::Pending => HostState::Pending,
+            HState::Running => HostState::Running,
+            HState::Succeeded => HostState::Succeeded,
+            HState::Failed => HostState::Failed {
+                exit_code: self.exit_code.unwrap_or(1),
+            },
+            HState::TimedOut => HostState::TimedOut,
+            HState::Unreachable => HostState::Unreachable,
+            HState::Lost => HostState::Failed {
+                exit_code: LOST_EXIT_CODE,
+            },
+            HState::Skipped => HostState::Skipped,
+            HState::Cancelled => HostState::Cancelled,
+        }
+    }
+}
+
+struct Job {
+    id: String,
+    plan: Plan,
+    transport: TransportSpec,
+    retry_delay: Duration,
+    has_password: bool,
+    /// In memory only.
+    password: Option<String>,
+    submitted_at: u64,
+    submitted_by: String,
+    state: JobState,
+    reasons: Vec<String>,
+    halted: bool,
+    killed: bool,
+    session_started_ms: u64,
+    hosts: Vec<HostRt>,
+    /// `None` once the job ended.
+    scheduler: Option<Scheduler>,
+    /// Retries due: (host, attempt).
+    ready: VecDeque<(usize, u32)>,
+    last_event: u64,
+    last_output: u64,
+    run_deadline: Option<Instant>,
+}
+
+impl Job {
+    fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for host in &self.hosts {
+            *match host.state {
+                HState::Pending => &mut counts.pending,
+                HState::Running => &mut counts.running,
+                HState::Succeeded => &mut counts.succeeded,
+                HState::Failed => &mut counts.failed,
+                HState::TimedOut => &mut counts.timed_out,
+                HState::Unreachable => &mut counts.unreachable,
+                HState::Lost => &mut counts.lost,
+                HState::Skipped => &mut counts.skipped,
+                HState::Cancelled => &mut counts.cancelled,
+            } += 1;
+        }
+        counts
+    }
+
+    fn summary(&self) -> JobSummary {
+        JobSummary {
+            id: self.id.clone(),
+            state: self.state,
+            command: self.plan.command.clone().unwrap_or_default(),
+            hosts: self.hosts.len(),
+            counts: self.counts(),
+            submitted_at: self.submitted_at,
+            submitted_by: self.submitted_by.clone(),
+            reasons: self.reasons.clone(),
+            last_event: self.last_event,
+        }
+    }
+
+    fn row(&self) -> JobRow {
+        JobRow {
+            id: self.id.clone(),
+            plan: self.plan.to_json(),
+            transport: serde_json::to_string(&self.transport).unwrap_or_default(),
+            retry_delay_ms: self.retry_delay.as_millis() as u64,
+            has_password: self.has_password,
+            submitted_at: self.submitted_at,
+            submitted_by: self.submitted_by.clone(),
+            state: state_word(self.state).to_string(),
+            reasons: self.reasons.clone(),
+            halted: self.halted,
+            killed: self.killed,
+            session_started_ms: self.session_started_ms,
+        }
+    }
+
+    /// Whether tasks of this job may be handed out now.
+    fn active(&self) -> bool {
+        self.scheduler.is_some() && self.state != JobState::NeedsPassword
+    }
+}
+
+fn state_word(state: JobState) -> &'static str {
+    match state {
+        JobState::Running => "running",
+        JobState::Stopping => "stopping",
+        // Not stored: it is what a reloaded job with a password is, until it gets it again.
+        JobState::NeedsPassword => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Stopped => "stopped",
+    }
+}
+
+fn parse_state(text: &str) -> Option<JobState> {
+    Some(match text {
+        "running" => JobState::Running,
+        "stopping" => JobState::Stopping,
+        "succeeded" => JobState::Succeeded,
+        "failed" => JobState::Failed,
+        "stopped" => JobState::Stopped,
+        _ => return None,
+    })
+}
+
+/// A task handed to a worker and not yet finished.
+#[derive(Debug, Clone)]
+struct Held {
+    job: String,
+    host: usize,
+    handed_at: Instant,
+}
+
+#[derive(Debug)]
+struct WorkerRt {
+    last_seen: Instant,
+    connected: bool,
+    capacity: u32,
+    tasks: HashMap<String, Held>,
+    finished: u64,
+}
+
+impl WorkerRt {
+    fn new(now: Instant) -> WorkerRt {
+        WorkerRt {
+            last_seen: now,
+            connected: true,
+            capacity: 0,
+            tasks: HashMap::new(),
+            finished: 0,
+        }
+    }
+}
+
+struct Waiter {
+    worker: String,
+    free: u32,
+    deadline: Instant,
+    reply: Reply<Tasks>,
+}
+
+/// A retry waiting for its delay.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RetryTimer {
+    due: Instant,
+    job: String,
+    host: usize,
+    attempt: u32,
+}
+
+pub struct Core {
+    store: Store,
+    timing: Timing,
+    /// Jobs by id, and their order of submission.
+    jobs: HashMap<String, Job>,
+    order: Vec<String>,
+    workers: BTreeMap<String, WorkerRt>,
+    waiters: VecDeque<Waiter>,
+    retries: std::collections::BinaryHeap<std::cmp::Reverse<RetryTimer>>,
+    /// Answers held until the batch is committed.
+    answers: Vec<Box<dyn FnOnce() + Send>>,
+    commits: watch::Sender<u64>,
+    dirty: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn task_id(job: &str, host: usize, attempt: u32) -> String {
+    format!("{job}/{host}/{attempt}")
+}
+
+fn parse_task(id: &str) -> Option<(&str, usize, u32)> {
+    let (rest, attempt) = id.rsplit_once('/')?;
+    let (job, host) = rest.rsplit_once('/')?;
+    Some((job, host.parse().ok()?, attempt.parse().ok()?))
+}
+
+impl Core {
+    /// Opens the core on `store`, reloading every job; unfinished ones carry on.
+    pub fn load(
+        store: Store,
+        timing: Timing,
+        commits: watch::Sender<u64>,
+    ) -> Result<Core, StoreError> {
+        let mut core = Core {
+            store,
+            timing,
+            jobs: HashMap::new(),
+            order: Vec::new(),
+            workers: BTreeMap::new(),
+            waiters: VecDeque::new(),
+            retries: Default::default(),
+            answers: Vec::new(),
+            commits,
+            dirty: false,
+        };
+        let now = Instant::now();
+        for row in core.store.jobs()? {
+            let job = core.reload(row, now)?;
+            core.order.push(job.id.clone());
+            core.jobs.insert(job.id.clone(), job);
+        }
+        let ids = core.order.clone();
+        for id in &ids {
+            core.check_end(id);
+        }
+        core.store.commit()?;
+        Ok(core)
+    }
+
+    fn reload(&mut self, row: JobRow, now: Instant) -> Result<Job, StoreError> {
+        let corrupt = |what: String| StoreError::Corrupt(format!("job {}: {what}", row.id));
+        let plan = Plan::from_json(&row.plan).map_err(|e| corrupt(e.to_string()))?;
+        let transport: TransportSpec =
+            serde_json::from_str(&row.transport).map_err(|e| corrupt(e.to_string()))?;
+        let state =
+            parse_state(&row.state).ok_or_else(|| corrupt(format!("state `{}`", row.state)))?;
+        let mut hosts = Vec::with_capacity(plan.hosts.len());
+        for host in self.store.hosts(&row.id)? {
+            hosts.push(HostRt {
+                state: HState::parse(&host.state)
+                    .ok_or_else(|| corrupt(format!("host state `{}`", host.state)))?,
+                exit_code: host.exit_code,
+                attempts: host.attempts,
+                first_attempt: host.first_attempt,
+                worker: host.worker,
+                task: host.task,
+                message: host.message,
+                started_ms: row.session_started_ms,
+            });
+        }
+        if hosts.len() != plan.hosts.len() {
+            return Err(corrupt(format!(
+                "{} host records for {} hosts",
+                hosts.len(),
+                plan.hosts.len()
+            )));
+        }
+        let (last_event, last_output) = self.store.last_seqs(&row.id)?;
+        let mut job = Job {
+            id: row.id.clone(),
+            plan,
+            transport,
+            retry_delay: Duration::from_millis(row.retry_delay_ms),
+            has_password: row.has_password,
+            password: None,
+            submitted_at: row.submitted_at,
+            submitted_by: row.submitted_by,
+            state,
+            reasons: row.reasons,
+            halted: row.halted,
+            killed: row.killed,
+            session_started_ms: row.session_started_ms,
+            hosts,
+            scheduler: None,
+            ready: VecDeque::new(),
+            last_event,
+            last_output,
+            run_deadline: None,
+        };
+        if state.is_ended() {
+            return Ok(job);
+        }
+        let states: Vec<HostState> = job.hosts.iter().map(HostRt::scheduler_state).collect();
+        let mut scheduler = Scheduler::restore(&job.plan, LimitOverrides::default(), &states)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if job.halted {
+            scheduler.halt();
+        }
+        for (idx, host) in job.hosts.iter().enumerate() {
+            if host.state != HState::Running {
+                continue;
+            }
+            match (&host.task, &host.worker) {
+                (Some(task), Some(worker)) => {
+                    // Its worker has `worker_timeout` from now to say it still runs it.
+                    self.workers
+                        .entry(worker.clone())
+                        .or_insert_with(|| WorkerRt {
+                            connected: false,
+                            ..WorkerRt::new(now)
+                        })
+                        .tasks
+                        .insert(
+                            task.clone(),
+                            Held {
+                                job: job.id.clone(),
+                                host: idx,
+                                handed_at: now,
+                            },
+                        );
+                }
+                // Between two attempts: the retry is due now.
+                _ => job.ready.push_back((idx, host.attempts + 1)),
+            }
+        }
+        if job.has_password {
+            job.state = JobState::NeedsPassword;
+        }
+        if let Some(limit) = job.plan.options.run_timeout {
+            let elapsed = now_ms().saturating_sub(job.session_started_ms);
+            let left = Duration::from_secs(limit).saturating_sub(Duration::from_millis(elapsed));
+            job.run_deadline = Some(now + left);
+        }
+        job.scheduler = Some(scheduler);
+        Ok(job)
+    }
+
+    /// Runs the core until it is told to stop, or its channel closes. A database error stops
+    /// it: from then on, what it holds in memory may not be what is on disk.
+    pub fn run(mut self, commands: Receiver<Cmd>) -> Result<(), StoreError> {
+        loop {
+            let wait = self.next_wake().saturating_duration_since(Instant::now());
+            let mut stop = None;
+            match commands.recv_timeout(wait.min(TICK)) {
+                Ok(cmd) => {
+                    stop = self.handle(cmd);
+                    let mut taken = 1;
+                    while stop.is_none() && taken < MAX_BATCH {
+                        match commands.try_recv() {
+                            Ok(cmd) => stop = self.handle(cmd),
+                            Err(_) => break,
+                        }
+                        taken += 1;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stop = Some(None),
+            }
+            let now = Instant::now();
+            self.tick(now);
+            self.serve_waiters(now, stop.is_some());
+            self.flush()?;
+            if let Some(done) = stop {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// The soonest deadline: a waiter's, a retry's or a run timeout.
+    fn next_wake(&self) -> Instant {
+        let mut wake = Instant::now() + TICK;
+        for waiter in &self.waiters {
+            wake = wake.min(waiter.deadline);
+        }
+        if let Some(std::cmp::Reverse(timer)) = self.retries.peek() {
+            wake = wake.min(timer.due);
+        }
+        wake
+    }
+
+    /// Commits the batch, then answers.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if let Err(error) = self.store.commit() {
+            let message = format!("the dispatcher cannot write its database: {error}");
+            for waiter in self.waiters.drain(..) {
+                let _ = waiter.reply.send(Err(ApiErr::new(503, message.clone())));
+            }
+            // The held answers are dropped unsent: their callers see the dispatcher fail.
+            self.answers.clear();
+            return Err(error);
+        }
+        if self.dirty {
+            self.dirty = false;
+            self.commits.send_modify(|n| *n += 1);
+        }
+        for answer in self.answers.drain(..) {
+            answer();
+        }
+        Ok(())
+    }
+
+    fn answer<T: Send + 'static>(&mut self, reply: Reply<T>, value: Result<T, ApiErr>) {
+        self.answers.push(Box::new(move || {
+            let _ = reply.send(value);
+        }));
+    }
+
+    /// Applies one command; `Some` when it says to stop.
+    fn handle(&mut self, cmd: Cmd) -> Option<Option<oneshot::Sender<()>>> {
+        match cmd {
+            Cmd::Submit { job, by, reply } => {
+                let value = self.submit(*job, by);
+                self.answer(reply, value);
+            }
+            Cmd::Jobs { reply } => {
+                let mut list: Vec<JobSummary> = self
+                    .order
+                    .iter()
+                    .map(|id| self.jobs[id].summary())
+                    .collect();
+                list.reverse();
+                self.answer(reply, Ok(list));
+            }
+            Cmd::Job { id, reply } => {
+                let value = self.detail(&id);
+                self.answer(reply, value);
+            }
+            Cmd::Events {
+                id,
+                after,
+                limit,
+                reply,
+            } => {
+                let value = match self.jobs.get(&id) {
+                    None => Err(ApiErr::not_found(&id)),
+                    Some(job) => {
+                        let ended = job.state.is_ended();
+                        self.store
+                            .events(&id, after, limit)
+                            .map(|events| (events, ended))
+                            .map_err(|e| ApiErr::new(500, e.to_string()))
+                    }
+                };
+                self.answer(reply, value);
+            }
+            Cmd::Output {
+                id,
+                host,
+                after,
+                limit,
+                reply,
+            } => {
+                let value = self.output(&id, host.as_deref(), after, limit);
+                self.answer(reply, value);
+            }
+            Cmd::Halt { id, kill, reply } => {
+                let value = self.halt(&id, kill);
+                self.answer(reply, value);
+            }
+            Cmd::Resume {
+                id,
+                password,
+                retry,
+                reply,
+            } => {
+                let value = self.resume(&id, password, retry);
+                self.answer(reply, value);
+            }
+            Cmd::Workers { reply } => {
+                let now = Instant::now();
+                let list = self
+                    .workers
+                    .iter()
+                    .map(|(name, w)| WorkerInfo {
+                        name: name.clone(),
+                        connected: w.connected,
+                        last_seen_ms: now.duration_since(w.last_seen).as_millis() as u64,
+                        capacity: w.capacity,
+                        running: w.tasks.len(),
+                        finished: w.finished,
+                    })
+                    .collect();
+                self.answer(reply, Ok(list));
+            }
+            Cmd::Poll {
+                worker,
+                poll,
+                reply,
+            } => {
+                let now = Instant::now();
+                let w = self.seen(&worker, now);
+                w.capacity = poll.capacity;
+                let wait = Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT);
+                self.waiters.push_back(Waiter {
+                    worker,
+                    free: poll.free,
+                    deadline: now + wait,
+                    reply,
+                });
+            }
+            Cmd::PutOutput {
+                worker,
+                chunk,
+                reply,
+            } => {
+                self.seen(&worker, Instant::now());
+                let value = self.store_output(&worker, chunk);
+                self.answer(reply, value);
+            }
+            Cmd::Results {
+                worker,
+                results,
+                reply,
+            } => {
+                self.seen(&worker, Instant::now());
+                let mut accepted = Vec::new();
+                for result in results.results {
+                    match self.result(&worker, &result) {
+                        Ok(()) => accepted.push(result.task),
+                        Err(error) => {
+                            eprintln!(
+                                "pogo dispatcher: result of task {} from worker {worker} \
+                                 not applied: {}",
+                                result.task, error.message
+                            );
+                        }
+                    }
+                }
+                self.answer(reply, Ok(Accepted { tasks: accepted }));
+            }
+            Cmd::Heartbeat {
+                worker,
+                heartbeat,
+                reply,
+            } => {
+                let value = self.heartbeat(&worker, heartbeat);
+                self.answer(reply, Ok(value));
+            }
+            Cmd::Shutdown { reply } => return Some(Some(reply)),
+        }
+        None
+    }
+
+    fn seen(&mut self, worker: &str, now: Instant) -> &mut WorkerRt {
+        let w = self
+            .workers
+            .entry(worker.to_string())
+            .or_insert_with(|| WorkerRt::new(now));
+        if !w.connected {
+            eprintln!("pogo dispatcher: worker {worker} connected");
+        }
+        w.last_seen = now;
+        w.connected = true;
+        w
+    }
+
+    fn job_mut(&mut self, id: &str) -> Result<&mut Job, ApiErr> {
+        self.jobs.get_mut(id).ok_or_else(|| ApiErr::not_found(id))
+    }
+
+    fn detail(&self, id: &str) -> Result<JobDetail, ApiErr> {
+        let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
+        Ok(JobDetail {
+            summary: job.summary(),
+            host_states: job
+                .hosts
+                .iter()
+                .zip(&job.plan.hosts)
+                .map(|(host, name)| HostEntry {
+                    host: name.clone(),
+                    state: host.state.as_str().to_string(),
+                    exit_code: host.exit_code,
+                    attempts: host.attempts,
+                    worker: host.worker.clone(),
+                    message: host.message.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    fn output(
+        &self,
+        id: &str,
+        host: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<OutputRecord>, bool), ApiErr> {
+        let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
+        let (index, ended) = match host {
+            None => (None, job.state.is_ended()),
+            Some(name) => {
+                let Some(i) = job.plan.hosts.iter().position(|h| h == name) else {
+                    return Err(ApiErr::new(404, format!("job {id} has no host `{name}`")));
+                };
+                let host = &job.hosts[i];
+                let ended = job.state.is_ended()
+                    || !matches!(host.state, HState::Pending | HState::Running);
+                (Some(i), ended)
+            }
+        };
+        let records = self
+            .store
+            .output(id, index, &job.plan.hosts, after, limit)
+            .map_err(|e| ApiErr::new(500, e.to_string()))?;
+        Ok((records, ended))
+    }
+
+    fn submit(&mut self, submit: SubmitJob, by: String) -> Result<JobSummary, ApiErr> {
+        let SubmitJob {
+            plan,
+            transport,
+            retry_delay_ms,
+            password,
+        } = submit;
+        plan.validate()
+            .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
+        if plan.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return Err(ApiErr::bad("the plan has no command to run"));
+        }
+        if plan.hosts.is_empty() {
+            return Err(ApiErr::bad("the plan has no hosts"));
+        }
+        let wants_password = matches!(transport, TransportSpec::Ssh { password: true, .. });
+        if wants_password && password.is_none() {
+            return Err(ApiErr::bad(
+                "the transport logs in with a password, and none was given",
+            ));
+        }
+        if !wants_password && password.is_some() {
+            return Err(ApiErr::bad(
+                "a password was given, and the transport does not log in with one",
+            ));
+        }
+        let scheduler = Scheduler::new(&plan, LimitOverrides::default())
+            .map_err(|e| ApiErr::bad(format!("cannot run the plan: {e}")))?;
+        let now = SystemTime::now();
+        let id = (0..)
+            .map(|attempt: u32| {
+                let suffix = suffix(attempt);
+                format!("job-{}", RunId::new(now, suffix))
+            })
+            .find(|id| !self.jobs.contains_key(id))
+            .unwrap_or_default();
+        let started = now_ms();
+        let hosts = vec![
+            HostRt {
+                state: HState::Pending,
+                exit_code: None,
+                attempts: 0,
+                first_attempt: 1,
+                worker: None,
+                task: None,
+                message: String::new(),
+                started_ms: started,
+            };
+            plan.hosts.len()
+        ];
+        let run_deadline = plan
+            .options
+            .run_timeout
+            .map(|s| Instant::now() + Duration::from_secs(s));
+        let job = Job {
+            id: id.clone(),
+            plan,
+            transport,
+            retry_delay: Duration::from_millis(retry_delay_ms),
+            has_password: wants_password,
+            password,
+            submitted_at: now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            submitted_by: by,
+            state: JobState::Running,
+            reasons: Vec::new(),
+            halted: false,
+            killed: false,
+            session_started_ms: started,
+            hosts,
+            scheduler: Some(scheduler),
+            ready: VecDeque::new(),
+            last_event: 0,
+            last_output: 0,
+            run_deadline,
+        };
+        self.store
+            .insert_job(&job.row(), job.hosts.len())
+            .map_err(|e| ApiErr::new(500, e.to_string()))?;
+        eprintln!(
+            "pogo dispatcher: job {id} submitted by {}: {} hosts, `{}`",
+            job.submitted_by,
+            job.hosts.len(),
+            job.plan.command.as_deref().unwrap_or_default()
+        );
+        let event = Event::RunStarted {
+            run_id: id.clone(),
+            hosts: job.hosts.len(),
+            command: job.plan.command.clone().unwrap_or_default(),
+            resumed: false,
+            at_ms: 0,
+        };
+        self.order.push(id.clone());
+        self.jobs.insert(id.clone(), job);
+        self.emit(&id, event);
+        self.note_ended_at_start(&id);
+        self.check_end(&id);
+        Ok(self.jobs[&id].summary())
+    }
+
+    /// Records an event of a job.
+    fn emit(&mut self, id: &str, event: Event) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.last_event += 1;
+        let record = EventRecord {
+            seq: job.last_event,
+            event,
+        };
+        self.dirty = true;
+        if let Err(error) = self.store.insert_event(id, &record) {
+            // The commit fails too, and stops the core.
+            eprintln!("pogo dispatcher: cannot record an event of job {id}: {error}");
+        }
+    }
+
+    fn save_host(&mut self, id: &str, idx: usize) {
+        let Some(job) = self.jobs.get(id) else { return };
+        let row = job.hosts[idx].row();
+        self.dirty = true;
+        if let Err(error) = self.store.update_host(id, idx, &row) {
+            eprintln!("pogo dispatcher: cannot record a host of job {id}: {error}");
+        }
+    }
+
+    fn save_job(&mut self, id: &str) {
+        let Some(job) = self.jobs.get(id) else { return };
+        let row = job.row();
+        self.dirty = true;
+        if let Err(error) = self.store.update_job(
+            id,
+            &row.state,
+            &row.reasons,
+            row.halted,
+            row.killed,
+            row.session_started_ms,
+        ) {
+            eprintln!("pogo dispatcher: cannot record job {id}: {error}");
+        }
+    }
+
+    fn at_ms(&self, id: &str) -> u64 {
+        self.jobs
+            .get(id)
+            .map_or(0, |job| now_ms().saturating_sub(job.session_started_ms))
+    }
+
+    /// Hands tasks to the workers that wait for some; answers those whose wait is over.
+    fn serve_waiters(&mut self, now: Instant, closing: bool) {
+        let mut waiting = VecDeque::new();
+        while let Some(mut waiter) = self.waiters.pop_front() {
+            let mut tasks = Vec::new();
+            if !closing
+                && self
+                    .workers
+                    .get(&waiter.worker)
+                    .is_some_and(|w| w.connected)
+            {
+                while waiter.free > 0 {
+                    let Some(task) = self.next_task(&waiter.worker, now) else {
+                        break;
+                    };
+                    tasks.push(task);
+                    waiter.free -= 1;
+                }
+            }
+            if !tasks.is_empty() || waiter.deadline <= now || closing {
+                self.answer(waiter.reply, Ok(Tasks { tasks }));
+            } else {
+                waiting.push_back(waiter);
+            }
+        }
+        self.waiters = waiting;
+    }
+
+    /// The next task any job has for `worker`, marked as handed out to it.
+    fn next_task(&mut self, worker: &str, now: Instant) -> Option<Task> {
+        for i in 0..self.order.len() {
+            let id = &self.order[i];
+            let job = self.jobs.get_mut(id)?;
+            if !job.active() {
+                continue;
+            }
+            let (host, attempt, first) = if let Some((host, attempt)) = job.ready.pop_front() {
+                (host, attempt, false)
+            } else {
+                match job.scheduler.as_mut().and_then(Scheduler::next_to_start) {
+                    Some(host) => (host.index(), job.hosts[host.index()].attempts + 1, true),
+                    None => continue,
+                }
+            };
+            let id = id.clone();
+            return Some(self.hand_out(&id, host, attempt, first, worker, now));
+        }
+        None
+    }
+
+    /// Hands out `attempt` of a host; `first`: its first of this session.
+    fn hand_out(
+        &mut self,
+        id: &str,
+        idx: usize,
+        attempt: u32,
+        first: bool,
+        worker: &str,
+        now: Instant,
+    ) -> Task {
+        let task = task_id(id, idx, attempt);
+        let job = self.jobs.get_mut(id).expect("a job being served");
+        let host = &mut job.hosts[idx];
+        host.state = HState::Running;
+        host.attempts = attempt;
+        host.worker = Some(worker.to_string());
+        host.task = Some(task.clone());
+        if first {
+            host.first_attempt = attempt;
+            host.started_ms = now_ms();
+            host.message.clear();
+            host.exit_code = None;
+        }
+        let name = job.plan.hosts[idx].clone();
+        let built = Task {
+            id: task.clone(),
+            job: id.to_string(),
+            host: name.clone(),
+            attempt,
+            command: job.plan.command.clone().unwrap_or_default(),
+            timeout_ms: (job.plan.options.timeout > 0).then(|| job.plan.options.timeout * 1000),
+            transport: job.transport.clone(),
+            password: job.password.clone(),
+        };
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.tasks.insert(
+                task,
+                Held {
+                    job: id.to_string(),
+                    host: idx,
+                    handed_at: now,
+                },
+            );
+        }
+        self.save_host(id, idx);
+        if first {
+            let at_ms = self.at_ms(id);
+            self.emit(id, Event::HostStarted { host: name, at_ms });
+        }
+        built
+    }
+
+    fn store_output(&mut self, worker: &str, chunk: OutputChunk) -> Result<(), ApiErr> {
+        let (id, idx, attempt) = parse_task(&chunk.task)
+            .ok_or_else(|| ApiErr::bad(format!("`{}` is not a task id", chunk.task)))?;
+        let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
+        let host = job
+            .hosts
+            .get(idx)
+            .ok_or_else(|| ApiErr::bad(format!("job {id} has no host {idx}")))?;
+        if attempt > host.attempts || host.worker.as_deref() != Some(worker) {
+            return Err(ApiErr::new(
+                403,
+                format!("task {} was not handed to worker {worker}", chunk.task),
+            ));
+        }
+        let id = id.to_string();
+        let fresh = self
+            .store
+            .claim_chunk(&chunk.task, chunk.chunk)
+            .map_err(|e| ApiErr::new(500, e.to_string()))?;
+        if !fresh {
+            return Ok(());
+        }
+        for line in &chunk.lines {
+            self.add_output(&id, idx, attempt, &line.stream, &line.text);
+        }
+        Ok(())
+    }
+
+    fn add_output(&mut self, id: &str, idx: usize, attempt: u32, stream: &str, text: &str) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.last_output += 1;
+        let seq = job.last_output;
+        self.dirty = true;
+        if let Err(error) = self
+            .store
+            .insert_output(id, seq, idx, attempt, stream, text)
+        {
+            eprintln!("pogo dispatcher: cannot record output of job {id}: {error}");
+        }
+    }
+
+    /// Applies a result once; a result delivered again is accepted and ignored.
+    fn result(&mut self, worker: &str, result: &TaskResult) -> Result<(), ApiErr> {
+        let Some((id, idx, attempt)) = parse_task(&result.task) else {
+            // Nothing will ever apply it: let the worker forget it.
+            return Ok(());
+        };
+        let id = id.to_string();
+        let Some(job) = self.jobs.get(&id) else {
+            return Ok(());
+        };
+        let Some(host) = job.hosts.get(idx) else {
+            return Ok(());
+        };
+        if host.task.as_deref() != Some(result.task.as_str()) {
+            // An earlier attempt's, already decided.
+            return Ok(());
+        }
+        if host.worker.as_deref() != Some(worker) {
+            return Err(ApiErr::new(
+                403,
+                format!("task {} was not handed to worker {worker}", result.task),
+            ));
+        }
+        if host.state != HState::Running {
+            if host.state == HState::Lost {
+                // The worker came back after its host was reported lost: say what became of
+                // the command, which the operator could not know.
+                let text = format!(
+                    "[pogo] late result from worker {worker}, after the host was reported \
+                     lost: {}",
+                    result.message
+                );
+                self.add_output(&id, idx, attempt, "stderr", &text);
+                let worker_rt = self.workers.get_mut(worker);
+                if let Some(w) = worker_rt {
+                    w.tasks.remove(&result.task);
+                }
+                // The host stays lost: it counted as failed, and a retry is the operator's.
+                let job = self.jobs.get_mut(&id).expect("present");
+                job.hosts[idx].task = Some(format!("{}#late", result.task));
+                self.save_host(&id, idx);
+            }
+            return Ok(());
+        }
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.tasks.remove(&result.task);
+            w.finished += 1;
+        }
+        self.attempted(&id, idx, attempt, result);
+        Ok(())
+    }
+
+    /// An attempt ended: retry the host, or tell the scheduler.
+    fn attempted(&mut self, id: &str, idx: usize, attempt: u32, result: &TaskResult) {
+        let job = self.jobs.get_mut(id).expect("a job with a running host");
+        let failed = !matches!(
+            result.outcome,
+            TaskOutcome::Exited { exit_code: 0 } | TaskOutcome::Cancelled
+        );
+        let in_session = attempt + 1 - job.hosts[idx].first_attempt;
+        if failed && in_session <= job.plan.options.retries && !job.killed {
+            let delay = job.retry_delay;
+            let host = &mut job.hosts[idx];
+            host.task = None;
+            host.message = result.message.clone();
+            let name = job.plan.hosts[idx].clone();
+            self.retries.push(std::cmp::Reverse(RetryTimer {
+                due: Instant::now() + delay,
+                job: id.to_string(),
+                host: idx,
+                attempt: attempt + 1,
+            }));
+            self.save_host(id, idx);
+            let at_ms = self.at_ms(id);
+            self.emit(
+                id,
+                Event::HostRetrying {
+                    host: name,
+                    attempt: in_session + 1,
+                    after: result.message.clone(),
+                    delay_ms: delay.as_millis() as u64,
+                    at_ms,
+                },
+            );
+            return;
+        }
+        let (state, outcome) = match result.outcome {
+            TaskOutcome::Exited { exit_code: 0 } => {
+                (FinalState::Succeeded, Some(Outcome::Succeeded))
+            }
+            TaskOutcome::Exited { exit_code } => (
+                FinalState::Failed { exit_code },
+                Some(Outcome::Failed { exit_code }),
+            ),
+            TaskOutcome::TimedOut => (FinalState::TimedOut, Some(Outcome::TimedOut)),
+            TaskOutcome::Unreachable => (FinalState::Unreachable, Some(Outcome::Unreachable)),
+            TaskOutcome::Cancelled => (FinalState::Cancelled, None),
+        };
+        self.finish_host(id, idx, in_session, state, outcome, result.message.clone());
+    }
+
+    /// Records a host's final state (`outcome` `None`: cancelled).
+    fn finish_host(
+        &mut self,
+        id: &str,
+        idx: usize,
+        attempts: u32,
+        state: FinalState,
+        outcome: Option<Outcome>,
+        message: String,
+    ) {
+        let job = self.jobs.get_mut(id).expect("a job with a running host");
+        let Some(scheduler) = job.scheduler.as_mut() else {
+            return;
+        };
+        let host = HostIdx::new(idx);
+        let changes = match outcome {
+            Some(outcome) => scheduler.finish(host, outcome),
+            None => scheduler.cancel(host),
+        };
+        let changes = match changes {
+            Ok(changes) => changes,
+            Err(error) => {
+                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                return;
+            }
+        };
+        let rt = &mut job.hosts[idx];
+        rt.state = HState::of(state);
+        rt.exit_code = match state {
+            FinalState::Failed { exit_code } => Some(exit_code),
+            _ => None,
+        };
+        rt.message = message.clone();
+        let duration_ms = now_ms().saturating_sub(rt.started_ms);
+        let name = job.plan.hosts[idx].clone();
+        self.save_host(id, idx);
+        let at_ms = self.at_ms(id);
+        self.emit(
+            id,
+            Event::HostFinished {
+                host: name,
+                result: state,
+                attempts,
+                duration_ms,
+                message,
+                at_ms,
+            },
+        );
+        self.note_changes(id, &changes);
+        self.check_end(id);
+    }
+
+    /// Records what a scheduler step changed that a person should hear of.
+    fn note_changes(&mut self, id: &str, changes: &Changes) {
+        let at_ms = self.at_ms(id);
+        let job = &self.jobs[id];
+        let mut events = Vec::new();
+        if let Some(reason) = &changes.stopped {
+            events.push(Event::RunStopping {
+                reason: reason.to_string(),
+                at_ms,
+            });
+        }
+        if let Some(scheduler) = &job.scheduler {
+            if let RunStatus::Blocked(blockers) = scheduler.status() {
+                if changes.ended {
+                    let reasons = blockers
+                        .iter()
+                        .map(|b| b.describe(&job.plan.hosts))
+                        .collect();
+                    events.push(Event::RunBlocked { reasons, at_ms });
+                }
+            }
+        }
+        let skipped: Vec<usize> = changes.hosts_skipped.iter().map(|h| h.index()).collect();
+        if !skipped.is_empty() {
+            let hosts = skipped.iter().map(|&h| job.plan.hosts[h].clone()).collect();
+            events.push(Event::HostsSkipped { hosts, at_ms });
+        }
+        self.mark_skipped(id, &skipped);
+        for event in events {
+            self.emit(id, event);
+        }
+    }
+
+    fn mark_skipped(&mut self, id: &str, skipped: &[usize]) {
+        let job = self.jobs.get_mut(id).expect("a job");
+        for &h in skipped {
+            job.hosts[h].state = HState::Skipped;
+        }
+        for &h in skipped {
+            self.save_host(id, h);
+        }
+    }
+
+    /// A session can be over before anything starts (as in the runner): say why.
+    fn note_ended_at_start(&mut self, id: &str) {
+        let job = &self.jobs[id];
+        let Some(scheduler) = &job.scheduler else {
+            return;
+        };
+        let status = scheduler.status();
+        let mut events = Vec::new();
+        match &status {
+            RunStatus::Stopped(reason) => events.push(Event::RunStopping {
+                reason: reason.to_string(),
+                at_ms: 0,
+            }),
+            RunStatus::Blocked(blockers) => events.push(Event::RunBlocked {
+                reasons: blockers
+                    .iter()
+                    .map(|b| b.describe(&job.plan.hosts))
+                    .collect(),
+                at_ms: 0,
+            }),
+            _ => {}
+        }
+        let mut skipped = Vec::new();
+        if status.is_ended() {
+            skipped = scheduler
+                .host_states()
+                .iter()
+                .enumerate()
+                .filter(|(i, state)| {
+                    **state == HostState::Skipped && job.hosts[*i].state != HState::Skipped
+                })
+                .map(|(i, _)| i)
+                .collect();
+        }
+        if !skipped.is_empty() {
+            events.push(Event::HostsSkipped {
+                hosts: skipped.iter().map(|&h| job.plan.hosts[h].clone()).collect(),
+                at_ms: 0,
+            });
+        }
+        self.mark_skipped(id, &skipped);
+        for event in events {
+            self.emit(id, event);
+        }
+    }
+
+    /// Ends the job's session when nothing runs and nothing can start.
+    fn check_end(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let Some(scheduler) = &job.scheduler else {
+            return;
+        };
+        let status = scheduler.status();
+        let stopping = matches!(
+            status,
+            RunStatus::Stopping(_) | RunStatus::Stopped(_) | RunStatus::Blocked(_)
+        );
+        if !status.is_ended() {
+            if stopping && job.state == JobState::Running {
+                job.state = JobState::Stopping;
+                self.save_job(id);
+            }
+            return;
+        }
+        let tally = scheduler.tally();
+        let (result, reasons) = match status {
+            RunStatus::Complete if tally.failures() == 0 && tally.cancelled == 0 => {
+                (RunResult::Succeeded, Vec::new())
+            }
+            RunStatus::Complete => (RunResult::Failed, Vec::new()),
+            RunStatus::Stopped(reason) | RunStatus::Stopping(reason) => {
+                (RunResult::Stopped, vec![reason.to_string()])
+            }
+            RunStatus::Blocked(blockers) => (
+                RunResult::Stopped,
+                blockers
+                    .iter()
+                    .map(|b| b.describe(&job.plan.hosts))
+                    .collect(),
+            ),
+            RunStatus::Running => return,
+        };
+        job.state = match result {
+            RunResult::Succeeded => JobState::Succeeded,
+            RunResult::Failed => JobState::Failed,
+            RunResult::Stopped => JobState::Stopped,
+        };
+        job.reasons = reasons;
+        job.scheduler = None;
+        job.ready.clear();
+        job.run_deadline = None;
+        let lost = job.hosts.iter().filter(|h| h.state == HState::Lost).count();
+        let event = Event::RunFinished {
+            result,
+            succeeded: tally.succeeded,
+            // Lost hosts are failures to the scheduler; the job's counts tell them apart.
+            failed: tally.failed.saturating_sub(lost),
+            timed_out: tally.timed_out,
+            unreachable: tally.unreachable,
+            skipped: tally.skipped,
+            cancelled: tally.cancelled,
+            at_ms: now_ms().saturating_sub(job.session_started_ms),
+        };
+        eprintln!(
+            "pogo dispatcher: job {id} {}",
+            match result {
+                RunResult::Succeeded => "succeeded",
+                RunResult::Failed => "ended with failed hosts",
+                RunResult::Stopped => "stopped",
+            }
+        );
+        self.save_job(id);
+        self.emit(id, event);
+    }
+
+    fn halt(&mut self, id: &str, kill: bool) -> Result<JobSummary, ApiErr> {
+        let job = self.job_mut(id)?;
+        if job.state.is_ended() {
+            return Err(ApiErr::conflict(format!(
+                "job {id} has ended ({}); nothing to halt",
+                job.state.word()
+            )));
+        }
+        let first = !job.halted;
+        job.halted = true;
+        let mut changes = Changes::default();
+        if first {
+            if let Some(scheduler) = job.scheduler.as_mut() {
+                changes = scheduler.halt();
+            }
+        }
+        let mut cancelled = Vec::new();
+        if kill && !job.killed {
+            job.killed = true;
+            // Hosts between two attempts are not on any worker: cancelled here.
+            cancelled = job
+                .hosts
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| h.state == HState::Running && h.task.is_none())
+                .map(|(i, h)| (i, h.attempts + 1 - h.first_attempt))
+                .collect();
+            job.ready.clear();
+        }
+        self.save_job(id);
+        if first {
+            self.note_changes(id, &changes);
+        }
+        for (idx, attempts) in cancelled {
+            self.finish_host(
+                id,
+                idx,
+                attempts,
+                FinalState::Cancelled,
+                None,
+                "cancelled before its next attempt".into(),
+            );
+        }
+        self.retries
+            .retain(|std::cmp::Reverse(t)| !(t.job == id && kill));
+        self.check_end(id);
+        Ok(self.jobs[id].summary())
+    }
+
+    /// `resume` (retry `None`) or `retry` (every failed host when the list is empty).
+    fn resume(
+        &mut self,
+        id: &str,
+        password: Option<String>,
+        retry: Option<Vec<String>>,
+    ) -> Result<JobSummary, ApiErr> {
+        let job = self.job_mut(id)?;
+        if job.state == JobState::NeedsPassword && retry.is_none() {
+            let Some(password) = password else {
+                return Err(ApiErr::bad(format!(
+                    "job {id} logs in with a password, which the dispatcher keeps in memory \
+                     only and lost when it restarted; give it again (pogo resume {id} \
+                     --password)"
+                )));
+            };
+            job.password = Some(password);
+            job.state = if job.halted {
+                JobState::Stopping
+            } else {
+                JobState::Running
+            };
+            eprintln!("pogo dispatcher: job {id} has its password again and goes on");
+            return Ok(job.summary());
+        }
+        if !job.state.is_ended() {
+            return Err(ApiErr::conflict(format!(
+                "job {id} is {}; resume and retry continue a job that has ended (halt it \
+                 first, or wait for it to end)",
+                job.state.word()
+            )));
+        }
+        if job.has_password {
+            match password {
+                Some(password) => job.password = Some(password),
+                None if job.password.is_some() => {}
+                None => {
+                    return Err(ApiErr::bad(format!(
+                        "job {id} logs in with a password, which the dispatcher no longer \
+                         holds; give it again (--password)"
+                    )))
+                }
+            }
+        }
+        let mut states: Vec<HostState> = job.hosts.iter().map(HostRt::scheduler_state).collect();
+        let policy = match &retry {
+            Some(names) if !names.is_empty() => {
+                let mut problems = Vec::new();
+                let mut chosen = HashSet::new();
+                for name in names {
+                    match job.plan.hosts.iter().position(|h| h == name) {
+                        None => problems.push(format!("job {id} has no host `{name}`")),
+                        Some(i) if !job.hosts[i].state.retryable() => problems.push(format!(
+                            "host `{name}` is {}, not failed: only failed, timed-out, \
+                             unreachable, lost and cancelled hosts are retried",
+                            job.hosts[i].state.as_str()
+                        )),
+                        Some(i) => {
+                            chosen.insert(i);
+                        }
+                    }
+                }
+                if !problems.is_empty() {
+                    return Err(ApiErr::bad(problems.join("; ")));
+                }
+                for i in chosen {
+                    states[i] = HostState::Pending;
+                }
+                FailedHosts::StayFailed
+            }
+            Some(_) => FailedHosts::Retry,
+            None => FailedHosts::StayFailed,
+        };
+        let to_run = states
+            .iter()
+            .zip(&job.hosts)
+            .filter(|(s, h)| match policy {
+                FailedHosts::Retry => h.state != HState::Succeeded,
+                FailedHosts::StayFailed => {
+                    matches!(
+                        s,
+                        HostState::Pending | HostState::Skipped | HostState::Cancelled
+                    )
+                }
+            })
+            .count();
+        if to_run == 0 {
+            return Err(ApiErr::conflict(format!(
+                "nothing to {} in job {id}: {}",
+                if retry.is_some() { "retry" } else { "resume" },
+                if job.hosts.iter().all(|h| h.state == HState::Succeeded) {
+                    "every host succeeded"
+                } else {
+                    "every host that did not succeed failed; `pogo retry` runs them again"
+                }
+            )));
+        }
+        let scheduler = Scheduler::resume(&job.plan, LimitOverrides::default(), &states, policy)
+            .map_err(|e| ApiErr::bad(format!("cannot resume job {id}: {e}")))?;
+        // Hosts that run again start from pending, as in the new scheduler.
+        for (host, state) in job.hosts.iter_mut().zip(scheduler.host_states()) {
+            if *state == HostState::Pending {
+                host.state = HState::Pending;
+                host.task = None;
+            }
+        }
+        job.scheduler = Some(scheduler);
+        job.state = JobState::Running;
+        job.reasons.clear();
+        job.halted = false;
+        job.killed = false;
+        job.session_started_ms = now_ms();
+        job.run_deadline = job
+            .plan
+            .options
+            .run_timeout
+            .map(|s| Instant::now() + Duration::from_secs(s));
+        let pending: Vec<usize> = job
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.state == HState::Pending)
+            .map(|(i, _)| i)
+            .collect();
+        let event = Event::RunStarted {
+            run_id: id.to_string(),
+            hosts: job.hosts.len(),
+            command: job.plan.command.clone().unwrap_or_default(),
+            resumed: true,
+            at_ms: 0,
+        };
+        for idx in pending {
+            self.save_host(id, idx);
+        }
+        self.save_job(id);
+        self.emit(id, event);
+        self.note_ended_at_start(id);
+        self.check_end(id);
+        eprintln!(
+            "pogo dispatcher: job {id} {}",
+            if retry.is_some() {
+                "retried"
+            } else {
+                "resumed"
+            }
+        );
+        Ok(self.jobs[id].summary())
+    }
+
+    fn heartbeat(&mut self, worker: &str, heartbeat: Heartbeat) -> HeartbeatReply {
+        let now = Instant::now();
+        let grace = self.grace();
+        let w = self.seen(worker, now);
+        w.capacity = heartbeat.capacity;
+        let running: HashSet<&str> = heartbeat.running.iter().map(String::as_str).collect();
+        let missing: Vec<(String, Held)> = w
+            .tasks
+            .iter()
+            .filter(|(task, held)| {
+                !running.contains(task.as_str()) && now.duration_since(held.handed_at) > grace
+            })
+            .map(|(task, held)| (task.clone(), held.clone()))
+            .collect();
+        for (task, held) in missing {
+            self.lose(
+                worker,
+                &task,
+                &held,
+                format!(
+                    "lost: worker {worker} does not run it (the worker restarted, or the task \
+                     never reached it); its command may or may not have run"
+                ),
+            );
+        }
+        let cancel = self.workers[worker]
+            .tasks
+            .iter()
+            .filter(|(_, held)| self.jobs.get(&held.job).is_some_and(|j| j.killed))
+            .map(|(task, _)| task.clone())
+            .collect();
+        HeartbeatReply {
+            cancel,
+            interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
+        }
+    }
+
+    /// How long a task may be missing from its worker's heartbeat (on its way to the worker)
+    /// before it counts as lost.
+    fn grace(&self) -> Duration {
+        (self.timing.heartbeat_interval * 2).max(Duration::from_secs(5))
+    }
+
+    /// A task's worker does not run it (any more): its host is lost.
+    fn lose(&mut self, worker: &str, task: &str, held: &Held, message: String) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.tasks.remove(task);
+        }
+        let Some(job) = self.jobs.get(&held.job) else {
+            return;
+        };
+        let host = &job.hosts[held.host];
+        if host.state != HState::Running || host.task.as_deref() != Some(task) {
+            return;
+        }
+        eprintln!(
+            "pogo dispatcher: job {}: host {} is lost ({message})",
+            held.job, job.plan.hosts[held.host]
+        );
+        let attempts = host.attempts + 1 - host.first_attempt;
+        let id = held.job.clone();
+        self.finish_host(
+            &id,
+            held.host,
+            attempts,
+            FinalState::Lost,
+            Some(Outcome::Failed {
+                exit_code: LOST_EXIT_CODE,
+            }),
+            message,
+        );
+    }
+
+    /// Due retries, run timeouts and workers that stopped heartbeating.
+    fn tick(&mut self, now: Instant) {
+        while let Some(std::cmp::Reverse(timer)) = self.retries.peek() {
+            if timer.due > now {
+                break;
+            }
+            let std::cmp::Reverse(timer) = self.retries.pop().expect("peeked");
+            if let Some(job) = self.jobs.get_mut(&timer.job) {
+                if job.scheduler.is_some() && !job.killed {
+                    job.ready.push_back((timer.host, timer.attempt));
+                }
+            }
+        }
+        let expired: Vec<String> = self
+            .order
+            .iter()
+            .filter(|id| {
+                let job = &self.jobs[*id];
+                !job.killed && job.run_deadline.is_some_and(|d| d <= now)
+            })
+            .cloned()
+            .collect();
+        for id in expired {
+            let at_ms = self.at_ms(&id);
+            self.emit(
+                &id,
+                Event::RunStopping {
+                    reason: "the run timeout expired; running commands are killed".into(),
+                    at_ms,
+                },
+            );
+            let _ = self.halt(&id, true);
+        }
+        let timeout = self.timing.worker_timeout;
+        let gone: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.connected || !w.tasks.is_empty())
+            .filter(|(_, w)| now.duration_since(w.last_seen) > timeout)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            let w = self.workers.get_mut(&name).expect("listed");
+            w.connected = false;
+            let silent = now.duration_since(w.last_seen).as_secs();
+            let tasks: Vec<(String, Held)> = w.tasks.drain().collect();
+            eprintln!(
+                "pogo dispatcher: worker {name} stopped heartbeating ({silent}s); {} of its \
+                 tasks are lost",
+                tasks.len()
+            );
+            let mut tasks = tasks;
+            tasks.sort_by(|a, b| a.0.cmp(&b.0));
+            for (task, held) in tasks {
+                self.lose(
+                    &name,
+                    &task,
+                    &held,
+                    format!(
+                        "lost: worker {name} stopped heartbeating ({silent}s without a word) \
+                         while it ran the command; the command may or may not have run"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn suffix(attempt: u32) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u32(attempt);
+    hasher.finish() as u16
+}
+
+/// The HTTP side's hold on the core.
+#[derive(Clone)]
+pub struct CoreHandle {
+    tx: Sender<Cmd>,
+}
+
+impl CoreHandle {
+    pub fn new(tx: Sender<Cmd>) -> CoreHandle {
+        CoreHandle { tx }
+    }
+
+    /// Sends a command and waits for its answer.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, ApiErr> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(make(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub fn send(&self, cmd: Cmd) -> bool {
+        self.tx.send(cmd).is_ok()
+    }
+}
+
+fn stopped() -> ApiErr {
+    ApiErr::new(503, "the dispatcher is stopping")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pogo_model::Amount;
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        handle: CoreHandle,
+        thread: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
+    }
+
+    const TIMING: Timing = Timing {
+        heartbeat_interval: Duration::from_millis(100),
+        worker_timeout: Duration::from_millis(600),
+    };
+
+    impl Rig {
+        fn new() -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let mut rig = Rig {
+                _dir: dir,
+                path,
+                handle: CoreHandle::new(std::sync::mpsc::channel().0),
+                thread: None,
+            };
+            rig.start();
+            rig
+        }
+
+        fn start(&mut self) {
+            let store = Store::open(&self.path).unwrap();
+            let core = Core::load(store, TIMING, watch::channel(0).0).unwrap();
+            let (tx, rx) = std::sync::mpsc::channel();
+            self.handle = CoreHandle::new(tx);
+            self.thread = Some(std::thread::spawn(move || core.run(rx)));
+        }
+
+        /// Stops the core as a crash would leave it: what was committed stays.
+        async fn restart(&mut self) {
+            let (done, stopped) = oneshot::channel();
+            self.handle.send(Cmd::Shutdown { reply: done });
+            stopped.await.unwrap();
+            self.thread.take().unwrap().join().unwrap().unwrap();
+            self.start();
+        }
+
+        async fn submit(&self, plan: Plan) -> JobSummary {
+            let job = SubmitJob {
+                plan,
+                transport: TransportSpec::Local,
+                retry_delay_ms: 0,
+                password: None,
+            };
+            self.handle
+                .call(|reply| Cmd::Submit {
+                    job: Box::new(job),
+                    by: "alice".into(),
+                    reply,
+                })
+                .await
+                .unwrap()
+        }
+
+        async fn poll(&self, worker: &str, free: u32) -> Vec<Task> {
+            let poll = Poll {
+                free,
+                capacity: free,
+                wait_ms: 0,
+            };
+            let worker = worker.to_string();
+            self.handle
+                .call(|reply| Cmd::Poll {
+                    worker,
+                    poll,
+                    reply,
+                })
+                .await
+                .unwrap()
+                .tasks
+        }
+
+        async fn report(&self, worker: &str, task: &Task, exit_code: i32) -> Vec<String> {
+            let results = Results {
+                results: vec![TaskResult {
+                    task: task.id.clone(),
+                    outcome: TaskOutcome::Exited { exit_code },
+                    duration_ms: 1,
+                    message: format!("exit code {exit_code}"),
+                    chunks: 0,
+                }],
+            };
+            let worker = worker.to_string();
+            self.handle
+                .call(|reply| Cmd::Results {
+                    worker,
+                    results,
+                    reply,
+                })
+                .await
+                .unwrap()
+                .tasks
+        }
+
+        async fn heartbeat(&self, worker: &str, running: &[&Task]) -> HeartbeatReply {
+            let heartbeat = Heartbeat {
+                capacity: 4,
+                running: running.iter().map(|t| t.id.clone()).collect(),
+            };
+            let worker = worker.to_string();
+            self.handle
+                .call(|reply| Cmd::Heartbeat {
+                    worker,
+                    heartbeat,
+                    reply,
+                })
+                .await
+                .unwrap()
+        }
+
+        async fn job(&self, id: &str) -> JobDetail {
+            let id = id.to_string();
+            self.handle
+                .call(|reply| Cmd::Job { id, reply })
+                .await
+                .unwrap()
+        }
+
+        async fn events(&self, id: &str) -> Vec<EventRecord> {
+            let id = id.to_string();
+            self.handle
+                .call(|reply| Cmd::Events {
+                    id,
+                    after: 0,
+                    limit: 10_000,
+                    reply,
+                })
+                .await
+                .unwrap()
+                .0
+        }
+    }
+
+    fn hosts_of(tasks: &[Task]) -> Vec<&str> {
+        tasks.iter().map(|t| t.host.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_group_limit_holds_across_workers_and_results_apply_once() {
+        let rig = Rig::new();
+        let plan = Plan::sketch("a b c d").with_group("pair", Amount::number(2), "a b c d");
+        let job = rig.submit(plan).await;
+        let first = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&first), ["a", "b"]);
+        // The group is full: the second worker gets nothing.
+        assert!(rig.poll("w2", 4).await.is_empty());
+        assert_eq!(rig.report("w1", &first[0], 0).await, [first[0].id.clone()]);
+        // Delivered again: accepted, and not applied twice.
+        assert_eq!(rig.report("w1", &first[0], 0).await, [first[0].id.clone()]);
+        let second = rig.poll("w2", 4).await;
+        assert_eq!(hosts_of(&second), ["c"]);
+        rig.report("w1", &first[1], 0).await;
+        rig.report("w2", &second[0], 0).await;
+        let third = rig.poll("w2", 4).await;
+        assert_eq!(hosts_of(&third), ["d"]);
+        rig.report("w2", &third[0], 0).await;
+        let detail = rig.job(&job.id).await;
+        assert_eq!(detail.summary.state, JobState::Succeeded);
+        assert_eq!(detail.summary.counts.succeeded, 4);
+        let finished = rig
+            .events(&job.id)
+            .await
+            .iter()
+            .filter(|r| matches!(r.event, Event::HostFinished { .. }))
+            .count();
+        assert_eq!(finished, 4);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_core_keeps_running_hosts_and_takes_their_results() {
+        let mut rig = Rig::new();
+        let plan = Plan::sketch("a b c").with_thread("main", &["a", "b", "c"]);
+        let job = rig.submit(plan).await;
+        let a = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&a), ["a"]);
+        rig.restart().await;
+        // `a` still runs on w1: nothing else may start, and nothing runs twice.
+        assert!(rig.poll("w1", 4).await.is_empty());
+        rig.heartbeat("w1", &[&a[0]]).await;
+        rig.report("w1", &a[0], 0).await;
+        let b = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&b), ["b"]);
+        rig.report("w1", &b[0], 0).await;
+        let c = rig.poll("w1", 4).await;
+        rig.report("w1", &c[0], 0).await;
+        assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
+        let seqs: Vec<u64> = rig.events(&job.id).await.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_silent_worker_loses_its_hosts_and_a_late_result_changes_nothing() {
+        let rig = Rig::new();
+        let plan = Plan::sketch("a b").with_max_failures(1);
+        let job = rig.submit(plan).await;
+        let tasks = rig.poll("w1", 1).await;
+        let others = rig.poll("w2", 1).await;
+        assert_eq!(hosts_of(&tasks), ["a"]);
+        assert_eq!(hosts_of(&others), ["b"]);
+        // w2 keeps heartbeating; w1 says nothing for longer than the worker timeout.
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            rig.heartbeat("w2", &[&others[0]]).await;
+        }
+        let detail = rig.job(&job.id).await;
+        assert_eq!(detail.host_states[0].state, "lost");
+        assert!(detail.host_states[0].message.contains("w1"));
+        assert_eq!(detail.host_states[1].state, "running");
+        // w1 comes back with its result: accepted, the host stays lost.
+        assert_eq!(rig.report("w1", &tasks[0], 0).await.len(), 1);
+        assert_eq!(rig.job(&job.id).await.host_states[0].state, "lost");
+        rig.report("w2", &others[0], 0).await;
+        let detail = rig.job(&job.id).await;
+        assert_eq!(detail.summary.state, JobState::Failed);
+        assert_eq!(detail.summary.counts.lost, 1);
+        // A retry runs it again, on request only.
+        let id = job.id.clone();
+        rig.handle
+            .call(|reply| Cmd::Resume {
+                id,
+                password: None,
+                retry: Some(vec!["a".into()]),
+                reply,
+            })
+            .await
+            .unwrap();
+        let again = rig.poll("w2", 4).await;
+        assert_eq!(hosts_of(&again), ["a"]);
+        assert_eq!(again[0].attempt, 2, "task ids stay unique across sessions");
+        rig.report("w2", &again[0], 0).await;
+        assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
+    }
+}

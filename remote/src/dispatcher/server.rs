@@ -1,0 +1,519 @@
+//! The HTTPS side: TLS with a required client certificate, the peer's role read from it, and
+//! the `/v1` routes, each allowed to one role.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use super::core::{ApiErr, Cmd, CoreHandle};
+use crate::api::*;
+use crate::certs::{self, Identity, Role};
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many records in one read of the database for a stream.
+const PAGE: usize = 1000;
+
+/// Who is on the other end of a connection, or why their certificate gives them no role.
+#[derive(Clone)]
+struct Peer(Result<Identity, String>);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub core: CoreHandle,
+    /// Counts commits: streams wake when it moves.
+    pub commits: watch::Receiver<u64>,
+    /// Becomes true when the dispatcher stops: streams end.
+    pub closing: watch::Receiver<bool>,
+}
+
+impl IntoResponse for ApiErr {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(ApiError {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Checks that the peer holds `role`.
+fn allow(peer: &Peer, role: Role) -> Result<String, ApiErr> {
+    match &peer.0 {
+        Err(problem) => Err(ApiErr::new(
+            403,
+            format!("your certificate gives no pogo role: {problem}"),
+        )),
+        Ok(identity) if identity.role == role => Ok(identity.name.clone()),
+        Ok(identity) => Err(ApiErr::new(
+            403,
+            format!(
+                "this endpoint is for {}s, and the certificate of `{}` is a {}'s",
+                role, identity.name, identity.role
+            ),
+        )),
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/jobs", post(submit).get(jobs))
+        .route("/v1/jobs/{job}", get(job))
+        .route("/v1/jobs/{job}/events", get(events))
+        .route("/v1/jobs/{job}/output", get(output))
+        .route("/v1/jobs/{job}/halt", post(halt))
+        .route("/v1/jobs/{job}/resume", post(resume))
+        .route("/v1/jobs/{job}/retry", post(retry))
+        .route("/v1/workers", get(workers))
+        .route("/v1/worker/poll", post(poll))
+        .route("/v1/worker/output", post(put_output))
+        .route("/v1/worker/results", post(results))
+        .route("/v1/worker/heartbeat", post(heartbeat))
+        .fallback(|| async {
+            ApiErr::new(
+                404,
+                "no such endpoint in the dispatcher's API (version 1: /v1/...)",
+            )
+        })
+        .with_state(state)
+}
+
+/// A JSON body, or a 400 that says what is wrong with it.
+struct Body_<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for Body_<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiErr;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiErr> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiErr::new(400, format!("cannot read the request: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map(Body_)
+            .map_err(|e| ApiErr::new(400, format!("invalid request body: {e}")))
+    }
+}
+
+async fn submit(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Body_(body): Body_<SubmitJob>,
+) -> Result<Response, ApiErr> {
+    let by = allow(&peer, Role::Operator)?;
+    let summary = app
+        .core
+        .call(|reply| Cmd::Submit {
+            job: Box::new(body),
+            by,
+            reply,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+async fn jobs(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<Vec<JobSummary>>, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    Ok(Json(app.core.call(|reply| Cmd::Jobs { reply }).await?))
+}
+
+async fn job(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+) -> Result<Json<JobDetail>, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    Ok(Json(app.core.call(|reply| Cmd::Job { id, reply }).await?))
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    follow: bool,
+    host: Option<String>,
+}
+
+async fn events(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    let fetch = {
+        let core = app.core.clone();
+        move |id: String, after: u64| {
+            let core = core.clone();
+            async move {
+                let (records, ended) = core
+                    .call(|reply| Cmd::Events {
+                        id,
+                        after,
+                        limit: PAGE,
+                        reply,
+                    })
+                    .await?;
+                Ok::<_, ApiErr>(lines(records, |r| r.seq, ended))
+            }
+        }
+    };
+    stream(app, id, query, fetch).await
+}
+
+async fn output(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+) -> Result<Response, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    let host = query.host.clone();
+    let fetch = {
+        let core = app.core.clone();
+        move |id: String, after: u64| {
+            let core = core.clone();
+            let host = host.clone();
+            async move {
+                let (records, ended) = core
+                    .call(|reply| Cmd::Output {
+                        id,
+                        host,
+                        after,
+                        limit: PAGE,
+                        reply,
+                    })
+                    .await?;
+                Ok::<_, ApiErr>(lines(records, |r| r.seq, ended))
+            }
+        }
+    };
+    stream(app, id, query, fetch).await
+}
+
+/// A page of records as NDJSON: the text, the last sequence number, whether the page was
+/// full, and whether the job had ended when it was read.
+struct Page {
+    text: String,
+    last: Option<u64>,
+    full: bool,
+    ended: bool,
+}
+
+fn lines<T: serde::Serialize>(records: Vec<T>, seq: impl Fn(&T) -> u64, ended: bool) -> Page {
+    let mut text = String::new();
+    let full = records.len() >= PAGE;
+    let last = records.last().map(&seq);
+    for record in &records {
+        if let Ok(line) = serde_json::to_string(record) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    Page {
+        text,
+        last,
+        full,
+        ended,
+    }
+}
+
+/// Answers with the records after `after`; with `follow`, goes on sending new ones as they
+/// are committed until the job (or the host) has ended and everything was sent.
+async fn stream<F, Fut>(
+    app: AppState,
+    id: String,
+    query: StreamQuery,
+    fetch: F,
+) -> Result<Response, ApiErr>
+where
+    F: Fn(String, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Page, ApiErr>> + Send,
+{
+    // The first page is read before answering, so an unknown job is a 404, not an empty
+    // stream.
+    let mut commits = app.commits.clone();
+    commits.mark_unchanged();
+    let first = fetch(id.clone(), query.after).await?;
+    let follow = query.follow;
+    let closing = app.closing.clone();
+    let fetch = Arc::new(fetch);
+    let state = (Some(first), query.after, commits, closing, false);
+    let body = futures_util::stream::unfold(
+        state,
+        move |(page, mut after, mut commits, mut closing, done)| {
+            let fetch = Arc::clone(&fetch);
+            let id = id.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let mut page = match page {
+                    Some(page) => page,
+                    None => loop {
+                        tokio::select! {
+                            changed = commits.changed() => if changed.is_err() { return None },
+                            _ = closing.changed() => return None,
+                        }
+                        match fetch(id.clone(), after).await {
+                            Ok(page) if page.last.is_some() || page.ended => break page,
+                            Ok(_) => continue,
+                            Err(_) => return None,
+                        }
+                    },
+                };
+                if let Some(last) = page.last {
+                    after = last;
+                }
+                // Read again at once while pages are full; otherwise wait for a commit.
+                let finished = !follow || (page.ended && !page.full);
+                let text = std::mem::take(&mut page.text);
+                let next = if page.full {
+                    match fetch(id.clone(), after).await {
+                        Ok(next) => Some(next),
+                        Err(_) => return None,
+                    }
+                } else {
+                    None
+                };
+                let done = finished && next.is_none();
+                Some((
+                    Ok::<_, std::convert::Infallible>(Bytes::from(text)),
+                    (next, after, commits, closing, done),
+                ))
+            }
+        },
+    );
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+async fn halt(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Body_(body): Body_<HaltJob>,
+) -> Result<Json<JobSummary>, ApiErr> {
+    let by = allow(&peer, Role::Operator)?;
+    eprintln!(
+        "pogo dispatcher: job {id}: halt{} asked by {by}",
+        if body.kill { " with kill" } else { "" }
+    );
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Halt {
+                id,
+                kill: body.kill,
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn resume(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Body_(body): Body_<ResumeJob>,
+) -> Result<Json<JobSummary>, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Resume {
+                id,
+                password: body.password,
+                retry: None,
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn retry(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Body_(body): Body_<RetryJob>,
+) -> Result<Json<JobSummary>, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Resume {
+                id,
+                password: body.password,
+                retry: Some(body.hosts),
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn workers(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+) -> Result<Json<Vec<WorkerInfo>>, ApiErr> {
+    allow(&peer, Role::Operator)?;
+    Ok(Json(app.core.call(|reply| Cmd::Workers { reply }).await?))
+}
+
+async fn poll(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Body_(body): Body_<Poll>,
+) -> Result<Json<Tasks>, ApiErr> {
+    let worker = allow(&peer, Role::Worker)?;
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Poll {
+                worker,
+                poll: body,
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn put_output(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Body_(body): Body_<OutputChunk>,
+) -> Result<StatusCode, ApiErr> {
+    let worker = allow(&peer, Role::Worker)?;
+    app.core
+        .call(|reply| Cmd::PutOutput {
+            worker,
+            chunk: body,
+            reply,
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn results(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Body_(body): Body_<Results>,
+) -> Result<Json<Accepted>, ApiErr> {
+    let worker = allow(&peer, Role::Worker)?;
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Results {
+                worker,
+                results: body,
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn heartbeat(
+    State(app): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    Body_(body): Body_<Heartbeat>,
+) -> Result<Json<HeartbeatReply>, ApiErr> {
+    let worker = allow(&peer, Role::Worker)?;
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Heartbeat {
+                worker,
+                heartbeat: body,
+                reply,
+            })
+            .await?,
+    ))
+}
+
+/// Accepts connections until `closing` becomes true; each connection is served over TLS with
+/// the peer's identity attached to its requests.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    mut closing: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut connections = JoinSet::new();
+    loop {
+        let (tcp, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors, typically: wait a little rather than spin.
+                    eprintln!("pogo dispatcher: cannot accept a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = closing.changed() => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let mut closing = closing.clone();
+        connections.spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    eprintln!("pogo dispatcher: refused a connection from {addr}: {error}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let peer = Peer(peer_identity(tls.get_ref().1));
+            let service = TowerToHyperService::new(router.layer(Extension(peer)));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), connection).await;
+                }
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+fn peer_identity(conn: &rustls::ServerConnection) -> Result<Identity, String> {
+    let certs = conn
+        .peer_certificates()
+        .ok_or_else(|| "no client certificate".to_string())?;
+    let first = certs
+        .first()
+        .ok_or_else(|| "no client certificate".to_string())?;
+    certs::identity_of(first.as_ref()).map_err(|e| e.to_string())
+}
+
+/// Where the dispatcher listens.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
