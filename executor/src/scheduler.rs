@@ -892,6 +892,32 @@ impl Scheduler {
         Ok(changes)
     }
 
+    /// Takes back a host that was marked running but whose command never began (a dispatcher's
+    /// task that never reached a worker): its places in its groups are free again, and it is
+    /// pending as if it had never started, or skipped when the run has stopped since.
+    pub fn unstart(&mut self, host: HostIdx) -> Result<Changes, SchedulerError> {
+        let h = self.running(host)?;
+        let mut changes = Changes::default();
+        for i in 0..self.host_groups.get(h).len() {
+            let g = self.host_groups.get(h)[i] as usize;
+            self.groups[g].down -= 1;
+            self.offer(g);
+        }
+        if self.stop.is_some() {
+            self.set_state(h, HostState::Skipped);
+            changes.hosts_skipped.push(host);
+            self.host_finished(h, &mut changes);
+        } else {
+            // It started, so it waits for no slot: it is ready at once.
+            self.set_state(h, HostState::Pending);
+            self.candidates.push(Reverse(h as u32));
+            changes.hosts_ready.push(host);
+        }
+        self.settle();
+        self.check_end(&mut changes);
+        Ok(changes)
+    }
+
     /// Stops starting hosts (the operator's halt): hosts not started are skipped, running
     /// ones finish. Does nothing once the run has stopped or ended, so the first reason stays.
     pub fn halt(&mut self) -> Changes {
@@ -1335,6 +1361,31 @@ mod tests {
             ),
             Err(SchedulerError::ResumeRunning { .. })
         ));
+    }
+
+    #[test]
+    fn an_unstarted_host_frees_its_place_and_starts_again_first() {
+        let plan = group(
+            thread(hosts("a b c"), "main", &["a b", "c"]),
+            "one",
+            1,
+            "a b",
+        );
+        let mut run = Run::new(&plan);
+        assert_eq!(run.start(), ["a"]);
+        let changes = run.run.unstart(run.h("a")).unwrap();
+        assert_eq!(run.names(&changes.hosts_ready), ["a"]);
+        assert_eq!(run.state("a"), HostState::Pending);
+        assert_eq!(run.start(), ["a"]);
+        run.ok("a");
+        assert_eq!(run.start(), ["b"]);
+        // Once the run has stopped, a host taken back is skipped, and the run can end.
+        let changes = run.run.halt();
+        assert_eq!(run.names(&changes.hosts_skipped), ["c"]);
+        let changes = run.run.unstart(run.h("b")).unwrap();
+        assert_eq!(run.names(&changes.hosts_skipped), ["b"]);
+        assert!(changes.ended);
+        assert_eq!(run.run.status(), RunStatus::Stopped(&StopReason::Halted));
     }
 
     #[test]

@@ -364,8 +364,38 @@ async fn poll_loop(
             Ok(answer) => {
                 shared.link.up();
                 backoff.reset();
-                for task in answer.tasks {
-                    start(shared, task, tasks);
+                let admitted: Vec<(Task, CancelToken)> = answer
+                    .tasks
+                    .into_iter()
+                    .filter_map(|task| {
+                        // Handed out again: it runs, or ran, here already.
+                        let cancel = shared.lock().registry.admit(&task.id)?;
+                        Some((task, cancel))
+                    })
+                    .collect();
+                if admitted.is_empty() {
+                    continue;
+                }
+                match confirm(shared, halt, &mut backoff).await {
+                    Ok(Some(cancelled)) => {
+                        for (task, cancel) in admitted {
+                            if cancelled.contains(&task.id) {
+                                shared.lock().registry.forget(&task.id);
+                            } else {
+                                tasks.spawn(run_task(shared.clone(), task, cancel));
+                            }
+                        }
+                    }
+                    outcome => {
+                        // Never confirmed: the dispatcher takes these tasks back.
+                        for (task, _) in &admitted {
+                            shared.lock().registry.forget(&task.id);
+                        }
+                        match outcome {
+                            Err(error) => return Some(error),
+                            _ => return None,
+                        }
+                    }
                 }
             }
             Err(error) if error.is_transient() => {
@@ -380,12 +410,39 @@ async fn poll_loop(
     }
 }
 
-fn start(shared: &Arc<Shared>, task: Task, tasks: &mut JoinSet<()>) {
-    let Some(cancel) = shared.lock().registry.admit(&task.id) else {
-        // Handed out again: it runs, or ran, here already; its result is or was delivered.
-        return;
-    };
-    tasks.spawn(run_task(shared.clone(), task, cancel));
+/// Tells the dispatcher which tasks this worker has, the ones just taken included, and waits
+/// for its answer: a command starts only once the dispatcher has recorded that its task
+/// reached this worker, so a task whose answer was lost on the way is taken back by the
+/// dispatcher and never runs twice. Returns the tasks the dispatcher took back or cancelled,
+/// `None` when `halt` fired first.
+async fn confirm(
+    shared: &Shared,
+    halt: &CancelToken,
+    backoff: &mut Backoff,
+) -> Result<Option<HashSet<String>>, WorkerError> {
+    loop {
+        let beat = Heartbeat {
+            capacity: shared.settings.capacity,
+            running: shared.lock().registry.running(),
+        };
+        let answer = tokio::select! {
+            answer = shared.client.heartbeat(&beat) => answer,
+            () = halt.cancelled() => return Ok(None),
+        };
+        match answer {
+            Ok(reply) => {
+                shared.link.up();
+                shared.lock().registry.cancel(&reply.cancel);
+                return Ok(Some(reply.cancel.into_iter().collect()));
+            }
+            Err(error) if error.is_transient() => shared.link.down(&error),
+            Err(error) => return Err(WorkerError(error.to_string())),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = halt.cancelled() => return Ok(None),
+        }
+    }
 }
 
 /// Runs one task: its command, its output, then its result into the outbox.
@@ -890,6 +947,12 @@ impl Registry {
 
     pub(crate) fn command_done(&mut self, id: &str) {
         self.executing.remove(id);
+    }
+
+    /// Drops a task taken but never started (the dispatcher took it back).
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.executing.remove(id);
+        self.unaccepted.remove(id);
     }
 
     pub(crate) fn accepted(&mut self, ids: &[String]) {
@@ -1713,9 +1776,14 @@ mod tests {
     async fn stop_lets_tasks_finish_and_kill_cancels_them() {
         let dispatcher = FakeDispatcher::start().await;
         let worker = Running::start(&dispatcher, 2);
-        dispatcher.add([task(0, "sleep 0.3; echo finished"), task(1, "sleep 30")]);
+        dispatcher.add([
+            task(0, "echo started; sleep 0.5; echo finished"),
+            task(1, "echo started; sleep 30"),
+        ]);
+        // Both commands run (a task taken but not yet confirmed when the worker stops is
+        // dropped, for the dispatcher to take back).
         dispatcher
-            .until("both handed out", |fake| fake.handed.len() == 2)
+            .until("both commands started", |fake| fake.chunks.len() == 2)
             .await;
         worker.stop.cancel();
         // More work is not taken any more.

@@ -211,6 +211,10 @@ struct HostRt {
     first_attempt: u32,
     worker: Option<String>,
     task: Option<String>,
+    /// Whether the worker confirmed it has `task`. Workers start a command only once the
+    /// dispatcher has recorded this, so an unconfirmed task never ran: one that never reached
+    /// its worker is taken back and handed out again, not lost.
+    confirmed: bool,
     message: String,
     /// When its first attempt of this session started (Unix ms), for durations.
     started_ms: u64,
@@ -225,6 +229,7 @@ impl HostRt {
             first_attempt: self.first_attempt,
             worker: self.worker.clone(),
             task: self.task.clone(),
+            confirmed: self.confirmed,
             message: self.message.clone(),
         }
     }
@@ -480,6 +485,7 @@ impl Core {
                 first_attempt: host.first_attempt,
                 worker: host.worker,
                 task: host.task,
+                confirmed: host.confirmed,
                 message: host.message,
                 started_ms: row.session_started_ms,
             });
@@ -879,6 +885,7 @@ impl Core {
                 first_attempt: 1,
                 worker: None,
                 task: None,
+                confirmed: false,
                 message: String::new(),
                 started_ms: started,
             };
@@ -913,9 +920,9 @@ impl Core {
             .insert_job(&job.row(), job.hosts.len())
             .map_err(|e| ApiErr::new(500, e.to_string()))?;
         eprintln!(
-            "pogo dispatcher: job {id} submitted by {}: {} hosts, `{}`",
+            "pogo dispatcher: job {id} submitted by {}: {}, `{}`",
             job.submitted_by,
-            job.hosts.len(),
+            count(job.hosts.len(), "host", "hosts"),
             job.plan.command.as_deref().unwrap_or_default()
         );
         let event = Event::RunStarted {
@@ -1048,9 +1055,9 @@ impl Core {
         host.attempts = attempt;
         host.worker = Some(worker.to_string());
         host.task = Some(task.clone());
+        host.confirmed = false;
         if first {
             host.first_attempt = attempt;
-            host.started_ms = now_ms();
             host.message.clear();
             host.exit_code = None;
         }
@@ -1076,11 +1083,90 @@ impl Core {
             );
         }
         self.save_host(id, idx);
+        built
+    }
+
+    /// The worker has the task: from now on its command may run. The first attempt of a
+    /// host in a session is when the host starts, for the operator.
+    fn confirm(&mut self, id: &str, idx: usize) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let host = &mut job.hosts[idx];
+        if host.confirmed {
+            return;
+        }
+        host.confirmed = true;
+        let first = host.attempts == host.first_attempt;
+        if first {
+            host.started_ms = now_ms();
+        }
+        let name = job.plan.hosts[idx].clone();
+        self.save_host(id, idx);
         if first {
             let at_ms = self.at_ms(id);
             self.emit(id, Event::HostStarted { host: name, at_ms });
         }
-        built
+    }
+
+    /// A task that never reached its worker (never confirmed) is taken back: its command
+    /// never ran, so the host is handed out again (or skipped, when the job stopped since).
+    fn withdraw(&mut self, worker: &str, task: &str, held: &Held) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.tasks.remove(task);
+        }
+        let Some(job) = self.jobs.get_mut(&held.job) else {
+            return;
+        };
+        let idx = held.host;
+        let host = &mut job.hosts[idx];
+        if host.state != HState::Running || host.task.as_deref() != Some(task) || host.confirmed {
+            return;
+        }
+        eprintln!(
+            "pogo dispatcher: job {}: the task of host {} never reached worker {worker}; it \
+             did not run and is handed out again",
+            held.job, job.plan.hosts[idx]
+        );
+        let id = held.job.clone();
+        let attempt = host.attempts;
+        if attempt != host.first_attempt {
+            // A retry: the scheduler still counts the host as running, between attempts.
+            host.task = None;
+            if job.killed {
+                let attempts = attempt - host.first_attempt;
+                self.finish_host(
+                    &id,
+                    idx,
+                    attempts,
+                    FinalState::Cancelled,
+                    None,
+                    "cancelled before its next attempt".into(),
+                );
+            } else {
+                job.ready.push_front((idx, attempt + 1));
+                self.save_host(&id, idx);
+            }
+            return;
+        }
+        host.task = None;
+        host.worker = None;
+        let Some(scheduler) = job.scheduler.as_mut() else {
+            return;
+        };
+        let changes = match scheduler.unstart(HostIdx::new(idx)) {
+            Ok(changes) => changes,
+            Err(error) => {
+                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                return;
+            }
+        };
+        if changes.hosts_skipped.is_empty() {
+            job.hosts[idx].state = HState::Pending;
+            self.save_host(&id, idx);
+        }
+        self.note_changes(&id, &changes);
+        self.check_end(&id);
     }
 
     fn store_output(&mut self, worker: &str, chunk: OutputChunk) -> Result<(), ApiErr> {
@@ -1098,6 +1184,9 @@ impl Core {
             ));
         }
         let id = id.to_string();
+        if host.state == HState::Running && host.task.as_deref() == Some(chunk.task.as_str()) {
+            self.confirm(&id, idx);
+        }
         let fresh = self
             .store
             .claim_chunk(&chunk.task, chunk.chunk)
@@ -1170,6 +1259,8 @@ impl Core {
             }
             return Ok(());
         }
+        // A result means the worker had the task, whether or not it said so before.
+        self.confirm(&id, idx);
         if let Some(w) = self.workers.get_mut(worker) {
             w.tasks.remove(&result.task);
             w.finished += 1;
@@ -1541,9 +1632,14 @@ impl Core {
                     match job.plan.hosts.iter().position(|h| h == name) {
                         None => problems.push(format!("job {id} has no host `{name}`")),
                         Some(i) if !job.hosts[i].state.retryable() => problems.push(format!(
-                            "host `{name}` is {}, not failed: only failed, timed-out, \
-                             unreachable, lost and cancelled hosts are retried",
-                            job.hosts[i].state.as_str()
+                            "host `{name}` {}: only failed, timed-out, unreachable, lost and \
+                             cancelled hosts are retried",
+                            match job.hosts[i].state {
+                                HState::Succeeded => "succeeded",
+                                HState::Skipped => "was skipped (`pogo resume` runs it)",
+                                HState::Pending => "has not run yet",
+                                _ => "is running",
+                            }
                         )),
                         Some(i) => {
                             chosen.insert(i);
@@ -1640,8 +1736,30 @@ impl Core {
     fn heartbeat(&mut self, worker: &str, heartbeat: Heartbeat) -> HeartbeatReply {
         let now = Instant::now();
         let grace = self.grace();
-        let w = self.seen(worker, now);
-        w.capacity = heartbeat.capacity;
+        self.seen(worker, now).capacity = heartbeat.capacity;
+        let w = &self.workers[worker];
+        let mut cancel = Vec::new();
+        let mut confirm = Vec::new();
+        for task in &heartbeat.running {
+            match w.tasks.get(task) {
+                // Not this worker's (any more): taken back, or already decided.
+                None => cancel.push(task.clone()),
+                Some(held) => {
+                    let killed = self.jobs.get(&held.job).is_some_and(|j| j.killed);
+                    let confirmed = self
+                        .jobs
+                        .get(&held.job)
+                        .is_some_and(|j| j.hosts[held.host].confirmed);
+                    if killed {
+                        // Killed: a command that runs is killed; one that has not started
+                        // never will (its task is then taken back, unconfirmed).
+                        cancel.push(task.clone());
+                    } else if !confirmed {
+                        confirm.push((held.job.clone(), held.host));
+                    }
+                }
+            }
+        }
         let running: HashSet<&str> = heartbeat.running.iter().map(String::as_str).collect();
         let missing: Vec<(String, Held)> = w
             .tasks
@@ -1651,26 +1769,37 @@ impl Core {
             })
             .map(|(task, held)| (task.clone(), held.clone()))
             .collect();
+        for (job, host) in confirm {
+            self.confirm(&job, host);
+        }
         for (task, held) in missing {
-            self.lose(
+            self.gone(
                 worker,
                 &task,
                 &held,
                 format!(
-                    "lost: worker {worker} does not run it (the worker restarted, or the task \
-                     never reached it); its command may or may not have run"
+                    "lost: worker {worker} no longer has it (the worker restarted); the command \
+                     may or may not have run"
                 ),
             );
         }
-        let cancel = self.workers[worker]
-            .tasks
-            .iter()
-            .filter(|(_, held)| self.jobs.get(&held.job).is_some_and(|j| j.killed))
-            .map(|(task, _)| task.clone())
-            .collect();
         HeartbeatReply {
             cancel,
             interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
+        }
+    }
+
+    /// A task its worker does not have: taken back when the worker never confirmed it, lost
+    /// when it did.
+    fn gone(&mut self, worker: &str, task: &str, held: &Held, message: String) {
+        let confirmed = self
+            .jobs
+            .get(&held.job)
+            .is_some_and(|j| j.hosts[held.host].confirmed);
+        if confirmed {
+            self.lose(worker, task, held, message);
+        } else {
+            self.withdraw(worker, task, held);
         }
     }
 
@@ -1757,14 +1886,13 @@ impl Core {
             let silent = now.duration_since(w.last_seen).as_secs();
             let tasks: Vec<(String, Held)> = w.tasks.drain().collect();
             eprintln!(
-                "pogo dispatcher: worker {name} stopped heartbeating ({silent}s); {} of its \
-                 tasks are lost",
-                tasks.len()
+                "pogo dispatcher: worker {name} stopped heartbeating ({silent}s); {} lost",
+                count(tasks.len(), "running task", "running tasks")
             );
             let mut tasks = tasks;
             tasks.sort_by(|a, b| a.0.cmp(&b.0));
             for (task, held) in tasks {
-                self.lose(
+                self.gone(
                     &name,
                     &task,
                     &held,
@@ -1776,6 +1904,11 @@ impl Core {
             }
         }
     }
+}
+
+/// `1 host`, `2 hosts`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn suffix(attempt: u32) -> u16 {
@@ -1878,7 +2011,20 @@ mod tests {
                 .unwrap()
         }
 
+        /// Takes tasks and confirms them, as a worker does before it runs them.
         async fn poll(&self, worker: &str, free: u32) -> Vec<Task> {
+            let tasks = self.take(worker, free).await;
+            if !tasks.is_empty() {
+                let reply = self
+                    .heartbeat(worker, &tasks.iter().collect::<Vec<_>>())
+                    .await;
+                assert!(reply.cancel.is_empty(), "{:?}", reply.cancel);
+            }
+            tasks
+        }
+
+        /// Takes tasks without confirming them (their answer never reached the worker).
+        async fn take(&self, worker: &str, free: u32) -> Vec<Task> {
             let poll = Poll {
                 free,
                 capacity: free,
@@ -1918,6 +2064,7 @@ mod tests {
                 .tasks
         }
 
+        /// Says which tasks `worker` has: every task it runs must be listed.
         async fn heartbeat(&self, worker: &str, running: &[&Task]) -> HeartbeatReply {
             let heartbeat = Heartbeat {
                 capacity: 4,
@@ -2012,6 +2159,51 @@ mod tests {
         assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
         let seqs: Vec<u64> = rig.events(&job.id).await.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_task_that_never_reached_its_worker_is_taken_back_and_runs_once() {
+        let mut rig = Rig::new();
+        let plan = Plan::sketch("a b").with_group("one", Amount::number(1), "a b");
+        let job = rig.submit(plan).await;
+        // w1's answer is lost on the way, and the dispatcher restarts: `a` stays handed out.
+        let lost = rig.take("w1", 1).await;
+        assert_eq!(hosts_of(&lost), ["a"]);
+        rig.restart().await;
+        assert!(
+            rig.poll("w2", 1).await.is_empty(),
+            "a still holds the group's place"
+        );
+        // w1 says what it has, without `a`, past the grace: `a` never ran and is taken back.
+        for _ in 0..60 {
+            rig.heartbeat("w1", &[]).await;
+            if rig.job(&job.id).await.host_states[0].state == "pending" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let detail = rig.job(&job.id).await;
+        assert_eq!(detail.host_states[0].state, "pending");
+        let again = rig.poll("w2", 1).await;
+        assert_eq!(hosts_of(&again), ["a"]);
+        assert_ne!(again[0].id, lost[0].id);
+        // The stale task is not w1's any more: told to drop it, should it ever arrive.
+        assert_eq!(
+            rig.heartbeat("w1", &[&lost[0]]).await.cancel,
+            [lost[0].id.clone()]
+        );
+        rig.report("w2", &again[0], 0).await;
+        let b = rig.poll("w2", 1).await;
+        rig.report("w2", &b[0], 0).await;
+        let detail = rig.job(&job.id).await;
+        assert_eq!(detail.summary.state, JobState::Succeeded);
+        let started = rig
+            .events(&job.id)
+            .await
+            .iter()
+            .filter(|r| matches!(&r.event, Event::HostStarted { host, .. } if host == "a"))
+            .count();
+        assert_eq!(started, 1, "a started once, on w2");
     }
 
     #[tokio::test]

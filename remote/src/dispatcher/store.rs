@@ -49,6 +49,8 @@ CREATE TABLE hosts (
     worker TEXT,
     -- The task of its current (running) or last attempt; NULL while a retry waits.
     task TEXT,
+    -- Whether the worker confirmed it has the task (and so may have run the command).
+    confirmed INTEGER NOT NULL,
     message TEXT NOT NULL,
     PRIMARY KEY (job, idx)
 ) WITHOUT ROWID;
@@ -120,6 +122,7 @@ pub struct HostRow {
     pub first_attempt: u32,
     pub worker: Option<String>,
     pub task: Option<String>,
+    pub confirmed: bool,
     pub message: String,
 }
 
@@ -205,8 +208,8 @@ impl Store {
         )?;
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO hosts (job, idx, state, exit_code, attempts, first_attempt, worker, task,
-                message)
-             VALUES (?1, ?2, 'pending', NULL, 0, 1, NULL, NULL, '')",
+                confirmed, message)
+             VALUES (?1, ?2, 'pending', NULL, 0, 1, NULL, NULL, 0, '')",
         )?;
         for idx in 0..hosts {
             insert.execute(params![job.id, idx as i64])?;
@@ -246,7 +249,8 @@ impl Store {
         self.conn
             .prepare_cached(
                 "UPDATE hosts SET state = ?3, exit_code = ?4, attempts = ?5, worker = ?6,
-                    task = ?7, message = ?8, first_attempt = ?9 WHERE job = ?1 AND idx = ?2",
+                    task = ?7, message = ?8, first_attempt = ?9, confirmed = ?10
+                 WHERE job = ?1 AND idx = ?2",
             )?
             .execute(params![
                 job,
@@ -257,7 +261,8 @@ impl Store {
                 host.worker,
                 host.task,
                 host.message,
-                host.first_attempt
+                host.first_attempt,
+                host.confirmed
             ])?;
         Ok(())
     }
@@ -331,7 +336,8 @@ impl Store {
     /// A job's hosts, by index.
     pub fn hosts(&self, job: &str) -> Result<Vec<HostRow>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT state, exit_code, attempts, worker, task, message, first_attempt FROM hosts
+            "SELECT state, exit_code, attempts, worker, task, message, first_attempt, confirmed
+             FROM hosts
              WHERE job = ?1 ORDER BY idx",
         )?;
         let rows = stmt.query_map([job], |row| {
@@ -343,6 +349,7 @@ impl Store {
                 task: row.get(4)?,
                 message: row.get(5)?,
                 first_attempt: row.get(6)?,
+                confirmed: row.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
