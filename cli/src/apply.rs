@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
@@ -17,15 +16,15 @@ use pogo_executor::rundir::{
 };
 use pogo_executor::runner::{self, Control, Reporter, RunSettings};
 use pogo_executor::scheduler::{FailedHosts, HostState, LimitOverrides, Scheduler};
-use pogo_executor::transport::{
-    HostKeyPolicy, LocalTransport, Secret, SshOptions, SshTransport, Transport,
-};
+use pogo_executor::transport::{HostKeyPolicy, Secret};
 use pogo_model::{ConstraintSpec, Plan, JOB_GROUP_ID};
 use pogo_planner::spec::parse_duration;
 use pogo_planner::{FailureLimit, Limit};
+use pogo_remote::api::SubmitJob;
 
+use crate::remote::DispatcherFlags;
 use crate::render::plural;
-use crate::report::{summary, Json, Ledger, Lines, Notice, Progress, SummaryOptions, Tee};
+use crate::report::{summary, Json, Ledger, Lines, Notice, Progress, SummaryOptions, Tee, Where};
 use crate::stale::{check_plan, Against};
 use crate::{emit, exit, invalid, read_plan, usage, Failure, PlanFlags};
 
@@ -46,6 +45,20 @@ use crate::{emit, exit, invalid, read_plan, usage, Failure, PlanFlags};
         host again. Hosts that failed stay failed unless --retry-failed; so do hosts that \
         were interrupted (started, never finished: the pogo running them died), since their \
         command may have run.\n\n\
+        With --dispatcher, the plan runs on the dispatcher's workers instead of from here: \
+        pogo checks it as for a local run (--against, lowered limits), submits it as a job \
+        (the transport options say how the workers reach the hosts; paths in them are paths \
+        on the workers' machines, and must be absolute; --password is asked here and kept in \
+        the dispatcher's memory only), then follows the job's events with the same views and \
+        summary as a local run. The first Ctrl-C halts the job on the dispatcher (--kill: \
+        and kills its running commands) and goes on showing it until it ends; the second \
+        detaches, leaving the job to the dispatcher (exit status 4): `pogo log JOB -f` and \
+        `pogo status JOB` follow it later. A lost connection halts nothing: pogo reconnects \
+        and goes on where it was. --detach submits the job, prints its id and exits. \
+        --resume and --state-dir are for local runs; a job goes on with `pogo resume JOB` or \
+        `pogo retry JOB`. The dispatcher and the certificate come from the flags, the \
+        environment or the client config file (see `pogo jobs --help`); a bare --dispatcher \
+        means the configured one.\n\n\
         Exit status: 0 every host succeeded; 3 some hosts failed; 4 the run stopped (failure \
         budget, halt, run timeout) or was blocked; 1 invalid plan or input; 64 usage.",
     after_help = "Examples:\n  \
@@ -53,11 +66,13 @@ use crate::{emit, exit, invalid, read_plan, usage, Failure, PlanFlags};
         pogo apply east.plan.json --against examples/plans/east-hotfix.yaml --concurrent 5\n  \
         pogo apply triple.plan.json --transport local\n  \
         pogo apply --resume last --retry-failed\n  \
-        pogo apply east.plan.json --json | jq -c 'select(.event == \"host_finished\")'"
+        pogo apply east.plan.json --json | jq -c 'select(.event == \"host_finished\")'\n  \
+        pogo apply --dispatcher east.plan.json\n  \
+        pogo apply --dispatcher https://dispatch.example:8443 east.plan.json --detach"
 )]
 pub struct ApplyArgs {
     /// The plan file to run
-    #[arg(value_name = "PLAN", required_unless_present = "resume")]
+    #[arg(value_name = "PLAN", required_unless_present_any = ["resume", "dispatcher"])]
     plan: Option<PathBuf>,
     /// Continue a halted, stopped or interrupted run instead of starting one: its id, the
     /// start of its id, or `last`
@@ -77,10 +92,15 @@ pub struct ApplyArgs {
     /// List every host in the summary (past 20 hosts, only those that did not succeed are)
     #[arg(long)]
     full: bool,
+    /// With --dispatcher: submit the job, print its id and exit, without following it
+    #[arg(long, requires = "dispatcher")]
+    detach: bool,
     #[command(flatten)]
     limits: LimitFlags,
     #[command(flatten)]
     exec: ExecFlags,
+    #[command(flatten)]
+    remote: DispatcherFlags,
 }
 
 /// Limits a run may lower (never raise): the plan was reviewed with its limits.
@@ -352,6 +372,17 @@ struct Job {
 
 /// `pogo apply`.
 pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    if args.remote.is_given() {
+        return apply_remote(args, out);
+    }
+    let tls_flags = args.remote.tls_flags_given();
+    if !tls_flags.is_empty() {
+        return Err(usage(format!(
+            "{} {} for a remote apply; add --dispatcher to run the plan on a dispatcher",
+            tls_flags.join(", "),
+            if tls_flags.len() == 1 { "is" } else { "are" }
+        )));
+    }
     let exec = args.exec.check()?;
     let job = match &args.resume {
         Some(given) => resume(&exec, given, &args.limits, args.retry_failed)?,
@@ -370,6 +401,71 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         }
     };
     execute(job, &exec, args.full, out)
+}
+
+/// `pogo apply --dispatcher`: the plan checked and lowered as for a local run, then submitted
+/// as a job and followed.
+fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let mut plan_arg = args.plan.take().map(|p| p.display().to_string());
+    crate::remote::restore_first(&mut args.remote, &mut plan_arg, None)?;
+    if args.resume.is_some() {
+        return Err(usage(
+            "--resume is for local runs; a job on the dispatcher goes on with `pogo resume \
+             JOB`, or `pogo retry JOB` to run its failed hosts again",
+        ));
+    }
+    if args.exec.state_dir.is_some() {
+        return Err(usage(
+            "--state-dir is for local runs; the dispatcher keeps its jobs itself",
+        ));
+    }
+    for (flag, path) in [
+        ("--identity", &args.exec.identity),
+        ("--ssh-config", &args.exec.ssh_config),
+    ] {
+        if let Some(path) = path.as_ref().filter(|p| p.is_relative()) {
+            return Err(usage(format!(
+                "{flag} {}: with --dispatcher, paths are paths on the workers' machines; \
+                 give an absolute one",
+                path.display()
+            )));
+        }
+    }
+    let Some(plan_arg) = plan_arg else {
+        return Err(usage("give the PLAN file to run on the dispatcher"));
+    };
+    let path = PathBuf::from(plan_arg);
+    let exec = args.exec.check()?;
+    let mut plan = read_plan(&path)?;
+    runnable(&plan)?;
+    if let Some(against) = &args.against {
+        let against = Against::load(against)?;
+        check_plan(&path, &plan, &against, args.allow_stale)?;
+    }
+    lower_limits(&mut plan, &args.limits)?;
+    // Checked here as a run would be, so a plan the scheduler refuses is never submitted.
+    Scheduler::new(&plan, LimitOverrides::default())
+        .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
+    let spec = exec.new_spec()?;
+    // Before the password is asked: a dispatcher that cannot be named is said first.
+    let client = args.remote.client()?;
+    let password = match spec.transport {
+        TransportSpec::Ssh { password: true, .. } => Some(crate::remote::ask_password()?),
+        _ => None,
+    };
+    let request = SubmitJob {
+        plan,
+        transport: spec.transport,
+        retry_delay_ms: spec.retry_delay_ms,
+        password,
+    };
+    let options = crate::remote::follow::ApplyOptions {
+        json: exec.flags.json,
+        kill: exec.flags.kill,
+        full: args.full,
+        detach: args.detach,
+    };
+    crate::remote::follow::apply(&client, request, &args.remote.repeat(), options, out)
 }
 
 /// `pogo run`: the plan's schedule first, then a confirmation, then `pogo apply`'s run.
@@ -637,38 +733,6 @@ fn ask_password() -> Result<Secret, Failure> {
         .map_err(|e| invalid(format!("cannot read a password from the terminal: {e}")))
 }
 
-fn transport(
-    spec: &TransportSpec,
-    password: Option<Secret>,
-) -> Result<Arc<dyn Transport>, Failure> {
-    match spec {
-        TransportSpec::Local => Ok(Arc::new(LocalTransport::new())),
-        TransportSpec::Ssh {
-            user,
-            port,
-            identity,
-            ssh_config,
-            known_hosts,
-            password: _,
-        } => {
-            let options = SshOptions {
-                user: user.clone(),
-                port: *port,
-                identity: identity.clone(),
-                config_file: ssh_config.clone(),
-                host_key_policy: known_hosts.parse().map_err(invalid)?,
-                password,
-                // The pogo binary is its own askpass helper (see `main`).
-                askpass_program: None,
-                ..SshOptions::default()
-            };
-            let transport = SshTransport::new(options)
-                .map_err(|e| invalid(format!("cannot start the ssh transport: {e}")))?;
-            Ok(Arc::new(transport))
-        }
-    }
-}
-
 /// Runs the job to its end and renders it; the exit code says how it ended.
 fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8, Failure> {
     let Job {
@@ -682,7 +746,8 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         TransportSpec::Ssh { password: true, .. } => Some(ask_password()?),
         _ => None,
     };
-    let transport = transport(&spec.transport, password)?;
+    let transport =
+        pogo_executor::transport::from_spec(&spec.transport, password).map_err(invalid)?;
     let resumed = existing.is_some();
     let (dir, lock, mut journal) = match existing {
         Some(reopened) => reopened,
@@ -773,8 +838,8 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
     let text = summary(
         &ledger,
         &SummaryOptions {
-            dir: &dir,
-            state_dir_flag: exec.state_dir_flag.clone(),
+            place: Where::Run(&dir),
+            flags: exec.state_dir_flag.clone(),
             full,
             running: false,
         },

@@ -4,9 +4,11 @@
 //! exit codes documented in the README.
 
 mod apply;
+mod certs;
 mod diff;
 mod git;
 mod graph;
+mod remote;
 mod render;
 mod report;
 mod resolver;
@@ -145,8 +147,27 @@ enum Command {
     Run(Box<apply::RunArgs>),
     /// List the runs kept in the state directory (.pogo)
     Runs(runs::RunsArgs),
-    /// Show a run's summary, or the output of its hosts
+    /// Show a run's summary, or the output of its hosts; or a job's output
     Log(runs::LogArgs),
+    /// Serve the dispatcher of remote apply (HTTPS, mutual TLS, jobs kept in SQLite)
+    Dispatcher(remote::serve::DispatcherArgs),
+    /// Run a worker of remote apply: take tasks from the dispatcher and run them
+    Worker(remote::serve::WorkerArgs),
+    /// List the dispatcher's jobs
+    Jobs(remote::ops::JobsArgs),
+    /// Show a job on the dispatcher: its state and its hosts
+    Status(remote::ops::StatusArgs),
+    /// Halt a job on the dispatcher: no more hosts start
+    Halt(remote::ops::HaltArgs),
+    /// Resume a halted or stopped job on the dispatcher
+    Resume(remote::ops::ResumeArgs),
+    /// Run a job's failed hosts again
+    Retry(remote::ops::RetryArgs),
+    /// List the workers the dispatcher knows
+    Workers(remote::ops::WorkersArgs),
+    /// Make and read the certificates of a remote deployment (CA, dispatcher, workers,
+    /// operators)
+    Certs(certs::CertsArgs),
 }
 
 /// Where a plan comes from: a plan spec, or a config (`pogo plan` and `pogo run`).
@@ -361,6 +382,15 @@ fn main() -> ExitCode {
         Command::Run(args) => apply::run(*args, &mut stdout),
         Command::Runs(args) => runs::runs(args, &mut stdout).map(|()| exit::OK),
         Command::Log(args) => runs::log(args, &mut stdout).map(|()| exit::OK),
+        Command::Dispatcher(args) => remote::serve::dispatcher(args, &mut stdout),
+        Command::Worker(args) => remote::serve::worker(args),
+        Command::Jobs(args) => remote::ops::jobs(args, &mut stdout),
+        Command::Status(args) => remote::ops::status(args, &mut stdout),
+        Command::Halt(args) => remote::ops::halt(args, &mut stdout),
+        Command::Resume(args) => remote::ops::resume(args, &mut stdout),
+        Command::Retry(args) => remote::ops::retry(args, &mut stdout),
+        Command::Workers(args) => remote::ops::workers(args, &mut stdout),
+        Command::Certs(args) => certs::run(args, &mut stdout),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -253,6 +253,17 @@ impl Progress {
         Notice::Above(self.multi.clone())
     }
 
+    /// Takes the view off the terminal: at the end of the run, or when pogo stops showing it
+    /// (detaching from a job).
+    pub fn clear(&self) {
+        self.bar.finish_and_clear();
+        for lane in &self.lane_lines {
+            lane.finish_and_clear();
+        }
+        self.running_line.finish_and_clear();
+        let _ = self.multi.clear();
+    }
+
     fn redraw(&self) {
         let mut counts = vec![format!("{} succeeded", self.succeeded)];
         if self.failed > 0 {
@@ -302,12 +313,7 @@ impl Reporter for Progress {
                 self.bar.inc(hosts.len() as u64);
             }
             Event::RunFinished { .. } => {
-                self.bar.finish_and_clear();
-                for lane in &self.lane_lines {
-                    lane.finish_and_clear();
-                }
-                self.running_line.finish_and_clear();
-                let _ = self.multi.clear();
+                self.clear();
                 return;
             }
             _ => {}
@@ -781,6 +787,7 @@ impl Ledger {
             "failed",
             "timed out",
             "unreachable",
+            "lost",
             "interrupted",
             "cancelled",
             "skipped",
@@ -797,6 +804,19 @@ impl Ledger {
         parts.join(", ")
     }
 
+    /// Hosts that ended badly (not cancelled), in plan order: those whose output the summary
+    /// shows.
+    fn failed(&self) -> Vec<usize> {
+        self.troubled()
+            .filter(|&i| {
+                !matches!(
+                    self.hosts[i].standing,
+                    Standing::Running | Standing::Done(FinalState::Cancelled)
+                )
+            })
+            .collect()
+    }
+
     /// Hosts that did not succeed and were not skipped, in plan order.
     fn troubled(&self) -> impl Iterator<Item = usize> + '_ {
         (0..self.hosts.len()).filter(|&i| {
@@ -808,15 +828,38 @@ impl Ledger {
     }
 }
 
+/// What the summary is of: a local run, or a job on a dispatcher.
+pub enum Where<'a> {
+    /// A local run: its directory holds each host's output.
+    Run(&'a RunDir),
+    /// A job on a dispatcher; `output` holds the output of the hosts [`tail_hosts`] names, as
+    /// their logs would (a host missing from it is left out: its output could not be had).
+    Job {
+        id: &'a str,
+        output: &'a HashMap<String, String>,
+    },
+}
+
 /// How a run is shown at its end and by `pogo log`.
 pub struct SummaryOptions<'a> {
-    pub dir: &'a RunDir,
-    /// Added to the commands the summary suggests (`--state-dir DIR` when one was given).
-    pub state_dir_flag: String,
+    pub place: Where<'a>,
+    /// Added to the commands the summary suggests (`--state-dir DIR` when one was given for a
+    /// run; the dispatcher flags given, for a job).
+    pub flags: String,
     /// Every host in the table, however many.
     pub full: bool,
     /// Whether a process runs it now.
     pub running: bool,
+}
+
+/// The hosts whose output [`summary`] shows, in plan order.
+pub fn tail_hosts(ledger: &Ledger) -> Vec<String> {
+    ledger
+        .failed()
+        .into_iter()
+        .take(TAILS_SHOWN)
+        .map(|i| ledger.names[i].clone())
+        .collect()
 }
 
 /// The summary table, the totals and why the run stopped, the last lines of failed hosts'
@@ -890,29 +933,34 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
             1 => ("1 host was".to_string(), "it", "it", "it counts"),
             n => (format!("{n} hosts were"), "them", "they", "they count"),
         };
-        out.push_str(&format!(
-            "  {were} interrupted: started, but the pogo running {them} ended before {they} \
-             finished; {counts} as failed, and a resume runs {them} again only with \
-             --retry-failed\n"
-        ));
+        match options.place {
+            Where::Run(_) => out.push_str(&format!(
+                "  {were} interrupted: started, but the pogo running {them} ended before {they} \
+                 finished; {counts} as failed, and a resume runs {them} again only with \
+                 --retry-failed\n"
+            )),
+            Where::Job { .. } => out.push_str(&format!(
+                "  {were} interrupted: started, but the session running {them} ended before \
+                 {they} finished; {counts} as failed, and only a retry runs {them} again\n"
+            )),
+        }
     }
 
     // The output of failed hosts, where the operator looks first.
-    let failed: Vec<usize> = ledger
-        .troubled()
-        .filter(|&i| {
-            !matches!(
-                ledger.hosts[i].standing,
-                Standing::Running | Standing::Done(FinalState::Cancelled)
-            )
-        })
-        .collect();
+    let failed = ledger.failed();
     let mut silent = Vec::new();
     for &i in failed.iter().take(TAILS_SHOWN) {
         let name = &ledger.names[i];
-        let path = options.dir.log_path(name);
-        let text = std::fs::read(&path).unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
+        let text = match options.place {
+            Where::Run(dir) => {
+                let text = std::fs::read(dir.log_path(name)).unwrap_or_default();
+                String::from_utf8_lossy(&text).into_owned()
+            }
+            Where::Job { output, .. } => match output.get(name) {
+                Some(text) => text.clone(),
+                None => continue,
+            },
+        };
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(TAIL_LINES);
         if lines.is_empty() {
@@ -941,20 +989,40 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
         ));
     }
 
-    let id = options.dir.id();
-    let flag = &options.state_dir_flag;
+    let flag = &options.flags;
+    let failures = ledger.count(|s| {
+        matches!(
+            s,
+            Standing::Interrupted
+                | Standing::Done(
+                    FinalState::Failed { .. } | FinalState::TimedOut | FinalState::Unreachable
+                )
+        )
+    });
+    let id = match options.place {
+        Where::Run(dir) => dir.id().as_str(),
+        Where::Job { id, .. } => {
+            out.push_str(&format!("\nJob {id}\n"));
+            out.push_str(&format!("  output of a host:  pogo log {id} HOST{flag}\n"));
+            if !options.running && ledger.result != Some(RunResult::Succeeded) {
+                if ledger.result != Some(RunResult::Failed) {
+                    out.push_str(&format!("  resume it:         pogo resume {id}{flag}\n"));
+                }
+                // A job's retry also runs lost and cancelled hosts again.
+                let retried = failures
+                    + ledger.count(|s| {
+                        matches!(s, Standing::Done(FinalState::Lost | FinalState::Cancelled))
+                    });
+                if retried > 0 {
+                    out.push_str(&format!("  retry the failed:  pogo retry {id}{flag}\n"));
+                }
+            }
+            return out;
+        }
+    };
     out.push_str(&format!("\nRun {id}\n"));
     out.push_str(&format!("  output of a host:  pogo log {id} HOST{flag}\n"));
     if !options.running && ledger.result != Some(RunResult::Succeeded) {
-        let failures = ledger.count(|s| {
-            matches!(
-                s,
-                Standing::Interrupted
-                    | Standing::Done(
-                        FinalState::Failed { .. } | FinalState::TimedOut | FinalState::Unreachable
-                    )
-            )
-        });
         if ledger.result == Some(RunResult::Failed) {
             out.push_str(&format!(
                 "  retry the failed:  pogo apply --resume {id} --retry-failed{flag}\n"
@@ -1296,5 +1364,76 @@ mod tests {
         assert_eq!(ledger.hosts[1].standing, Standing::Interrupted);
         assert_eq!(ledger.counts(), "1 succeeded, 1 interrupted, 1 not run");
         assert_eq!(ledger.sessions, 2);
+    }
+
+    #[test]
+    fn a_jobs_summary_shows_fetched_output_and_suggests_the_job_commands() {
+        let hosts: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let mut ledger = Ledger::new(&hosts);
+        let done = |host: &str, result| Event::HostFinished {
+            host: host.into(),
+            result,
+            attempts: 1,
+            duration_ms: 5,
+            message: String::new(),
+            at_ms: 5,
+        };
+        ledger.record(&Event::RunStarted {
+            run_id: "job-x".into(),
+            hosts: 4,
+            command: "x".into(),
+            resumed: false,
+            at_ms: 0,
+        });
+        ledger.record(&done("a", FinalState::Succeeded));
+        ledger.record(&done("b", FinalState::Failed { exit_code: 3 }));
+        ledger.record(&done("c", FinalState::Lost));
+        ledger.record(&Event::HostsSkipped {
+            hosts: vec!["d".into()],
+            at_ms: 6,
+        });
+        ledger.record(&Event::RunFinished {
+            result: RunResult::Stopped,
+            succeeded: 1,
+            failed: 2,
+            timed_out: 0,
+            unreachable: 0,
+            skipped: 1,
+            cancelled: 0,
+            at_ms: 7,
+        });
+        assert_eq!(tail_hosts(&ledger), ["b", "c"]);
+        // The output of c could not be had: it is left out, not said to be empty.
+        let output = HashMap::from([("b".to_string(), "stderr: boom\n".to_string())]);
+        let text = summary(
+            &ledger,
+            &SummaryOptions {
+                place: Where::Job {
+                    id: "job-x",
+                    output: &output,
+                },
+                flags: " --dispatcher https://d:1".into(),
+                full: false,
+                running: false,
+            },
+        );
+        assert!(
+            text.contains("Stopped: 1 succeeded, 1 failed, 1 lost, 1 skipped (4 hosts)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nb: its output\n  | stderr: boom\n"),
+            "{text}"
+        );
+        assert!(!text.contains("printed nothing"), "{text}");
+        assert!(
+            text.ends_with(
+                "\nJob job-x\n  \
+                 output of a host:  pogo log job-x HOST --dispatcher https://d:1\n  \
+                 resume it:         pogo resume job-x --dispatcher https://d:1\n  \
+                 retry the failed:  pogo retry job-x --dispatcher https://d:1\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -11,9 +11,10 @@ use pogo_executor::rundir::{self, RunDir, RunInfo, RunState, Totals};
 use serde_json::json;
 
 use crate::apply::state_dir;
+use crate::remote::{restore_first, DispatcherFlags};
 use crate::render::{new_table, plural};
-use crate::report::{summary, Ledger, SummaryOptions};
-use crate::{emit, invalid, Failure};
+use crate::report::{summary, Ledger, SummaryOptions, Where};
+use crate::{emit, invalid, usage, Failure};
 
 #[derive(Args)]
 #[command(
@@ -34,21 +35,33 @@ pub struct RunsArgs {
 
 #[derive(Args)]
 #[command(
-    long_about = "Show what a run did. With no HOST: the run's summary (each host's state, \
-        exit code, attempts and duration over every session, why it stopped, the output of \
-        failed hosts). With HOSTs: their output, as the command printed it (stderr lines \
-        marked `stderr: `; each retry under `--- attempt N ---`). --all shows every host's \
-        output, each under a heading; --json prints the run's journal.",
+    long_about = concat!(
+        "Show what a run did. With no HOST: the run's summary (each host's state, \
+         exit code, attempts and duration over every session, why it stopped, the output of \
+         failed hosts). With HOSTs: their output, as the command printed it (stderr lines \
+         marked `stderr: `; each retry under `--- attempt N ---`). --all shows every host's \
+         output, each under a heading; --json prints the run's journal.\n\n\
+         A job on a dispatcher is shown instead when RUN_ID starts with `job-` (a job's id), \
+         or when --dispatcher is given (then `last` and the start of an id name jobs too): \
+         with no HOST, the output of every host, each line as `HOST: text`; with one HOST, \
+         its output as it printed it, marked as above. -f follows the output until the job \
+         (or the host's task) ends; --json prints the job's events instead, one JSON object \
+         per line with its sequence number `seq`. `pogo status JOB` shows the job's \
+         state.\n\n",
+        crate::remote::config_help!()
+    ),
     after_help = "Examples:\n  \
         pogo log last\n  \
         pogo log 20261124T230102Z-3f9a web-e03\n  \
         pogo log 20261124T2301 --all\n  \
-        pogo log last --json | jq -c 'select(.event == \"host_finished\")'"
+        pogo log last --json | jq -c 'select(.event == \"host_finished\")'\n  \
+        pogo log job-20261124T230102Z-3f9a web-e03 -f\n  \
+        pogo log --dispatcher last --json"
 )]
 pub struct LogArgs {
-    /// The run: its id, the start of its id, or `last`
-    #[arg(value_name = "RUN_ID")]
-    run: String,
+    /// The run: its id, the start of its id, or `last`; or a job, `job-...`
+    #[arg(value_name = "RUN_ID", required_unless_present = "dispatcher")]
+    run: Option<String>,
     /// Hosts whose output to show
     #[arg(value_name = "HOST")]
     hosts: Vec<String>,
@@ -64,6 +77,11 @@ pub struct LogArgs {
     /// Where runs are kept [default: $POGO_STATE_DIR, or .pogo in the current directory]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// A job: follow its output (its events, with --json) until it ends
+    #[arg(long, short = 'f')]
+    follow: bool,
+    #[command(flatten)]
+    remote: DispatcherFlags,
 }
 
 fn failed(error: rundir::RunDirError) -> Failure {
@@ -112,7 +130,7 @@ pub fn runs(args: RunsArgs, out: &mut dyn Write) -> Result<(), Failure> {
 /// Commands longer than this are cut in the table (`--json` has them whole).
 const COMMAND_SHOWN: usize = 50;
 
-fn cut(text: &str, max: usize) -> String {
+pub(crate) fn cut(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or_default();
     if line.chars().count() <= max && line.len() == text.len() {
         return text.to_string();
@@ -187,10 +205,32 @@ fn run_json(run: &RunInfo) -> serde_json::Value {
     })
 }
 
-/// `pogo log`.
-pub fn log(args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
+/// `pogo log`: a local run's, or a job's when the id says so or --dispatcher is given.
+pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut run = args.run.take();
+    restore_first(&mut args.remote, &mut run, Some(&mut args.hosts))?;
+    let Some(run) = run else {
+        return Err(usage(
+            "give the JOB to show: its id, the start of its id, or `last`",
+        ));
+    };
+    if args.remote.is_given() || run.starts_with("job-") {
+        return job_log(&args, &run, out);
+    }
+    let mut remote_only = args.remote.tls_flags_given();
+    if args.follow {
+        remote_only.insert(0, "--follow");
+    }
+    if !remote_only.is_empty() {
+        return Err(usage(format!(
+            "{} {} for jobs on a dispatcher (ids starting with `job-`, or with --dispatcher); \
+             `{run}` is a local run",
+            remote_only.join(", "),
+            if remote_only.len() == 1 { "is" } else { "are" }
+        )));
+    }
     let (state_dir, flag) = state_dir(args.state_dir.as_deref());
-    let dir = RunDir::find(&state_dir, &args.run).map_err(failed)?;
+    let dir = RunDir::find(&state_dir, &run).map_err(failed)?;
     if args.json {
         let path = dir.journal_path();
         let text = std::fs::read_to_string(&path)
@@ -224,8 +264,8 @@ pub fn log(args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         let text = summary(
             &ledger,
             &SummaryOptions {
-                dir: &dir,
-                state_dir_flag: flag,
+                place: Where::Run(&dir),
+                flags: flag,
                 full: args.full,
                 running,
             },
@@ -300,4 +340,33 @@ pub fn log(args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         emit(out, "No host printed anything.\n")?;
     }
     Ok(())
+}
+
+/// `pogo log JOB [HOST]`.
+fn job_log(args: &LogArgs, job: &str, out: &mut dyn Write) -> Result<(), Failure> {
+    if args.state_dir.is_some() {
+        return Err(usage(format!(
+            "--state-dir is for local runs; `{job}` is a job, kept by the dispatcher"
+        )));
+    }
+    if args.full {
+        return Err(usage(format!(
+            "--full is for local runs; `pogo status {job} --full` lists every host of a job"
+        )));
+    }
+    if args.hosts.len() > 1 {
+        return Err(usage(
+            "give one HOST, or none for the output of every host of the job",
+        ));
+    }
+    crate::remote::ops::log(
+        crate::remote::ops::JobLog {
+            connection: &args.remote,
+            job,
+            host: args.hosts.first().map(String::as_str),
+            json: args.json,
+            follow: args.follow,
+        },
+        out,
+    )
 }

@@ -1,0 +1,257 @@
+//! `pogo dispatcher` and `pogo worker`: the two daemons of remote apply, run in the
+//! foreground until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use pogo_executor::transport::CancelToken;
+use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig};
+use pogo_remote::tls::TlsFiles;
+use pogo_remote::worker::{self, WorkerConfig};
+
+use super::DispatcherFlags;
+use crate::{emit, exit, invalid, usage, Failure};
+
+/// A duration on the command line: `500ms`, or whole seconds as the plan options take them
+/// (`30`, `45s`, `10m`, `1h30m`). Zero is refused: every duration here paces something.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let duration = match text.strip_suffix("ms") {
+        Some(ms) => ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("`{text}` is not a duration (500ms, 2s, 1m30s)"))?,
+        None => Duration::from_secs(pogo_planner::spec::parse_duration(text)?),
+    };
+    if duration.is_zero() {
+        return Err(format!(
+            "`{text}` is no time at all; give a positive duration"
+        ));
+    }
+    Ok(duration)
+}
+
+#[derive(Args)]
+#[command(
+    long_about = "Serve the dispatcher of remote apply: an HTTPS server with mutual TLS that \
+        takes jobs (plans) from operators, keeps them in a SQLite database in --state-dir, \
+        schedules their hosts with the rules of a local apply (constraint groups hold across \
+        every worker, since only the dispatcher decides) and hands each host's task to a \
+        worker. Every client shows a certificate from the CA (--ca), and a certificate grants \
+        its own role only (`pogo certs` makes them).\n\n\
+        Once it listens, it prints one line on stdout, `pogo dispatcher listening on \
+        https://ADDR` (with --listen 127.0.0.1:0, ADDR shows the port chosen). SIGINT or \
+        SIGTERM stops it: it stops accepting, ends open streams and makes everything durable; \
+        started again on the same --state-dir, it goes on with the unfinished jobs. A worker \
+        not heard from for --worker-timeout is lost, and so are the tasks it ran: they count \
+        as failed (their command may have run) and run again only when retried.",
+    after_help = "Examples:\n  \
+        pogo dispatcher --listen 0.0.0.0:8443 --cert dispatcher.crt --key dispatcher.key --ca ca.crt --state-dir /var/lib/pogo\n  \
+        pogo dispatcher --listen 127.0.0.1:0 --cert d.crt --key d.key --ca ca.crt --state-dir state --heartbeat 500ms --worker-timeout 3s"
+)]
+pub struct DispatcherArgs {
+    /// Where to listen, ADDR:PORT (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR")]
+    listen: SocketAddr,
+    /// The dispatcher's certificate (PEM), made by the CA
+    #[arg(long, value_name = "FILE")]
+    cert: PathBuf,
+    /// The dispatcher's private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The deployment's CA certificate (PEM): clients must show a certificate it made
+    #[arg(long, value_name = "FILE")]
+    ca: PathBuf,
+    /// Where the jobs are kept (the database pogo.db)
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// How often workers heartbeat: 500ms, 2s, 1m [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    heartbeat: Option<Duration>,
+    /// How long a silent worker is waited for before it (and its tasks) count as lost
+    /// [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+    worker_timeout: Option<Duration>,
+}
+
+/// SIGINT and SIGTERM, installed before anything is started.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, Failure> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind| {
+            signal(kind).map_err(|e| invalid(format!("cannot watch for Ctrl-C and SIGTERM: {e}")))
+        };
+        Ok(Signals {
+            interrupt: watch(SignalKind::interrupt())?,
+            terminate: watch(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            Some(()) = self.interrupt.recv() => {}
+            Some(()) = self.terminate.recv() => {}
+            // Without a signal driver no signal comes.
+            else => std::future::pending().await,
+        }
+    }
+}
+
+fn daemon_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| invalid(format!("cannot start the async runtime: {e}")))
+}
+
+/// `pogo dispatcher`.
+pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let config = DispatcherConfig {
+        listen: args.listen,
+        tls: TlsFiles {
+            cert: args.cert,
+            key: args.key,
+            ca: args.ca,
+        },
+        state_dir: args.state_dir,
+        heartbeat_interval: args
+            .heartbeat
+            .unwrap_or(DispatcherConfig::DEFAULT_HEARTBEAT),
+        worker_timeout: args
+            .worker_timeout
+            .unwrap_or(DispatcherConfig::DEFAULT_WORKER_TIMEOUT),
+    };
+    if config.worker_timeout <= config.heartbeat_interval {
+        return Err(usage(format!(
+            "--worker-timeout ({:?}) must be longer than the heartbeat interval ({:?}), or \
+             every worker would be lost between two heartbeats",
+            config.worker_timeout, config.heartbeat_interval
+        )));
+    }
+    let runtime = daemon_runtime()?;
+    let result = runtime.block_on(async {
+        let mut signals = Signals::new()?;
+        let dispatcher = Dispatcher::start(config)
+            .await
+            .map_err(|e| invalid(format!("cannot start the dispatcher: {e}")))?;
+        // The first line, which scripts and tests wait for.
+        emit(
+            out,
+            &format!(
+                "pogo dispatcher listening on https://{}\n",
+                dispatcher.local_addr()
+            ),
+        )?;
+        signals.next().await;
+        eprintln!("pogo dispatcher: shutting down");
+        dispatcher.shutdown().await;
+        Ok(exit::OK)
+    });
+    // Connections still open are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+#[derive(Args)]
+#[command(
+    long_about = concat!(
+        "Run a worker of remote apply: it connects out to the dispatcher, takes up to \
+         --capacity tasks at once, runs each host's command with the transport its job asks \
+         for (ssh, as a local apply does, from this machine; or local), streams the output \
+         back, reports the results and heartbeats. Its name is its certificate's (a worker \
+         certificate, from `pogo certs`). When the dispatcher is away it tries again, pausing \
+         up to --max-backoff between attempts, and delivers the results it holds once it is \
+         back.\n\n\
+         Ctrl-C (or SIGTERM) once: no more tasks are taken, running ones finish and their \
+         results are delivered, then it exits. Twice: the running commands are killed (their \
+         results, cancelled, are still delivered).\n\n",
+        config_help!()
+    ),
+    after_help = "Examples:\n  \
+        pogo worker --dispatcher https://dispatch.example:8443 --cert worker1.crt --key worker1.key --ca ca.crt\n  \
+        POGO_CLIENT_CONFIG=/etc/pogo/worker.toml pogo worker --capacity 64"
+)]
+pub struct WorkerArgs {
+    /// How many tasks it runs at once
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    capacity: u32,
+    /// The longest pause between two attempts to reach the dispatcher: 500ms, 30s, 2m
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
+    max_backoff: Duration,
+    #[command(flatten)]
+    connection: DispatcherFlags,
+}
+
+/// `pogo worker`.
+pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
+    let connection = args.connection.connection()?;
+    let config = WorkerConfig {
+        dispatcher: connection.url.clone(),
+        tls: connection.tls,
+        capacity: args.capacity,
+        max_backoff: args.max_backoff,
+    };
+    let runtime = daemon_runtime()?;
+    let result = runtime.block_on(async {
+        let mut signals = Signals::new()?;
+        let (stop, kill) = (CancelToken::new(), CancelToken::new());
+        let give_up = CancelToken::new();
+        let watcher = {
+            let (stop, kill, give_up) = (stop.clone(), kill.clone(), give_up.clone());
+            tokio::spawn(async move {
+                signals.next().await;
+                stop.cancel();
+                eprintln!(
+                    "pogo worker: stopping: no more tasks are taken, running ones finish; \
+                     Ctrl-C again kills them"
+                );
+                signals.next().await;
+                kill.cancel();
+                eprintln!(
+                    "pogo worker: killing the running commands; Ctrl-C again exits without \
+                     delivering the results it holds"
+                );
+                signals.next().await;
+                give_up.cancel();
+            })
+        };
+        let ended = tokio::select! {
+            ended = worker::run(config, stop, kill) => {
+                ended.map_err(|e| invalid(format!("the worker stopped: {e}")))
+            }
+            () = give_up.cancelled() => Err(invalid(
+                "the worker exited without delivering the results it held; the dispatcher \
+                 counts their tasks as lost once it misses this worker's heartbeats",
+            )),
+        };
+        watcher.abort();
+        ended
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result.map(|()| exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_take_milliseconds_and_the_plan_durations() {
+        assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_interval("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("1m30s"), Ok(Duration::from_secs(90)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("0ms").is_err());
+        assert!(parse_interval("fast").is_err());
+        assert!(parse_interval("1.5ms").is_err());
+    }
+}

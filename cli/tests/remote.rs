@@ -1,0 +1,1442 @@
+//! Remote apply as it is deployed: real `pogo dispatcher`, `pogo worker` and operator
+//! processes on loopback, with certificates made by `pogo certs init`, each test in a
+//! directory of its own. End to end runs, halt, resume and retry through the operator
+//! commands, what the mutual TLS lets in and what it refuses, that an SSH password is never
+//! written down, and what happens when a dispatcher or a worker dies mid-job.
+//!
+//! Every host runs `rec.sh`, which appends `start NANOS` and `end NANOS` to `rec/HOST`, so a
+//! test can count how often each host ran and check order and limits against the plan, as
+//! the local apply tests do: a host's recorded span lies within the time the dispatcher
+//! counts it down, so spans that break the plan's order or limits prove pogo wrong. A host
+//! fails (exit 3) while the file `fail-HOST` exists.
+//!
+//! Processes are guarded: each one (and whatever it started that still runs) is killed when
+//! its guard drops, and when a test fails every process's stdout and stderr is printed.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pogo_executor::rundir::TransportSpec;
+use pogo_model::Plan;
+use pogo_remote::api::{HaltJob, Heartbeat, Poll, SubmitJob};
+use pogo_remote::certs::{self, Role, Validity};
+use pogo_remote::client::{Client, ClientError};
+use pogo_remote::tls::TlsFiles;
+use serde_json::Value;
+
+/// The command of every host: `sh DIR/rec.sh SECONDS`.
+const REC: &str = r#"dir="$(dirname "$0")"
+rec="$dir/rec/$POGO_HOST"
+echo "start $(date +%s%N)" >> "$rec"
+sleep "${1:-0.2}"
+echo "end $(date +%s%N)" >> "$rec"
+echo "ran on $POGO_HOST"
+if [ -e "$dir/fail-$POGO_HOST" ]; then echo "failing on purpose" >&2; exit 3; fi
+exit 0
+"#;
+
+/// Two threads (east before west; the databases beside them) and a limit per colo.
+const FLEET: &str = "tag:
+  colo:
+    east: [east1, east2, east3, east4]
+    west: [west1, west2, west3, west4]
+  role:
+    db: [db1, db2]
+sequence:
+  web:
+    - $colo.east
+    - $colo.west
+  data:
+    - $role.db
+constraint:
+  $colo:
+    max_parallel: 2
+";
+
+/// How long any condition a test waits for may take to come true.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Heartbeats and the worker timeout of the fault tests: a lost worker is noticed in 2 s.
+const FAST_HEARTBEAT: &[&str] = &["--heartbeat", "200ms", "--worker-timeout", "2s"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the cli crate sits in the workspace")
+        .to_path_buf()
+}
+
+fn config(name: &str) -> String {
+    root().join(name).display().to_string()
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Waits until `ready` holds, or fails the test naming `what`.
+#[track_caller]
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A port nobody listens on now (for a restart on the same port, or a closed port).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Each process's parent, from /proc.
+fn parents() -> BTreeMap<u32, u32> {
+    let mut parents = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID ...`; COMM may hold anything but ends at the last `)`.
+        let ppid = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.split(' ').nth(1))
+            .and_then(|p| p.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.insert(pid, ppid);
+        }
+    }
+    parents
+}
+
+/// Every process below `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents = parents();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, &p)| p == parent)
+                .map(|(&child, _)| child),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A pogo process that runs in the background, its output going to files. Dropping it kills
+/// it, and the commands it started that still run.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// SIGKILL, as a crash: whatever it started goes on.
+    fn crash(&mut self) {
+        kill(self.pid(), "KILL");
+        self.child.wait().unwrap();
+    }
+
+    /// Waits for it to end on its own; its exit code.
+    #[track_caller]
+    fn wait(&mut self) -> i32 {
+        let name = self.name.clone();
+        wait_until(&format!("{name} to end"), || self.exited());
+        let status = self.child.wait().unwrap();
+        status.code().expect("pogo exits, it is not killed")
+    }
+
+    /// Waits for it to end with `code`; the end of its stdout shows otherwise.
+    #[track_caller]
+    fn expect(&mut self, code: i32) {
+        let got = self.wait();
+        assert_eq!(
+            got,
+            code,
+            "{}: stdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout(),
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // The commands it runs first, so that none outlives the test.
+        let below = descendants(self.pid());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in below {
+            kill(pid, "KILL");
+        }
+    }
+}
+
+/// The output of a pogo command that ran to its end.
+struct Run(Output);
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.0.status.code().expect("pogo exits")
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    #[track_caller]
+    fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        self.expect(0);
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("{e}: not JSON:\n{}", self.stdout()))
+    }
+}
+
+/// A test's deployment: a directory with its certificates (a CA, the dispatcher, the workers
+/// and operator `alice`), `rec.sh`, the hosts' records, the dispatcher's state and every
+/// process's output. When the test fails, every process's output is printed.
+struct Deployment {
+    dir: tempfile::TempDir,
+    /// The dispatcher's URL, once one listens.
+    url: RefCell<Option<String>>,
+    /// Numbers the processes' output files.
+    started: Cell<usize>,
+}
+
+impl Deployment {
+    fn new(workers: &[&str]) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rec.sh"), REC).unwrap();
+        for sub in ["rec", "logs", "home"] {
+            std::fs::create_dir(dir.path().join(sub)).unwrap();
+        }
+        let deployment = Deployment {
+            dir,
+            url: RefCell::new(None),
+            started: Cell::new(0),
+        };
+        let mut args = vec!["certs", "init", "certs", "--operator", "alice"];
+        for worker in workers {
+            args.extend(["--worker", worker]);
+        }
+        deployment.pogo(&args).expect(0);
+        deployment
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn certs(&self) -> PathBuf {
+        self.path().join("certs")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    fn url(&self) -> String {
+        self.url.borrow().clone().expect("a dispatcher was started")
+    }
+
+    /// The certificate files of a worker or an operator.
+    fn files(&self, role: Role, name: &str) -> TlsFiles {
+        let issued = certs::issued_paths(&self.certs(), role, name);
+        TlsFiles {
+            cert: issued.cert,
+            key: issued.key,
+            ca: self.certs().join(certs::CA_CERT),
+        }
+    }
+
+    /// The command every host runs: it records its span and sleeps `seconds`.
+    fn rec(&self, seconds: &str) -> String {
+        format!("sh {}/rec.sh {seconds}", self.path().display())
+    }
+
+    /// A pogo command in the test's directory, with a home of its own (no client config
+    /// file but the test's) and operator alice's certificates in the environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let alice = self.files(Role::Operator, "alice");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pogo"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env("HOME", self.path().join("home"))
+            .env("XDG_CONFIG_HOME", self.path().join("home"))
+            .env_remove("POGO_CLIENT_CONFIG")
+            .env_remove("POGO_STATE_DIR")
+            .env("POGO_CERT", &alice.cert)
+            .env("POGO_KEY", &alice.key)
+            .env("POGO_CA", &alice.ca)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        match self.url.borrow().as_deref() {
+            Some(url) => command.env("POGO_DISPATCHER", url),
+            None => command.env_remove("POGO_DISPATCHER"),
+        };
+        command
+    }
+
+    /// Runs a pogo command to its end.
+    fn pogo(&self, args: &[&str]) -> Run {
+        Run(self.command(args).output().unwrap())
+    }
+
+    /// Starts a pogo command in the background.
+    fn spawn(&self, name: &str, args: &[&str]) -> Proc {
+        let n = self.started.get() + 1;
+        self.started.set(n);
+        let logs = self.path().join("logs");
+        let stdout = logs.join(format!("{n:02}-{name}.stdout"));
+        let stderr = logs.join(format!("{n:02}-{name}.stderr"));
+        let child = self
+            .command(args)
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Proc {
+            name: name.to_string(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts the dispatcher on `port` (0: any free one) and waits until it listens.
+    fn dispatcher(&self, port: u16, extra: &[&str]) -> Proc {
+        let certs = self.certs();
+        let file = |name: &str| path_text(&certs.join(name));
+        let listen = format!("127.0.0.1:{port}");
+        let state = path_text(&self.state_dir());
+        let mut args = vec!["dispatcher", "--listen", &listen, "--state-dir", &state];
+        let (cert, key, ca) = (
+            file("dispatcher.pem"),
+            file("dispatcher-key.pem"),
+            file("ca.pem"),
+        );
+        args.extend(["--cert", &cert, "--key", &key, "--ca", &ca]);
+        args.extend_from_slice(extra);
+        let mut dispatcher = self.spawn("dispatcher", &args);
+        let prefix = "pogo dispatcher listening on ";
+        let mut url = None;
+        wait_until("the dispatcher to listen", || {
+            let out = dispatcher.stdout();
+            url = out
+                .lines()
+                .next()
+                .filter(|_| out.contains('\n'))
+                .and_then(|l| l.strip_prefix(prefix))
+                .map(String::from);
+            assert!(
+                url.is_some() || !dispatcher.exited(),
+                "the dispatcher ended: stdout:\n{out}\nstderr:\n{}",
+                dispatcher.stderr()
+            );
+            url.is_some()
+        });
+        let url = url.unwrap();
+        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+        if port != 0 {
+            assert_eq!(url, format!("https://127.0.0.1:{port}"));
+        }
+        *self.url.borrow_mut() = Some(url);
+        dispatcher
+    }
+
+    /// Starts worker `name` with `capacity`: it reconnects quickly when the dispatcher is away.
+    fn worker(&self, name: &str, capacity: u32) -> Proc {
+        let files = self.files(Role::Worker, name);
+        let url = self.url();
+        let capacity = capacity.to_string();
+        let (cert, key, ca) = (
+            path_text(&files.cert),
+            path_text(&files.key),
+            path_text(&files.ca),
+        );
+        self.spawn(
+            name,
+            &[
+                "worker",
+                "--dispatcher",
+                &url,
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--ca",
+                &ca,
+                "--capacity",
+                &capacity,
+                "--max-backoff",
+                "200ms",
+            ],
+        )
+    }
+
+    /// `pogo workers --json`.
+    fn workers(&self) -> Vec<Value> {
+        match self.pogo(&["workers", "--json"]).json() {
+            Value::Array(workers) => workers,
+            other => panic!("not a list of workers: {other}"),
+        }
+    }
+
+    fn worker_info(&self, name: &str) -> Option<Value> {
+        self.workers().into_iter().find(|w| w["name"] == name)
+    }
+
+    /// Waits until the dispatcher knows these workers, connected.
+    fn wait_for_workers(&self, names: &[&str]) {
+        wait_until("the workers to connect", || {
+            let workers = self.workers();
+            names.iter().all(|name| {
+                workers
+                    .iter()
+                    .any(|w| w["name"] == *name && w["connected"] == true)
+            })
+        });
+    }
+
+    /// Writes a config file in the test's directory and plans it into `plan.json`.
+    fn plan(&self, config_text: Option<&str>, args: &[&str]) -> Plan {
+        let config_path = match config_text {
+            Some(text) => {
+                std::fs::write(self.path().join("fleet.cfg"), text).unwrap();
+                "fleet.cfg".to_string()
+            }
+            None => config("t/cfgs/triple.cfg"),
+        };
+        let mut all = vec!["plan", "--config", &config_path, "-o", "plan.json"];
+        all.extend_from_slice(args);
+        self.pogo(&all).expect(0);
+        let text = std::fs::read_to_string(self.path().join("plan.json")).unwrap();
+        Plan::from_json(&text).unwrap()
+    }
+
+    /// `pogo apply plan.json --dispatcher --transport local --detach`: the job's id.
+    fn submit(&self) -> String {
+        let run = self.pogo(&[
+            "apply",
+            "plan.json",
+            "--dispatcher",
+            "--transport",
+            "local",
+            "--detach",
+        ]);
+        let id = run.expect(0).stdout().trim().to_string();
+        assert!(id.starts_with("job-"), "{id}");
+        id
+    }
+
+    /// `pogo status JOB --json`.
+    fn status(&self, job: &str) -> Value {
+        self.pogo(&["status", job, "--json"]).json()
+    }
+
+    /// Waits until the job is in `state`; its status then.
+    #[track_caller]
+    fn wait_for_state(&self, job: &str, state: &str) -> Value {
+        let mut status = Value::Null;
+        wait_until(&format!("job {job} to be {state}"), || {
+            status = self.status(job);
+            status["state"] == state
+        });
+        status
+    }
+
+    /// The job's events, as `pogo log JOB --json` prints them.
+    fn events(&self, job: &str) -> Vec<Value> {
+        let run = self.pogo(&["log", job, "--json"]);
+        run.expect(0)
+            .stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    fn touch(&self, name: &str) {
+        std::fs::write(self.path().join(name), "").unwrap();
+    }
+
+    /// Each host's recorded (start, end) spans, in the order they ran; an end of 0 for a
+    /// span that has not ended.
+    fn spans(&self) -> BTreeMap<String, Vec<(u128, u128)>> {
+        let mut spans = BTreeMap::new();
+        for entry in std::fs::read_dir(self.path().join("rec")).unwrap() {
+            let entry = entry.unwrap();
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            let mut host: Vec<(u128, u128)> = Vec::new();
+            for line in text.lines() {
+                // A line being written is not complete yet.
+                let Some((word, nanos)) = line.split_once(' ') else {
+                    continue;
+                };
+                let Ok(nanos) = nanos.parse::<u128>() else {
+                    continue;
+                };
+                match (word, host.last_mut()) {
+                    ("start", _) => host.push((nanos, 0)),
+                    ("end", Some(last)) => last.1 = nanos,
+                    _ => {}
+                }
+            }
+            spans.insert(entry.file_name().to_string_lossy().into_owned(), host);
+        }
+        spans
+    }
+
+    /// How many times each host's command started.
+    fn runs_per_host(&self) -> BTreeMap<String, usize> {
+        self.spans()
+            .into_iter()
+            .map(|(h, spans)| (h, spans.len()))
+            .collect()
+    }
+
+    /// Whether every command that started has ended.
+    fn all_ended(&self) -> bool {
+        self.spans()
+            .values()
+            .all(|spans| spans.iter().all(|(_, end)| *end > 0))
+    }
+
+    /// An async runtime for the library client.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn client(&self, role: Role, name: &str) -> Client {
+        Client::new(&self.url(), &self.files(role, name)).unwrap()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(self.path().join("logs")) else {
+            return;
+        };
+        let mut logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            eprintln!(
+                "----- {} -----\n{text}",
+                log.file_name().unwrap().to_string_lossy()
+            );
+        }
+        eprintln!("----- hosts' records -----\n{:?}", self.spans());
+    }
+}
+
+/// Every host ran exactly once, no host of a slot started before every host of the slots
+/// before it ended, and no constraint group ever had more hosts running than its limit.
+/// Returns the peak of each group.
+fn check_order_and_limits(
+    plan: &Plan,
+    spans: &BTreeMap<String, Vec<(u128, u128)>>,
+) -> BTreeMap<String, usize> {
+    let span = |host: &str| -> (u128, u128) {
+        let host_spans = spans
+            .get(host)
+            .unwrap_or_else(|| panic!("{host} never ran"));
+        assert_eq!(host_spans.len(), 1, "{host} ran {} times", host_spans.len());
+        assert!(host_spans[0].1 > 0, "{host} never ended");
+        host_spans[0]
+    };
+    for host in &plan.hosts {
+        span(host);
+    }
+    assert_eq!(spans.len(), plan.hosts.len(), "only the plan's hosts run");
+    let slot_hosts = |id: &str| -> &Vec<String> {
+        &plan
+            .slots()
+            .find(|(_, slot)| slot.id == id)
+            .expect("edges name slots")
+            .1
+            .hosts
+    };
+    for edge in &plan.edges {
+        let Some(done) = slot_hosts(&edge.from).iter().map(|h| span(h).1).max() else {
+            continue;
+        };
+        for host in slot_hosts(&edge.to) {
+            assert!(
+                span(host).0 > done,
+                "{host} of {} started before {} was complete",
+                edge.to,
+                edge.from
+            );
+        }
+    }
+    let mut peaks = BTreeMap::new();
+    for group in &plan.constraints {
+        let mut moments: Vec<(u128, i32)> = Vec::new();
+        for host in &group.hosts {
+            let (start, end) = span(host);
+            moments.push((start, 1));
+            moments.push((end, -1));
+        }
+        // At equal instants, an end counts before a start.
+        moments.sort();
+        let (mut now, mut peak) = (0i32, 0i32);
+        for (_, step) in moments {
+            now += step;
+            peak = peak.max(now);
+        }
+        assert!(
+            peak as u64 <= group.max_parallel.value,
+            "group {} had {peak} hosts running at once, limit {}",
+            group.id,
+            group.max_parallel.value
+        );
+        peaks.insert(group.id.clone(), peak as usize);
+    }
+    peaks
+}
+
+/// Each host's entry in a job's status, by name.
+fn hosts_of(status: &Value) -> BTreeMap<String, Value> {
+    status["host_states"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no host_states in {status}"))
+        .iter()
+        .map(|h| (h["host"].as_str().unwrap().to_string(), h.clone()))
+        .collect()
+}
+
+/// Checks a job's event stream from the start: sequence numbers 1..N without a gap, and for
+/// each host of `hosts` exactly `sessions` host_started and host_finished events.
+fn check_events(events: &[Value], hosts: &[String], sessions: usize) {
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as u64 + 1, "event {i}: {event}");
+    }
+    for host in hosts {
+        for kind in ["host_started", "host_finished"] {
+            let n = events
+                .iter()
+                .filter(|e| e["event"] == kind && e["host"] == host.as_str())
+                .count();
+            assert_eq!(n, sessions, "{host} has {n} {kind} events: {events:#?}");
+        }
+    }
+    let ends = events
+        .iter()
+        .filter(|e| e["event"] == "run_finished")
+        .count();
+    assert_eq!(ends, sessions, "{events:#?}");
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+}
+
+// 1. End to end.
+
+#[test]
+fn two_workers_run_a_plan_in_its_order_and_within_its_limits() {
+    let d = Deployment::new(&["w1", "w2"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    // Two tasks at most on each: with three hosts running at once, both workers run some.
+    let _w1 = d.worker("w1", 2);
+    let _w2 = d.worker("w2", 2);
+    d.wait_for_workers(&["w1", "w2"]);
+    let plan = d.plan(
+        Some(FLEET),
+        &["--command", &d.rec("0.3"), "--concurrent", "3"],
+    );
+    assert!(!plan.edges.is_empty() && plan.constraints.len() == 3);
+
+    // Every connection setting as a flag, none from the environment.
+    let alice = d.files(Role::Operator, "alice");
+    let url = d.url();
+    let run = Run(d
+        .command(&[
+            "apply",
+            "--dispatcher",
+            &url,
+            "plan.json",
+            "--transport",
+            "local",
+            "--cert",
+            &path_text(&alice.cert),
+            "--key",
+            &path_text(&alice.key),
+            "--ca",
+            &path_text(&alice.ca),
+        ])
+        .env_remove("POGO_DISPATCHER")
+        .env_remove("POGO_CERT")
+        .env_remove("POGO_KEY")
+        .env_remove("POGO_CA")
+        .output()
+        .unwrap());
+    run.expect(0);
+    let out = run.stdout();
+    assert!(out.contains("east1: Running target\n"), "{out}");
+    assert!(out.contains("west4: Success\n"), "{out}");
+    assert!(out.contains("Succeeded: all 10 hosts\n"), "{out}");
+
+    let peaks = check_order_and_limits(&plan, &d.spans());
+    assert_eq!(peaks["job"], 3, "{peaks:?}");
+    assert_eq!(peaks["$colo.east"], 2, "{peaks:?}");
+
+    // Both workers ran hosts, and the dispatcher knows which ran what.
+    let jobs = d.pogo(&["jobs", "--json"]).json();
+    let job = jobs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(jobs[0]["state"], "succeeded");
+    assert_eq!(jobs[0]["submitted_by"], "alice");
+    let status = d.status(&job);
+    let mut ran_by: BTreeMap<String, usize> = BTreeMap::new();
+    for (host, entry) in hosts_of(&status) {
+        assert_eq!(entry["state"], "succeeded", "{host}: {entry}");
+        assert_eq!(entry["attempts"], 1, "{host}: {entry}");
+        *ran_by
+            .entry(entry["worker"].as_str().unwrap_or("none").to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        ran_by.keys().collect::<Vec<_>>(),
+        ["w1", "w2"],
+        "{ran_by:?}"
+    );
+    let finished: Vec<u64> = ["w1", "w2"]
+        .iter()
+        .map(|w| d.worker_info(w).unwrap()["finished"].as_u64().unwrap())
+        .collect();
+    assert_eq!(finished, [ran_by["w1"] as u64, ran_by["w2"] as u64]);
+    check_events(&d.events(&job), &plan.hosts, 1);
+}
+
+// 2. Halt, resume, retry.
+
+#[test]
+fn a_halted_job_lets_running_hosts_finish_and_resume_runs_only_the_rest() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    let plan = d.plan(None, &["--command", &d.rec("0.6"), "--concurrent", "2"]);
+    let job = d.submit();
+
+    wait_until("two hosts to start", || d.spans().len() == 2);
+    let halt = d.pogo(&["halt", &job]);
+    let halted_at = now_nanos();
+    assert!(
+        halt.expect(0)
+            .stdout()
+            .starts_with(&format!("{job}: halting")),
+        "{}",
+        halt.stdout()
+    );
+    let status = d.wait_for_state(&job, "stopped");
+
+    // The running hosts finished, and succeeded; no host started after the halt.
+    let spans = d.spans();
+    assert!(d.all_ended(), "{spans:?}");
+    let hosts = hosts_of(&status);
+    for (host, entry) in &hosts {
+        match spans.get(host) {
+            Some(ran) => {
+                assert_eq!(ran.len(), 1, "{host}: {ran:?}");
+                assert!(ran[0].0 < halted_at, "{host} started after the halt");
+                assert_eq!(entry["state"], "succeeded", "{host}: {entry}");
+            }
+            None => assert_eq!(entry["state"], "skipped", "{host}: {entry}"),
+        }
+    }
+    let skipped = 9 - spans.len();
+    assert!(skipped >= 5, "{spans:?}");
+    assert_eq!(status["counts"]["skipped"], skipped as u64, "{status}");
+    assert_eq!(
+        status["counts"]["succeeded"],
+        spans.len() as u64,
+        "{status}"
+    );
+
+    // Resumed: the others run, each once; no succeeded host runs again.
+    let resume = d.pogo(&["resume", &job]);
+    assert!(
+        resume
+            .expect(0)
+            .stdout()
+            .starts_with(&format!("{job}: running")),
+        "{}",
+        resume.stdout()
+    );
+    d.wait_for_state(&job, "succeeded");
+    check_order_and_limits(&plan, &d.spans());
+    // Both sessions are in the job's events, numbered on.
+    let events = d.events(&job);
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event["seq"], i as u64 + 1, "event {i}: {event}");
+    }
+    let sessions: Vec<(&Value, &Value)> = events
+        .iter()
+        .filter(|e| e["event"] == "run_started")
+        .map(|e| (&e["resumed"], &e["seq"]))
+        .collect();
+    assert_eq!(sessions.len(), 2, "{events:#?}");
+    assert_eq!(
+        (sessions[0].0, sessions[1].0),
+        (&false.into(), &true.into())
+    );
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "run_finished")
+        .map(|e| &e["result"])
+        .collect();
+    assert_eq!(results, ["stopped", "succeeded"], "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "run_stopping" && e["reason"] == "halted by the operator"),
+        "{events:#?}"
+    );
+    let started: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "host_started")
+        .map(|e| &e["host"])
+        .collect();
+    assert_eq!(started.len(), 9, "{events:#?}");
+    let distinct: BTreeSet<String> = started.iter().map(|h| h.to_string()).collect();
+    assert_eq!(distinct.len(), 9, "{events:#?}");
+}
+
+#[test]
+fn retry_runs_the_named_failed_host_again_and_no_other() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    d.plan(
+        None,
+        &[
+            "--targets",
+            "host1,host2,host3",
+            "--command",
+            &d.rec("0.1"),
+            "--max-failures",
+            "1",
+        ],
+    );
+    d.touch("fail-host2");
+    let run = d.pogo(&["apply", "plan.json", "--dispatcher", "--transport", "local"]);
+    run.expect(3);
+    assert!(
+        run.stdout().contains("host2: Failed (exit code 3)\n"),
+        "{}",
+        run.stdout()
+    );
+    let job = d.pogo(&["jobs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = d.status(&job);
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(hosts_of(&status)["host2"]["state"], "failed");
+
+    // The command succeeds now: a retry runs host2 alone.
+    std::fs::remove_file(d.path().join("fail-host2")).unwrap();
+    let retry = d.pogo(&["retry", &job, "host2"]);
+    retry.expect(0);
+    assert!(
+        retry.stdout().starts_with(&format!("{job}: ")),
+        "{}",
+        retry.stdout()
+    );
+    let status = d.wait_for_state(&job, "succeeded");
+    let hosts = hosts_of(&status);
+    assert_eq!(hosts["host2"]["state"], "succeeded", "{status}");
+    assert_eq!(hosts["host2"]["attempts"], 2, "{status}");
+    assert_eq!(hosts["host1"]["attempts"], 1, "{status}");
+    assert_eq!(
+        d.runs_per_host(),
+        BTreeMap::from([
+            ("host1".to_string(), 1),
+            ("host2".to_string(), 2),
+            ("host3".to_string(), 1)
+        ])
+    );
+    // A succeeded host is never run again by a retry.
+    let refused = d.pogo(&["retry", &job, "host1"]);
+    refused.expect(1);
+    assert!(
+        refused.stderr().contains("host `host1`") && refused.stderr().contains("succeeded"),
+        "{}",
+        refused.stderr()
+    );
+    assert_eq!(d.status(&job)["state"], "succeeded");
+    assert_eq!(d.runs_per_host()["host1"], 1);
+}
+
+// 3. Security.
+
+/// A raw TLS client of the dispatcher: trusts the deployment's CA, and shows `client` (a
+/// certificate and its key), or no certificate.
+fn raw_tls_config(
+    ca: &Path,
+    client: Option<&TlsFiles>,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[version])
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some(files) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+/// Connects to the dispatcher with `config`, finishes the handshake, waits up to `verdict`
+/// for the dispatcher to refuse the client, and asks for the jobs: the answer's status line,
+/// or the TLS error that ended the connection.
+fn tls_request(
+    port: u16,
+    config: rustls::ClientConfig,
+    verdict: Duration,
+) -> Result<String, rustls::Error> {
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let tls_error = |e: std::io::Error| -> rustls::Error {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(error) => error.clone(),
+            None => panic!("not a TLS error, but {e:?}"),
+        }
+    };
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(tls_error)?;
+    }
+    // With TLS 1.3 the client's certificate is checked after the client has finished: the
+    // dispatcher's verdict comes as the first thing to read. Nothing is sent before it, so
+    // that the dispatcher closes a connection with nothing unread and the alert arrives.
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    if !verdict.is_zero() {
+        tls.sock.set_read_timeout(Some(verdict)).unwrap();
+        let mut probe = [0u8; 1];
+        match tls.read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => return Err(tls_error(e)),
+            Ok(n) => panic!("the dispatcher spoke first ({n} bytes)"),
+        }
+    }
+    tls.sock
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    tls.write_all(b"GET /v1/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
+        .map_err(tls_error)?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(tls_error(e)),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+#[test]
+fn clients_without_a_good_certificate_fail_in_the_handshake() {
+    use rustls::AlertDescription;
+    let d = Deployment::new(&["w1"]);
+    let dispatcher = d.dispatcher(0, &[]);
+    let port: u16 = d.url().rsplit_once(':').unwrap().1.parse().unwrap();
+    let ca = d.files(Role::Operator, "alice").ca;
+
+    // Another deployment's operator.
+    d.pogo(&["certs", "init", "other", "--operator", "mallory"])
+        .expect(0);
+    let stranger = TlsFiles {
+        cert: d.path().join("other/operator-mallory.pem"),
+        key: d.path().join("other/operator-mallory-key.pem"),
+        ca: ca.clone(),
+    };
+    // An operator of this deployment whose certificate expired yesterday.
+    let day = Duration::from_secs(24 * 3600);
+    let now = SystemTime::now();
+    let old = certs::issue(
+        &d.certs(),
+        Role::Operator,
+        "old",
+        &[],
+        Validity {
+            not_before: now - 2 * day,
+            not_after: now - day,
+        },
+    )
+    .unwrap();
+    let expired = TlsFiles {
+        cert: old.cert,
+        key: old.key,
+        ca: ca.clone(),
+    };
+    let alice = d.files(Role::Operator, "alice");
+
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let attempt = |client: Option<&TlsFiles>, verdict: Duration| {
+            tls_request(port, raw_tls_config(&ca, client, version), verdict)
+        };
+        // The same client with the operator's own certificate gets in: the refusals below
+        // are the certificates', not the client's.
+        assert_eq!(
+            attempt(Some(&alice), Duration::ZERO).as_deref(),
+            Ok("HTTP/1.1 200 OK"),
+            "{version:?}"
+        );
+        for (client, alert) in [
+            (None, AlertDescription::CertificateRequired),
+            (Some(&stranger), AlertDescription::UnknownCA),
+            (Some(&expired), AlertDescription::CertificateExpired),
+        ] {
+            let got = attempt(client, Duration::from_secs(5));
+            assert_eq!(
+                got,
+                Err(rustls::Error::AlertReceived(alert)),
+                "{version:?}, {:?}",
+                client.map(|c| &c.cert)
+            );
+        }
+    }
+    // And pogo's own client says so, pointing at the certificate.
+    let refused = Run(d
+        .command(&["jobs"])
+        .env("POGO_CERT", &stranger.cert)
+        .env("POGO_KEY", &stranger.key)
+        .output()
+        .unwrap());
+    refused.expect(1);
+    assert!(
+        refused
+            .stderr()
+            .contains("the dispatcher did not accept this client's certificate"),
+        "{}",
+        refused.stderr()
+    );
+    drop(dispatcher);
+}
+
+#[test]
+fn a_certificate_reaches_only_the_endpoints_of_its_role() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let plan = d.plan(None, &["--command", "true"]);
+    let worker = d.client(Role::Worker, "w1");
+    let alice = d.client(Role::Operator, "alice");
+    let forbidden = |result: Result<(), ClientError>, role: &str| match result {
+        Err(ClientError::Status { status, message }) => {
+            assert_eq!(status, 403, "{message}");
+            assert!(
+                message.contains(&format!("this endpoint is for {role}s")),
+                "{message}"
+            );
+        }
+        other => panic!("not refused: {other:?}"),
+    };
+    Deployment::runtime().block_on(async {
+        let job = SubmitJob {
+            plan,
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
+            password: None,
+        };
+        // A worker's certificate calling the operators' endpoints.
+        forbidden(worker.jobs().await.map(drop), "operator");
+        forbidden(worker.submit(&job).await.map(drop), "operator");
+        forbidden(
+            worker.halt("job-x", &HaltJob::default()).await.map(drop),
+            "operator",
+        );
+        forbidden(worker.workers().await.map(drop), "operator");
+        // An operator's calling the workers'.
+        let poll = Poll {
+            free: 1,
+            capacity: 1,
+            wait_ms: 0,
+        };
+        forbidden(alice.poll(&poll).await.map(drop), "worker");
+        forbidden(
+            alice.heartbeat(&Heartbeat::default()).await.map(drop),
+            "worker",
+        );
+        // Nothing came of them: no job, and the operator is no worker.
+        assert!(alice.jobs().await.unwrap().is_empty());
+        assert!(alice.workers().await.unwrap().is_empty());
+        // The operator may submit.
+        alice.submit(&job).await.unwrap();
+    });
+
+    // `pogo jobs` with a worker's certificate: refused, and it says why.
+    let w1 = d.files(Role::Worker, "w1");
+    let run = Run(d
+        .command(&["jobs"])
+        .env("POGO_CERT", &w1.cert)
+        .env("POGO_KEY", &w1.key)
+        .output()
+        .unwrap());
+    run.expect(1);
+    assert!(
+        run.stderr().contains("this endpoint is for operators") && run.stderr().contains("403"),
+        "{}",
+        run.stderr()
+    );
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            files.push((path, bytes));
+        }
+    }
+    files
+}
+
+#[test]
+fn the_ssh_password_is_never_written_down() {
+    let d = Deployment::new(&["w1"]);
+    let mut dispatcher = d.dispatcher(0, &[]);
+    let mut w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    let password = format!("s3cret-Pa55-{}-{}", std::process::id(), now_nanos());
+    // A command of its own, to show that the files searched do hold what the job wrote.
+    let command = format!("echo never-runs-{}", now_nanos());
+    let plan = d.plan(
+        Some("tag:\n  box:\n    - 127.0.0.1\n"),
+        &["--command", &command],
+    );
+    let closed = free_port();
+    let job = Deployment::runtime().block_on(async {
+        let job = SubmitJob {
+            plan,
+            transport: TransportSpec::Ssh {
+                user: None,
+                port: Some(closed),
+                identity: None,
+                ssh_config: None,
+                known_hosts: "off".into(),
+                password: true,
+            },
+            retry_delay_ms: 0,
+            password: Some(password.clone()),
+        };
+        d.client(Role::Operator, "alice")
+            .submit(&job)
+            .await
+            .unwrap()
+            .id
+    });
+    // The worker tried the host: it ran the job, so the search below is not vacuous.
+    let status = d.wait_for_state(&job, "failed");
+    let host = &hosts_of(&status)["127.0.0.1"];
+    assert_eq!(host["state"], "unreachable", "{status}");
+    assert_eq!(host["worker"], "w1", "{status}");
+    let log = d.pogo(&["log", &job]);
+    let events = d.events(&job);
+    let shown = format!("{}{}{events:?}{status}", log.stdout(), log.stderr());
+    assert!(!shown.contains(&password), "{shown}");
+
+    let search = |when: &str| {
+        let mut searched = files_under(&d.state_dir());
+        searched.extend(files_under(&d.path().join("logs")));
+        assert!(
+            searched
+                .iter()
+                .any(|(_, bytes)| contains(bytes, command.as_bytes())),
+            "{when}: the job is in none of the files searched"
+        );
+        for (path, bytes) in &searched {
+            assert!(
+                !contains(bytes, password.as_bytes()),
+                "{when}: the password is in {}",
+                path.display()
+            );
+        }
+        searched.len()
+    };
+    // While the dispatcher runs (its write-ahead log holds the latest writes), and after
+    // every process ended.
+    assert!(search("running") >= 3);
+    kill(w1.pid(), "TERM");
+    w1.expect(0);
+    kill(dispatcher.pid(), "TERM");
+    dispatcher.expect(0);
+    search("stopped");
+}
+
+// 4. Faults.
+
+#[test]
+fn a_dispatcher_killed_mid_job_comes_back_and_every_host_runs_once() {
+    let d = Deployment::new(&["w1", "w2"]);
+    let port = free_port();
+    let mut dispatcher = d.dispatcher(port, FAST_HEARTBEAT);
+    let _w1 = d.worker("w1", 2);
+    let _w2 = d.worker("w2", 2);
+    d.wait_for_workers(&["w1", "w2"]);
+    let plan = d.plan(None, &["--command", &d.rec("0.4"), "--concurrent", "2"]);
+    // The operator follows the job all along.
+    let mut apply = d.spawn(
+        "apply",
+        &["apply", "plan.json", "--dispatcher", "--transport", "local"],
+    );
+
+    wait_until("three hosts to start", || d.spans().len() >= 3);
+    dispatcher.crash();
+    assert!(d.spans().len() < 9, "the job ended before the crash");
+    // Results come while it is away: the workers keep them.
+    wait_until("the running commands to end", || d.all_ended());
+    let mut dispatcher = d.dispatcher(port, FAST_HEARTBEAT);
+
+    apply.expect(0);
+    assert!(
+        apply.stdout().contains("Succeeded: all 9 hosts\n"),
+        "{}",
+        apply.stdout()
+    );
+    assert!(apply.stderr().contains("reconnected"), "{}", apply.stderr());
+    check_order_and_limits(&plan, &d.spans());
+    let job = d.pogo(&["jobs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    check_events(&d.events(&job), &plan.hosts, 1);
+    let status = d.status(&job);
+    assert!(
+        hosts_of(&status)
+            .values()
+            .all(|h| h["state"] == "succeeded" && h["attempts"] == 1),
+        "{status}"
+    );
+    kill(dispatcher.pid(), "TERM");
+    dispatcher.expect(0);
+}
+
+#[test]
+fn a_worker_killed_mid_task_leaves_its_host_lost_and_the_other_worker_finishes() {
+    let d = Deployment::new(&["w1", "w2"]);
+    let _dispatcher = d.dispatcher(0, FAST_HEARTBEAT);
+    // One task each: the first two hosts run one on each worker.
+    let mut w1 = d.worker("w1", 1);
+    let _w2 = d.worker("w2", 1);
+    d.wait_for_workers(&["w1", "w2"]);
+    // No sequences: a lost host holds up nothing but its place in the job-wide limit.
+    let plan = d.plan(
+        Some("tag:\n  all: [h1, h2, h3, h4]\n"),
+        &[
+            "--command",
+            &d.rec("0.8"),
+            "--concurrent",
+            "2",
+            "--max-failures",
+            "1",
+        ],
+    );
+    let mut apply = d.spawn(
+        "apply",
+        &["apply", "plan.json", "--dispatcher", "--transport", "local"],
+    );
+    let mut on_w1 = String::new();
+    wait_until("a host to run on w1", || {
+        let Some(job) = d.pogo(&["jobs", "--json"]).json()[0]["id"]
+            .as_str()
+            .map(String::from)
+        else {
+            return false;
+        };
+        let status = d.status(&job);
+        match hosts_of(&status)
+            .into_iter()
+            .find(|(_, h)| h["state"] == "running" && h["worker"] == "w1")
+        {
+            Some((host, _)) => {
+                on_w1 = host;
+                true
+            }
+            None => false,
+        }
+    });
+    // Its command goes on, as it would on a target host.
+    w1.crash();
+
+    apply.expect(3);
+    let job = d.pogo(&["jobs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = d.status(&job);
+    assert_eq!(status["state"], "failed", "{status}");
+    assert_eq!(status["counts"]["lost"], 1, "{status}");
+    assert_eq!(status["counts"]["succeeded"], 3, "{status}");
+    for (host, entry) in hosts_of(&status) {
+        if host == on_w1 {
+            assert_eq!(entry["state"], "lost", "{entry}");
+            let message = entry["message"].as_str().unwrap();
+            assert!(message.contains("w1"), "{message}");
+        } else {
+            assert_eq!(entry["state"], "succeeded", "{host}: {entry}");
+            assert_eq!(entry["worker"], "w2", "{host}: {entry}");
+        }
+    }
+    // Lost once the worker timeout (2 s) passed since w1 was last heard from, which was
+    // at most a heartbeat (0.2 s) before it died, and after its host started.
+    let lost = d
+        .events(&job)
+        .into_iter()
+        .find(|e| e["event"] == "host_finished" && e["state"] == "lost")
+        .expect("a host_finished event with state lost");
+    assert_eq!(lost["host"], on_w1.as_str());
+    assert!(lost["duration_ms"].as_u64().unwrap() >= 1500, "{lost}");
+    assert_eq!(d.worker_info("w1").unwrap()["connected"], false);
+    // The operator's view says so, and counts it.
+    let out = apply.stdout();
+    assert!(out.contains(&format!("{on_w1}: Lost (")), "{out}");
+    let verdict = out
+        .lines()
+        .find(|l| l.starts_with("Failed: "))
+        .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
+    assert!(
+        verdict.contains("3 succeeded") && verdict.contains("1 lost"),
+        "the summary does not count the lost host: {verdict}"
+    );
+
+    // Each host ran once: the lost one was not run again.
+    wait_until("the lost host's command to end", || d.all_ended());
+    assert!(d.runs_per_host().values().all(|&n| n == 1));
+    assert_eq!(d.runs_per_host().len(), plan.hosts.len());
+}
+
+#[test]
+fn a_worker_that_lost_the_dispatcher_delivers_its_result_once() {
+    let d = Deployment::new(&["w1"]);
+    let port = free_port();
+    let mut dispatcher = d.dispatcher(port, FAST_HEARTBEAT);
+    let _w1 = d.worker("w1", 2);
+    d.wait_for_workers(&["w1"]);
+    d.plan(None, &["--targets", "host1", "--command", &d.rec("2")]);
+    let job = d.submit();
+    wait_until("host1 to start", || d.spans().contains_key("host1"));
+    dispatcher.crash();
+    // The task ends while the dispatcher is away; the worker keeps its result.
+    wait_until("host1's command to end", || d.all_ended());
+    let _dispatcher = d.dispatcher(port, FAST_HEARTBEAT);
+
+    let status = d.wait_for_state(&job, "succeeded");
+    let host1 = &hosts_of(&status)["host1"];
+    assert_eq!(host1["state"], "succeeded", "{status}");
+    assert_eq!(host1["attempts"], 1, "{status}");
+    assert_eq!(host1["worker"], "w1", "{status}");
+    check_events(&d.events(&job), &["host1".to_string()], 1);
+    assert_eq!(
+        d.runs_per_host(),
+        BTreeMap::from([("host1".to_string(), 1)])
+    );
+    // Its output came too.
+    let log = d.pogo(&["log", &job, "host1"]);
+    assert_eq!(log.expect(0).stdout(), "ran on host1\n");
+}
