@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Benchmark of remote apply with real processes on loopback: `pogo certs init`, one
+# `pogo dispatcher`, four `pogo worker`s (capacity 64 each), and `pogo apply --dispatcher` with
+# the local transport:
+#
+#   throughput: N hosts (default 10,000) running `true`, unconstrained. Target: >= 2,000 tasks/s.
+#   latency:    a chain of M hosts (default 200) in one group with max_parallel 1, running
+#               `true`: the time per sequential step. Target: < 5 ms.
+#
+# Also runs the same N hosts with a local `pogo apply` (limit 256) for comparison: on a small
+# machine, starting the processes is what bounds both. See bench/README.md.
+set -euo pipefail
+
+hosts=10000
+chain=200
+bin=
+while (($#)); do
+    case $1 in
+        --hosts) hosts=$2; shift 2 ;;
+        --chain) chain=$2; shift 2 ;;
+        --bin) bin=$2; shift 2 ;;
+        -h|--help)
+            echo "Usage: bench/remote.sh [--hosts N] [--chain M] [--bin PATH]"
+            exit 0 ;;
+        *) echo "remote bench: unknown option $1" >&2; exit 64 ;;
+    esac
+done
+
+cd "$(dirname "$0")/.."
+if [[ -z $bin ]]; then
+    cargo build --release --quiet
+    bin=$PWD/target/release/pogo
+fi
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cd "$work"
+
+"$bin" certs init pki --worker w1 --worker w2 --worker w3 --worker w4 --operator bench >/dev/null
+"$bin" dispatcher --listen 127.0.0.1:0 --state-dir state \
+    --cert pki/dispatcher.pem --key pki/dispatcher-key.pem --ca pki/ca.pem \
+    >dispatcher.out 2>dispatcher.err &
+pids+=($!)
+for _ in $(seq 100); do
+    grep -q listening dispatcher.out 2>/dev/null && break
+    sleep 0.05
+done
+url=$(sed -n 's/.*listening on //p' dispatcher.out)
+for w in w1 w2 w3 w4; do
+    "$bin" worker --dispatcher "$url" --capacity 64 \
+        --cert "pki/worker-$w.pem" --key "pki/worker-$w-key.pem" --ca pki/ca.pem \
+        >"$w.log" 2>&1 &
+    pids+=($!)
+done
+export POGO_DISPATCHER=$url POGO_CA=pki/ca.pem POGO_CERT=pki/operator-bench.pem \
+    POGO_KEY=pki/operator-bench-key.pem
+
+python3 - "$hosts" "$chain" <<'PY'
+import sys
+hosts, chain = int(sys.argv[1]), int(sys.argv[2])
+with open("fleet.cfg", "w") as f:
+    f.write("tag:\n  all:\n" + "".join(f"    - h{i:05d}\n" for i in range(hosts)))
+with open("chain.cfg", "w") as f:
+    f.write("tag:\n  chain:\n" + "".join(f"    - c{i:03d}\n" for i in range(chain)))
+    f.write("constraint:\n  $chain:\n    max_parallel: 1\n")
+PY
+"$bin" plan --config fleet.cfg --command true --unconstrained -o fleet.plan.json >/dev/null
+"$bin" plan --config chain.cfg --command true -o chain.plan.json >/dev/null
+
+seconds() { python3 -c 'import time; print(time.monotonic())'; }
+
+start=$(seconds)
+"$bin" apply --dispatcher fleet.plan.json --transport local >/dev/null
+end=$(seconds)
+python3 -c "d=$end-$start; print(f'remote: {$hosts} no-op tasks, 1 dispatcher + 4 workers x 64: {d:.2f} s, {$hosts/d:.0f} tasks/s')"
+
+start=$(seconds)
+"$bin" apply --dispatcher chain.plan.json --transport local >/dev/null
+end=$(seconds)
+python3 -c "d=$end-$start; print(f'remote: chain of {$chain} hosts at max_parallel 1: {d:.2f} s, {d*1000/$chain:.2f} ms per step')"
+
+start=$(seconds)
+POGO_STATE_DIR=$work/local "$bin" apply fleet.plan.json --transport local --concurrent 256 >/dev/null
+end=$(seconds)
+python3 -c "d=$end-$start; print(f'local:  {$hosts} no-op tasks, limit 256: {d:.2f} s, {$hosts/d:.0f} tasks/s')"
+
+start=$(seconds)
+POGO_STATE_DIR=$work/local "$bin" apply chain.plan.json --transport local >/dev/null
+end=$(seconds)
+python3 -c "d=$end-$start; print(f'local:  chain of {$chain} hosts at max_parallel 1: {d:.2f} s, {d*1000/$chain:.2f} ms per step')"
