@@ -85,6 +85,24 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
     assert_eq!(started, ["a", "b", "c", "d"]);
     let detail = client.job(&job.id).await.unwrap();
     assert_eq!(detail.summary.state, JobState::Succeeded);
+    // A plan of tens of thousands of hosts is megabytes of JSON: taken whole.
+    let names: Vec<String> = (0..40_000).map(|i| format!("bulk-host-{i:06}")).collect();
+    let big = Plan::sketch_of(names).with_job_limit(1);
+    assert!(big.to_json().len() > 2 << 20);
+    let bulk = client
+        .submit(&SubmitJob {
+            plan: big,
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
+            password: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(bulk.hosts, 40_000);
+    client
+        .halt(&bulk.id, &pogo_remote::api::HaltJob { kill: true })
+        .await
+        .unwrap();
     let mut output = client.output(&job.id, Some("c"), 0, false).await.unwrap();
     let line = output.next().await.unwrap().unwrap();
     assert_eq!(line.text, "hello from c");

@@ -150,7 +150,13 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
                 dispatcher.local_addr()
             ),
         )?;
-        signals.next().await;
+        tokio::select! {
+            _ = signals.next() => {}
+            reason = dispatcher.failed() => {
+                // Its state on disk is what counts; a restart reloads it.
+                return Err(invalid(format!("the dispatcher stopped: {reason}")));
+            }
+        }
         eprintln!("pogo dispatcher: shutting down");
         dispatcher.shutdown().await;
         Ok(exit::OK)

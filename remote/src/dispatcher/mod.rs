@@ -72,12 +72,19 @@ impl Dispatcher {
         let core_thread = std::thread::Builder::new()
             .name("pogo-dispatcher-core".into())
             .spawn(move || {
-                let ended = core.run(rx);
-                if let Err(error) = &ended {
-                    eprintln!("pogo dispatcher: stopping: {error}");
-                    failed_tx.send_replace(Some(error.to_string()));
+                // A panic in the core (a broken invariant) must not leave a dispatcher that
+                // accepts connections and answers nothing: it fails, and says so.
+                let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(rx)));
+                let failure = match &ended {
+                    Ok(Ok(())) => None,
+                    Ok(Err(error)) => Some(error.to_string()),
+                    Err(_) => Some("an internal error (a panic, printed above)".to_string()),
+                };
+                if let Some(reason) = failure {
+                    eprintln!("pogo dispatcher: stopping: {reason}");
+                    failed_tx.send_replace(Some(reason));
                 }
-                ended
+                ended.unwrap_or(Ok(()))
             })
             .map_err(|e| DispatchError(format!("cannot start the core thread: {e}")))?;
         let handle = CoreHandle::new(tx);

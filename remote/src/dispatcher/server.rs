@@ -25,6 +25,8 @@ use crate::certs::{self, Identity, Role};
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest plan a dispatcher takes.
+const MAX_PLAN_BYTES: usize = 512 << 20;
 /// At most this many records in one read of the database for a stream.
 const PAGE: usize = 1000;
 
@@ -74,7 +76,13 @@ fn allow(peer: &Peer, role: Role) -> Result<String, ApiErr> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/jobs", post(submit).get(jobs))
+        // A plan of 100,000 hosts is tens of megabytes of JSON; axum's default cap is 2 MB.
+        .route(
+            "/v1/jobs",
+            post(submit)
+                .get(jobs)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_PLAN_BYTES)),
+        )
         .route("/v1/jobs/{job}", get(job))
         .route("/v1/jobs/{job}/events", get(events))
         .route("/v1/jobs/{job}/output", get(output))
