@@ -458,6 +458,7 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
         transport: spec.transport,
         retry_delay_ms: spec.retry_delay_ms,
         password,
+        submission: Some(crate::remote::submission_id()),
     };
     let options = crate::remote::follow::ApplyOptions {
         json: exec.flags.json,

@@ -984,6 +984,21 @@ fn tls_request(
     config: rustls::ClientConfig,
     verdict: Duration,
 ) -> Result<String, rustls::Error> {
+    tls_send(
+        port,
+        config,
+        verdict,
+        b"GET /v1/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    )
+}
+
+/// [`tls_request`] with this request.
+fn tls_send(
+    port: u16,
+    config: rustls::ClientConfig,
+    verdict: Duration,
+    request: &[u8],
+) -> Result<String, rustls::Error> {
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -1017,8 +1032,7 @@ fn tls_request(
     tls.sock
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    tls.write_all(b"GET /v1/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n")
-        .map_err(tls_error)?;
+    tls.write_all(request).map_err(tls_error)?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     while !answer.windows(2).any(|w| w == b"\r\n") {
@@ -1129,12 +1143,28 @@ fn a_certificate_reaches_only_the_endpoints_of_its_role() {
         }
         other => panic!("not refused: {other:?}"),
     };
+    // The role is checked before the body is read: a worker's certificate posting something
+    // that is not a job at all is refused for its role, not for its body.
+    let port: u16 = d.url().rsplit_once(':').unwrap().1.parse().unwrap();
+    let files = d.files(Role::Worker, "w1");
+    let garbage = "not a job";
+    let request = format!(
+        "POST /v1/jobs HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{garbage}",
+        garbage.len()
+    );
+    let config = raw_tls_config(&files.ca, Some(&files), &rustls::version::TLS13);
+    assert_eq!(
+        tls_send(port, config, Duration::ZERO, request.as_bytes()).as_deref(),
+        Ok("HTTP/1.1 403 Forbidden")
+    );
     Deployment::runtime().block_on(async {
         let job = SubmitJob {
             plan,
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,
+            submission: None,
         };
         // A worker's certificate calling the operators' endpoints.
         forbidden(worker.jobs().await.map(drop), "operator");
@@ -1224,6 +1254,7 @@ fn the_ssh_password_is_never_written_down() {
             },
             retry_delay_ms: 0,
             password: Some(password.clone()),
+            submission: None,
         };
         d.client(Role::Operator, "alice")
             .submit(&job)

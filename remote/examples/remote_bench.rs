@@ -33,6 +33,7 @@ async fn run(client: &Client, plan: Plan) -> Duration {
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,
+            submission: None,
         })
         .await
         .expect("submitted");

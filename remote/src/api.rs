@@ -51,6 +51,11 @@ pub struct SubmitJob {
     /// memory only; after a dispatcher restart the job waits until `resume` gives it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// A random id the client makes once per job it means to submit, and sends again when it
+    /// repeats the request (its answer was lost): the dispatcher then answers with the job it
+    /// made the first time instead of making a second one, which would run every host again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submission: Option<String>,
 }
 
 /// Where a job stands.

@@ -71,6 +71,7 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,
+            submission: None,
         })
         .await
         .unwrap();
@@ -95,6 +96,7 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,
+            submission: None,
         })
         .await
         .unwrap();

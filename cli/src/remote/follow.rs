@@ -288,6 +288,42 @@ impl View<'_> {
     }
 }
 
+/// How many times a submission is sent when the dispatcher cannot be reached.
+const SUBMIT_TRIES: u32 = 5;
+
+/// Submits the job, sending the same request again while the dispatcher cannot be reached:
+/// it carries a submission id, so a request whose answer was lost and is sent again gets the
+/// job it made, never a second one.
+async fn submit(
+    client: &Client,
+    request: &SubmitJob,
+) -> Result<pogo_remote::api::JobSummary, Failure> {
+    let mut pause = FIRST_PAUSE;
+    let mut tries = 1;
+    loop {
+        match client.submit(request).await {
+            Ok(job) => return Ok(job),
+            Err(error) if error.is_transient() && tries < SUBMIT_TRIES => {
+                eprintln!(
+                    "pogo: {error}; sending the plan again in {}",
+                    seconds(pause)
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
+                tries += 1;
+            }
+            Err(error) if error.is_transient() => {
+                let mut failure = client_failure(error);
+                failure.message.push_str(
+                    "the dispatcher may have made the job before the connection broke: check                      `pogo jobs` before applying the plan again\n",
+                );
+                return Err(failure);
+            }
+            Err(error) => return Err(client_failure(error)),
+        }
+    }
+}
+
 /// `pogo apply --dispatcher`: submits the job and follows it to its end (see the command's
 /// help for Ctrl-C); the exit code says how it ended, as a local apply's does.
 /// `repeat` holds the dispatcher flags to repeat in the commands suggested.
@@ -305,7 +341,7 @@ pub fn apply(
         } else {
             Some(Signals::new().map_err(|e| invalid(format!("cannot watch for Ctrl-C: {e}")))?)
         };
-        let job = client.submit(&request).await.map_err(client_failure)?;
+        let job = submit(client, &request).await?;
         let id = job.id.as_str();
         match signals {
             None => {

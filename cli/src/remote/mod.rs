@@ -202,7 +202,8 @@ pub fn client_failure(error: ClientError) -> Failure {
     invalid(format!("{error}{hint}"))
 }
 
-/// Whether a connection error reads like a refused or unusable certificate.
+/// Whether a connection error reads like a refused or unusable certificate (not a connection
+/// that merely broke, which TLS also reports).
 fn tls_trouble(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     [
@@ -211,10 +212,28 @@ fn tls_trouble(message: &str) -> bool {
         "alert",
         "unknownca",
         "unknown ca",
-        "tls",
     ]
     .iter()
     .any(|word| message.contains(word))
+}
+
+/// A random id for one submission of a job (`SubmitJob::submission`): repeating the request
+/// with it can never make a second job.
+pub fn submission_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut id = String::new();
+    for part in 0..2u32 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u32(part);
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        id.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    id
 }
 
 /// The job `given` names: `last` (the newest), an id, or the start of one (with or without

@@ -323,7 +323,8 @@ where
     Fut: Future<Output = Outcome>,
 {
     let start = tokio::time::Instant::now();
-    let outcome = attempt(timeout.map(|timeout| start + timeout)).await;
+    // A timeout beyond what the clock can count is no timeout.
+    let outcome = attempt(timeout.and_then(|timeout| start.checked_add(timeout))).await;
     RunResult {
         outcome,
         duration: start.elapsed(),

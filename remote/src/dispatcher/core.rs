@@ -125,6 +125,8 @@ pub struct Timing {
     pub worker_timeout: Duration,
 }
 
+/// The longest pause before a retry a job may ask for.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(24 * 3600);
 /// The longest a poll waits.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(60);
 /// How often lost workers and due timers are looked for when nothing else happens.
@@ -269,6 +271,8 @@ struct Job {
     halted: bool,
     killed: bool,
     session_started_ms: u64,
+    /// The client's id of the request that made it.
+    submission: Option<String>,
     hosts: Vec<HostRt>,
     /// `None` once the job ended.
     scheduler: Option<Scheduler>,
@@ -326,6 +330,7 @@ impl Job {
             halted: self.halted,
             killed: self.killed,
             session_started_ms: self.session_started_ms,
+            submission: self.submission.clone(),
         }
     }
 
@@ -409,6 +414,8 @@ pub struct Core {
     /// Jobs by id, and their order of submission.
     jobs: HashMap<String, Job>,
     order: Vec<String>,
+    /// Job ids by the client's submission id.
+    submissions: HashMap<String, String>,
     workers: BTreeMap<String, WorkerRt>,
     waiters: VecDeque<Waiter>,
     retries: std::collections::BinaryHeap<std::cmp::Reverse<RetryTimer>>,
@@ -423,6 +430,11 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// The instant `seconds` from now; `None` (no deadline) beyond what the clock can count.
+fn deadline_in(seconds: u64) -> Option<Instant> {
+    Instant::now().checked_add(Duration::from_secs(seconds))
 }
 
 fn task_id(job: &str, host: usize, attempt: u32) -> String {
@@ -447,6 +459,7 @@ impl Core {
             timing,
             jobs: HashMap::new(),
             order: Vec::new(),
+            submissions: HashMap::new(),
             workers: BTreeMap::new(),
             waiters: VecDeque::new(),
             retries: Default::default(),
@@ -457,6 +470,9 @@ impl Core {
         let now = Instant::now();
         for row in core.store.jobs()? {
             let job = core.reload(row, now)?;
+            if let Some(submission) = &job.submission {
+                core.submissions.insert(submission.clone(), job.id.clone());
+            }
             core.order.push(job.id.clone());
             core.jobs.insert(job.id.clone(), job);
         }
@@ -512,6 +528,7 @@ impl Core {
             halted: row.halted,
             killed: row.killed,
             session_started_ms: row.session_started_ms,
+            submission: row.submission,
             hosts,
             scheduler: None,
             ready: VecDeque::new(),
@@ -561,7 +578,7 @@ impl Core {
         if let Some(limit) = job.plan.options.run_timeout {
             let elapsed = now_ms().saturating_sub(job.session_started_ms);
             let left = Duration::from_secs(limit).saturating_sub(Duration::from_millis(elapsed));
-            job.run_deadline = Some(now + left);
+            job.run_deadline = now.checked_add(left);
         }
         job.scheduler = Some(scheduler);
         Ok(job)
@@ -846,7 +863,12 @@ impl Core {
             transport,
             retry_delay_ms,
             password,
+            submission,
         } = submit;
+        if let Some(first) = submission.as_ref().and_then(|s| self.submissions.get(s)) {
+            // The same request again (its answer was lost): the job it made, not another.
+            return Ok(self.jobs[first].summary());
+        }
         plan.validate()
             .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
         if plan.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
@@ -854,6 +876,12 @@ impl Core {
         }
         if plan.hosts.is_empty() {
             return Err(ApiErr::bad("the plan has no hosts"));
+        }
+        if retry_delay_ms > MAX_RETRY_DELAY.as_millis() as u64 {
+            return Err(ApiErr::bad(format!(
+                "a retry delay of {retry_delay_ms} ms is more than the dispatcher allows ({} s)",
+                MAX_RETRY_DELAY.as_secs()
+            )));
         }
         let wants_password = matches!(transport, TransportSpec::Ssh { password: true, .. });
         if wants_password && password.is_none() {
@@ -891,10 +919,7 @@ impl Core {
             };
             plan.hosts.len()
         ];
-        let run_deadline = plan
-            .options
-            .run_timeout
-            .map(|s| Instant::now() + Duration::from_secs(s));
+        let run_deadline = plan.options.run_timeout.and_then(deadline_in);
         let job = Job {
             id: id.clone(),
             plan,
@@ -909,6 +934,7 @@ impl Core {
             halted: false,
             killed: false,
             session_started_ms: started,
+            submission,
             hosts,
             scheduler: Some(scheduler),
             ready: VecDeque::new(),
@@ -933,6 +959,9 @@ impl Core {
             at_ms: 0,
         };
         self.order.push(id.clone());
+        if let Some(submission) = &job.submission {
+            self.submissions.insert(submission.clone(), id.clone());
+        }
         self.jobs.insert(id.clone(), job);
         self.emit(&id, event);
         self.note_ended_at_start(&id);
@@ -992,6 +1021,11 @@ impl Core {
     fn serve_waiters(&mut self, now: Instant, closing: bool) {
         let mut waiting = VecDeque::new();
         while let Some(mut waiter) = self.waiters.pop_front() {
+            if waiter.reply.is_closed() {
+                // The worker went away (its connection closed): a task handed to it now would
+                // wait, unconfirmed, for the worker timeout.
+                continue;
+            }
             let mut tasks = Vec::new();
             if !closing
                 && self
@@ -1068,7 +1102,8 @@ impl Core {
             host: name.clone(),
             attempt,
             command: job.plan.command.clone().unwrap_or_default(),
-            timeout_ms: (job.plan.options.timeout > 0).then(|| job.plan.options.timeout * 1000),
+            timeout_ms: (job.plan.options.timeout > 0)
+                .then(|| job.plan.options.timeout.saturating_mul(1000)),
             transport: job.transport.clone(),
             password: job.password.clone(),
         };
@@ -1696,11 +1731,7 @@ impl Core {
         job.halted = false;
         job.killed = false;
         job.session_started_ms = now_ms();
-        job.run_deadline = job
-            .plan
-            .options
-            .run_timeout
-            .map(|s| Instant::now() + Duration::from_secs(s));
+        job.run_deadline = job.plan.options.run_timeout.and_then(deadline_in);
         let pending: Vec<usize> = job
             .hosts
             .iter()
@@ -2000,6 +2031,7 @@ mod tests {
                 transport: TransportSpec::Local,
                 retry_delay_ms: 0,
                 password: None,
+                submission: None,
             };
             self.handle
                 .call(|reply| Cmd::Submit {
@@ -2137,6 +2169,48 @@ mod tests {
             .filter(|r| matches!(r.event, Event::HostFinished { .. }))
             .count();
         assert_eq!(finished, 4);
+    }
+
+    #[tokio::test]
+    async fn a_submission_sent_twice_makes_one_job() {
+        let mut rig = Rig::new();
+        let submit = |submission: &str| SubmitJob {
+            plan: Plan::sketch("a b"),
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
+            password: None,
+            submission: Some(submission.into()),
+        };
+        let send = |job: SubmitJob| {
+            let handle = rig.handle.clone();
+            async move {
+                handle
+                    .call(|reply| Cmd::Submit {
+                        job: Box::new(job),
+                        by: "alice".into(),
+                        reply,
+                    })
+                    .await
+                    .unwrap()
+            }
+        };
+        let first = send(submit("s-1")).await;
+        assert_eq!(send(submit("s-1")).await.id, first.id);
+        assert_ne!(send(submit("s-2")).await.id, first.id);
+        // Still known after a restart.
+        rig.restart().await;
+        let handle = rig.handle.clone();
+        let again = handle
+            .call(|reply| Cmd::Submit {
+                job: Box::new(submit("s-1")),
+                by: "alice".into(),
+                reply,
+            })
+            .await
+            .unwrap();
+        assert_eq!(again.id, first.id);
+        let jobs = handle.call(|reply| Cmd::Jobs { reply }).await.unwrap();
+        assert_eq!(jobs.len(), 2);
     }
 
     #[tokio::test]

@@ -100,7 +100,26 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint in the dispatcher's API (version 1: /v1/...)",
             )
         })
+        // Before anything else, the body included: a certificate of the wrong role is refused
+        // without the dispatcher reading (up to 512 MB of) what it sent.
+        .layer(axum::middleware::from_fn(authorize))
         .with_state(state)
+}
+
+/// Refuses a request whose certificate does not hold the role of its endpoint: `/v1/worker/...`
+/// is the workers', everything else the operators'.
+async fn authorize(
+    Extension(peer): Extension<Peer>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiErr> {
+    let role = if request.uri().path().starts_with("/v1/worker/") {
+        Role::Worker
+    } else {
+        Role::Operator
+    };
+    allow(&peer, role)?;
+    Ok(next.run(request).await)
 }
 
 /// A JSON body, or a 400 that says what is wrong with it.

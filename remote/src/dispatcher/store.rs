@@ -35,7 +35,9 @@ CREATE TABLE jobs (
     halted INTEGER NOT NULL,
     killed INTEGER NOT NULL,
     -- Unix milliseconds when the current session began: events' at_ms count from it.
-    session_started_ms INTEGER NOT NULL
+    session_started_ms INTEGER NOT NULL,
+    -- The client's id of the submission (SubmitJob.submission): a repeat finds this job.
+    submission TEXT UNIQUE
 );
 CREATE TABLE hosts (
     job TEXT NOT NULL,
@@ -111,6 +113,7 @@ pub struct JobRow {
     pub halted: bool,
     pub killed: bool,
     pub session_started_ms: u64,
+    pub submission: Option<String>,
 }
 
 /// A host's row.
@@ -189,8 +192,8 @@ impl Store {
         self.begin()?;
         self.conn.execute(
             "INSERT INTO jobs (id, plan, transport, retry_delay_ms, has_password, submitted_at,
-                submitted_by, state, reasons, halted, killed, session_started_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                submitted_by, state, reasons, halted, killed, session_started_ms, submission)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 job.id,
                 job.plan,
@@ -204,6 +207,7 @@ impl Store {
                 job.halted,
                 job.killed,
                 job.session_started_ms as i64,
+                job.submission,
             ],
         )?;
         let mut insert = self.conn.prepare_cached(
@@ -310,7 +314,7 @@ impl Store {
     pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, plan, transport, retry_delay_ms, has_password, submitted_at,
-                submitted_by, state, reasons, halted, killed, session_started_ms
+                submitted_by, state, reasons, halted, killed, session_started_ms, submission
              FROM jobs ORDER BY submitted_at, id",
         )?;
         let rows = stmt.query_map([], |row| {
@@ -328,6 +332,7 @@ impl Store {
                 halted: row.get(9)?,
                 killed: row.get(10)?,
                 session_started_ms: row.get::<_, i64>(11)? as u64,
+                submission: row.get(12)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
