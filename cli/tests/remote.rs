@@ -781,6 +781,57 @@ fn two_workers_run_a_plan_in_its_order_and_within_its_limits() {
 // 2. Halt, resume, retry.
 
 #[test]
+fn ctrl_c_once_halts_the_job_and_twice_detaches() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    d.plan(None, &["--command", &d.rec("0.8"), "--concurrent", "2"]);
+    let args = ["apply", "plan.json", "--dispatcher", "--transport", "local"];
+
+    // Once: the job halts on the dispatcher, the running hosts finish, and apply follows it
+    // to its end: stopped, exit 4.
+    let mut apply = d.spawn("apply-halted", &args);
+    wait_until("two hosts to start", || d.spans().len() == 2);
+    kill(apply.pid(), "INT");
+    apply.expect(4);
+    assert!(apply.stderr().contains("halting job"), "{}", apply.stderr());
+    let job = d.pogo(&["jobs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let status = d.status(&job);
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert_eq!(status["counts"]["succeeded"], 2, "{status}");
+    assert!(d.all_ended());
+
+    // Twice: apply detaches at once, and the job goes on to its end without it.
+    let mut apply = d.spawn("apply-detached", &args);
+    // The same hosts run again in this job: count runs, not hosts.
+    wait_until("two more hosts to start", || {
+        d.spans().values().map(Vec::len).sum::<usize>() == 4
+    });
+    kill(apply.pid(), "INT");
+    wait_until("the halt to be asked", || {
+        apply.stderr().contains("halting job")
+    });
+    kill(apply.pid(), "INT");
+    apply.expect(4);
+    assert!(
+        apply.stderr().contains("detached from job"),
+        "{}",
+        apply.stderr()
+    );
+    let second = d.pogo(&["jobs", "--json"]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, job);
+    let status = d.wait_for_state(&second, "stopped");
+    assert_eq!(status["counts"]["succeeded"], 2, "{status}");
+}
+
+#[test]
 fn a_halted_job_lets_running_hosts_finish_and_resume_runs_only_the_rest() {
     let d = Deployment::new(&["w1"]);
     let _dispatcher = d.dispatcher(0, &[]);

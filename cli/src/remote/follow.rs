@@ -454,16 +454,26 @@ async fn follow_job(
             }
             Step::Interrupted => {
                 presses += 1;
-                if presses > 1 {
+                let body = HaltJob { kill: options.kill };
+                // A second Ctrl-C detaches at once, even while the halt waits for an answer
+                // (a dispatcher out of reach can take the request's whole timeout).
+                let halted = if presses > 1 {
+                    None
+                } else {
+                    tokio::select! {
+                        answer = client.halt(id, &body) => Some(answer),
+                        () = signals.next() => None,
+                    }
+                };
+                let Some(halted) = halted else {
                     view.clear();
                     eprintln!(
                         "pogo: detached from job {id}, which goes on on the dispatcher\n{}",
                         whats_next(id, repeat)
                     );
                     return Ok(exit::STOPPED);
-                }
-                let body = HaltJob { kill: options.kill };
-                match client.halt(id, &body).await {
+                };
+                match halted {
                     Ok(_) if options.kill => notice.say(&format!(
                         "pogo: halting job {id}: no more hosts start, running commands are \
                          killed; Ctrl-C again detaches"
