@@ -376,12 +376,14 @@ async fn poll_loop(
                 if admitted.is_empty() {
                     continue;
                 }
-                match confirm(shared, halt, &mut backoff).await {
+                let taken: Vec<String> = admitted.iter().map(|(t, _)| t.id.clone()).collect();
+                match confirm(shared, &taken, halt, &mut backoff).await {
                     Ok(Some(cancelled)) => {
                         for (task, cancel) in admitted {
                             if cancelled.contains(&task.id) {
                                 shared.lock().registry.forget(&task.id);
                             } else {
+                                shared.lock().registry.confirmed(&task.id);
                                 tasks.spawn(run_task(shared.clone(), task, cancel));
                             }
                         }
@@ -417,13 +419,16 @@ async fn poll_loop(
 /// `None` when `halt` fired first.
 async fn confirm(
     shared: &Shared,
+    taken: &[String],
     halt: &CancelToken,
     backoff: &mut Backoff,
 ) -> Result<Option<HashSet<String>>, WorkerError> {
     loop {
+        let mut running = shared.lock().registry.running();
+        running.extend(taken.iter().cloned());
         let beat = Heartbeat {
             capacity: shared.settings.capacity,
-            running: shared.lock().registry.running(),
+            running,
         };
         let answer = tokio::select! {
             answer = shared.client.heartbeat(&beat) => answer,
@@ -927,6 +932,9 @@ pub(crate) struct Registry {
     unaccepted: BTreeSet<String>,
     recent: VecDeque<String>,
     recent_set: HashSet<String>,
+    /// Taken, and not yet confirmed by the dispatcher: named only in the confirming
+    /// heartbeat, so that no other heartbeat confirms a task this worker may still drop.
+    unconfirmed: HashSet<String>,
     killed: bool,
 }
 
@@ -941,8 +949,14 @@ impl Registry {
             token.cancel();
         }
         self.unaccepted.insert(id.to_string());
+        self.unconfirmed.insert(id.to_string());
         self.executing.insert(id.to_string(), token.clone());
         Some(token)
+    }
+
+    /// The dispatcher confirmed the task: its command may start.
+    pub(crate) fn confirmed(&mut self, id: &str) {
+        self.unconfirmed.remove(id);
     }
 
     pub(crate) fn command_done(&mut self, id: &str) {
@@ -953,6 +967,7 @@ impl Registry {
     pub(crate) fn forget(&mut self, id: &str) {
         self.executing.remove(id);
         self.unaccepted.remove(id);
+        self.unconfirmed.remove(id);
     }
 
     pub(crate) fn accepted(&mut self, ids: &[String]) {
@@ -985,9 +1000,14 @@ impl Registry {
         }
     }
 
-    /// The tasks to name in a heartbeat, in order.
+    /// The tasks to name in a heartbeat, in order: confirmed ones, running or with a result
+    /// not yet accepted.
     pub(crate) fn running(&self) -> Vec<String> {
-        self.unaccepted.iter().cloned().collect()
+        self.unaccepted
+            .iter()
+            .filter(|id| !self.unconfirmed.contains(*id))
+            .cloned()
+            .collect()
     }
 }
 
@@ -1229,6 +1249,11 @@ mod tests {
     fn a_task_is_never_taken_twice() {
         let mut registry = Registry::default();
         let token = registry.admit("j/0/1").unwrap();
+        assert!(
+            registry.running().is_empty(),
+            "heartbeats name a task only once the dispatcher confirmed it"
+        );
+        registry.confirmed("j/0/1");
         assert!(registry.admit("j/0/1").is_none(), "while it runs");
         registry.command_done("j/0/1");
         assert!(registry.admit("j/0/1").is_none(), "while its result waits");
