@@ -26,6 +26,9 @@ while (($#)); do
     esac
 done
 
+if [[ -n $bin ]]; then
+    bin=$(realpath "$bin")
+fi
 cd "$(dirname "$0")/.."
 if [[ -z $bin ]]; then
     cargo build --release --quiet
