@@ -1,10 +1,14 @@
 //! What happens in a run, as owned data: one [`Event`] type for the journal, the terminal
-//! view, `--json` output and (later) the dispatcher's event stream alike. Events are in the
-//! past tense: they say what happened, after it was made durable.
+//! view, `--json` output and the dispatcher's event stream alike. Events are in the past
+//! tense: they say what happened, after it was made durable.
+//!
+//! The events a scheduler step calls for ([`change_events`], [`start_events`],
+//! [`finished_event`]) are made here, so a local run and a dispatcher's job tell the same
+//! story in the same words.
 
 use serde::{Deserialize, Serialize};
 
-use crate::scheduler::{HostIdx, HostState};
+use crate::scheduler::{Changes, HostIdx, HostState, RunStatus, Scheduler, Tally};
 
 /// One thing that happened in a run. `at_ms` counts from the start of the run (of this
 /// session of it, for a resumed run).
@@ -119,6 +123,109 @@ pub enum RunResult {
     Failed,
     /// The run stopped (failure budget, halt, run timeout) or was blocked before every host ran.
     Stopped,
+}
+
+/// What a scheduler step changed that a person should hear of: the run stopping, the run
+/// blocked (when the step ended it so), the hosts it skipped. `hosts` are the plan's.
+pub fn change_events(
+    hosts: &[String],
+    scheduler: &Scheduler,
+    changes: &Changes,
+    at_ms: u64,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    if let Some(reason) = &changes.stopped {
+        events.push(Event::RunStopping {
+            reason: reason.to_string(),
+            at_ms,
+        });
+    }
+    if let RunStatus::Blocked(blockers) = scheduler.status() {
+        if changes.ended {
+            let reasons = blockers.iter().map(|b| b.describe(hosts)).collect();
+            events.push(Event::RunBlocked { reasons, at_ms });
+        }
+    }
+    if !changes.hosts_skipped.is_empty() {
+        let skipped = changes
+            .hosts_skipped
+            .iter()
+            .map(|&h| hosts[h.index()].clone())
+            .collect();
+        events.push(Event::HostsSkipped {
+            hosts: skipped,
+            at_ms,
+        });
+    }
+    events
+}
+
+/// A session (a resumed one, typically) can be over before anything starts: an interrupted
+/// host over the failure budget, groups full of failed hosts. These events say why, and which
+/// hosts the session skips, as for a run that stops later (without them, `pogo log` could not
+/// say why, and a replay left those hosts pending). None when the session has work to do.
+pub fn start_events(hosts: &[String], scheduler: &Scheduler) -> Vec<Event> {
+    let status = scheduler.status();
+    let mut events = Vec::new();
+    match &status {
+        RunStatus::Stopped(reason) => events.push(Event::RunStopping {
+            reason: reason.to_string(),
+            at_ms: 0,
+        }),
+        RunStatus::Blocked(blockers) => events.push(Event::RunBlocked {
+            reasons: blockers.iter().map(|b| b.describe(hosts)).collect(),
+            at_ms: 0,
+        }),
+        _ => {}
+    }
+    if status.is_ended() {
+        let skipped: Vec<String> = scheduler
+            .host_states()
+            .iter()
+            .zip(hosts)
+            .filter(|(state, _)| **state == HostState::Skipped)
+            .map(|(_, host)| host.clone())
+            .collect();
+        if !skipped.is_empty() {
+            events.push(Event::HostsSkipped {
+                hosts: skipped,
+                at_ms: 0,
+            });
+        }
+    }
+    events
+}
+
+/// How a run whose scheduler has ended ended, and why it stopped or was blocked; `None` while
+/// hosts still run or may start.
+pub fn run_result(hosts: &[String], scheduler: &Scheduler) -> Option<(RunResult, Vec<String>)> {
+    let tally = scheduler.tally();
+    Some(match scheduler.status() {
+        RunStatus::Complete if tally.failures() == 0 && tally.cancelled == 0 => {
+            (RunResult::Succeeded, Vec::new())
+        }
+        RunStatus::Complete => (RunResult::Failed, Vec::new()),
+        RunStatus::Stopped(reason) => (RunResult::Stopped, vec![reason.to_string()]),
+        RunStatus::Blocked(blockers) => (
+            RunResult::Stopped,
+            blockers.iter().map(|b| b.describe(hosts)).collect(),
+        ),
+        RunStatus::Running | RunStatus::Stopping(_) => return None,
+    })
+}
+
+/// The event that ends a run (a session of it), with the scheduler's final counts.
+pub fn finished_event(result: RunResult, tally: &Tally, at_ms: u64) -> Event {
+    Event::RunFinished {
+        result,
+        succeeded: tally.succeeded,
+        failed: tally.failed,
+        timed_out: tally.timed_out,
+        unreachable: tally.unreachable,
+        skipped: tally.skipped,
+        cancelled: tally.cancelled,
+        at_ms,
+    }
 }
 
 /// The exit code of a host that the previous session of a run saw start but never finish

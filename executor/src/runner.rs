@@ -15,11 +15,9 @@ use pogo_model::Plan;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::events::{Event, FinalState, RunResult};
+use crate::events::{self, Event, FinalState, RunResult};
 use crate::journal::{Journal, JournalError};
-use crate::scheduler::{
-    Changes, HostIdx, HostState, Outcome, RunStatus, Scheduler, SchedulerError, Tally,
-};
+use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, Tally};
 use crate::transport::{self, CancelToken, OutputLine, Transport};
 
 /// How hosts are run, beyond what the scheduler decides.
@@ -178,7 +176,8 @@ impl Run<'_> {
             resumed: self.settings.resumed,
             at_ms: 0,
         });
-        self.note_ended_at_start(scheduler);
+        self.batch
+            .extend(events::start_events(&self.plan.hosts, scheduler));
 
         loop {
             if !halted && self.control.is_halted() {
@@ -291,95 +290,16 @@ impl Run<'_> {
     /// Records what a scheduler step changed that a person should hear of.
     fn note_changes(&mut self, scheduler: &Scheduler, changes: &Changes) {
         let at_ms = self.now_ms();
-        if let Some(reason) = &changes.stopped {
-            self.batch.push(Event::RunStopping {
-                reason: reason.to_string(),
-                at_ms,
-            });
-        }
-        if let RunStatus::Blocked(blockers) = scheduler.status() {
-            if changes.ended {
-                let reasons = blockers
-                    .iter()
-                    .map(|b| b.describe(&self.plan.hosts))
-                    .collect();
-                self.batch.push(Event::RunBlocked { reasons, at_ms });
-            }
-        }
-        if !changes.hosts_skipped.is_empty() {
-            let hosts = changes
-                .hosts_skipped
-                .iter()
-                .map(|&h| self.name(h).to_string())
-                .collect();
-            self.batch.push(Event::HostsSkipped { hosts, at_ms });
-        }
-    }
-
-    /// A resumed run can be over before anything starts: an interrupted host over the failure
-    /// budget, groups full of failed hosts. The journal then says why and which hosts the
-    /// session skips, as for a run that stops later (without this, `pogo log` could not say
-    /// why, and a replay left those hosts pending).
-    fn note_ended_at_start(&mut self, scheduler: &Scheduler) {
-        let status = scheduler.status();
-        match status {
-            RunStatus::Stopped(reason) => self.batch.push(Event::RunStopping {
-                reason: reason.to_string(),
-                at_ms: 0,
-            }),
-            RunStatus::Blocked(blockers) => self.batch.push(Event::RunBlocked {
-                reasons: blockers
-                    .iter()
-                    .map(|b| b.describe(&self.plan.hosts))
-                    .collect(),
-                at_ms: 0,
-            }),
-            _ => {}
-        }
-        if !status.is_ended() {
-            return;
-        }
-        let hosts: Vec<String> = scheduler
-            .host_states()
-            .iter()
-            .zip(&self.plan.hosts)
-            .filter(|(state, _)| **state == HostState::Skipped)
-            .map(|(_, host)| host.clone())
-            .collect();
-        if !hosts.is_empty() {
-            self.batch.push(Event::HostsSkipped { hosts, at_ms: 0 });
-        }
+        let events = events::change_events(&self.plan.hosts, scheduler, changes, at_ms);
+        self.batch.extend(events);
     }
 
     fn finish(&mut self, scheduler: &Scheduler) -> Result<RunEnd, RunError> {
+        let (result, reasons) = events::run_result(&self.plan.hosts, scheduler)
+            .expect("the loop ends only when nothing runs or may start");
         let tally = scheduler.tally();
-        let (result, reasons) = match scheduler.status() {
-            RunStatus::Complete if tally.failures() == 0 && tally.cancelled == 0 => {
-                (RunResult::Succeeded, Vec::new())
-            }
-            RunStatus::Complete => (RunResult::Failed, Vec::new()),
-            RunStatus::Stopped(reason) | RunStatus::Stopping(reason) => {
-                (RunResult::Stopped, vec![reason.to_string()])
-            }
-            RunStatus::Blocked(blockers) => (
-                RunResult::Stopped,
-                blockers
-                    .iter()
-                    .map(|b| b.describe(&self.plan.hosts))
-                    .collect(),
-            ),
-            RunStatus::Running => unreachable!("the loop ends only when nothing runs"),
-        };
-        self.batch.push(Event::RunFinished {
-            result,
-            succeeded: tally.succeeded,
-            failed: tally.failed,
-            timed_out: tally.timed_out,
-            unreachable: tally.unreachable,
-            skipped: tally.skipped,
-            cancelled: tally.cancelled,
-            at_ms: self.now_ms(),
-        });
+        self.batch
+            .push(events::finished_event(result, &tally, self.now_ms()));
         self.commit()?;
         Ok(RunEnd {
             result,

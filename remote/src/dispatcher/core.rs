@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pogo_executor::events::{Event, FinalState, RunResult, LOST_EXIT_CODE};
+use pogo_executor::events::{self, Event, FinalState, RunResult, LOST_EXIT_CODE};
 use pogo_executor::rundir::{RunId, TransportSpec};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
@@ -1409,29 +1409,11 @@ impl Core {
     fn note_changes(&mut self, id: &str, changes: &Changes) {
         let at_ms = self.at_ms(id);
         let job = &self.jobs[id];
-        let mut events = Vec::new();
-        if let Some(reason) = &changes.stopped {
-            events.push(Event::RunStopping {
-                reason: reason.to_string(),
-                at_ms,
-            });
-        }
-        if let Some(scheduler) = &job.scheduler {
-            if let RunStatus::Blocked(blockers) = scheduler.status() {
-                if changes.ended {
-                    let reasons = blockers
-                        .iter()
-                        .map(|b| b.describe(&job.plan.hosts))
-                        .collect();
-                    events.push(Event::RunBlocked { reasons, at_ms });
-                }
-            }
-        }
+        let Some(scheduler) = &job.scheduler else {
+            return;
+        };
+        let events = events::change_events(&job.plan.hosts, scheduler, changes, at_ms);
         let skipped: Vec<usize> = changes.hosts_skipped.iter().map(|h| h.index()).collect();
-        if !skipped.is_empty() {
-            let hosts = skipped.iter().map(|&h| job.plan.hosts[h].clone()).collect();
-            events.push(Event::HostsSkipped { hosts, at_ms });
-        }
         self.mark_skipped(id, &skipped);
         for event in events {
             self.emit(id, event);
@@ -1454,40 +1436,14 @@ impl Core {
         let Some(scheduler) = &job.scheduler else {
             return;
         };
-        let status = scheduler.status();
-        let mut events = Vec::new();
-        match &status {
-            RunStatus::Stopped(reason) => events.push(Event::RunStopping {
-                reason: reason.to_string(),
-                at_ms: 0,
-            }),
-            RunStatus::Blocked(blockers) => events.push(Event::RunBlocked {
-                reasons: blockers
-                    .iter()
-                    .map(|b| b.describe(&job.plan.hosts))
-                    .collect(),
-                at_ms: 0,
-            }),
-            _ => {}
-        }
-        let mut skipped = Vec::new();
-        if status.is_ended() {
-            skipped = scheduler
-                .host_states()
-                .iter()
-                .enumerate()
-                .filter(|(i, state)| {
-                    **state == HostState::Skipped && job.hosts[*i].state != HState::Skipped
-                })
-                .map(|(i, _)| i)
-                .collect();
-        }
-        if !skipped.is_empty() {
-            events.push(Event::HostsSkipped {
-                hosts: skipped.iter().map(|&h| job.plan.hosts[h].clone()).collect(),
-                at_ms: 0,
-            });
-        }
+        let events = events::start_events(&job.plan.hosts, scheduler);
+        let skipped: Vec<usize> = scheduler
+            .host_states()
+            .iter()
+            .enumerate()
+            .filter(|(_, state)| **state == HostState::Skipped)
+            .map(|(i, _)| i)
+            .collect();
         self.mark_skipped(id, &skipped);
         for event in events {
             self.emit(id, event);
@@ -1502,36 +1458,15 @@ impl Core {
         let Some(scheduler) = &job.scheduler else {
             return;
         };
-        let status = scheduler.status();
-        let stopping = matches!(
-            status,
-            RunStatus::Stopping(_) | RunStatus::Stopped(_) | RunStatus::Blocked(_)
-        );
-        if !status.is_ended() {
+        let Some((result, reasons)) = events::run_result(&job.plan.hosts, scheduler) else {
+            let stopping = matches!(scheduler.status(), RunStatus::Stopping(_));
             if stopping && job.state == JobState::Running {
                 job.state = JobState::Stopping;
                 self.save_job(id);
             }
             return;
-        }
-        let tally = scheduler.tally();
-        let (result, reasons) = match status {
-            RunStatus::Complete if tally.failures() == 0 && tally.cancelled == 0 => {
-                (RunResult::Succeeded, Vec::new())
-            }
-            RunStatus::Complete => (RunResult::Failed, Vec::new()),
-            RunStatus::Stopped(reason) | RunStatus::Stopping(reason) => {
-                (RunResult::Stopped, vec![reason.to_string()])
-            }
-            RunStatus::Blocked(blockers) => (
-                RunResult::Stopped,
-                blockers
-                    .iter()
-                    .map(|b| b.describe(&job.plan.hosts))
-                    .collect(),
-            ),
-            RunStatus::Running => return,
         };
+        let tally = scheduler.tally();
         job.state = match result {
             RunResult::Succeeded => JobState::Succeeded,
             RunResult::Failed => JobState::Failed,
@@ -1542,17 +1477,15 @@ impl Core {
         job.ready.clear();
         job.run_deadline = None;
         let lost = job.hosts.iter().filter(|h| h.state == HState::Lost).count();
-        let event = Event::RunFinished {
+        let mut event = events::finished_event(
             result,
-            succeeded: tally.succeeded,
+            &tally,
+            now_ms().saturating_sub(job.session_started_ms),
+        );
+        if let Event::RunFinished { failed, .. } = &mut event {
             // Lost hosts are failures to the scheduler; the job's counts tell them apart.
-            failed: tally.failed.saturating_sub(lost),
-            timed_out: tally.timed_out,
-            unreachable: tally.unreachable,
-            skipped: tally.skipped,
-            cancelled: tally.cancelled,
-            at_ms: now_ms().saturating_sub(job.session_started_ms),
-        };
+            *failed = failed.saturating_sub(lost);
+        }
         eprintln!(
             "pogo dispatcher: job {id} {}",
             match result {
