@@ -562,9 +562,10 @@ fn run_ids(runs: &Path) -> Result<Vec<RunId>, RunDirError> {
     Ok(ids)
 }
 
-/// 16 bits that differ between processes and between calls: `RandomState` is seeded from the
-/// operating system's randomness once per process, and varied for each instance.
-fn random_suffix(attempt: u32) -> u16 {
+/// 16 bits that differ between processes and between calls, for [`RunId::new`]: `RandomState`
+/// is seeded from the operating system's randomness once per process, and varied for each
+/// instance. `attempt` counts the ids tried for one start time.
+pub fn random_suffix(attempt: u32) -> u16 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());

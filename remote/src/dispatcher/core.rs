@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pogo_executor::events::{self, Event, FinalState, RunResult, LOST_EXIT_CODE};
-use pogo_executor::rundir::{RunId, TransportSpec};
+use pogo_executor::rundir::{random_suffix, RunId, TransportSpec};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
 };
@@ -898,10 +898,7 @@ impl Core {
             .map_err(|e| ApiErr::bad(format!("cannot run the plan: {e}")))?;
         let now = SystemTime::now();
         let id = (0..)
-            .map(|attempt: u32| {
-                let suffix = suffix(attempt);
-                format!("job-{}", RunId::new(now, suffix))
-            })
+            .map(|attempt: u32| format!("job-{}", RunId::new(now, random_suffix(attempt))))
             .find(|id| !self.jobs.contains_key(id))
             .unwrap_or_default();
         let started = now_ms();
@@ -1873,14 +1870,6 @@ impl Core {
 /// `1 host`, `2 hosts`.
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-fn suffix(attempt: u32) -> u16 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.write_u32(attempt);
-    hasher.finish() as u16
 }
 
 /// The HTTP side's hold on the core.
