@@ -34,6 +34,10 @@ const PAGE: usize = 1000;
 #[derive(Clone)]
 struct Peer(Result<Identity, String>);
 
+/// The name in the certificate of a request that [`authorize`] let through for its role.
+#[derive(Clone)]
+struct Caller(String);
+
 #[derive(Clone)]
 pub struct AppState {
     pub core: CoreHandle,
@@ -118,7 +122,9 @@ async fn authorize(
     } else {
         Role::Operator
     };
-    allow(&peer, role)?;
+    let name = allow(&peer, role)?;
+    let mut request = request;
+    request.extensions_mut().insert(Caller(name));
     Ok(next.run(request).await)
 }
 
@@ -144,10 +150,9 @@ where
 
 async fn submit(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Caller(by)): Extension<Caller>,
     Body_(body): Body_<SubmitJob>,
 ) -> Result<Response, ApiErr> {
-    let by = allow(&peer, Role::Operator)?;
     let summary = app
         .core
         .call(|reply| Cmd::Submit {
@@ -159,20 +164,14 @@ async fn submit(
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
-async fn jobs(
-    State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
-) -> Result<Json<Vec<JobSummary>>, ApiErr> {
-    allow(&peer, Role::Operator)?;
+async fn jobs(State(app): State<AppState>) -> Result<Json<Vec<JobSummary>>, ApiErr> {
     Ok(Json(app.core.call(|reply| Cmd::Jobs { reply }).await?))
 }
 
 async fn job(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiErr> {
-    allow(&peer, Role::Operator)?;
     Ok(Json(app.core.call(|reply| Cmd::Job { id, reply }).await?))
 }
 
@@ -187,11 +186,9 @@ struct StreamQuery {
 
 async fn events(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
     Path(id): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiErr> {
-    allow(&peer, Role::Operator)?;
     let fetch = {
         let core = app.core.clone();
         move |id: String, after: u64| {
@@ -214,11 +211,9 @@ async fn events(
 
 async fn output(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
     Path(id): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiErr> {
-    allow(&peer, Role::Operator)?;
     let host = query.host.clone();
     let fetch = {
         let core = app.core.clone();
@@ -343,11 +338,10 @@ where
 
 async fn halt(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Caller(by)): Extension<Caller>,
     Path(id): Path<String>,
     Body_(body): Body_<HaltJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
-    let by = allow(&peer, Role::Operator)?;
     eprintln!(
         "pogo dispatcher: job {id}: halt{} asked by {by}",
         if body.kill { " with kill" } else { "" }
@@ -365,11 +359,9 @@ async fn halt(
 
 async fn resume(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
     Path(id): Path<String>,
     Body_(body): Body_<ResumeJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
-    allow(&peer, Role::Operator)?;
     Ok(Json(
         app.core
             .call(|reply| Cmd::Resume {
@@ -384,11 +376,9 @@ async fn resume(
 
 async fn retry(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
     Path(id): Path<String>,
     Body_(body): Body_<RetryJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
-    allow(&peer, Role::Operator)?;
     Ok(Json(
         app.core
             .call(|reply| Cmd::Resume {
@@ -401,20 +391,15 @@ async fn retry(
     ))
 }
 
-async fn workers(
-    State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
-) -> Result<Json<Vec<WorkerInfo>>, ApiErr> {
-    allow(&peer, Role::Operator)?;
+async fn workers(State(app): State<AppState>) -> Result<Json<Vec<WorkerInfo>>, ApiErr> {
     Ok(Json(app.core.call(|reply| Cmd::Workers { reply }).await?))
 }
 
 async fn poll(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Caller(worker)): Extension<Caller>,
     Body_(body): Body_<Poll>,
 ) -> Result<Json<Tasks>, ApiErr> {
-    let worker = allow(&peer, Role::Worker)?;
     Ok(Json(
         app.core
             .call(|reply| Cmd::Poll {
@@ -428,10 +413,9 @@ async fn poll(
 
 async fn put_output(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Caller(worker)): Extension<Caller>,
     Body_(body): Body_<OutputChunk>,
 ) -> Result<StatusCode, ApiErr> {
-    let worker = allow(&peer, Role::Worker)?;
     app.core
         .call(|reply| Cmd::PutOutput {
             worker,
@@ -444,10 +428,9 @@ async fn put_output(
 
 async fn results(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Caller(worker)): Extension<Caller>,
     Body_(body): Body_<Results>,
 ) -> Result<Json<Accepted>, ApiErr> {
-    let worker = allow(&peer, Role::Worker)?;
     Ok(Json(
         app.core
             .call(|reply| Cmd::Results {
@@ -461,10 +444,9 @@ async fn results(
 
 async fn heartbeat(
     State(app): State<AppState>,
-    Extension(peer): Extension<Peer>,
+    Extension(Caller(worker)): Extension<Caller>,
     Body_(body): Body_<Heartbeat>,
 ) -> Result<Json<HeartbeatReply>, ApiErr> {
-    let worker = allow(&peer, Role::Worker)?;
     Ok(Json(
         app.core
             .call(|reply| Cmd::Heartbeat {
