@@ -8,11 +8,14 @@
 //! `start` and sees it end after its `end`), so recorded spans that respect the plan's order
 //! and limits prove nothing, while ones that break them prove pogo wrong.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{check_order_and_limits, config, read_spans};
 use pogo_model::Plan;
 
 const REC: &str = r#"rec="$(dirname "$0")/rec/$POGO_HOST"
@@ -23,17 +26,6 @@ echo "ran on $POGO_HOST"
 case " $FAIL " in *" $POGO_HOST "*) echo "failing on purpose" >&2; exit 3;; esac
 exit 0
 "#;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the cli crate sits in the workspace")
-        .to_path_buf()
-}
-
-fn config(name: &str) -> String {
-    root().join(name).display().to_string()
-}
 
 /// A test's own directory: the working directory of its pogo processes.
 struct Scene {
@@ -105,22 +97,7 @@ impl Scene {
     /// Each host's recorded (start, end) spans, in the order they ran; an end of 0 for a span
     /// that never ended.
     fn spans(&self) -> BTreeMap<String, Vec<(u128, u128)>> {
-        let mut spans = BTreeMap::new();
-        for entry in std::fs::read_dir(self.path().join("rec")).unwrap() {
-            let entry = entry.unwrap();
-            let text = std::fs::read_to_string(entry.path()).unwrap();
-            let mut host: Vec<(u128, u128)> = Vec::new();
-            for line in text.lines() {
-                let (word, nanos) = line.split_once(' ').unwrap();
-                let nanos: u128 = nanos.parse().unwrap();
-                match word {
-                    "start" => host.push((nanos, 0)),
-                    _ => host.last_mut().unwrap().1 = nanos,
-                }
-            }
-            spans.insert(entry.file_name().to_string_lossy().into_owned(), host);
-        }
-        spans
+        read_spans(&self.path().join("rec"))
     }
 
     /// How many times each host's command started.
@@ -244,72 +221,6 @@ fn processes_matching(needle: &str) -> Vec<String> {
         }
     }
     found
-}
-
-/// Every host ran exactly once, no host of a slot started before every host of the slots
-/// before it ended, and no constraint group ever had more hosts running than its limit.
-/// Returns the peak of each group.
-fn check_order_and_limits(
-    plan: &Plan,
-    spans: &BTreeMap<String, Vec<(u128, u128)>>,
-) -> BTreeMap<String, usize> {
-    let span = |host: &str| -> (u128, u128) {
-        let host_spans = spans
-            .get(host)
-            .unwrap_or_else(|| panic!("{host} never ran"));
-        assert_eq!(host_spans.len(), 1, "{host} ran {} times", host_spans.len());
-        assert!(host_spans[0].1 > 0, "{host} never ended");
-        host_spans[0]
-    };
-    for host in &plan.hosts {
-        span(host);
-    }
-    assert_eq!(spans.len(), plan.hosts.len(), "only the plan's hosts run");
-    let slot_hosts = |id: &str| -> &Vec<String> {
-        &plan
-            .slots()
-            .find(|(_, slot)| slot.id == id)
-            .expect("edges name slots")
-            .1
-            .hosts
-    };
-    for edge in &plan.edges {
-        let Some(done) = slot_hosts(&edge.from).iter().map(|h| span(h).1).max() else {
-            continue;
-        };
-        for host in slot_hosts(&edge.to) {
-            assert!(
-                span(host).0 > done,
-                "{host} of {} started before {} was complete",
-                edge.to,
-                edge.from
-            );
-        }
-    }
-    let mut peaks = BTreeMap::new();
-    for group in &plan.constraints {
-        let mut moments: Vec<(u128, i32)> = Vec::new();
-        for host in &group.hosts {
-            let (start, end) = span(host);
-            moments.push((start, 1));
-            moments.push((end, -1));
-        }
-        // At equal instants, an end counts before a start.
-        moments.sort();
-        let (mut now, mut peak) = (0i32, 0i32);
-        for (_, step) in moments {
-            now += step;
-            peak = peak.max(now);
-        }
-        assert!(
-            peak as u64 <= group.max_parallel.value,
-            "group {} had {peak} hosts running at once, limit {}",
-            group.id,
-            group.max_parallel.value
-        );
-        peaks.insert(group.id.clone(), peak as usize);
-    }
-    peaks
 }
 
 #[test]

@@ -1,0 +1,113 @@
+//! What the tests that run `pogo` share: where the repository is, and the check that a run
+//! kept its plan's order and limits, from the times each host's command recorded.
+// Each test file includes this module and uses part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pogo_model::Plan;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the cli crate sits in the workspace")
+        .to_path_buf()
+}
+
+pub fn config(name: &str) -> String {
+    root().join(name).display().to_string()
+}
+
+/// The runs of each host's command, as `(start, end)` nanoseconds, read from the files in
+/// `rec` where each host's command appends `start NANOS` and `end NANOS` (0: not ended yet).
+pub fn read_spans(rec: &Path) -> BTreeMap<String, Vec<(u128, u128)>> {
+    let mut spans = BTreeMap::new();
+    for entry in std::fs::read_dir(rec).unwrap() {
+        let entry = entry.unwrap();
+        let text = std::fs::read_to_string(entry.path()).unwrap();
+        let mut host: Vec<(u128, u128)> = Vec::new();
+        for line in text.lines() {
+            // A line being written is not complete yet.
+            let Some((word, nanos)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(nanos) = nanos.parse::<u128>() else {
+                continue;
+            };
+            match (word, host.last_mut()) {
+                ("start", _) => host.push((nanos, 0)),
+                ("end", Some(last)) => last.1 = nanos,
+                _ => {}
+            }
+        }
+        spans.insert(entry.file_name().to_string_lossy().into_owned(), host);
+    }
+    spans
+}
+
+/// Every host ran exactly once, no host of a slot started before every host of the slots
+/// before it ended, and no constraint group ever had more hosts running than its limit.
+/// Returns the peak of each group.
+pub fn check_order_and_limits(
+    plan: &Plan,
+    spans: &BTreeMap<String, Vec<(u128, u128)>>,
+) -> BTreeMap<String, usize> {
+    let span = |host: &str| -> (u128, u128) {
+        let host_spans = spans
+            .get(host)
+            .unwrap_or_else(|| panic!("{host} never ran"));
+        assert_eq!(host_spans.len(), 1, "{host} ran {} times", host_spans.len());
+        assert!(host_spans[0].1 > 0, "{host} never ended");
+        host_spans[0]
+    };
+    for host in &plan.hosts {
+        span(host);
+    }
+    assert_eq!(spans.len(), plan.hosts.len(), "only the plan's hosts run");
+    let slot_hosts = |id: &str| -> &Vec<String> {
+        &plan
+            .slots()
+            .find(|(_, slot)| slot.id == id)
+            .expect("edges name slots")
+            .1
+            .hosts
+    };
+    for edge in &plan.edges {
+        let Some(done) = slot_hosts(&edge.from).iter().map(|h| span(h).1).max() else {
+            continue;
+        };
+        for host in slot_hosts(&edge.to) {
+            assert!(
+                span(host).0 > done,
+                "{host} of {} started before {} was complete",
+                edge.to,
+                edge.from
+            );
+        }
+    }
+    let mut peaks = BTreeMap::new();
+    for group in &plan.constraints {
+        let mut moments: Vec<(u128, i32)> = Vec::new();
+        for host in &group.hosts {
+            let (start, end) = span(host);
+            moments.push((start, 1));
+            moments.push((end, -1));
+        }
+        // At equal instants, an end counts before a start.
+        moments.sort();
+        let (mut now, mut peak) = (0i32, 0i32);
+        for (_, step) in moments {
+            now += step;
+            peak = peak.max(now);
+        }
+        assert!(
+            peak as u64 <= group.max_parallel.value,
+            "group {} had {peak} hosts running at once, limit {}",
+            group.id,
+            group.max_parallel.value
+        );
+        peaks.insert(group.id.clone(), peak as usize);
+    }
+    peaks
+}
