@@ -20,11 +20,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{check_order_and_limits, config, read_spans};
+use common::{check_order_and_limits, config, read_spans, Run};
 use pogo_executor::rundir::TransportSpec;
 use pogo_model::Plan;
 use pogo_remote::api::{HaltJob, Heartbeat, Poll, SubmitJob};
@@ -214,34 +214,7 @@ impl Drop for Proc {
     }
 }
 
-/// The output of a pogo command that ran to its end.
-struct Run(Output);
-
 impl Run {
-    fn code(&self) -> i32 {
-        self.0.status.code().expect("pogo exits")
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.0.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.0.stderr).into_owned()
-    }
-
-    #[track_caller]
-    fn expect(&self, code: i32) -> &Run {
-        assert_eq!(
-            self.code(),
-            code,
-            "stdout:\n{}\nstderr:\n{}",
-            self.stdout(),
-            self.stderr()
-        );
-        self
-    }
-
     #[track_caller]
     fn json(&self) -> Value {
         self.expect(0);
