@@ -1948,13 +1948,17 @@ mod tests {
         }
 
         async fn submit(&self, plan: Plan) -> JobSummary {
-            let job = SubmitJob {
+            self.send(SubmitJob {
                 plan,
                 transport: TransportSpec::Local,
                 retry_delay_ms: 0,
                 password: None,
                 submission: None,
-            };
+            })
+            .await
+        }
+
+        async fn send(&self, job: SubmitJob) -> JobSummary {
             self.handle
                 .call(|reply| Cmd::Submit {
                     job: Box::new(job),
@@ -2103,35 +2107,13 @@ mod tests {
             password: None,
             submission: Some(submission.into()),
         };
-        let send = |job: SubmitJob| {
-            let handle = rig.handle.clone();
-            async move {
-                handle
-                    .call(|reply| Cmd::Submit {
-                        job: Box::new(job),
-                        by: "alice".into(),
-                        reply,
-                    })
-                    .await
-                    .unwrap()
-            }
-        };
-        let first = send(submit("s-1")).await;
-        assert_eq!(send(submit("s-1")).await.id, first.id);
-        assert_ne!(send(submit("s-2")).await.id, first.id);
+        let first = rig.send(submit("s-1")).await;
+        assert_eq!(rig.send(submit("s-1")).await.id, first.id);
+        assert_ne!(rig.send(submit("s-2")).await.id, first.id);
         // Still known after a restart.
         rig.restart().await;
-        let handle = rig.handle.clone();
-        let again = handle
-            .call(|reply| Cmd::Submit {
-                job: Box::new(submit("s-1")),
-                by: "alice".into(),
-                reply,
-            })
-            .await
-            .unwrap();
-        assert_eq!(again.id, first.id);
-        let jobs = handle.call(|reply| Cmd::Jobs { reply }).await.unwrap();
+        assert_eq!(rig.send(submit("s-1")).await.id, first.id);
+        let jobs = rig.handle.call(|reply| Cmd::Jobs { reply }).await.unwrap();
         assert_eq!(jobs.len(), 2);
     }
 
