@@ -727,13 +727,6 @@ fn resume_note(
     note
 }
 
-/// Asks for the SSH password on the terminal, without echo.
-fn ask_password() -> Result<Secret, Failure> {
-    rpassword::prompt_password("Password: ")
-        .map(Secret::new)
-        .map_err(|e| invalid(format!("cannot read a password from the terminal: {e}")))
-}
-
 /// Runs the job to its end and renders it; the exit code says how it ended.
 fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8, Failure> {
     let Job {
@@ -744,7 +737,9 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         earlier,
     } = job;
     let password = match spec.transport {
-        TransportSpec::Ssh { password: true, .. } => Some(ask_password()?),
+        TransportSpec::Ssh { password: true, .. } => {
+            Some(Secret::new(crate::remote::ask_password()?))
+        }
         _ => None,
     };
     let transport =

@@ -298,7 +298,7 @@ pub fn utc(secs: u64) -> String {
     id.started().replace('T', " ").replace('Z', "")
 }
 
-/// Asks for the SSH password on the terminal, without echo, to send to the dispatcher.
+/// Asks for the SSH password on the terminal, without echo: for a local run or a job.
 pub fn ask_password() -> Result<String, Failure> {
     rpassword::prompt_password("Password: ")
         .map_err(|e| invalid(format!("cannot read a password from the terminal: {e}")))
