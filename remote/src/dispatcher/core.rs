@@ -414,6 +414,9 @@ pub struct Core {
     /// Jobs by id, and their order of submission.
     jobs: HashMap<String, Job>,
     order: Vec<String>,
+    /// The jobs whose session goes on (they have a scheduler), oldest first: what serving a
+    /// poll and the clock look at, however many ended jobs the dispatcher keeps.
+    running: Vec<String>,
     /// Job ids by the client's submission id.
     submissions: HashMap<String, String>,
     workers: BTreeMap<String, WorkerRt>,
@@ -459,6 +462,7 @@ impl Core {
             timing,
             jobs: HashMap::new(),
             order: Vec::new(),
+            running: Vec::new(),
             submissions: HashMap::new(),
             workers: BTreeMap::new(),
             waiters: VecDeque::new(),
@@ -474,9 +478,12 @@ impl Core {
                 core.submissions.insert(submission.clone(), job.id.clone());
             }
             core.order.push(job.id.clone());
+            if job.scheduler.is_some() {
+                core.running.push(job.id.clone());
+            }
             core.jobs.insert(job.id.clone(), job);
         }
-        let ids = core.order.clone();
+        let ids = core.running.clone();
         for id in &ids {
             core.check_end(id);
         }
@@ -956,6 +963,7 @@ impl Core {
             at_ms: 0,
         };
         self.order.push(id.clone());
+        self.running.push(id.clone());
         if let Some(submission) = &job.submission {
             self.submissions.insert(submission.clone(), id.clone());
         }
@@ -1049,8 +1057,8 @@ impl Core {
 
     /// The next task any job has for `worker`, marked as handed out to it.
     fn next_task(&mut self, worker: &str, now: Instant) -> Option<Task> {
-        for i in 0..self.order.len() {
-            let id = &self.order[i];
+        for i in 0..self.running.len() {
+            let id = &self.running[i];
             let job = self.jobs.get_mut(id)?;
             if !job.active() {
                 continue;
@@ -1471,6 +1479,7 @@ impl Core {
         };
         job.reasons = reasons;
         job.scheduler = None;
+        self.running.retain(|other| other != id);
         job.ready.clear();
         job.run_deadline = None;
         let lost = job.hosts.iter().filter(|h| h.state == HState::Lost).count();
@@ -1676,6 +1685,14 @@ impl Core {
             resumed: true,
             at_ms: 0,
         };
+        // Back among the running jobs, in the order of submission.
+        let rank = |id: &str| self.order.iter().position(|o| o == id);
+        let at = self
+            .running
+            .iter()
+            .position(|other| rank(other) > rank(id))
+            .unwrap_or(self.running.len());
+        self.running.insert(at, id.to_string());
         for idx in pending {
             self.save_host(id, idx);
         }
@@ -1814,7 +1831,7 @@ impl Core {
             }
         }
         let expired: Vec<String> = self
-            .order
+            .running
             .iter()
             .filter(|id| {
                 let job = &self.jobs[*id];
