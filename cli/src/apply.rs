@@ -11,12 +11,10 @@ use std::time::{Duration, SystemTime};
 use clap::{Args, ValueEnum};
 use pogo_executor::events::{self, Event, RunResult};
 use pogo_executor::journal::Journal;
-use pogo_executor::rundir::{
-    self, NewRun, Reopened, RunDir, RunDirError, RunId, RunLock, RunSpec, TransportSpec,
-};
+use pogo_executor::rundir::{self, NewRun, Reopened, RunDir, RunDirError, RunId, RunLock, RunSpec};
 use pogo_executor::runner::{self, Control, Reporter, RunSettings};
 use pogo_executor::scheduler::{FailedHosts, HostState, LimitOverrides, Scheduler};
-use pogo_executor::transport::{HostKeyPolicy, Secret};
+use pogo_executor::transport::{HostKeyPolicy, Secret, TransportSpec};
 use pogo_model::{ConstraintSpec, Plan, JOB_GROUP_ID};
 use pogo_planner::spec::parse_duration;
 use pogo_planner::{FailureLimit, Limit};

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{check_order_and_limits, config, read_spans, Run};
-use pogo_executor::rundir::TransportSpec;
+use pogo_executor::transport::TransportSpec;
 use pogo_model::Plan;
 use pogo_remote::api::{HaltJob, Heartbeat, Poll, SubmitJob};
 use pogo_remote::certs::{self, Role, Validity};

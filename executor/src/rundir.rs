@@ -8,7 +8,7 @@
 //!       plan.json                 the plan as the run applies it (written atomically)
 //!       run.json                  how it reaches its hosts (RunSpec), for a resume to do the same
 //!       journal.ndjson            the journal: one event per line, every session of the run
-//!       logs/HOST.log             each host's output (see runner::log_file_name)
+//!       logs/HOST.log             each host's output (see log_file_name)
 //! ```
 //!
 //! A process that applies a run holds an exclusive `flock` on the run's directory for as long
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::{Event, RunResult};
 use crate::journal::{self, Journal, JournalError};
+use crate::transport::TransportSpec;
 
 /// Where runs are kept when nothing else is said: in the current directory, like `.git`.
 pub const DEFAULT_STATE_DIR: &str = ".pogo";
@@ -76,33 +77,6 @@ pub struct RunSpec {
     pub transport: TransportSpec,
     /// The pause before a retry, in milliseconds.
     pub retry_delay_ms: u64,
-}
-
-/// A transport and its options, as given for the run (paths made absolute).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TransportSpec {
-    Local,
-    Ssh {
-        user: Option<String>,
-        port: Option<u16>,
-        identity: Option<PathBuf>,
-        ssh_config: Option<PathBuf>,
-        /// `strict`, `accept-new` or `off` (`HostKeyPolicy`'s names).
-        known_hosts: String,
-        /// Whether the operator gave a password (asked for again on a resume).
-        password: bool,
-    },
-}
-
-impl TransportSpec {
-    /// `local` or `ssh`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TransportSpec::Local => "local",
-            TransportSpec::Ssh { .. } => "ssh",
-        }
-    }
 }
 
 /// A run's id: its UTC start time to the second and 4 random hex digits,
@@ -380,7 +354,7 @@ impl RunDir {
 
     /// The log of `host` (which exists only if the host printed something).
     pub fn log_path(&self, host: &str) -> PathBuf {
-        self.log_dir().join(crate::runner::log_file_name(host))
+        self.log_dir().join(log_file_name(host))
     }
 
     pub fn read_plan(&self) -> Result<Plan, RunDirError> {
@@ -599,6 +573,30 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> RunDirError
     }
 }
 
+/// A file name for a host's log: host names are mostly safe already, but a name from a config
+/// could hold a `/` or start with a dot.
+pub fn log_file_name(host: &str) -> String {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let trimmed = safe.trim_start_matches('.');
+    if trimmed == host {
+        return format!("{host}.log");
+    }
+    // Changed names get a hash of the real one, so `a b` and `a_b` keep separate logs.
+    let hash = host.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{trimmed}-{:08x}.log", hash as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,6 +638,18 @@ mod tests {
             "warnings": []
         });
         Plan::from_json(&json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn log_file_names_are_safe() {
+        assert_eq!(log_file_name("web01.example.com"), "web01.example.com.log");
+        let escaped = log_file_name("../etc/passwd");
+        assert!(
+            escaped.starts_with("_etc_passwd-") && !escaped.contains('/'),
+            "{escaped}"
+        );
+        assert_ne!(log_file_name("a b"), log_file_name("a_b"));
+        assert!(!log_file_name("..").starts_with('.'));
     }
 
     #[test]

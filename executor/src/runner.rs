@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::events::{self, Event, FinalState, RunResult};
 use crate::journal::{Journal, JournalError};
+use crate::rundir::log_file_name;
 use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, Tally};
 use crate::transport::{self, CancelToken, OutputLine, Transport};
 
@@ -372,30 +373,6 @@ impl Run<'_> {
     }
 }
 
-/// A file name for a host's log: host names are mostly safe already, but a name from a config
-/// could hold a `/` or start with a dot.
-pub fn log_file_name(host: &str) -> String {
-    let safe: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let trimmed = safe.trim_start_matches('.');
-    if trimmed == host {
-        return format!("{host}.log");
-    }
-    // Changed names get a hash of the real one, so `a b` and `a_b` keep separate logs.
-    let hash = host.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{trimmed}-{:08x}.log", hash as u32)
-}
-
 /// Appends an attempt's output to the host's log. The file is created only when there is
 /// output, so 10,000 silent hosts leave no 10,000 empty files. A retry's output starts under
 /// `--- attempt N ---`, and a resumed session's first output after an earlier session's under
@@ -437,22 +414,5 @@ async fn write_log(
                 .and_then(|()| f.write_all(&line.line))
                 .and_then(|()| f.write_all(b"\n"));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_file_names_are_safe() {
-        assert_eq!(log_file_name("web01.example.com"), "web01.example.com.log");
-        let escaped = log_file_name("../etc/passwd");
-        assert!(
-            escaped.starts_with("_etc_passwd-") && !escaped.contains('/'),
-            "{escaped}"
-        );
-        assert_ne!(log_file_name("a b"), log_file_name("a_b"));
-        assert!(!log_file_name("..").starts_with('.'));
     }
 }

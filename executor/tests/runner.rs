@@ -628,6 +628,7 @@ async fn a_resumed_sessions_output_is_marked_in_the_log() {
     )
     .await;
     assert_eq!(second.end.result, RunResult::Succeeded);
-    let log = std::fs::read_to_string(dir.path().join(runner::log_file_name("a"))).unwrap();
+    let log = std::fs::read_to_string(dir.path().join(pogo_executor::rundir::log_file_name("a")))
+        .unwrap();
     assert_eq!(log, "a attempt 1\n--- resumed ---\na attempt 2\n");
 }

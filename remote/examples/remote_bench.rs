@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use pogo_executor::rundir::TransportSpec;
 use pogo_executor::transport::CancelToken;
+use pogo_executor::transport::TransportSpec;
 use pogo_model::{Amount, Plan};
 use pogo_remote::api::{JobState, SubmitJob};
 use pogo_remote::certs::{self, InitOptions, Role, Validity};

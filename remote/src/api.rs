@@ -29,7 +29,7 @@
 //! a client that lost one starts again with `after=` the last sequence number it saw.
 
 use pogo_executor::events::Event;
-use pogo_executor::rundir::TransportSpec;
+use pogo_executor::transport::TransportSpec;
 use pogo_model::Plan;
 use serde::{Deserialize, Serialize};
 

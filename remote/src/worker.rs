@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pogo_executor::rundir::TransportSpec;
+use pogo_executor::transport::TransportSpec;
 use pogo_executor::transport::{
     self, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Outcome, RunResult, Secret,
     Stream, Transport,

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use pogo_executor::events::Event;
-use pogo_executor::rundir::TransportSpec;
 use pogo_executor::transport::CancelToken;
+use pogo_executor::transport::TransportSpec;
 use pogo_model::{Amount, Plan};
 use pogo_remote::api::{JobState, SubmitJob};
 use pogo_remote::certs::{self, InitOptions, Role, Validity};

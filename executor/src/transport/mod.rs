@@ -32,10 +32,12 @@ pub mod ssh;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
@@ -276,17 +278,43 @@ impl CancelToken {
     }
 }
 
-/// Builds the transport a run's [`TransportSpec`](crate::rundir::TransportSpec) describes,
+/// A transport and its options, as given for the run (paths made absolute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportSpec {
+    Local,
+    Ssh {
+        user: Option<String>,
+        port: Option<u16>,
+        identity: Option<PathBuf>,
+        ssh_config: Option<PathBuf>,
+        /// `strict`, `accept-new` or `off` (`HostKeyPolicy`'s names).
+        known_hosts: String,
+        /// Whether the operator gave a password (asked for again on a resume).
+        password: bool,
+    },
+}
+
+impl TransportSpec {
+    /// `local` or `ssh`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportSpec::Local => "local",
+            TransportSpec::Ssh { .. } => "ssh",
+        }
+    }
+}
+
+/// Builds the transport a run's [`TransportSpec`] describes,
 /// with the SSH password when the operator gave one. The SSH transport's askpass helper is the
 /// current executable (the pogo binary, see [`askpass_main`]).
 ///
 /// Fails, with a message that reads after "failed to", on an unknown host-key policy or when
 /// the SSH transport cannot start on this machine (no temporary directory, for example).
 pub fn from_spec(
-    spec: &crate::rundir::TransportSpec,
+    spec: &TransportSpec,
     password: Option<Secret>,
 ) -> Result<Arc<dyn Transport>, String> {
-    use crate::rundir::TransportSpec;
     match spec {
         TransportSpec::Local => Ok(Arc::new(LocalTransport::new())),
         TransportSpec::Ssh {
@@ -441,7 +469,7 @@ mod tests {
 
     #[tokio::test]
     async fn from_spec_builds_the_local_transport() {
-        let transport = from_spec(&crate::rundir::TransportSpec::Local, None).unwrap();
+        let transport = from_spec(&TransportSpec::Local, None).unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let result = transport
             .run("web1", "echo $POGO_HOST", None, &CancelToken::new(), tx)
@@ -453,7 +481,7 @@ mod tests {
 
     #[test]
     fn from_spec_builds_the_ssh_transport_and_checks_the_host_key_policy() {
-        let ssh = |known_hosts: &str| crate::rundir::TransportSpec::Ssh {
+        let ssh = |known_hosts: &str| TransportSpec::Ssh {
             user: Some("deploy".into()),
             port: Some(2222),
             identity: None,

@@ -12,10 +12,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pogo_executor::events::{self, Event, FinalState, RunResult, LOST_EXIT_CODE};
-use pogo_executor::rundir::{random_suffix, RunId, TransportSpec};
+use pogo_executor::rundir::{random_suffix, RunId};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
 };
+use pogo_executor::transport::TransportSpec;
 use pogo_model::Plan;
 use tokio::sync::{oneshot, watch};
 
