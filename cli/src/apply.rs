@@ -5,13 +5,13 @@
 //! the end. The rest of the CLI stays synchronous.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
 use pogo_executor::events::{self, Event, RunResult};
 use pogo_executor::journal::Journal;
-use pogo_executor::rundir::{self, NewRun, Reopened, RunDir, RunDirError, RunId, RunLock, RunSpec};
+use pogo_executor::rundir::{NewRun, Reopened, RunDir, RunDirError, RunId, RunLock, RunSpec};
 use pogo_executor::runner::{self, Control, Reporter, RunSettings};
 use pogo_executor::scheduler::{FailedHosts, HostState, LimitOverrides, Scheduler};
 use pogo_executor::transport::{HostKeyPolicy, Secret, TransportSpec};
@@ -20,11 +20,14 @@ use pogo_planner::spec::parse_duration;
 use pogo_planner::{FailureLimit, Limit};
 use pogo_remote::api::SubmitJob;
 
+use crate::failure::{emit, exit, invalid, usage, Failure};
+use crate::inputs::{read_plan, state_dir, PlanFlags};
 use crate::remote::DispatcherFlags;
-use crate::render::plural;
-use crate::report::{summary, Json, Ledger, Lines, Notice, Progress, SummaryOptions, Tee, Where};
 use crate::stale::{check_plan, Against};
-use crate::{emit, exit, invalid, read_plan, usage, Failure, PlanFlags};
+use pogo_views::report::{
+    summary, Json, Ledger, Lines, Notice, Progress, SummaryOptions, Tee, Where,
+};
+use pogo_views::text::plural;
 
 #[derive(Args)]
 #[command(
@@ -202,7 +205,7 @@ const RETRY_DELAY: Duration = Duration::from_secs(5);
 )]
 pub struct RunArgs {
     #[command(flatten)]
-    source: crate::PlanSource,
+    source: crate::inputs::PlanSource,
     /// Run without asking for confirmation
     #[arg(long, short = 'y')]
     yes: bool,
@@ -345,18 +348,6 @@ impl Exec {
     }
 }
 
-/// The state directory from `--state-dir`, `POGO_STATE_DIR` or the default, and the flag to
-/// repeat in suggested commands: for `pogo runs` and `pogo log`.
-pub fn state_dir(flag: Option<&Path>) -> (PathBuf, String) {
-    match flag {
-        Some(dir) => (dir.to_path_buf(), format!(" --state-dir {}", dir.display())),
-        None => match std::env::var_os(rundir::STATE_DIR_ENV) {
-            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), String::new()),
-            _ => (PathBuf::from(rundir::DEFAULT_STATE_DIR), String::new()),
-        },
-    }
-}
-
 /// A run ready to start.
 struct Job {
     plan: Plan,
@@ -470,9 +461,9 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
 /// `pogo run`: the plan's schedule first, then a confirmation, then `pogo apply`'s run.
 pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let exec = args.exec.check()?;
-    let plan = crate::compile_plan(&args.source, &args.flags)?;
+    let plan = crate::inputs::compile_plan(&args.source, &args.flags)?;
     runnable(&plan)?;
-    let table = format!("{}\n", crate::render::plan_text(&plan, args.full));
+    let table = format!("{}\n", pogo_views::plan::plan_text(&plan, args.full));
     let spec = exec.new_spec()?;
     if exec.flags.json {
         // stdout is for the events alone.
@@ -656,7 +647,7 @@ fn resume(
     };
     let scheduler = Scheduler::resume(&plan, LimitOverrides::default(), &states, policy)
         .map_err(|e| invalid(format!("cannot resume run {id}: {e}")))?;
-    let note = resume_note(&plan, &states, &interrupted, retry_failed);
+    let note = pogo_views::runs::resume_note(&plan, &states, &interrupted, retry_failed);
     let _ = std::io::stderr().write_all(note.as_bytes());
     Ok(Job {
         plan,
@@ -665,64 +656,6 @@ fn resume(
         existing: Some((dir, lock, journal)),
         earlier: events,
     })
-}
-
-/// What a resume does with each host, said before it starts.
-fn resume_note(
-    plan: &Plan,
-    states: &[HostState],
-    interrupted: &[pogo_executor::scheduler::HostIdx],
-    retry_failed: bool,
-) -> String {
-    let succeeded = states
-        .iter()
-        .filter(|s| **s == HostState::Succeeded)
-        .count();
-    let failed = states.iter().filter(|s| s.is_failure()).count() - interrupted.len();
-    let mut note = format!(
-        "Resuming: {} succeeded before and will not run again",
-        plural(succeeded, "host")
-    );
-    if failed > 0 {
-        note.push_str(&format!(
-            "; {} failed before and {}",
-            plural(failed, "host"),
-            match (retry_failed, failed) {
-                (true, _) => "will run again (--retry-failed)",
-                (false, 1) => "stays failed (--retry-failed runs it again)",
-                (false, _) => "stay failed (--retry-failed runs them again)",
-            }
-        ));
-    }
-    note.push_str(".\n");
-    if !interrupted.is_empty() {
-        let names: Vec<&str> = interrupted
-            .iter()
-            .take(10)
-            .map(|h| plan.hosts[h.index()].as_str())
-            .collect();
-        let more = if interrupted.len() > names.len() {
-            format!(" and {} more", interrupted.len() - names.len())
-        } else {
-            String::new()
-        };
-        let (were, them, they) = match interrupted.len() {
-            1 => ("1 host was".to_string(), "it", "it"),
-            n => (format!("{n} hosts were"), "them", "they"),
-        };
-        note.push_str(&format!(
-            "{were} interrupted (started, but the pogo running {them} ended before {they} \
-             finished): {}{more}.\n",
-            names.join(", ")
-        ));
-        note.push_str(if retry_failed {
-            "Their command may have run in part; they run again (--retry-failed).\n"
-        } else {
-            "Their command may have run, so they count as failed and do not run again; \
-             --retry-failed runs them again.\n"
-        });
-    }
-    note
 }
 
 /// Runs the job to its end and renders it; the exit code says how it ended.

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand, ValueEnum};
-use pogo_remote::certs::{self, CertInfo, InitOptions, Issued, Role, Validity};
+use pogo_remote::certs::{self, InitOptions, Issued, Role, Validity};
 
-use crate::render::plural;
-use crate::{emit, exit, invalid, usage, Failure};
+use crate::failure::{emit, exit, invalid, usage, Failure};
+use pogo_views::text::{plural, shell_word};
 
 #[derive(Args)]
 #[command(
@@ -416,18 +416,6 @@ fn toml_string(text: &str) -> String {
     serde_json::Value::from(text).to_string()
 }
 
-/// `text` as one word for a POSIX shell: quoted only when it must be.
-fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
-    match plain {
-        true => text.to_string(),
-        false => format!("'{}'", text.replace('\'', r"'\''")),
-    }
-}
-
 /// `2029-02-27`.
 fn day(t: SystemTime) -> String {
     let full = certs::format_utc(t);
@@ -456,7 +444,7 @@ fn show(args: ShowArgs, out: &mut dyn Write) -> Result<u8, Failure> {
             if !problems.is_empty() {
                 refused += 1;
             }
-            text.push_str(&describe(info, &problems, now));
+            text.push_str(&pogo_views::certs::describe(info, &problems, now));
         }
     }
     emit(out, &text)?;
@@ -467,52 +455,6 @@ fn show(args: ShowArgs, out: &mut dyn Write) -> Result<u8, Failure> {
             plural(n, "certificate")
         ))),
     }
-}
-
-fn describe(info: &CertInfo, problems: &[String], now: SystemTime) -> String {
-    let mut rows: Vec<(&str, String)> = Vec::new();
-    match (&info.identity, info.is_ca) {
-        (_, true) => rows.push(("role", "CA (signs certificates)".into())),
-        (Ok(identity), false) => {
-            rows.push(("role", identity.role.to_string()));
-            rows.push(("name", identity.name.clone()));
-        }
-        (Err(_), false) => rows.push(("role", "(none pogo can read)".into())),
-    }
-    rows.push(("subject", info.subject.clone()));
-    rows.push(("issuer", info.issuer.clone()));
-    let left = match info.not_after.duration_since(now) {
-        Ok(left) => format!(
-            "{} left",
-            plural(((left.as_secs() + 43_200) / 86_400) as usize, "day")
-        ),
-        Err(_) => "expired".to_string(),
-    };
-    rows.push((
-        "valid",
-        format!(
-            "{} to {} ({left})",
-            certs::format_utc(info.not_before),
-            certs::format_utc(info.not_after)
-        ),
-    ));
-    rows.push((
-        "usage",
-        match &info.extended_key_usage {
-            Some(usages) if usages.is_empty() => "(none)".into(),
-            Some(usages) => usages.join(", "),
-            None => "any (no extended key usage)".into(),
-        },
-    ));
-    if !info.names.is_empty() {
-        rows.push(("names", info.names.join(", ")));
-    }
-    for problem in problems {
-        rows.push(("problem", problem.clone()));
-    }
-    rows.iter()
-        .map(|(key, value)| format!("  {key:<8} {value}\n"))
-        .collect()
 }
 
 #[cfg(test)]

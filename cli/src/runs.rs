@@ -5,16 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use comfy_table::Cell;
-use pogo_executor::events::RunResult;
-use pogo_executor::rundir::{self, RunDir, RunInfo, RunState, Totals};
-use serde_json::json;
+use pogo_executor::rundir::{self, RunDir, RunState};
 
-use crate::apply::state_dir;
+use crate::failure::{emit, invalid, usage, Failure};
+use crate::inputs::state_dir;
 use crate::remote::{restore_first, DispatcherFlags};
-use crate::render::{new_table, plural};
-use crate::report::{summary, Ledger, SummaryOptions, Where};
-use crate::{emit, invalid, usage, Failure};
+use pogo_views::report::{summary, Ledger, SummaryOptions, Where};
 
 #[derive(Args)]
 #[command(
@@ -98,111 +94,9 @@ pub fn runs(args: RunsArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let (dir, _) = state_dir(args.state_dir.as_deref());
     let runs = rundir::list(&dir).map_err(failed)?;
     if args.json {
-        let list: Vec<serde_json::Value> = runs.iter().map(run_json).collect();
-        let mut text = serde_json::to_string_pretty(&list).expect("JSON values serialise");
-        text.push('\n');
-        return emit(out, &text);
+        return emit(out, &pogo_views::runs::json(&runs));
     }
-    if runs.is_empty() {
-        return emit(
-            out,
-            &format!("No runs in `{}`.\n", dir.join("runs").display()),
-        );
-    }
-    let mut table = new_table();
-    table.set_header(vec!["Run", "Started (UTC)", "Hosts", "Result", "Command"]);
-    for run in &runs {
-        let result = match run.sessions {
-            0 | 1 => state_text(&run.state),
-            n => format!("{} ({n} sessions)", state_text(&run.state)),
-        };
-        table.add_row(vec![
-            Cell::new(run.id.as_str()),
-            Cell::new(run.started.replace('T', " ").replace('Z', "")),
-            Cell::new(run.hosts),
-            Cell::new(result),
-            Cell::new(cut(&run.command, COMMAND_SHOWN)),
-        ]);
-    }
-    emit(out, &format!("{table}\n"))
-}
-
-/// Commands longer than this are cut in the table (`--json` has them whole).
-const COMMAND_SHOWN: usize = 50;
-
-pub(crate) fn cut(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    if line.chars().count() <= max && line.len() == text.len() {
-        return text.to_string();
-    }
-    let kept: String = line.chars().take(max.saturating_sub(1)).collect();
-    format!("{kept}…")
-}
-
-fn result_word(result: RunResult) -> &'static str {
-    match result {
-        RunResult::Succeeded => "succeeded",
-        RunResult::Failed => "failed",
-        RunResult::Stopped => "stopped",
-    }
-}
-
-/// `failed: 2 of 9 hosts`, `stopped: 3 succeeded, 1 failed, 5 skipped`, `interrupted`.
-fn state_text(state: &RunState) -> String {
-    match state {
-        RunState::Finished {
-            result: RunResult::Succeeded,
-            ..
-        } => "succeeded".to_string(),
-        RunState::Finished { result, totals } => {
-            format!("{}: {}", result_word(*result), totals_text(totals))
-        }
-        RunState::Running => "running".to_string(),
-        RunState::Interrupted => "interrupted".to_string(),
-    }
-}
-
-fn totals_text(t: &Totals) -> String {
-    [
-        (t.succeeded, "succeeded"),
-        (t.failed, "failed"),
-        (t.timed_out, "timed out"),
-        (t.unreachable, "unreachable"),
-        (t.cancelled, "cancelled"),
-        (t.skipped, "skipped"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, w)| format!("{n} {w}"))
-    .collect::<Vec<_>>()
-    .join(", ")
-}
-
-fn run_json(run: &RunInfo) -> serde_json::Value {
-    let (state, totals) = match &run.state {
-        RunState::Finished { result, totals } => (
-            result_word(*result),
-            json!({
-                "succeeded": totals.succeeded,
-                "failed": totals.failed,
-                "timed_out": totals.timed_out,
-                "unreachable": totals.unreachable,
-                "skipped": totals.skipped,
-                "cancelled": totals.cancelled,
-            }),
-        ),
-        RunState::Running => ("running", serde_json::Value::Null),
-        RunState::Interrupted => ("interrupted", serde_json::Value::Null),
-    };
-    json!({
-        "run_id": run.id.as_str(),
-        "started": run.started,
-        "command": run.command,
-        "hosts": run.hosts,
-        "sessions": run.sessions,
-        "state": state,
-        "totals": totals,
-    })
+    emit(out, &pogo_views::runs::table(&runs, &dir))
 }
 
 /// `pogo log`: a local run's, or a job's when the id says so or --dispatcher is given.
@@ -250,17 +144,7 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         if !running {
             ledger.interrupt_running();
         }
-        let head = format!(
-            "Run {}, started {}: `{}` on {}{}\n",
-            info.id,
-            info.started,
-            plan.command.as_deref().unwrap_or_default(),
-            plural(plan.hosts.len(), "host"),
-            match info.sessions {
-                0 | 1 => String::new(),
-                n => format!(", {n} sessions"),
-            }
-        );
+        let head = pogo_views::runs::log_head(&info, &plan);
         let text = summary(
             &ledger,
             &SummaryOptions {

@@ -11,8 +11,10 @@ use pogo_planner::spec::normalize;
 use pogo_planner::stale::{check, CheckError};
 use pogo_planner::{Config, JobSpec, PlanRequest};
 
-use crate::render::plural;
-use crate::{emit, exit, file_kind, invalid, read_plan, resolver, Failure, FileKind};
+use crate::failure::{emit, exit, invalid, Failure};
+use crate::inputs::{file_kind, read_plan, FileKind};
+use crate::resolver;
+use pogo_views::text::plural;
 
 /// What plans are checked against: the current config, and the plan spec's request when it
 /// is a spec.

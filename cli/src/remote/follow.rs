@@ -19,11 +19,12 @@ use pogo_remote::api::{EventRecord, HaltJob, JobState, OutputRecord, SubmitJob};
 use pogo_remote::client::{Client, ClientError, RecordStream};
 use tokio::sync::mpsc;
 
-use super::ops::LogText;
 use super::{client_failure, runtime};
-use crate::report::Where;
-use crate::report::{summary, tail_hosts, Json, Ledger, Lines, Notice, Progress, SummaryOptions};
-use crate::{emit, exit, invalid, Failure};
+use crate::failure::{emit, exit, invalid, Failure};
+use pogo_views::report::Where;
+use pogo_views::report::{
+    summary, tail_hosts, Json, Ledger, Lines, Notice, Progress, SummaryOptions,
+};
 
 /// The first pause before reconnecting; it doubles up to [`LONGEST_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(500);
@@ -350,7 +351,7 @@ pub fn apply(
                     "Job {id} submitted to {}: `{}` on {}\n{}",
                     client.url(),
                     job.command,
-                    crate::render::plural(job.hosts, "host"),
+                    pogo_views::text::plural(job.hosts, "host"),
                     whats_next(id, repeat)
                 );
                 Ok(exit::OK)
@@ -540,7 +541,7 @@ async fn follow_job(
 /// Everything `host` printed in the job so far, as its log would hold it.
 async fn host_output(client: &Client, id: &str, host: &str) -> Result<String, ClientError> {
     let mut stream = client.output(id, Some(host), 0, false).await?;
-    let mut format = LogText::new(false);
+    let mut format = pogo_views::jobs::LogText::new(false);
     let mut text = String::new();
     while let Some(record) = stream.next().await {
         format.push(&record?, &mut text);

@@ -22,13 +22,14 @@ pub mod ops;
 pub mod serve;
 
 use std::path::PathBuf;
-use std::time::{Duration, UNIX_EPOCH};
 
 use clap::Args;
 use pogo_remote::api::JobSummary;
 use pogo_remote::client::{Client, ClientError};
 
-use crate::{invalid, usage, Failure};
+use pogo_views::text::shell_word;
+
+use crate::failure::{invalid, usage, Failure};
 use config::{Connection, Given};
 
 /// How to reach the dispatcher: the flags every command that talks to one shares. What they
@@ -126,19 +127,6 @@ impl DispatcherFlags {
             }
         }
         text
-    }
-}
-
-/// `word`, quoted for a shell when it needs to be.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -291,13 +279,6 @@ pub async fn find_job(client: &Client, given: &str) -> Result<String, Failure> {
     resolve_job(given, &jobs).map_err(invalid)
 }
 
-/// `2026-11-24 23:01:02`: a time in seconds since the Unix epoch, in UTC.
-pub fn utc(secs: u64) -> String {
-    // A run id is its start time in UTC; its `started` form is RFC 3339.
-    let id = pogo_executor::rundir::RunId::new(UNIX_EPOCH + Duration::from_secs(secs), 0);
-    id.started().replace('T', " ").replace('Z', "")
-}
-
 /// Asks for the SSH password on the terminal, without echo: for a local run or a job.
 pub fn ask_password() -> Result<String, Failure> {
     rpassword::prompt_password("Password: ")
@@ -398,12 +379,6 @@ mod tests {
             " --dispatcher https://d:8443 --ca 'my ca.pem'"
         );
         assert_eq!(DispatcherFlags::default().repeat(), "");
-    }
-
-    #[test]
-    fn times_are_utc() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_795_561_262), "2026-11-24 23:01:02");
     }
 
     #[test]

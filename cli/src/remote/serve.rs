@@ -13,7 +13,7 @@ use pogo_remote::tls::TlsFiles;
 use pogo_remote::worker::{self, WorkerConfig};
 
 use super::DispatcherFlags;
-use crate::{emit, exit, invalid, usage, Failure};
+use crate::failure::{emit, exit, invalid, usage, Failure};
 
 /// A duration on the command line: `500ms`, or whole seconds as the plan options take them
 /// (`30`, `45s`, `10m`, `1h30m`). Zero is refused: every duration here paces something.

@@ -20,7 +20,7 @@ use pogo_executor::events::{Event, FinalState, RunResult};
 use pogo_executor::rundir::RunDir;
 use pogo_executor::runner::Reporter;
 
-use crate::render::{new_table, plural};
+use crate::text::{new_table, plural};
 
 /// Past this many hosts, the summary table lists only the hosts that did not succeed (and
 /// counts the rest) unless `--full` is given.

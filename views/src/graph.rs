@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 
 use pogo_model::{Plan, JOB_GROUP_ID};
 
-use crate::render::plural;
+use crate::text::plural;
 
 /// Host lists up to this long are written out; longer ones show the first host and a count.
 const HOSTS_LISTED: usize = 4;

@@ -2,13 +2,10 @@
 //! original `pogo-schedule` printed it), the constraint groups, the run options and warnings.
 //! Rendering never depends on the terminal, so the same plan always prints the same text.
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
+use comfy_table::{Cell, Table};
 use pogo_model::{Plan, JOB_GROUP_ID};
 
-/// Host lists longer than this are cut in the tables unless `--full` is given.
-const HOSTS_SHOWN: usize = 12;
-/// Host lists wrap at about this many characters per line.
-const WRAP: usize = 60;
+use crate::text::{host_list, new_table, plural};
 
 pub fn plan_text(plan: &Plan, full: bool) -> String {
     let mut out = String::new();
@@ -80,14 +77,6 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
     out
 }
 
-pub fn new_table() -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
-    table
-}
-
 fn schedule_table(plan: &Plan, full: bool) -> Table {
     let mut table = new_table();
     let width = plan
@@ -151,63 +140,4 @@ fn constraint_table(plan: &Plan, full: bool) -> Table {
         ]);
     }
     table
-}
-
-/// `a, b, c` wrapped at [`WRAP`] characters; long lists cut unless `full`.
-pub fn host_list(hosts: &[String], full: bool) -> String {
-    if hosts.is_empty() {
-        return "(no targets)".to_string();
-    }
-    let shown = if full || hosts.len() <= HOSTS_SHOWN {
-        hosts.len()
-    } else {
-        HOSTS_SHOWN
-    };
-    let mut words: Vec<String> = hosts[..shown].to_vec();
-    if shown < hosts.len() {
-        words.push(format!("... (+{} more)", hosts.len() - shown));
-    }
-    let mut out = String::new();
-    let mut line_len = 0;
-    for (i, word) in words.iter().enumerate() {
-        let piece = if i + 1 < words.len() && !words[i + 1].starts_with("...") {
-            format!("{word},")
-        } else {
-            word.clone()
-        };
-        if line_len > 0 && line_len + 1 + piece.len() > WRAP {
-            out.push('\n');
-            line_len = 0;
-        } else if line_len > 0 {
-            out.push(' ');
-            line_len += 1;
-        }
-        line_len += piece.len();
-        out.push_str(&piece);
-    }
-    out
-}
-
-pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_host_lists_are_cut_and_wrapped() {
-        let hosts: Vec<String> = (1..=40).map(|i| format!("web{i:03}.example.com")).collect();
-        let text = host_list(&hosts, false);
-        assert!(text.ends_with("... (+28 more)"), "{text}");
-        assert!(text.lines().all(|l| l.len() <= WRAP), "{text}");
-        let full = host_list(&hosts, true);
-        assert!(full.contains("web040.example.com"));
-        assert!(!full.contains("more"));
-    }
 }

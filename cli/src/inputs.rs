@@ -1,0 +1,248 @@
+//! What the commands read: where a plan comes from (a plan spec or a config, with the plan
+//! options of the command line), plan files, and which kind of file a path holds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use pogo_model::Plan;
+use pogo_planner::spec::{normalize, parse_duration, read_hostfile};
+use pogo_planner::{
+    compile, Config, FailureLimit, JobLimit, JobSpec, Limit, PlanRequest, Source, Span, TargetSpec,
+};
+
+use crate::failure::{exit, invalid, Failure};
+use crate::resolver;
+
+/// Where a plan comes from: a plan spec, or a config (`pogo plan` and `pogo run`).
+#[derive(Args)]
+pub struct PlanSource {
+    /// A plan spec (YAML) declaring the config, targets, command and options
+    #[arg(value_name = "SPEC")]
+    pub spec: Option<PathBuf>,
+    /// The fleet config (tags, sequences, constraints)
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "spec"
+    )]
+    pub config: Option<PathBuf>,
+}
+
+/// What a plan is compiled with besides its config: `pogo plan` and both sides of `pogo diff`.
+#[derive(Args)]
+#[command(next_help_heading = "Plan options")]
+pub struct PlanFlags {
+    /// Hosts, host patterns (web[1-9]) and $tags to run on, comma-separated; repeatable.
+    /// Default: every host in the config
+    #[arg(long, short = 't', value_name = "LIST")]
+    targets: Vec<String>,
+    /// A file of targets, one host, pattern or $tag per line (# starts a comment)
+    #[arg(long, value_name = "FILE")]
+    hostfile: Option<PathBuf>,
+    /// The command to run on each host
+    #[arg(long, value_name = "CMD")]
+    command: Option<String>,
+    /// Job-wide limit on hosts down at once: a number, or a percentage of the targets
+    /// [default: 32]
+    #[arg(long, value_name = "N|P%", conflicts_with = "unconstrained")]
+    concurrent: Option<String>,
+    /// No job-wide limit: only the config's constraints apply
+    #[arg(long)]
+    unconstrained: bool,
+    /// Per-host command timeout: seconds, or 45s, 10m, 1h30m [default: 600]
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// How many times to retry a host whose command failed [default: 0]
+    #[arg(long, value_name = "N")]
+    retry: Option<u32>,
+    /// Stop starting hosts once more than this many have failed: a number, or a percentage
+    /// of the targets [default: 0, the first failure halts the rollout]
+    #[arg(long, value_name = "N|P%")]
+    max_failures: Option<String>,
+    /// Timeout of the whole run: seconds, or 45s, 10m, 1h30m [default: none]
+    #[arg(long, value_name = "DURATION")]
+    run_timeout: Option<String>,
+    /// Refuse targets the config does not name (by default they run unordered)
+    #[arg(long)]
+    strict_targets: bool,
+}
+
+impl PlanFlags {
+    /// Whether any of them was given.
+    pub fn given(&self) -> bool {
+        !self.targets.is_empty()
+            || self.hostfile.is_some()
+            || self.command.is_some()
+            || self.concurrent.is_some()
+            || self.unconstrained
+            || self.timeout.is_some()
+            || self.retry.is_some()
+            || self.max_failures.is_some()
+            || self.run_timeout.is_some()
+            || self.strict_targets
+    }
+}
+
+/// Compiles a plan spec, or a config, with the plan options: `pogo plan` and `pogo run`.
+pub fn compile_plan(source: &PlanSource, flags: &PlanFlags) -> Result<Plan, Failure> {
+    let (config, mut request) = match &source.spec {
+        Some(spec) => {
+            if source.config.is_some() {
+                return Err(invalid(
+                    "give either a plan spec or --config, not both: the spec names its config",
+                ));
+            }
+            let spec = JobSpec::load(spec, &resolver::Shell)?;
+            (spec.config, spec.request)
+        }
+        None => {
+            let path = normalize(source.config.as_deref().expect("clap requires --config"));
+            let config = Config::load(&path, &resolver::Shell)?;
+            let request = PlanRequest {
+                config_name: path.display().to_string(),
+                ..PlanRequest::default()
+            };
+            (config, request)
+        }
+    };
+    apply_flags(flags, &mut request)?;
+    Ok(compile(&config, &request)?)
+}
+
+/// Command-line flags override what a plan spec says.
+pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Failure> {
+    let mut errors = Vec::new();
+    if !args.targets.is_empty() || args.hostfile.is_some() {
+        request.targets.clear();
+    }
+    for text in &args.targets {
+        let source = Source::argument("--targets", text.as_str());
+        request.targets.push(TargetSpec {
+            text: text.clone(),
+            span: Span::new(
+                &source,
+                pogo_planner::yaml::Pos { line: 1, col: 1 },
+                text.chars().count(),
+            ),
+        });
+    }
+    if let Some(file) = &args.hostfile {
+        match read_hostfile(file) {
+            Ok(targets) => request.targets.extend(targets),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if let Some(command) = &args.command {
+        request.command = Some(command.clone());
+    }
+    if let Some(text) = &args.concurrent {
+        match Limit::parse(text) {
+            Ok(limit) => request.concurrent = JobLimit::Limit(limit),
+            Err(problem) => errors.push(format!("error: invalid --concurrent: {problem}\n")),
+        }
+    }
+    if args.unconstrained {
+        request.concurrent = JobLimit::Unconstrained;
+    }
+    for (flag, value, slot) in [
+        ("--timeout", &args.timeout, &mut request.timeout),
+        ("--run-timeout", &args.run_timeout, &mut request.run_timeout),
+    ] {
+        if let Some(text) = value {
+            match parse_duration(text) {
+                Ok(seconds) => *slot = Some(seconds),
+                Err(problem) => errors.push(format!("error: invalid {flag}: {problem}\n")),
+            }
+        }
+    }
+    if let Some(retries) = args.retry {
+        request.retries = retries;
+    }
+    if let Some(text) = &args.max_failures {
+        match FailureLimit::parse(text) {
+            Ok(limit) => request.max_failures = limit,
+            Err(problem) => errors.push(format!("error: invalid --max-failures: {problem}\n")),
+        }
+    }
+    if args.strict_targets {
+        request.strict_targets = true;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            message: errors.join("\n"),
+            code: exit::INVALID,
+        })
+    }
+}
+
+/// Writes through a temporary file and a rename, so an interrupted write never leaves a
+/// truncated plan behind.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
+    let file_name = path.file_name().ok_or_else(|| {
+        invalid(format!(
+            "cannot write plan to `{}`: not a file name",
+            path.display()
+        ))
+    })?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(file_name);
+    temp_name.push(".tmp");
+    let temp = path.with_file_name(temp_name);
+    let result = std::fs::File::create(&temp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&temp, path));
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        invalid(format!("cannot write plan to `{}`: {e}", path.display()))
+    })
+}
+
+pub fn read_plan(path: &Path) -> Result<Plan, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read plan `{}`: {e}", path.display())))?;
+    Plan::from_json(&text)
+        .map_err(|e| invalid(format!("cannot read plan `{}`: {e}", path.display())))
+}
+
+/// What `validate` takes a file to be.
+pub enum FileKind {
+    Plan,
+    Config,
+    Spec,
+}
+
+pub fn file_kind(text: &str) -> FileKind {
+    if text.trim_start().starts_with('{') {
+        return FileKind::Plan;
+    }
+    let has_tag = matches!(
+        pogo_planner::yaml::parse(text),
+        Ok(Some(pogo_planner::yaml::Node { value: pogo_planner::yaml::Value::Map(ref pairs), .. }))
+            if pairs.iter().any(|(k, _)| k.as_str() == Some("tag"))
+    );
+    // A config that does not parse as YAML is still most likely a config if it says `tag:`.
+    if has_tag || text.lines().any(|l| l.starts_with("tag:")) {
+        FileKind::Config
+    } else {
+        FileKind::Spec
+    }
+}
+
+/// The state directory from `--state-dir`, `POGO_STATE_DIR` or the default, and the flag to
+/// repeat in suggested commands: for ``pogo apply`, `pogo runs` and `pogo log`.
+pub fn state_dir(flag: Option<&Path>) -> (PathBuf, String) {
+    match flag {
+        Some(dir) => (dir.to_path_buf(), format!(" --state-dir {}", dir.display())),
+        None => match std::env::var_os(pogo_executor::rundir::STATE_DIR_ENV) {
+            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), String::new()),
+            _ => (
+                PathBuf::from(pogo_executor::rundir::DEFAULT_STATE_DIR),
+                String::new(),
+            ),
+        },
+    }
+}

@@ -1,0 +1,133 @@
+//! The small pieces every view shares: tables in one style, host lists cut and wrapped the
+//! same way everywhere, counted nouns, one-line cuts, shell words and UTC times.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+
+/// Host lists longer than this are cut in the tables unless `--full` is given.
+const HOSTS_SHOWN: usize = 12;
+/// Host lists wrap at about this many characters per line.
+const WRAP: usize = 60;
+
+/// A table in pogo's style. Its width never depends on the terminal, so the same data always
+/// prints the same text.
+pub fn new_table() -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
+    table
+}
+
+/// `a, b, c` wrapped at [`WRAP`] characters; long lists cut unless `full`.
+pub fn host_list(hosts: &[String], full: bool) -> String {
+    if hosts.is_empty() {
+        return "(no targets)".to_string();
+    }
+    let shown = if full || hosts.len() <= HOSTS_SHOWN {
+        hosts.len()
+    } else {
+        HOSTS_SHOWN
+    };
+    let mut words: Vec<String> = hosts[..shown].to_vec();
+    if shown < hosts.len() {
+        words.push(format!("... (+{} more)", hosts.len() - shown));
+    }
+    let mut out = String::new();
+    let mut line_len = 0;
+    for (i, word) in words.iter().enumerate() {
+        let piece = if i + 1 < words.len() && !words[i + 1].starts_with("...") {
+            format!("{word},")
+        } else {
+            word.clone()
+        };
+        if line_len > 0 && line_len + 1 + piece.len() > WRAP {
+            out.push('\n');
+            line_len = 0;
+        } else if line_len > 0 {
+            out.push(' ');
+            line_len += 1;
+        }
+        line_len += piece.len();
+        out.push_str(&piece);
+    }
+    out
+}
+
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// The first line of `text`, cut to `max` characters with `…` when it is longer or when more
+/// lines follow.
+pub fn cut(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() <= max && line.len() == text.len() {
+        return text.to_string();
+    }
+    let kept: String = line.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// `text` as one word for a POSIX shell: quoted only when it must be.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c));
+    match plain {
+        true => text.to_string(),
+        false => format!("'{}'", text.replace('\'', r"'\''")),
+    }
+}
+
+/// `2026-11-24 23:01:02`: a time in seconds since the Unix epoch, in UTC.
+pub fn utc(secs: u64) -> String {
+    // A run id is its start time in UTC; its `started` form is RFC 3339.
+    let id = pogo_executor::rundir::RunId::new(UNIX_EPOCH + Duration::from_secs(secs), 0);
+    id.started().replace('T', " ").replace('Z', "")
+}
+
+/// The first `shown` items, then `and N more`.
+pub fn list_cut(items: &[String], shown: usize) -> String {
+    let mut text = items[..items.len().min(shown)].join(", ");
+    if items.len() > shown {
+        text.push_str(&format!(" and {} more", items.len() - shown));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_host_lists_are_cut_and_wrapped() {
+        let hosts: Vec<String> = (1..=40).map(|i| format!("web{i:03}.example.com")).collect();
+        let text = host_list(&hosts, false);
+        assert!(text.ends_with("... (+28 more)"), "{text}");
+        assert!(text.lines().all(|l| l.len() <= WRAP), "{text}");
+        let full = host_list(&hosts, true);
+        assert!(full.contains("web040.example.com"));
+        assert!(!full.contains("more"));
+    }
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(1_795_561_262), "2026-11-24 23:01:02");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_they_must_be() {
+        assert_eq!(shell_word("certs/ca.pem"), "certs/ca.pem");
+        assert_eq!(shell_word("my ca.pem"), "'my ca.pem'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
+}
