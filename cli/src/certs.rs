@@ -85,6 +85,23 @@ enum CertsCommand {
             pogo certs show certs/*.pem"
     )]
     Show(ShowArgs),
+    /// Bundle a certificate, its key and the CA into a PKCS#12 file for a browser
+    #[command(
+        long_about = "Write NAME's certificate and key, with the CA, into one PKCS#12 file \
+            (ROLE-NAME.p12 in --dir, or -o FILE) that a browser imports, to open the \
+            dispatcher's dashboard at https://DISPATCHER/ui/ with an operator's certificate. \
+            The file is encrypted with a password (PBES2, AES-256) asked twice on the \
+            terminal, or read from the first line of --password-file; it is written mode \
+            0600, and never over an existing file.\n\n\
+            In Chromium: Settings, Privacy and security, Security, Manage certificates, \
+            Import. The browser must also trust the deployment's CA (ca.pem) for the \
+            dispatcher's own certificate: import it under Authorities. `pogo ui` needs \
+            neither: it opens the dashboard on this machine with the certificate files.",
+        after_help = "Examples:\n  \
+            pogo certs p12 --dir certs alice\n  \
+            pogo certs p12 --dir certs alice -o ~/alice.p12 --password-file pw.txt"
+    )]
+    P12(P12Args),
 }
 
 #[derive(Args)]
@@ -124,6 +141,25 @@ struct IssueArgs {
     names: Vec<String>,
     #[command(flatten)]
     days: DaysArg,
+}
+
+#[derive(Args)]
+struct P12Args {
+    /// Whose certificate: its name (the certificate's CN)
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// Its role
+    #[arg(long, value_enum, default_value = "operator")]
+    role: RoleArg,
+    /// The directory holding the CA (ca.pem) and the certificate and key
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Where to write the file [default: DIR/ROLE-NAME.p12]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Read the password from the first line of this file instead of asking for it
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -175,7 +211,70 @@ pub fn run(args: CertsArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         CertsCommand::Init(args) => init(args, out).map(|()| exit::OK),
         CertsCommand::Issue(args) => issue(args, out).map(|()| exit::OK),
         CertsCommand::Show(args) => show(args, out),
+        CertsCommand::P12(args) => p12(args, out).map(|()| exit::OK),
     }
+}
+
+/// The password of a PKCS#12 file: from `--password-file`, or asked twice.
+fn p12_password(file: Option<&Path>) -> Result<String, Failure> {
+    let password = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))?
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        None => {
+            let ask = |prompt: &str| {
+                rpassword::prompt_password(prompt).map_err(|e| {
+                    invalid(format!(
+                        "cannot read a password from the terminal: {e}; give --password-file"
+                    ))
+                })
+            };
+            let first = ask("Password for the PKCS#12 file: ")?;
+            if ask("Again: ")? != first {
+                return Err(invalid("the two passwords differ"));
+            }
+            first
+        }
+    };
+    if password.is_empty() {
+        return Err(invalid(
+            "the PKCS#12 file needs a password: it holds a private key",
+        ));
+    }
+    Ok(password)
+}
+
+fn p12(args: P12Args, out: &mut dyn Write) -> Result<(), Failure> {
+    let role = Role::from(args.role);
+    certs::check_name(&args.name).map_err(failed)?;
+    let issued = certs::issued_paths(&args.dir, role, &args.name);
+    let output = args
+        .output
+        .unwrap_or_else(|| issued.cert.with_extension("p12"));
+    let password = p12_password(args.password_file.as_deref())?;
+    certs::export_p12(
+        &issued.cert,
+        &issued.key,
+        &args.dir.join(certs::CA_CERT),
+        &password,
+        &output,
+    )
+    .map_err(failed)?;
+    emit(
+        out,
+        &format!(
+            "Wrote {} ({role} {}'s certificate and key, and the CA), mode 0600.\n\
+             Import it in the browser (Chromium: Settings, Privacy and security, Security, \
+             Manage certificates), and the CA ({}) under Authorities; then open \
+             https://DISPATCHER/ui/\n",
+            output.display(),
+            args.name,
+            args.dir.join(certs::CA_CERT).display()
+        ),
+    )
 }
 
 fn failed(error: certs::CertError) -> Failure {
@@ -528,6 +627,102 @@ mod tests {
             "{}",
             failure.message
         );
+    }
+
+    #[test]
+    fn p12_bundles_an_operators_certificate_for_a_browser_and_openssl_reads_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_str().unwrap();
+        pogo_certs(&["init", dir, "--operator", "alice"])
+            .0
+            .ok()
+            .unwrap();
+        let password = tmp.path().join("pw");
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let password = password.to_str().unwrap();
+        let (result, out) =
+            pogo_certs(&["p12", "--dir", dir, "alice", "--password-file", password]);
+        assert_eq!(result.ok(), Some(exit::OK), "{out}");
+        let file = tmp.path().join("operator-alice.p12");
+        assert!(out.contains("operator-alice.p12"), "{out}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // openssl reads it with the password: the certificate, the CA and the key.
+        let listed = std::process::Command::new("openssl")
+            .args(["pkcs12", "-in", file.to_str().unwrap(), "-passin"])
+            .arg(format!("file:{password}"))
+            .args(["-nodes"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&listed.stdout);
+        assert!(
+            listed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&listed.stderr)
+        );
+        assert!(
+            text.contains("CN = alice") || text.contains("CN=alice"),
+            "{text}"
+        );
+        assert!(text.contains("BEGIN PRIVATE KEY"), "{text}");
+        assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "{text}");
+        // A wrong password is refused by openssl; an existing file is never overwritten.
+        let wrong = std::process::Command::new("openssl")
+            .args([
+                "pkcs12",
+                "-in",
+                file.to_str().unwrap(),
+                "-passin",
+                "pass:wrong",
+                "-nodes",
+            ])
+            .output()
+            .unwrap();
+        assert!(!wrong.status.success());
+        let (result, _) = pogo_certs(&["p12", "--dir", dir, "alice", "--password-file", password]);
+        let failure = result.err().unwrap();
+        assert!(failure.message.contains("exists"), "{}", failure.message);
+        // Another's key is refused.
+        let (result, _) = pogo_certs(&[
+            "p12",
+            "--dir",
+            dir,
+            "worker-1",
+            "--role",
+            "worker",
+            "--password-file",
+            password,
+        ]);
+        assert_eq!(result.ok(), Some(exit::OK));
+        std::fs::copy(
+            tmp.path().join("worker-worker-1-key.pem"),
+            tmp.path().join("operator-alice-key.pem.tmp"),
+        )
+        .unwrap();
+        std::fs::rename(
+            tmp.path().join("operator-alice-key.pem.tmp"),
+            tmp.path().join("operator-alice-key.pem"),
+        )
+        .unwrap();
+        let out = tmp.path().join("other.p12");
+        let (result, _) = pogo_certs(&[
+            "p12",
+            "--dir",
+            dir,
+            "alice",
+            "--password-file",
+            password,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let failure = result.err().unwrap();
+        assert!(
+            failure.message.contains("is not the key of"),
+            "{}",
+            failure.message
+        );
+        assert!(!out.exists());
     }
 
     #[test]

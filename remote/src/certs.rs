@@ -588,6 +588,91 @@ fn make_leaf(
     })
 }
 
+/// Bundles a certificate, its key and the CA into a PKCS#12 file at `out` (mode 0600, never
+/// over an existing file), encrypted with `password` (PBES2 with AES-256 and an HMAC-SHA256
+/// MAC, which browsers and `openssl pkcs12` read): what a browser imports to reach the
+/// dispatcher's dashboard with an operator's certificate. The key must belong to the
+/// certificate, and the CA must be the certificate's issuer.
+pub fn export_p12(
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+    password: &str,
+    out: &Path,
+) -> Result<(), CertError> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
+
+    let first_cert = |path: &Path| -> Result<Vec<u8>, CertError> {
+        CertificateDer::pem_file_iter(path)
+            .map_err(|e| invalid(format!("`{}`: {e}", path.display())))?
+            .next()
+            .ok_or_else(|| invalid(format!("`{}` holds no certificate", path.display())))?
+            .map(|der| der.to_vec())
+            .map_err(|e| invalid(format!("`{}`: {e}", path.display())))
+    };
+    let cert_der = first_cert(cert)?;
+    let ca_der = first_cert(ca)?;
+    let key_der = PrivatePkcs8KeyDer::from_pem_file(key)
+        .map_err(|e| {
+            invalid(format!(
+                "`{}`: not a PKCS#8 private key (`BEGIN PRIVATE KEY`): {e}",
+                key.display()
+            ))
+        })?
+        .secret_pkcs8_der()
+        .to_vec();
+    // The key must be the certificate's: compare the public key the key makes with the
+    // certificate's.
+    let pair = KeyPair::try_from(key_der.as_slice())
+        .map_err(|e| invalid(format!("`{}`: {e}", key.display())))?;
+    let info = inspect(&cert_der)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert_der)
+        .map_err(|e| invalid(format!("`{}`: {e}", cert.display())))?;
+    if parsed.public_key().subject_public_key.data.as_ref() != pair.public_key_raw() {
+        return Err(invalid(format!(
+            "`{}` is not the key of `{}`",
+            key.display(),
+            cert.display()
+        )));
+    }
+    let ca_info = inspect(&ca_der)?;
+    if ca_info.subject != info.issuer {
+        return Err(invalid(format!(
+            "`{}` did not issue `{}` (its issuer is {})",
+            ca.display(),
+            cert.display(),
+            info.issuer
+        )));
+    }
+    let p12 = |e: p12_keystore::error::Error| invalid(format!("cannot make the PKCS#12 file: {e}"));
+    let chain = PrivateKeyChain::new(
+        // The local key id ties the key to its certificate in the file.
+        pair.public_key_raw()
+            .iter()
+            .take(20)
+            .copied()
+            .collect::<Vec<u8>>(),
+        PrivateKey::from_der(&key_der).map_err(p12)?,
+        [
+            Certificate::from_der(&cert_der).map_err(p12)?,
+            Certificate::from_der(&ca_der).map_err(p12)?,
+        ],
+    );
+    let mut store = KeyStore::new();
+    let alias = match &info.identity {
+        Ok(identity) => format!("pogo {} {}", identity.role, identity.name),
+        Err(_) => "pogo".to_string(),
+    };
+    store.add_entry(&alias, KeyStoreEntry::PrivateKeyChain(chain));
+    let bytes = store.writer(password).write().map_err(p12)?;
+    let mut files = NewFiles::new();
+    files.write_bytes(out, &bytes, true)?;
+    files.keep();
+    Ok(())
+}
+
 /// Files written by one call: removed again unless the call succeeds, so a failed `init`
 /// leaves no half-made CA behind.
 struct NewFiles {
@@ -602,6 +687,10 @@ impl NewFiles {
     }
 
     fn write(&mut self, path: &Path, text: &str, private: bool) -> Result<(), CertError> {
+        self.write_bytes(path, text.as_bytes(), private)
+    }
+
+    fn write_bytes(&mut self, path: &Path, bytes: &[u8], private: bool) -> Result<(), CertError> {
         // create_new: never overwrite, even a file that appeared since the check.
         let mut file = OpenOptions::new()
             .write(true)
@@ -613,7 +702,7 @@ impl NewFiles {
                 _ => io_error(path)(e),
             })?;
         self.written.push(path.to_path_buf());
-        file.write_all(text.as_bytes())
+        file.write_all(bytes)
             .and_then(|()| file.sync_all())
             .map_err(io_error(path))
     }
