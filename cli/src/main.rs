@@ -15,6 +15,7 @@ mod resolver;
 mod runs;
 mod simulate;
 mod stale;
+mod ui;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -143,6 +144,8 @@ enum Command {
     Retry(remote::ops::RetryArgs),
     /// List the workers the dispatcher knows
     Workers(remote::ops::WorkersArgs),
+    /// Serve the web dashboard on this machine: jobs, workers and local runs, live
+    Ui(ui::UiArgs),
     /// Make and read the certificates of a remote deployment (CA, dispatcher, workers,
     /// operators)
     Certs(certs::CertsArgs),
@@ -186,6 +189,7 @@ fn main() -> ExitCode {
         Command::Retry(args) => remote::ops::retry(args, &mut stdout),
         Command::Workers(args) => remote::ops::workers(args, &mut stdout),
         Command::Certs(args) => certs::run(args, &mut stdout),
+        Command::Ui(args) => ui::run(args, &mut stdout),
     };
     match result {
         Ok(code) => ExitCode::from(code),

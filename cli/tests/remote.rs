@@ -15,34 +15,21 @@
 
 mod common;
 
-use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use common::{check_order_and_limits, config, read_spans, Run};
+use common::deploy::*;
+use common::{check_order_and_limits, Run};
 use pogo_executor::transport::TransportSpec;
-use pogo_model::Plan;
 use pogo_remote::api::{HaltJob, Heartbeat, Poll, SubmitJob};
 use pogo_remote::certs::{self, Role, Validity};
-use pogo_remote::client::{Client, ClientError};
+use pogo_remote::client::ClientError;
 use pogo_remote::tls::TlsFiles;
 use serde_json::Value;
-
-/// The command of every host: `sh DIR/rec.sh SECONDS`.
-const REC: &str = r#"dir="$(dirname "$0")"
-rec="$dir/rec/$POGO_HOST"
-echo "start $(date +%s%N)" >> "$rec"
-sleep "${1:-0.2}"
-echo "end $(date +%s%N)" >> "$rec"
-echo "ran on $POGO_HOST"
-if [ -e "$dir/fail-$POGO_HOST" ]; then echo "failing on purpose" >&2; exit 3; fi
-exit 0
-"#;
 
 /// Two threads (east before west; the databases beside them) and a limit per colo.
 const FLEET: &str = "tag:
@@ -62,489 +49,8 @@ constraint:
     max_parallel: 2
 ";
 
-/// How long any condition a test waits for may take to come true.
-const PATIENCE: Duration = Duration::from_secs(30);
-
 /// Heartbeats and the worker timeout of the fault tests: a lost worker is noticed in 2 s.
 const FAST_HEARTBEAT: &[&str] = &["--heartbeat", "200ms", "--worker-timeout", "2s"];
-
-fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// Waits until `ready` holds, or fails the test naming `what`.
-#[track_caller]
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
-fn path_text(path: &Path) -> String {
-    path.display().to_string()
-}
-
-/// A port nobody listens on now (for a restart on the same port, or a closed port).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Each process's parent, from /proc.
-fn parents() -> BTreeMap<u32, u32> {
-    let mut parents = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // `PID (COMM) STATE PPID ...`; COMM may hold anything but ends at the last `)`.
-        let ppid = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.split(' ').nth(1))
-            .and_then(|p| p.parse().ok());
-        if let Some(ppid) = ppid {
-            parents.insert(pid, ppid);
-        }
-    }
-    parents
-}
-
-/// Every process below `pid`.
-fn descendants(pid: u32) -> Vec<u32> {
-    let parents = parents();
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            parents
-                .iter()
-                .filter(|(_, &p)| p == parent)
-                .map(|(&child, _)| child),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-fn kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{signal}"), pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// A pogo process that runs in the background, its output going to files. Dropping it kills
-/// it, and the commands it started that still run.
-struct Proc {
-    name: String,
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.stdout).unwrap_or_default()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_some()
-    }
-
-    /// SIGKILL, as a crash: whatever it started goes on.
-    fn crash(&mut self) {
-        kill(self.pid(), "KILL");
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for it to end on its own; its exit code.
-    #[track_caller]
-    fn wait(&mut self) -> i32 {
-        let name = self.name.clone();
-        wait_until(&format!("{name} to end"), || self.exited());
-        let status = self.child.wait().unwrap();
-        status.code().expect("pogo exits, it is not killed")
-    }
-
-    /// Waits for it to end with `code`; the end of its stdout shows otherwise.
-    #[track_caller]
-    fn expect(&mut self, code: i32) {
-        let got = self.wait();
-        assert_eq!(
-            got,
-            code,
-            "{}: stdout:\n{}\nstderr:\n{}",
-            self.name,
-            self.stdout(),
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        // The commands it runs first, so that none outlives the test.
-        let below = descendants(self.pid());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for pid in below {
-            kill(pid, "KILL");
-        }
-    }
-}
-
-impl Run {
-    #[track_caller]
-    fn json(&self) -> Value {
-        self.expect(0);
-        serde_json::from_str(&self.stdout())
-            .unwrap_or_else(|e| panic!("{e}: not JSON:\n{}", self.stdout()))
-    }
-}
-
-/// A test's deployment: a directory with its certificates (a CA, the dispatcher, the workers
-/// and operator `alice`), `rec.sh`, the hosts' records, the dispatcher's state and every
-/// process's output. When the test fails, every process's output is printed.
-struct Deployment {
-    dir: tempfile::TempDir,
-    /// The dispatcher's URL, once one listens.
-    url: RefCell<Option<String>>,
-    /// Numbers the processes' output files.
-    started: Cell<usize>,
-}
-
-impl Deployment {
-    fn new(workers: &[&str]) -> Deployment {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("rec.sh"), REC).unwrap();
-        for sub in ["rec", "logs", "home"] {
-            std::fs::create_dir(dir.path().join(sub)).unwrap();
-        }
-        let deployment = Deployment {
-            dir,
-            url: RefCell::new(None),
-            started: Cell::new(0),
-        };
-        let mut args = vec!["certs", "init", "certs", "--operator", "alice"];
-        for worker in workers {
-            args.extend(["--worker", worker]);
-        }
-        deployment.pogo(&args).expect(0);
-        deployment
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn certs(&self) -> PathBuf {
-        self.path().join("certs")
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.path().join("state")
-    }
-
-    fn url(&self) -> String {
-        self.url.borrow().clone().expect("a dispatcher was started")
-    }
-
-    /// The certificate files of a worker or an operator.
-    fn files(&self, role: Role, name: &str) -> TlsFiles {
-        let issued = certs::issued_paths(&self.certs(), role, name);
-        TlsFiles {
-            cert: issued.cert,
-            key: issued.key,
-            ca: self.certs().join(certs::CA_CERT),
-        }
-    }
-
-    /// The command every host runs: it records its span and sleeps `seconds`.
-    fn rec(&self, seconds: &str) -> String {
-        format!("sh {}/rec.sh {seconds}", self.path().display())
-    }
-
-    /// A pogo command in the test's directory, with a home of its own (no client config
-    /// file but the test's) and operator alice's certificates in the environment.
-    fn command(&self, args: &[&str]) -> Command {
-        let alice = self.files(Role::Operator, "alice");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pogo"));
-        command
-            .args(args)
-            .current_dir(self.path())
-            .env("HOME", self.path().join("home"))
-            .env("XDG_CONFIG_HOME", self.path().join("home"))
-            .env_remove("POGO_CLIENT_CONFIG")
-            .env_remove("POGO_STATE_DIR")
-            .env("POGO_CERT", &alice.cert)
-            .env("POGO_KEY", &alice.key)
-            .env("POGO_CA", &alice.ca)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null());
-        match self.url.borrow().as_deref() {
-            Some(url) => command.env("POGO_DISPATCHER", url),
-            None => command.env_remove("POGO_DISPATCHER"),
-        };
-        command
-    }
-
-    /// Runs a pogo command to its end.
-    fn pogo(&self, args: &[&str]) -> Run {
-        Run(self.command(args).output().unwrap())
-    }
-
-    /// Starts a pogo command in the background.
-    fn spawn(&self, name: &str, args: &[&str]) -> Proc {
-        let n = self.started.get() + 1;
-        self.started.set(n);
-        let logs = self.path().join("logs");
-        let stdout = logs.join(format!("{n:02}-{name}.stdout"));
-        let stderr = logs.join(format!("{n:02}-{name}.stderr"));
-        let child = self
-            .command(args)
-            .stdout(std::fs::File::create(&stdout).unwrap())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        Proc {
-            name: name.to_string(),
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    /// Starts the dispatcher on `port` (0: any free one) and waits until it listens.
-    fn dispatcher(&self, port: u16, extra: &[&str]) -> Proc {
-        let certs = self.certs();
-        let file = |name: &str| path_text(&certs.join(name));
-        let listen = format!("127.0.0.1:{port}");
-        let state = path_text(&self.state_dir());
-        let mut args = vec!["dispatcher", "--listen", &listen, "--state-dir", &state];
-        let (cert, key, ca) = (
-            file("dispatcher.pem"),
-            file("dispatcher-key.pem"),
-            file("ca.pem"),
-        );
-        args.extend(["--cert", &cert, "--key", &key, "--ca", &ca]);
-        args.extend_from_slice(extra);
-        let mut dispatcher = self.spawn("dispatcher", &args);
-        let prefix = "pogo dispatcher listening on ";
-        let mut url = None;
-        wait_until("the dispatcher to listen", || {
-            let out = dispatcher.stdout();
-            url = out
-                .lines()
-                .next()
-                .filter(|_| out.contains('\n'))
-                .and_then(|l| l.strip_prefix(prefix))
-                .map(String::from);
-            assert!(
-                url.is_some() || !dispatcher.exited(),
-                "the dispatcher ended: stdout:\n{out}\nstderr:\n{}",
-                dispatcher.stderr()
-            );
-            url.is_some()
-        });
-        let url = url.unwrap();
-        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-        if port != 0 {
-            assert_eq!(url, format!("https://127.0.0.1:{port}"));
-        }
-        *self.url.borrow_mut() = Some(url);
-        dispatcher
-    }
-
-    /// Starts worker `name` with `capacity`: it reconnects quickly when the dispatcher is away.
-    fn worker(&self, name: &str, capacity: u32) -> Proc {
-        let files = self.files(Role::Worker, name);
-        let url = self.url();
-        let capacity = capacity.to_string();
-        let (cert, key, ca) = (
-            path_text(&files.cert),
-            path_text(&files.key),
-            path_text(&files.ca),
-        );
-        self.spawn(
-            name,
-            &[
-                "worker",
-                "--dispatcher",
-                &url,
-                "--cert",
-                &cert,
-                "--key",
-                &key,
-                "--ca",
-                &ca,
-                "--capacity",
-                &capacity,
-                "--max-backoff",
-                "200ms",
-            ],
-        )
-    }
-
-    /// `pogo workers --json`.
-    fn workers(&self) -> Vec<Value> {
-        match self.pogo(&["workers", "--json"]).json() {
-            Value::Array(workers) => workers,
-            other => panic!("not a list of workers: {other}"),
-        }
-    }
-
-    fn worker_info(&self, name: &str) -> Option<Value> {
-        self.workers().into_iter().find(|w| w["name"] == name)
-    }
-
-    /// Waits until the dispatcher knows these workers, connected.
-    fn wait_for_workers(&self, names: &[&str]) {
-        wait_until("the workers to connect", || {
-            let workers = self.workers();
-            names.iter().all(|name| {
-                workers
-                    .iter()
-                    .any(|w| w["name"] == *name && w["connected"] == true)
-            })
-        });
-    }
-
-    /// Writes a config file in the test's directory and plans it into `plan.json`.
-    fn plan(&self, config_text: Option<&str>, args: &[&str]) -> Plan {
-        let config_path = match config_text {
-            Some(text) => {
-                std::fs::write(self.path().join("fleet.cfg"), text).unwrap();
-                "fleet.cfg".to_string()
-            }
-            None => config("t/cfgs/triple.cfg"),
-        };
-        let mut all = vec!["plan", "--config", &config_path, "-o", "plan.json"];
-        all.extend_from_slice(args);
-        self.pogo(&all).expect(0);
-        let text = std::fs::read_to_string(self.path().join("plan.json")).unwrap();
-        Plan::from_json(&text).unwrap()
-    }
-
-    /// `pogo apply plan.json --dispatcher --transport local --detach`: the job's id.
-    fn submit(&self) -> String {
-        let run = self.pogo(&[
-            "apply",
-            "plan.json",
-            "--dispatcher",
-            "--transport",
-            "local",
-            "--detach",
-        ]);
-        let id = run.expect(0).stdout().trim().to_string();
-        assert!(id.starts_with("job-"), "{id}");
-        id
-    }
-
-    /// `pogo status JOB --json`.
-    fn status(&self, job: &str) -> Value {
-        self.pogo(&["status", job, "--json"]).json()
-    }
-
-    /// Waits until the job is in `state`; its status then.
-    #[track_caller]
-    fn wait_for_state(&self, job: &str, state: &str) -> Value {
-        let mut status = Value::Null;
-        wait_until(&format!("job {job} to be {state}"), || {
-            status = self.status(job);
-            status["state"] == state
-        });
-        status
-    }
-
-    /// The job's events, as `pogo log JOB --json` prints them.
-    fn events(&self, job: &str) -> Vec<Value> {
-        let run = self.pogo(&["log", job, "--json"]);
-        run.expect(0)
-            .stdout()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    fn touch(&self, name: &str) {
-        std::fs::write(self.path().join(name), "").unwrap();
-    }
-
-    /// Each host's recorded (start, end) spans, in the order they ran; an end of 0 for a
-    /// span that has not ended.
-    fn spans(&self) -> BTreeMap<String, Vec<(u128, u128)>> {
-        read_spans(&self.path().join("rec"))
-    }
-
-    /// How many times each host's command started.
-    fn runs_per_host(&self) -> BTreeMap<String, usize> {
-        self.spans()
-            .into_iter()
-            .map(|(h, spans)| (h, spans.len()))
-            .collect()
-    }
-
-    /// Whether every command that started has ended.
-    fn all_ended(&self) -> bool {
-        self.spans()
-            .values()
-            .all(|spans| spans.iter().all(|(_, end)| *end > 0))
-    }
-
-    /// An async runtime for the library client.
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    fn client(&self, role: Role, name: &str) -> Client {
-        Client::new(&self.url(), &self.files(role, name)).unwrap()
-    }
-}
-
-impl Drop for Deployment {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let Ok(entries) = std::fs::read_dir(self.path().join("logs")) else {
-            return;
-        };
-        let mut logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        logs.sort();
-        for log in logs {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            eprintln!(
-                "----- {} -----\n{text}",
-                log.file_name().unwrap().to_string_lossy()
-            );
-        }
-        eprintln!("----- hosts' records -----\n{:?}", self.spans());
-    }
-}
 
 /// Each host's entry in a job's status, by name.
 fn hosts_of(status: &Value) -> BTreeMap<String, Value> {
@@ -928,6 +434,19 @@ fn tls_send(
     verdict: Duration,
     request: &[u8],
 ) -> Result<String, rustls::Error> {
+    tls_answer(port, config, verdict, request, false)
+        .map(|answer| answer.lines().next().unwrap_or_default().to_string())
+}
+
+/// [`tls_send`], and the whole answer (headers and body) when `whole`, else its first line
+/// at least.
+fn tls_answer(
+    port: u16,
+    config: rustls::ClientConfig,
+    verdict: Duration,
+    request: &[u8],
+    whole: bool,
+) -> Result<String, rustls::Error> {
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -964,15 +483,16 @@ fn tls_send(
     tls.write_all(request).map_err(tls_error)?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
-    while !answer.windows(2).any(|w| w == b"\r\n") {
+    while whole || !answer.windows(2).any(|w| w == b"\r\n") {
         match tls.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
+            // The dispatcher closed the connection it was asked to close.
+            Err(e) if whole && e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(tls_error(e)),
         }
     }
-    let text = String::from_utf8_lossy(&answer);
-    Ok(text.lines().next().unwrap_or_default().to_string())
+    Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
 #[test]
@@ -1135,6 +655,85 @@ fn a_certificate_reaches_only_the_endpoints_of_its_role() {
         "{}",
         run.stderr()
     );
+}
+
+#[test]
+fn the_dashboard_is_served_to_operators_and_its_actions_need_a_csrf_token() {
+    use rustls::AlertDescription;
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let port: u16 = d.url().rsplit_once(':').unwrap().1.parse().unwrap();
+    let (alice, w1) = (
+        d.files(Role::Operator, "alice"),
+        d.files(Role::Worker, "w1"),
+    );
+    let get = |files: Option<&TlsFiles>, request: &str| {
+        let config = raw_tls_config(&alice.ca, files, &rustls::version::TLS13);
+        tls_answer(port, config, Duration::ZERO, request.as_bytes(), true)
+    };
+    let page = "GET /ui/ HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
+
+    // An operator's certificate gets the page, its policy and a CSRF token.
+    let answer = get(Some(&alice), page).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'self'"),
+        "{answer}"
+    );
+    assert!(lower.contains("set-cookie: pogo_csrf="), "{answer}");
+    assert!(answer.contains("app.js"), "{answer}");
+    for file in ["app.js", "app.css", "config.json"] {
+        let request =
+            format!("GET /ui/{file} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n");
+        let answer = get(Some(&alice), &request).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{file}: {answer}");
+    }
+    // A worker's certificate is refused for its role; no certificate, in the handshake.
+    let answer = get(Some(&w1), page).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden"), "{answer}");
+    assert!(
+        answer.contains("this endpoint is for operators"),
+        "{answer}"
+    );
+    let config = raw_tls_config(&alice.ca, None, &rustls::version::TLS13);
+    assert_eq!(
+        tls_request(port, config, Duration::from_secs(2)),
+        Err(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired
+        ))
+    );
+
+    // A job to halt.
+    d.plan(None, &["--command", "sleep 30"]);
+    let job = d.submit();
+    let halt = |headers: &str| {
+        let body = r#"{"kill":true}"#;
+        let request = format!(
+            "POST /v1/jobs/{job}/halt HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n{headers}\
+             connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = get(Some(&alice), &request).unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    };
+    // From a browser (it sends Origin): without the token, with another, or with the header
+    // alone, refused; the job runs on.
+    for headers in [
+        "origin: https://127.0.0.1\r\n",
+        "origin: https://evil.example\r\ncookie: pogo_csrf=abc\r\n",
+        "origin: https://127.0.0.1\r\ncookie: pogo_csrf=abc\r\nx-pogo-csrf: abd\r\n",
+        "sec-fetch-site: same-origin\r\nx-pogo-csrf: abc\r\n",
+    ] {
+        assert_eq!(halt(headers), "HTTP/1.1 403 Forbidden", "{headers}");
+        assert_eq!(d.status(&job)["state"], "running", "{headers}");
+    }
+    // With its session's token, it halts.
+    let headers = "origin: https://127.0.0.1\r\ncookie: pogo_csrf=abc\r\nx-pogo-csrf: abc\r\n";
+    assert_eq!(halt(headers), "HTTP/1.1 200 OK");
+    let state = d.status(&job)["state"].clone();
+    assert!(state == "stopping" || state == "stopped", "{state}");
 }
 
 /// Whether `needle` occurs in `haystack`.

@@ -7,8 +7,9 @@
 //! | `POST /v1/jobs`                              | [`SubmitJob`] → [`JobSummary`] (201)         |
 //! | `GET /v1/jobs`                               | → `[JobSummary]`, newest first               |
 //! | `GET /v1/jobs/{job}`                         | → [`JobDetail`]                              |
+//! | `GET /v1/jobs/{job}/plan`                    | → the job's plan (`pogo_model::Plan`)        |
 //! | `GET /v1/jobs/{job}/events?after=N&follow=B` | → NDJSON of [`EventRecord`]                  |
-//! | `GET /v1/jobs/{job}/output?host=H&after=N&follow=B` | → NDJSON of [`OutputRecord`]          |
+//! | `GET /v1/jobs/{job}/output?host=H&after=N&follow=B&limit=L` | → NDJSON of [`OutputRecord`]  |
 //! | `POST /v1/jobs/{job}/halt`                   | [`HaltJob`] → [`JobSummary`]                 |
 //! | `POST /v1/jobs/{job}/resume`                 | [`ResumeJob`] → [`JobSummary`]               |
 //! | `POST /v1/jobs/{job}/retry`                  | [`RetryJob`] → [`JobSummary`]                |
@@ -26,7 +27,11 @@
 //!
 //! Errors come as a status code and an [`ApiError`] body. Streams (`follow=true`) send one
 //! JSON object per line as things happen and end when the job (or the host's task) has ended;
-//! a client that lost one starts again with `after=` the last sequence number it saw.
+//! a client that lost one starts again with `after=` the last sequence number it saw. With
+//! `limit=L` a stream sends at most L records and ends (a page; the next starts after the
+//! last one's sequence number).
+//!
+//! `GET /ui/` and its files are the web dashboard, for operators (see `crate::ui`).
 
 use pogo_executor::events::Event;
 use pogo_executor::transport::TransportSpec;

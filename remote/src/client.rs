@@ -141,6 +141,46 @@ impl Client {
         self.call(Method::GET, &["jobs", id], None::<&()>).await
     }
 
+    /// `GET /v1/jobs/{job}/plan`: the plan the job runs.
+    pub async fn plan(&self, id: &str) -> Result<pogo_model::Plan, ClientError> {
+        self.call(Method::GET, &["jobs", id, "plan"], None::<&()>)
+            .await
+    }
+
+    /// Sends `method PATH_AND_QUERY` (under `/v1/`, as a browser asked `pogo ui` for it) with
+    /// `body` as JSON, and gives back the answer whatever its status, its body unread: `pogo
+    /// ui` relays it, streams included. Only the connection failing is an error.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<Response, ClientError> {
+        if !path_and_query.starts_with("/v1/") || path_and_query.starts_with("/v1/worker/") {
+            return Err(ClientError::Invalid(format!(
+                "not an operator's endpoint: {path_and_query}"
+            )));
+        }
+        let mut url = self.root.clone();
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url.set_query(query);
+        let mut request = self.http.request(method, url);
+        if !body.is_empty() {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| connect_error(&self.base, &e))
+    }
+
     /// The job's events after sequence number `after`; with `follow`, new ones as they
     /// happen, until the job ends.
     pub async fn events(

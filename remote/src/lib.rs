@@ -16,4 +16,5 @@ pub mod certs;
 pub mod client;
 pub mod dispatcher;
 pub mod tls;
+pub mod ui;
 pub mod worker;

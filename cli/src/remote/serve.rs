@@ -78,13 +78,13 @@ pub struct DispatcherArgs {
 }
 
 /// SIGINT and SIGTERM, installed before anything is started.
-struct Signals {
+pub(crate) struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
 }
 
 impl Signals {
-    fn new() -> Result<Signals, Failure> {
+    pub(crate) fn new() -> Result<Signals, Failure> {
         use tokio::signal::unix::{signal, SignalKind};
         let watch = |kind| {
             signal(kind).map_err(|e| invalid(format!("cannot watch for Ctrl-C and SIGTERM: {e}")))
@@ -95,7 +95,7 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         tokio::select! {
             Some(()) = self.interrupt.recv() => {}
             Some(()) = self.terminate.recv() => {}
@@ -105,7 +105,7 @@ impl Signals {
     }
 }
 
-fn daemon_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn daemon_runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,6 +3,8 @@
 // Each test file includes this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod deploy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -67,6 +67,10 @@ pub enum Cmd {
         id: String,
         reply: Reply<JobDetail>,
     },
+    Plan {
+        id: String,
+        reply: Reply<Plan>,
+    },
     Events {
         id: String,
         after: u64,
@@ -683,6 +687,13 @@ impl Core {
             }
             Cmd::Job { id, reply } => {
                 let value = self.detail(&id);
+                self.answer(reply, value);
+            }
+            Cmd::Plan { id, reply } => {
+                let value = match self.jobs.get(&id) {
+                    Some(job) => Ok(job.plan.clone()),
+                    None => Err(ApiErr::not_found(&id)),
+                };
                 self.answer(reply, value);
             }
             Cmd::Events {

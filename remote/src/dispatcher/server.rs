@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
@@ -22,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use super::core::{ApiErr, Cmd, CoreHandle};
 use crate::api::*;
 use crate::certs::{self, Identity, Role};
+use crate::ui;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_PLAN_BYTES)),
         )
         .route("/v1/jobs/{job}", get(job))
+        .route("/v1/jobs/{job}/plan", get(plan))
         .route("/v1/jobs/{job}/events", get(events))
         .route("/v1/jobs/{job}/output", get(output))
         .route("/v1/jobs/{job}/halt", post(halt))
@@ -98,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/worker/output", post(put_output))
         .route("/v1/worker/results", post(results))
         .route("/v1/worker/heartbeat", post(heartbeat))
+        // The dashboard, for operators (the role check below holds for it too).
+        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
+        .route("/ui/", get(ui_page))
+        .route("/ui/{file}", get(ui_page))
         .fallback(|| async {
             ApiErr::new(
                 404,
@@ -106,6 +112,7 @@ pub fn router(state: AppState) -> Router {
         })
         // Before anything else, the body included: a certificate of the wrong role is refused
         // without the dispatcher reading (up to 512 MB of) what it sent.
+        .layer(axum::middleware::from_fn(csrf))
         .layer(axum::middleware::from_fn(authorize))
         .with_state(state)
 }
@@ -126,6 +133,33 @@ async fn authorize(
     let mut request = request;
     request.extensions_mut().insert(Caller(name));
     Ok(next.run(request).await)
+}
+
+/// Refuses a request that changes something and comes from a browser without its session's
+/// CSRF token (see [`crate::ui::csrf_allows`]); runs after [`authorize`].
+async fn csrf(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if request.method() != axum::http::Method::GET && !ui::csrf_allows(request.headers()) {
+        return ApiErr::new(
+            403,
+            "a request from a browser needs the CSRF token of its dashboard session \
+             (the X-Pogo-Csrf header, equal to the pogo_csrf cookie)",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// `GET /ui/` and its files.
+async fn ui_page(file: Option<Path<String>>, headers: axum::http::HeaderMap) -> Response {
+    let name = file.map(|Path(name)| name).unwrap_or_default();
+    let config = ui::UiConfig {
+        mode: "dispatcher",
+        jobs: true,
+        runs: false,
+        dispatcher: None,
+        actions: true,
+    };
+    ui::page(&name, &headers, &config, true)
 }
 
 /// A JSON body, or a 400 that says what is wrong with it.
@@ -175,6 +209,13 @@ async fn job(
     Ok(Json(app.core.call(|reply| Cmd::Job { id, reply }).await?))
 }
 
+async fn plan(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<pogo_model::Plan>, ApiErr> {
+    Ok(Json(app.core.call(|reply| Cmd::Plan { id, reply }).await?))
+}
+
 #[derive(Deserialize)]
 struct StreamQuery {
     #[serde(default)]
@@ -182,6 +223,8 @@ struct StreamQuery {
     #[serde(default)]
     follow: bool,
     host: Option<String>,
+    /// At most this many records, then the answer ends (a page of a long output).
+    limit: Option<usize>,
 }
 
 async fn events(
@@ -189,6 +232,7 @@ async fn events(
     Path(id): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiErr> {
+    let limit = page_size(&query);
     let fetch = {
         let core = app.core.clone();
         move |id: String, after: u64| {
@@ -198,7 +242,7 @@ async fn events(
                     .call(|reply| Cmd::Events {
                         id,
                         after,
-                        limit: PAGE,
+                        limit,
                         reply,
                     })
                     .await?;
@@ -215,6 +259,7 @@ async fn output(
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiErr> {
     let host = query.host.clone();
+    let limit = page_size(&query);
     let fetch = {
         let core = app.core.clone();
         move |id: String, after: u64| {
@@ -226,7 +271,7 @@ async fn output(
                         id,
                         host,
                         after,
-                        limit: PAGE,
+                        limit,
                         reply,
                     })
                     .await?;
@@ -235,6 +280,11 @@ async fn output(
         }
     };
     stream(app, id, query, fetch).await
+}
+
+/// How many records one read takes: a page, or fewer when the client asked for fewer.
+fn page_size(query: &StreamQuery) -> usize {
+    query.limit.map_or(PAGE, |limit| limit.clamp(1, PAGE))
 }
 
 /// A page of records as NDJSON: the text, the last sequence number, whether the page was
@@ -281,7 +331,9 @@ where
     let mut commits = app.commits.clone();
     commits.mark_unchanged();
     let first = fetch(id.clone(), query.after).await?;
-    let follow = query.follow;
+    // With a limit, one read answers: the client pages with `after`.
+    let paged = query.limit.is_some();
+    let follow = query.follow && !paged;
     let closing = app.closing.clone();
     let fetch = Arc::new(fetch);
     let state = (Some(first), query.after, commits, closing, false);
@@ -314,7 +366,7 @@ where
                 // Read again at once while pages are full; otherwise wait for a commit.
                 let finished = !follow || (page.ended && !page.full);
                 let text = std::mem::take(&mut page.text);
-                let next = if page.full {
+                let next = if page.full && !paged {
                     match fetch(id.clone(), after).await {
                         Ok(next) => Some(next),
                         Err(_) => return None,

@@ -1,0 +1,529 @@
+//! `pogo ui`: the dashboard on the operator's own machine.
+//!
+//! A plain-HTTP server on loopback only, as `kubectl proxy` is: the browser talks to it, and it
+//! talks to the dispatcher with the operator's certificate, so the browser needs no certificate
+//! and the key never leaves its file. It also serves the runs of the local state dir.
+//!
+//! Loopback is not a wall on a shared machine, and a web page in the same browser can send
+//! requests to it, so:
+//!
+//! - It opens with a one-time token in the URL it prints; the first request that brings it gets
+//!   an HttpOnly, SameSite=Strict session cookie in exchange and is sent on without the token
+//!   (out of the address bar and the history). The token then no longer works, and every
+//!   request needs the cookie.
+//! - It answers only to its own name in the `Host` header (`127.0.0.1:PORT`, `localhost:PORT`,
+//!   `[::1]:PORT`): a page whose DNS name is turned to 127.0.0.1 (DNS rebinding) is refused.
+//! - A request that changes something needs the session's CSRF token ([`super::csrf_allows`]).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use super::runs::{event_record, read_lines, skip_lines, LocalRuns, LogReader, RunsError};
+use super::{cookie, csrf_allows, page, random_token, same, secure_headers, UiConfig};
+use crate::api::ApiError;
+use crate::client::Client;
+
+/// The cookie of a `pogo ui` session.
+pub const SESSION_COOKIE: &str = "pogo_session";
+/// How often a followed local run is read again.
+const POLL: Duration = Duration::from_millis(250);
+/// At most this many lines in one read of a local file.
+const PAGE: usize = 1000;
+/// The largest request body a page sends (an action's JSON).
+const MAX_BODY: usize = 1 << 20;
+
+/// What `pogo ui` serves.
+pub struct LocalUiConfig {
+    /// Where to listen: a loopback address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The dispatcher, reached with the operator's certificate; `None` for local runs only.
+    pub dispatcher: Option<Client>,
+    /// The local state dir's runs; `None` to show none.
+    pub runs: Option<LocalRuns>,
+}
+
+/// A running `pogo ui`.
+pub struct LocalUi {
+    addr: SocketAddr,
+    token: String,
+    closing: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct App {
+    dispatcher: Option<Client>,
+    runs: Option<LocalRuns>,
+    /// The names the `Host` header may hold.
+    hosts: Arc<[String]>,
+    sessions: Arc<Mutex<Sessions>>,
+    closing: watch::Receiver<bool>,
+}
+
+struct Sessions {
+    /// The one-time token, until it is used.
+    token: Option<String>,
+    /// The cookies of the sessions it opened.
+    open: HashSet<String>,
+}
+
+impl LocalUi {
+    /// Binds (loopback only) and serves in the background.
+    pub async fn start(config: LocalUiConfig) -> Result<LocalUi, String> {
+        if !config.listen.ip().is_loopback() {
+            return Err(format!(
+                "pogo ui listens on loopback only (127.0.0.1 or ::1), not on {}: it serves \
+                 the dispatcher with your certificate to whoever reaches it",
+                config.listen.ip()
+            ));
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let port = addr.port();
+        let token = random_token();
+        let (closing, closing_rx) = watch::channel(false);
+        let app = App {
+            dispatcher: config.dispatcher,
+            runs: config.runs,
+            hosts: [
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+            ]
+            .into(),
+            sessions: Arc::new(Mutex::new(Sessions {
+                token: Some(token.clone()),
+                open: HashSet::new(),
+            })),
+            closing: closing_rx.clone(),
+        };
+        let router = router(app);
+        let mut stop = closing_rx;
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|closing| *closing).await;
+            };
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                eprintln!("pogo ui: the server stopped: {error}");
+            }
+        });
+        Ok(LocalUi {
+            addr,
+            token,
+            closing,
+            server,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address to open, with the one-time token.
+    pub fn url(&self) -> String {
+        format!("http://{}/ui/?token={}", self.addr, self.token)
+    }
+
+    /// Stops serving: open streams end.
+    pub async fn shutdown(self) {
+        self.closing.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+    }
+}
+
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(|| async { redirect("/ui/") }))
+        .route("/ui", get(|| async { redirect("/ui/") }))
+        .route("/ui/", get(ui_page))
+        .route("/ui/{file}", get(ui_page))
+        .route("/v1/{*rest}", any(forward))
+        .route("/local/v1/runs", get(runs_list))
+        .route("/local/v1/runs/{id}", get(run_detail))
+        .route("/local/v1/runs/{id}/plan", get(run_plan))
+        .route("/local/v1/runs/{id}/events", get(run_events))
+        .route("/local/v1/runs/{id}/output", get(run_output))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page or endpoint") })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// The checks every request passes, in order: the `Host` header, the one-time token or the
+/// session cookie, and the CSRF token of a request that changes something.
+async fn guard(State(app): State<App>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !app.hosts.iter().any(|name| name == host) {
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "pogo ui answers to http://{} only, not to the host `{host}`",
+                app.hosts[0]
+            ),
+        );
+    }
+    if let Some(given) = token_in(request.uri().query()) {
+        return exchange(&app, &given);
+    }
+    let known = cookie(request.headers(), SESSION_COOKIE).is_some_and(|session| {
+        let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        sessions.open.iter().any(|open| same(open, session))
+    });
+    if !known {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "no session: open the address with the token that `pogo ui` printed (it works \
+             once; start `pogo ui` again for a new one)",
+        );
+    }
+    if request.method() != Method::GET && !csrf_allows(request.headers()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "a request that changes something needs the CSRF token of its session (the \
+             X-Pogo-Csrf header, equal to the pogo_csrf cookie)",
+        );
+    }
+    let mut response = next.run(request).await;
+    secure_headers(response.headers_mut());
+    response
+}
+
+fn token_in(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| *key == "token")
+        .map(|(_, value)| value.to_string())
+}
+
+/// Swaps the one-time token for a session cookie, and sends the browser to the dashboard
+/// without the token in its address.
+fn exchange(app: &App, given: &str) -> Response {
+    let mut sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    let valid = sessions
+        .token
+        .as_deref()
+        .is_some_and(|token| same(token, given));
+    if !valid {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this token is not (or no longer) valid: it works once; start `pogo ui` again \
+             for a new one",
+        );
+    }
+    sessions.token = None;
+    let session = random_token();
+    sessions.open.insert(session.clone());
+    let mut response = redirect("/ui/");
+    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+fn redirect(to: &'static str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response()
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let mut response = (
+        status,
+        Json(ApiError {
+            error: message.to_string(),
+        }),
+    )
+        .into_response();
+    secure_headers(response.headers_mut());
+    response
+}
+
+async fn ui_page(
+    State(app): State<App>,
+    file: Option<Path<String>>,
+    headers: HeaderMap,
+) -> Response {
+    let name = file.map(|Path(name)| name).unwrap_or_default();
+    let config = UiConfig {
+        mode: "local",
+        jobs: app.dispatcher.is_some(),
+        runs: app.runs.is_some(),
+        dispatcher: app.dispatcher.as_ref().map(|c| c.url().to_string()),
+        actions: app.dispatcher.is_some(),
+    };
+    page(&name, &headers, &config, false)
+}
+
+/// `/v1/...`: to the dispatcher, with the operator's certificate; the answer comes back as it
+/// is, streams included.
+async fn forward(State(app): State<App>, request: Request) -> Response {
+    let Some(client) = app.dispatcher.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "pogo ui was started without a dispatcher: it shows local runs only",
+        );
+    };
+    let method = request.method().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(body) => body.to_vec(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the request: {e}"),
+            )
+        }
+    };
+    let method = match reqwest::Method::from_bytes(method.as_str().as_bytes()) {
+        Ok(method) => method,
+        Err(_) => return error(StatusCode::METHOD_NOT_ALLOWED, "unsupported method"),
+    };
+    let answer = match client.forward(method, &target, body).await {
+        Ok(answer) => answer,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()),
+    };
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = answer
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok());
+    let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+    *response.status_mut() = status;
+    if let Some(content_type) = content_type {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+}
+
+fn runs_error(e: RunsError) -> Response {
+    let status = match e {
+        RunsError::Off | RunsError::NotFound(_) => StatusCode::NOT_FOUND,
+        RunsError::Unreadable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, &e.to_string())
+}
+
+/// Runs `read` on the state dir's runs, off the async threads (it reads files).
+async fn read_runs<T: Send + 'static>(
+    app: &App,
+    read: impl FnOnce(&LocalRuns) -> Result<T, RunsError> + Send + 'static,
+) -> Result<T, RunsError> {
+    let runs = app.runs.clone().ok_or(RunsError::Off)?;
+    tokio::task::spawn_blocking(move || read(&runs))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RunsError::Unreadable(
+                "a read of the state dir failed".into(),
+            ))
+        })
+}
+
+/// Answers with what `read` gives, as JSON.
+async fn runs_json<T: serde::Serialize + Send + 'static>(
+    app: &App,
+    read: impl FnOnce(&LocalRuns) -> Result<T, RunsError> + Send + 'static,
+) -> Response {
+    match read_runs(app, read).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => runs_error(e),
+    }
+}
+
+async fn runs_list(State(app): State<App>) -> Response {
+    runs_json(&app, LocalRuns::list).await
+}
+
+async fn run_detail(State(app): State<App>, Path(id): Path<String>) -> Response {
+    runs_json(&app, move |runs| runs.detail(&id)).await
+}
+
+async fn run_plan(State(app): State<App>, Path(id): Path<String>) -> Response {
+    runs_json(&app, move |runs| runs.plan(&id)).await
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    follow: bool,
+    host: Option<String>,
+    limit: Option<usize>,
+}
+
+/// How a line of a followed file (its number, its text) becomes a JSON record, if it is one.
+type ToRecord = Box<dyn FnMut(u64, String) -> Option<String> + Send>;
+
+async fn run_events(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+) -> Response {
+    let found = {
+        let id = id.clone();
+        read_runs(&app, move |runs| runs.journal(&id)).await
+    };
+    let (path, runs) = match (found, app.runs.clone()) {
+        (Ok((path, _)), Some(runs)) => (path, runs),
+        (Err(e), _) => return runs_error(e),
+        (_, None) => return runs_error(RunsError::Off),
+    };
+    let lines: ToRecord = Box::new(|seq, line| {
+        event_record(seq, &line).and_then(|record| serde_json::to_string(&record).ok())
+    });
+    follow_file(app, path, query, lines, move || {
+        runs.journal(&id).map(|(_, ended)| ended)
+    })
+}
+
+async fn run_output(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<StreamQuery>,
+) -> Response {
+    let Some(host) = query.host.clone() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give the host whose output to show: ?host=NAME",
+        );
+    };
+    let found = {
+        let (id, host) = (id.clone(), host.clone());
+        read_runs(&app, move |runs| runs.log(&id, &host)).await
+    };
+    let (path, runs) = match (found, app.runs.clone()) {
+        (Ok((path, _)), Some(runs)) => (path, runs),
+        (Err(e), _) => return runs_error(e),
+        (_, None) => return runs_error(RunsError::Off),
+    };
+    let mut reader = LogReader::new(&host);
+    let lines: ToRecord = Box::new(move |seq, line| {
+        reader
+            .record(seq, line)
+            .and_then(|record| serde_json::to_string(&record).ok())
+    });
+    follow_file(app, path, query, lines, move || {
+        runs.log(&id, &host).map(|(_, ended)| ended)
+    })
+}
+
+/// Answers with the records of the lines of `path` after line `after` as NDJSON; with
+/// `follow`, reads the file again every [`POLL`] until `ended` says the run has ended and
+/// every line was sent; with `limit`, sends at most that many lines' records and ends.
+fn follow_file(
+    app: App,
+    path: std::path::PathBuf,
+    query: StreamQuery,
+    lines: ToRecord,
+    ended: impl Fn() -> Result<bool, RunsError> + Send + Sync + 'static,
+) -> Response {
+    struct Tail {
+        path: std::path::PathBuf,
+        offset: Option<u64>,
+        number: u64,
+        lines: ToRecord,
+        done: bool,
+    }
+    let paged = query.limit.is_some();
+    let limit = query.limit.map_or(PAGE, |l| l.clamp(1, PAGE));
+    let follow = query.follow && !paged;
+    let after = query.after;
+    let ended = Arc::new(ended);
+    let tail = Tail {
+        path,
+        offset: None,
+        number: after,
+        lines,
+        done: false,
+    };
+    let closing = app.closing.clone();
+    let body = futures_util::stream::unfold((tail, closing), move |(mut tail, mut closing)| {
+        let ended = Arc::clone(&ended);
+        async move {
+            if tail.done {
+                return None;
+            }
+            loop {
+                // Whether the run had ended before this read: then what it reads is all.
+                let was_ended = {
+                    let ended = Arc::clone(&ended);
+                    tokio::task::spawn_blocking(move || ended())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or(true)
+                };
+                let (path, offset, number) = (tail.path.clone(), tail.offset, tail.number);
+                let read = tokio::task::spawn_blocking(move || {
+                    let offset = match offset {
+                        Some(offset) => offset,
+                        None => skip_lines(&path, number)?.0,
+                    };
+                    read_lines(&path, offset, number, limit)
+                })
+                .await;
+                let Ok(Ok(read)) = read else {
+                    return None;
+                };
+                tail.offset = Some(read.offset);
+                tail.number = read.number;
+                let full = read.lines.len() >= limit;
+                let text: String = read
+                    .lines
+                    .into_iter()
+                    .filter_map(|(seq, line)| (tail.lines)(seq, line))
+                    .map(|mut json| {
+                        json.push('\n');
+                        json
+                    })
+                    .collect();
+                tail.done = paged || (!full && (!follow || was_ended));
+                if !text.is_empty() || tail.done {
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Bytes::from(text)),
+                        (tail, closing),
+                    ));
+                }
+                if full {
+                    continue;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = closing.changed() => return None,
+                }
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

@@ -1,0 +1,460 @@
+//! The runs of a local state dir, in the shapes of the dispatcher's API: `pogo ui` serves them
+//! under `/local/v1/runs`, so the dashboard shows a local run with the very pages it shows a
+//! job with. Everything is read from the run directory (`pogo apply` writes it; this only
+//! reads), so a run that another process runs now is shown as it goes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use pogo_executor::events::{Event, FinalState, RunResult};
+use pogo_executor::rundir::{self, RunDir, RunDirError, RunInfo, RunState};
+use pogo_model::Plan;
+
+use crate::api::{Counts, EventRecord, HostEntry, JobDetail, JobState, JobSummary, OutputRecord};
+
+/// Why something of a local run cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum RunsError {
+    /// `pogo ui` shows no local runs.
+    #[error("pogo ui was started without a state dir: it shows the dispatcher's jobs only")]
+    Off,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unreadable(String),
+}
+
+impl From<RunDirError> for RunsError {
+    fn from(error: RunDirError) -> Self {
+        match error {
+            RunDirError::NotFound { .. } => RunsError::NotFound(error.to_string()),
+            other => RunsError::Unreadable(other.to_string()),
+        }
+    }
+}
+
+/// The runs of one state dir.
+#[derive(Debug, Clone)]
+pub struct LocalRuns {
+    state_dir: PathBuf,
+}
+
+/// A host as the events tell it.
+#[derive(Default, Clone)]
+struct HostTale {
+    state: &'static str,
+    exit_code: Option<i32>,
+    attempts: u32,
+    message: String,
+}
+
+impl LocalRuns {
+    pub fn new(state_dir: &Path) -> LocalRuns {
+        LocalRuns {
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Every run, newest first (as `GET /v1/jobs` lists jobs).
+    pub fn list(&self) -> Result<Vec<JobSummary>, RunsError> {
+        let mut runs = rundir::list(&self.state_dir)?;
+        runs.reverse();
+        runs.into_iter()
+            .map(|info| {
+                let dir = RunDir::find(&self.state_dir, info.id.as_str())?;
+                let events = dir.read_events()?;
+                let hosts = dir.read_plan().map(|plan| plan.hosts).unwrap_or_default();
+                Ok(summary(&info, &hosts, &events).0)
+            })
+            .collect()
+    }
+
+    /// A run with its hosts, in plan order (as `GET /v1/jobs/{job}`).
+    pub fn detail(&self, id: &str) -> Result<JobDetail, RunsError> {
+        let dir = self.find(id)?;
+        let info = dir.info()?;
+        let plan = dir.read_plan()?;
+        let events = dir.read_events()?;
+        let (summary, tales) = summary(&info, &plan.hosts, &events);
+        let host_states = plan
+            .hosts
+            .iter()
+            .zip(tales)
+            .map(|(host, tale)| HostEntry {
+                host: host.clone(),
+                state: tale.state.to_string(),
+                exit_code: tale.exit_code,
+                attempts: tale.attempts,
+                worker: None,
+                message: tale.message,
+            })
+            .collect();
+        Ok(JobDetail {
+            summary,
+            host_states,
+        })
+    }
+
+    pub fn plan(&self, id: &str) -> Result<Plan, RunsError> {
+        Ok(self.find(id)?.read_plan()?)
+    }
+
+    /// Where a run's events are read from, and whether it has ended.
+    pub fn journal(&self, id: &str) -> Result<(PathBuf, bool), RunsError> {
+        let dir = self.find(id)?;
+        let ended = !matches!(dir.info()?.state, RunState::Running);
+        Ok((dir.journal_path(), ended))
+    }
+
+    /// Where `host`'s output is, and whether the run has ended.
+    pub fn log(&self, id: &str, host: &str) -> Result<(PathBuf, bool), RunsError> {
+        let dir = self.find(id)?;
+        let plan = dir.read_plan()?;
+        if !plan.hosts.iter().any(|h| h == host) {
+            return Err(RunsError::NotFound(format!(
+                "run {} has no host `{host}`",
+                dir.id()
+            )));
+        }
+        let ended = !matches!(dir.info()?.state, RunState::Running);
+        Ok((dir.log_path(host), ended))
+    }
+
+    fn find(&self, id: &str) -> Result<RunDir, RunsError> {
+        // Whole ids only: the dashboard links to runs it listed.
+        if rundir::RunId::parse(id).is_none() {
+            return Err(RunsError::NotFound(format!("no run `{id}`")));
+        }
+        Ok(RunDir::find(&self.state_dir, id)?)
+    }
+}
+
+/// A run's summary in a job's shape, and each host's tale.
+fn summary(info: &RunInfo, hosts: &[String], events: &[Event]) -> (JobSummary, Vec<HostTale>) {
+    let index: HashMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    let pending = HostTale {
+        state: "pending",
+        ..HostTale::default()
+    };
+    let mut tales = vec![pending; hosts.len()];
+    let mut stopping = false;
+    let mut reasons = Vec::new();
+    let at = |host: &str| index.get(host).copied();
+    for event in events {
+        match event {
+            Event::RunStarted { .. } => {
+                stopping = false;
+                reasons.clear();
+            }
+            Event::HostStarted { host, .. } => {
+                if let Some(tale) = at(host).map(|i| &mut tales[i]) {
+                    tale.state = "running";
+                    tale.attempts = tale.attempts.max(1);
+                    tale.message.clear();
+                }
+            }
+            Event::HostRetrying { host, attempt, .. } => {
+                if let Some(tale) = at(host).map(|i| &mut tales[i]) {
+                    tale.attempts = *attempt;
+                }
+            }
+            Event::HostFinished {
+                host,
+                result,
+                attempts,
+                message,
+                ..
+            } => {
+                if let Some(tale) = at(host).map(|i| &mut tales[i]) {
+                    tale.state = state_key(*result);
+                    tale.exit_code = match result {
+                        FinalState::Failed { exit_code } => Some(*exit_code),
+                        _ => None,
+                    };
+                    tale.attempts = *attempts;
+                    tale.message.clone_from(message);
+                }
+            }
+            Event::HostsSkipped { hosts, .. } => {
+                for host in hosts {
+                    if let Some(tale) = at(host).map(|i| &mut tales[i]) {
+                        tale.state = "skipped";
+                    }
+                }
+            }
+            Event::RunStopping { reason, .. } => {
+                stopping = true;
+                reasons = vec![reason.clone()];
+            }
+            Event::RunBlocked {
+                reasons: blocked, ..
+            } => reasons.clone_from(blocked),
+            Event::RunFinished { .. } => {}
+        }
+    }
+    let state = match info.state {
+        RunState::Finished { result, .. } => match result {
+            RunResult::Succeeded => JobState::Succeeded,
+            RunResult::Failed => JobState::Failed,
+            RunResult::Stopped => JobState::Stopped,
+        },
+        RunState::Running if stopping => JobState::Stopping,
+        RunState::Running => JobState::Running,
+        RunState::Interrupted => {
+            reasons = vec![format!(
+                "the pogo that ran it ended before it finished; `pogo apply --resume {}` \
+                 resumes it",
+                info.id
+            )];
+            for tale in tales.iter_mut().filter(|t| t.state == "running") {
+                tale.state = "failed";
+                tale.message = "interrupted: its pogo ended while it ran".to_string();
+            }
+            JobState::Stopped
+        }
+    };
+    let mut counts = Counts::default();
+    for tale in &tales {
+        let slot = match tale.state {
+            "pending" => &mut counts.pending,
+            "running" => &mut counts.running,
+            "succeeded" => &mut counts.succeeded,
+            "failed" => &mut counts.failed,
+            "timed_out" => &mut counts.timed_out,
+            "unreachable" => &mut counts.unreachable,
+            "lost" => &mut counts.lost,
+            "skipped" => &mut counts.skipped,
+            _ => &mut counts.cancelled,
+        };
+        *slot += 1;
+    }
+    let submitted_at = rundir_epoch(info);
+    let summary = JobSummary {
+        id: info.id.to_string(),
+        state,
+        command: info.command.clone(),
+        hosts: info.hosts.max(hosts.len()),
+        counts,
+        submitted_at,
+        submitted_by: "this machine".to_string(),
+        reasons,
+        last_event: events.len() as u64,
+    };
+    (summary, tales)
+}
+
+/// The API's word for how a host ended.
+fn state_key(state: FinalState) -> &'static str {
+    match state {
+        FinalState::Succeeded => "succeeded",
+        FinalState::Failed { .. } => "failed",
+        FinalState::TimedOut => "timed_out",
+        FinalState::Unreachable => "unreachable",
+        FinalState::Skipped => "skipped",
+        FinalState::Cancelled => "cancelled",
+        FinalState::Lost => "lost",
+    }
+}
+
+/// A run's start, in seconds since the Unix epoch, from its id (`20261124T230102Z-3f9a`).
+fn rundir_epoch(info: &RunInfo) -> u64 {
+    let s = info.id.as_str();
+    let digits = |range: std::ops::Range<usize>| -> i64 {
+        s.get(range).and_then(|d| d.parse().ok()).unwrap_or(0)
+    };
+    let (year, month, day) = (digits(0..4), digits(4..6), digits(6..8));
+    let (hour, minute, second) = (digits(9..11), digits(11..13), digits(13..15));
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).unwrap_or(0)
+}
+
+/// Complete lines of a file, each with its number, and where the next read starts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lines {
+    pub lines: Vec<(u64, String)>,
+    /// The byte offset after the last line.
+    pub offset: u64,
+    /// The number of the last line.
+    pub number: u64,
+}
+
+/// Reads the complete lines of `path` from byte `offset`: at most `limit` of them, each with
+/// its number (counted from `number + 1`). A missing file has no lines; a torn last line is
+/// left for the next read.
+pub fn read_lines(path: &Path, offset: u64, number: u64, limit: usize) -> std::io::Result<Lines> {
+    let nothing = Lines {
+        lines: Vec::new(),
+        offset,
+        number,
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(nothing),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    reader.seek(SeekFrom::Start(offset))?;
+    let (mut offset, mut number) = (offset, number);
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    while lines.len() < limit {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        offset += read as u64;
+        number += 1;
+        line.pop();
+        lines.push((number, String::from_utf8_lossy(&line).into_owned()));
+    }
+    Ok(Lines {
+        lines,
+        offset,
+        number,
+    })
+}
+
+/// Skips the first `count` complete lines of `path`: the offset after them (or after every
+/// complete line, when there are fewer), and how many were skipped.
+pub fn skip_lines(path: &Path, count: u64) -> std::io::Result<(u64, u64)> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let (mut offset, mut skipped) = (0u64, 0u64);
+    let mut line = Vec::new();
+    while skipped < count {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        if read == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        offset += read as u64;
+        skipped += 1;
+    }
+    Ok((offset, skipped))
+}
+
+/// A journal line as an event record: its line number is its sequence number.
+pub fn event_record(seq: u64, line: &str) -> Option<EventRecord> {
+    serde_json::from_str::<Event>(line)
+        .ok()
+        .map(|event| EventRecord { seq, event })
+}
+
+/// Turns the lines of a host's log into output records, as the runner wrote them: `stderr: `
+/// marks a line of stderr, `--- attempt N ---` starts an attempt (the marker itself is not a
+/// line of output; the dashboard draws its own).
+pub struct LogReader {
+    host: String,
+    attempt: u32,
+}
+
+impl LogReader {
+    pub fn new(host: &str) -> LogReader {
+        LogReader {
+            host: host.to_string(),
+            attempt: 1,
+        }
+    }
+
+    pub fn record(&mut self, seq: u64, line: String) -> Option<OutputRecord> {
+        if let Some(n) = line
+            .strip_prefix("--- attempt ")
+            .and_then(|rest| rest.strip_suffix(" ---"))
+            .and_then(|n| n.parse().ok())
+        {
+            self.attempt = n;
+            return None;
+        }
+        let (stream, text) = match line.strip_prefix("stderr: ") {
+            Some(text) => ("stderr", text.to_string()),
+            None => ("stdout", line),
+        };
+        Some(OutputRecord {
+            seq,
+            host: self.host.clone(),
+            attempt: self.attempt,
+            stream: stream.to_string(),
+            text,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn run_ids_give_their_start_in_unix_seconds() {
+        let info = |id: &str| RunInfo {
+            id: rundir::RunId::parse(id).unwrap(),
+            started: String::new(),
+            command: String::new(),
+            hosts: 0,
+            sessions: 0,
+            state: RunState::Interrupted,
+        };
+        assert_eq!(rundir_epoch(&info("19700101T000000Z-0000")), 0);
+        assert_eq!(rundir_epoch(&info("20261124T230102Z-3f9a")), 1_795_561_262);
+    }
+
+    #[test]
+    fn lines_are_read_from_an_offset_and_a_torn_last_line_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut file = File::create(&path).unwrap();
+        file.write_all(b"one\ntwo\nthr").unwrap();
+        let read = read_lines(&path, 0, 0, 10).unwrap();
+        assert_eq!(read.lines, [(1, "one".into()), (2, "two".into())]);
+        assert_eq!((read.offset, read.number), (8, 2));
+        file.write_all(b"ee\n").unwrap();
+        let read = read_lines(&path, read.offset, read.number, 10).unwrap();
+        assert_eq!(read.lines, [(3, "three".into())]);
+        assert_eq!(read.number, 3);
+        assert_eq!(skip_lines(&path, 2).unwrap(), (8, 2));
+        assert_eq!(skip_lines(&path, 9).unwrap(), (14, 3));
+        assert_eq!(read_lines(&path, 0, 0, 1).unwrap().lines.len(), 1);
+        assert_eq!(
+            read_lines(&dir.path().join("none"), 0, 0, 5).unwrap().lines,
+            []
+        );
+    }
+
+    #[test]
+    fn log_lines_become_output_records() {
+        let mut reader = LogReader::new("web1");
+        let out = reader.record(1, "hello".into()).unwrap();
+        assert_eq!(
+            (out.stream.as_str(), out.text.as_str(), out.attempt),
+            ("stdout", "hello", 1)
+        );
+        assert!(reader.record(2, "--- attempt 2 ---".into()).is_none());
+        let err = reader.record(3, "stderr: boom".into()).unwrap();
+        assert_eq!(
+            (err.stream.as_str(), err.text.as_str(), err.attempt),
+            ("stderr", "boom", 2)
+        );
+    }
+}
