@@ -453,8 +453,8 @@ impl RunDir {
         }
     }
 
-    /// Whether a process holds the run now.
-    fn is_locked(&self) -> Result<bool, RunDirError> {
+    /// Whether a process holds the run now: it runs (or is about to end).
+    pub fn is_locked(&self) -> Result<bool, RunDirError> {
         let dir = File::open(&self.path).map_err(|e| io_error("open", &self.path, e))?;
         match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockShared) {
             Ok(()) => Ok(false),
@@ -502,6 +502,12 @@ pub struct Totals {
 
 /// Every run of the state directory, oldest first. No state directory: no runs.
 pub fn list(state_dir: &Path) -> Result<Vec<RunInfo>, RunDirError> {
+    dirs(state_dir)?.iter().map(RunDir::info).collect()
+}
+
+/// The directory of every run of the state directory, oldest first, read from nothing but
+/// their names. No state directory: no runs.
+pub fn dirs(state_dir: &Path) -> Result<Vec<RunDir>, RunDirError> {
     let runs = state_dir.join(RUNS);
     let ids = match run_ids(&runs) {
         Err(RunDirError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -509,15 +515,13 @@ pub fn list(state_dir: &Path) -> Result<Vec<RunInfo>, RunDirError> {
         }
         other => other?,
     };
-    ids.into_iter()
-        .map(|id| {
-            RunDir {
-                path: runs.join(id.as_str()),
-                id,
-            }
-            .info()
+    Ok(ids
+        .into_iter()
+        .map(|id| RunDir {
+            path: runs.join(id.as_str()),
+            id,
         })
-        .collect()
+        .collect())
 }
 
 /// The ids of the run directories in `runs`, sorted; other entries are ignored.

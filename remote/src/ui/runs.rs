@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use pogo_executor::events::{Event, FinalState, RunResult};
-use pogo_executor::rundir::{self, RunDir, RunDirError, RunInfo, RunState};
+use pogo_executor::rundir::{self, RunDir, RunDirError};
 use pogo_model::Plan;
 
 use crate::api::{Counts, EventRecord, HostEntry, JobDetail, JobState, JobSummary, OutputRecord};
@@ -35,14 +36,20 @@ impl From<RunDirError> for RunsError {
     }
 }
 
-/// The runs of one state dir.
+/// The runs of one state dir. What a run's journal tells is kept by the journal's length, so
+/// that listing runs again (the dashboard does every few seconds) reads only the journals that
+/// grew.
 #[derive(Debug, Clone)]
 pub struct LocalRuns {
     state_dir: PathBuf,
+    told: Arc<Mutex<Told>>,
 }
 
+/// Each run's tale by its id, with the length of the journal it was read from.
+type Told = HashMap<String, (u64, Arc<Tale>)>;
+
 /// A host as the events tell it.
-#[derive(Default, Clone)]
+#[derive(Debug, Clone)]
 struct HostTale {
     state: &'static str,
     exit_code: Option<i32>,
@@ -50,10 +57,23 @@ struct HostTale {
     message: String,
 }
 
+/// What a run's journal tells, whatever process holds it now.
+#[derive(Debug, Default)]
+struct Tale {
+    command: String,
+    hosts: usize,
+    counts: Counts,
+    stopping: bool,
+    reasons: Vec<String>,
+    finished: Option<RunResult>,
+    last_event: u64,
+}
+
 impl LocalRuns {
     pub fn new(state_dir: &Path) -> LocalRuns {
         LocalRuns {
             state_dir: state_dir.to_path_buf(),
+            told: Arc::default(),
         }
     }
 
@@ -63,36 +83,51 @@ impl LocalRuns {
 
     /// Every run, newest first (as `GET /v1/jobs` lists jobs).
     pub fn list(&self) -> Result<Vec<JobSummary>, RunsError> {
-        let mut runs = rundir::list(&self.state_dir)?;
-        runs.reverse();
-        runs.into_iter()
-            .map(|info| {
-                let dir = RunDir::find(&self.state_dir, info.id.as_str())?;
-                let events = dir.read_events()?;
-                let hosts = dir.read_plan().map(|plan| plan.hosts).unwrap_or_default();
-                Ok(summary(&info, &hosts, &events).0)
-            })
-            .collect()
+        let dirs = rundir::dirs(&self.state_dir)?;
+        let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+        told.retain(|id, _| dirs.iter().any(|dir| dir.id().as_str() == id));
+        let mut list = Vec::with_capacity(dirs.len());
+        for dir in dirs.iter().rev() {
+            let length = std::fs::metadata(dir.journal_path()).map_or(0, |m| m.len());
+            let tale = match told.get(dir.id().as_str()) {
+                Some((known, tale)) if *known == length => Arc::clone(tale),
+                _ => {
+                    let hosts = dir.read_plan().map(|plan| plan.hosts).unwrap_or_default();
+                    let (tale, _) = tell(&hosts, &dir.read_events()?);
+                    let tale = Arc::new(tale);
+                    told.insert(dir.id().to_string(), (length, Arc::clone(&tale)));
+                    tale
+                }
+            };
+            list.push(summary(dir, &tale)?);
+        }
+        Ok(list)
     }
 
     /// A run with its hosts, in plan order (as `GET /v1/jobs/{job}`).
     pub fn detail(&self, id: &str) -> Result<JobDetail, RunsError> {
         let dir = self.find(id)?;
-        let info = dir.info()?;
         let plan = dir.read_plan()?;
-        let events = dir.read_events()?;
-        let (summary, tales) = summary(&info, &plan.hosts, &events);
+        let (tale, hosts) = tell(&plan.hosts, &dir.read_events()?);
+        let summary = summary(&dir, &tale)?;
+        let interrupted = summary.state == JobState::Stopped && tale.finished.is_none();
         let host_states = plan
             .hosts
             .iter()
-            .zip(tales)
-            .map(|(host, tale)| HostEntry {
-                host: host.clone(),
-                state: tale.state.to_string(),
-                exit_code: tale.exit_code,
-                attempts: tale.attempts,
-                worker: None,
-                message: tale.message,
+            .zip(hosts)
+            .map(|(host, mut told)| {
+                if interrupted && told.state == "running" {
+                    told.state = "failed";
+                    told.message = "interrupted: its pogo ended while it ran".to_string();
+                }
+                HostEntry {
+                    host: host.clone(),
+                    state: told.state.to_string(),
+                    exit_code: told.exit_code,
+                    attempts: told.attempts,
+                    worker: None,
+                    message: told.message,
+                }
             })
             .collect();
         Ok(JobDetail {
@@ -105,11 +140,10 @@ impl LocalRuns {
         Ok(self.find(id)?.read_plan()?)
     }
 
-    /// Where a run's events are read from, and whether it has ended.
+    /// Where a run's events are read from, and whether it has ended (no process holds it).
     pub fn journal(&self, id: &str) -> Result<(PathBuf, bool), RunsError> {
         let dir = self.find(id)?;
-        let ended = !matches!(dir.info()?.state, RunState::Running);
-        Ok((dir.journal_path(), ended))
+        Ok((dir.journal_path(), !dir.is_locked()?))
     }
 
     /// Where `host`'s output is, and whether the run has ended.
@@ -122,8 +156,7 @@ impl LocalRuns {
                 dir.id()
             )));
         }
-        let ended = !matches!(dir.info()?.state, RunState::Running);
-        Ok((dir.log_path(host), ended))
+        Ok((dir.log_path(host), !dir.is_locked()?))
     }
 
     fn find(&self, id: &str) -> Result<RunDir, RunsError> {
@@ -135,8 +168,54 @@ impl LocalRuns {
     }
 }
 
-/// A run's summary in a job's shape, and each host's tale.
-fn summary(info: &RunInfo, hosts: &[String], events: &[Event]) -> (JobSummary, Vec<HostTale>) {
+/// A run's summary in a job's shape: what its journal tells, and whether a process holds it.
+fn summary(dir: &RunDir, tale: &Tale) -> Result<JobSummary, RunsError> {
+    let mut counts = tale.counts;
+    let mut reasons = tale.reasons.clone();
+    let state = match tale.finished {
+        Some(RunResult::Succeeded) => JobState::Succeeded,
+        Some(RunResult::Failed) => JobState::Failed,
+        Some(RunResult::Stopped) => JobState::Stopped,
+        None if dir.is_locked()? => match tale.stopping {
+            true => JobState::Stopping,
+            false => JobState::Running,
+        },
+        None => {
+            // Its process died: what ran counts as failed, as a resume counts it.
+            reasons = vec![format!(
+                "the pogo that ran it ended before it finished; `pogo apply --resume {}` \
+                 resumes it",
+                dir.id()
+            )];
+            counts.failed += counts.running;
+            counts.running = 0;
+            JobState::Stopped
+        }
+    };
+    let plan_hosts = counts.pending
+        + counts.running
+        + counts.succeeded
+        + counts.failed
+        + counts.timed_out
+        + counts.unreachable
+        + counts.lost
+        + counts.skipped
+        + counts.cancelled;
+    Ok(JobSummary {
+        id: dir.id().to_string(),
+        state,
+        command: tale.command.clone(),
+        hosts: tale.hosts.max(plan_hosts),
+        counts,
+        submitted_at: rundir_epoch(dir.id().as_str()),
+        submitted_by: "this machine".to_string(),
+        reasons,
+        last_event: tale.last_event,
+    })
+}
+
+/// Reads a run's events: what they tell of the run, and of each host of `hosts`.
+fn tell(hosts: &[String], events: &[Event]) -> (Tale, Vec<HostTale>) {
     let index: HashMap<&str, usize> = hosts
         .iter()
         .enumerate()
@@ -144,28 +223,40 @@ fn summary(info: &RunInfo, hosts: &[String], events: &[Event]) -> (JobSummary, V
         .collect();
     let pending = HostTale {
         state: "pending",
-        ..HostTale::default()
+        exit_code: None,
+        attempts: 0,
+        message: String::new(),
     };
     let mut tales = vec![pending; hosts.len()];
-    let mut stopping = false;
-    let mut reasons = Vec::new();
+    let mut tale = Tale {
+        hosts: hosts.len(),
+        last_event: events.len() as u64,
+        ..Tale::default()
+    };
     let at = |host: &str| index.get(host).copied();
     for event in events {
         match event {
-            Event::RunStarted { .. } => {
-                stopping = false;
-                reasons.clear();
+            Event::RunStarted {
+                command,
+                hosts: count,
+                ..
+            } => {
+                tale.stopping = false;
+                tale.finished = None;
+                tale.reasons.clear();
+                tale.command.clone_from(command);
+                tale.hosts = *count;
             }
             Event::HostStarted { host, .. } => {
-                if let Some(tale) = at(host).map(|i| &mut tales[i]) {
-                    tale.state = "running";
-                    tale.attempts = tale.attempts.max(1);
-                    tale.message.clear();
+                if let Some(told) = at(host).map(|i| &mut tales[i]) {
+                    told.state = "running";
+                    told.attempts = told.attempts.max(1);
+                    told.message.clear();
                 }
             }
             Event::HostRetrying { host, attempt, .. } => {
-                if let Some(tale) = at(host).map(|i| &mut tales[i]) {
-                    tale.attempts = *attempt;
+                if let Some(told) = at(host).map(|i| &mut tales[i]) {
+                    told.attempts = *attempt;
                 }
             }
             Event::HostFinished {
@@ -175,82 +266,46 @@ fn summary(info: &RunInfo, hosts: &[String], events: &[Event]) -> (JobSummary, V
                 message,
                 ..
             } => {
-                if let Some(tale) = at(host).map(|i| &mut tales[i]) {
-                    tale.state = state_key(*result);
-                    tale.exit_code = match result {
+                if let Some(told) = at(host).map(|i| &mut tales[i]) {
+                    told.state = state_key(*result);
+                    told.exit_code = match result {
                         FinalState::Failed { exit_code } => Some(*exit_code),
                         _ => None,
                     };
-                    tale.attempts = *attempts;
-                    tale.message.clone_from(message);
+                    told.attempts = *attempts;
+                    told.message.clone_from(message);
                 }
             }
             Event::HostsSkipped { hosts, .. } => {
                 for host in hosts {
-                    if let Some(tale) = at(host).map(|i| &mut tales[i]) {
-                        tale.state = "skipped";
+                    if let Some(told) = at(host).map(|i| &mut tales[i]) {
+                        told.state = "skipped";
                     }
                 }
             }
             Event::RunStopping { reason, .. } => {
-                stopping = true;
-                reasons = vec![reason.clone()];
+                tale.stopping = true;
+                tale.reasons = vec![reason.clone()];
             }
-            Event::RunBlocked {
-                reasons: blocked, ..
-            } => reasons.clone_from(blocked),
-            Event::RunFinished { .. } => {}
+            Event::RunBlocked { reasons, .. } => tale.reasons.clone_from(reasons),
+            Event::RunFinished { result, .. } => tale.finished = Some(*result),
         }
     }
-    let state = match info.state {
-        RunState::Finished { result, .. } => match result {
-            RunResult::Succeeded => JobState::Succeeded,
-            RunResult::Failed => JobState::Failed,
-            RunResult::Stopped => JobState::Stopped,
-        },
-        RunState::Running if stopping => JobState::Stopping,
-        RunState::Running => JobState::Running,
-        RunState::Interrupted => {
-            reasons = vec![format!(
-                "the pogo that ran it ended before it finished; `pogo apply --resume {}` \
-                 resumes it",
-                info.id
-            )];
-            for tale in tales.iter_mut().filter(|t| t.state == "running") {
-                tale.state = "failed";
-                tale.message = "interrupted: its pogo ended while it ran".to_string();
-            }
-            JobState::Stopped
-        }
-    };
-    let mut counts = Counts::default();
-    for tale in &tales {
-        let slot = match tale.state {
-            "pending" => &mut counts.pending,
-            "running" => &mut counts.running,
-            "succeeded" => &mut counts.succeeded,
-            "failed" => &mut counts.failed,
-            "timed_out" => &mut counts.timed_out,
-            "unreachable" => &mut counts.unreachable,
-            "lost" => &mut counts.lost,
-            "skipped" => &mut counts.skipped,
-            _ => &mut counts.cancelled,
+    for told in &tales {
+        let count = match told.state {
+            "pending" => &mut tale.counts.pending,
+            "running" => &mut tale.counts.running,
+            "succeeded" => &mut tale.counts.succeeded,
+            "failed" => &mut tale.counts.failed,
+            "timed_out" => &mut tale.counts.timed_out,
+            "unreachable" => &mut tale.counts.unreachable,
+            "lost" => &mut tale.counts.lost,
+            "skipped" => &mut tale.counts.skipped,
+            _ => &mut tale.counts.cancelled,
         };
-        *slot += 1;
+        *count += 1;
     }
-    let submitted_at = rundir_epoch(info);
-    let summary = JobSummary {
-        id: info.id.to_string(),
-        state,
-        command: info.command.clone(),
-        hosts: info.hosts.max(hosts.len()),
-        counts,
-        submitted_at,
-        submitted_by: "this machine".to_string(),
-        reasons,
-        last_event: events.len() as u64,
-    };
-    (summary, tales)
+    (tale, tales)
 }
 
 /// The API's word for how a host ended.
@@ -267,8 +322,7 @@ fn state_key(state: FinalState) -> &'static str {
 }
 
 /// A run's start, in seconds since the Unix epoch, from its id (`20261124T230102Z-3f9a`).
-fn rundir_epoch(info: &RunInfo) -> u64 {
-    let s = info.id.as_str();
+fn rundir_epoch(s: &str) -> u64 {
     let digits = |range: std::ops::Range<usize>| -> i64 {
         s.get(range).and_then(|d| d.parse().ok()).unwrap_or(0)
     };
@@ -408,16 +462,71 @@ mod tests {
 
     #[test]
     fn run_ids_give_their_start_in_unix_seconds() {
-        let info = |id: &str| RunInfo {
-            id: rundir::RunId::parse(id).unwrap(),
-            started: String::new(),
-            command: String::new(),
-            hosts: 0,
-            sessions: 0,
-            state: RunState::Interrupted,
+        assert_eq!(rundir_epoch("19700101T000000Z-0000"), 0);
+        assert_eq!(rundir_epoch("20261124T230102Z-3f9a"), 1_795_561_262);
+    }
+
+    #[test]
+    fn a_local_run_reads_as_a_job_while_it_runs_and_after_its_process_died() {
+        use pogo_executor::rundir::RunSpec;
+        use pogo_executor::transport::TransportSpec;
+        let state = tempfile::tempdir().unwrap();
+        let plan = Plan::sketch("a b c");
+        let spec = RunSpec {
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
         };
-        assert_eq!(rundir_epoch(&info("19700101T000000Z-0000")), 0);
-        assert_eq!(rundir_epoch(&info("20261124T230102Z-3f9a")), 1_795_561_262);
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_561_262);
+        let new = RunDir::create(state.path(), &plan, &spec, started).unwrap();
+        let (lock, mut journal) = (new.lock, new.journal);
+        let id = new.dir.id().to_string();
+        let runs = LocalRuns::new(state.path());
+        let event = |e: serde_json::Value| serde_json::from_value::<Event>(e).unwrap();
+        journal
+            .append(&[
+                event(
+                    serde_json::json!({"event": "run_started", "run_id": id, "hosts": 3,
+                    "command": "true", "resumed": false, "at_ms": 0}),
+                ),
+                event(serde_json::json!({"event": "host_started", "host": "a", "at_ms": 1})),
+                event(serde_json::json!({"event": "host_started", "host": "b", "at_ms": 1})),
+            ])
+            .unwrap();
+        let list = runs.list().unwrap();
+        assert_eq!(list[0].state, JobState::Running);
+        assert_eq!((list[0].counts.running, list[0].counts.pending), (2, 1));
+        assert_eq!(list[0].submitted_at, 1_795_561_262);
+        assert_eq!(list[0].last_event, 3);
+        // A journal that grew is read again.
+        journal
+            .append(&[event(
+                serde_json::json!({"event": "host_finished", "host": "a",
+                "state": "failed", "exit_code": 3, "attempts": 1, "duration_ms": 5,
+                "message": "exit code 3", "at_ms": 6}),
+            )])
+            .unwrap();
+        let list = runs.list().unwrap();
+        assert_eq!((list[0].counts.running, list[0].counts.failed), (1, 1));
+        let detail = runs.detail(&id).unwrap();
+        assert_eq!(detail.host_states[0].exit_code, Some(3));
+        assert_eq!(detail.host_states[1].state, "running");
+        // Its process dies: the running host counts as failed, and the reason says so.
+        drop(lock);
+        let list = runs.list().unwrap();
+        assert_eq!(list[0].state, JobState::Stopped);
+        assert_eq!((list[0].counts.running, list[0].counts.failed), (0, 2));
+        assert!(
+            list[0].reasons[0].contains("--resume"),
+            "{:?}",
+            list[0].reasons
+        );
+        let detail = runs.detail(&id).unwrap();
+        assert_eq!(detail.host_states[1].state, "failed");
+        assert!(runs.journal(&id).unwrap().1, "an interrupted run has ended");
+        assert!(matches!(
+            runs.detail("nothing"),
+            Err(RunsError::NotFound(_))
+        ));
     }
 
     #[test]
