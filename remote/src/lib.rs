@@ -11,7 +11,8 @@
 //! - TLS, HTTP and the database stay in this crate; the planner and the executor's scheduler
 //!   know nothing of them.
 
-pub mod api;
+/// The API's bodies live in their own crate, which the views read too without the server.
+pub use pogo_api as api;
 pub mod certs;
 pub mod client;
 pub mod dispatcher;

@@ -1,14 +1,12 @@
 //! The views of remote apply's jobs and workers: the tables of `pogo jobs`, `pogo status` and
 //! `pogo workers`, the line an operator's call answers with, and a job's output as text. They
-//! render from the API's values alone (`pogo_remote::api`), so the CLI and the dashboard show
+//! render from the API's values alone (`pogo_api`), so the CLI and the dashboard show
 //! the same words, and they are tested without a dispatcher.
 
 use std::collections::HashMap;
 
 use comfy_table::Cell;
-use pogo_remote::api::{
-    Counts, HostEntry, JobDetail, JobState, JobSummary, OutputRecord, WorkerInfo,
-};
+use pogo_api::{Counts, HostEntry, JobDetail, JobState, JobSummary, OutputRecord, WorkerInfo};
 
 use crate::text::{cut, new_table, plural, utc};
 
@@ -267,7 +265,7 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pogo_remote::api::JobSummary;
+    use pogo_api::JobSummary;
 
     fn summary(id: &str, state: JobState, counts: Counts, hosts: usize) -> JobSummary {
         JobSummary {
@@ -291,6 +289,7 @@ mod tests {
             attempts,
             worker: (attempts > 0).then(|| "worker-1".to_string()),
             message: message.to_string(),
+            duration_ms: None,
         }
     }
 

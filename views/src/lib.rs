@@ -1,9 +1,12 @@
 //! pogo's views: everything pogo shows a person or a tool, rendered from owned data.
 //!
 //! The `pogo` binary parses what the user typed, calls the planner, the executor or the
-//! dispatcher's client, and hands the result to a view here; the web dashboard renders from
-//! the same functions, so a plan, a run or a job reads the same wherever it is looked at (as
-//! terraform keeps `internal/command/views` apart from its commands).
+//! dispatcher's client, and hands the result to a view here, so a plan, a run or a job reads
+//! the same wherever it is looked at (as terraform keeps `internal/command/views` apart from
+//! its commands). The web dashboard draws in the browser from the API's values; where its
+//! server shapes them, it uses these views too: `pogo ui` reads a local run's journal into the
+//! same [`report::Ledger`] as `pogo log RUN`. The API's bodies come from `pogo-api`, so the
+//! views need no server or client, and the server may use them.
 //!
 //! Boundaries:
 //!
@@ -20,10 +23,9 @@
 //! Modules: [`plan`] (the schedule and constraint tables), [`graph`] (Mermaid and dot),
 //! [`diff`] (`pogo diff`: terminal, markdown, JSON), [`simulate`] (`pogo simulate`),
 //! [`report`] (a run's events: lines, NDJSON, the live view, the summary), [`runs`] (the
-//! state dir's runs), [`jobs`] (the dispatcher's jobs and workers), [`certs`] (a
-//! certificate), and [`text`] (what they all share).
+//! state dir's runs), [`jobs`] (the dispatcher's jobs and workers), and [`text`] (what they
+//! all share).
 
-pub mod certs;
 pub mod diff;
 pub mod graph;
 pub mod jobs;

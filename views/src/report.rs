@@ -664,11 +664,13 @@ impl Standing {
 }
 
 /// One host's row.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HostRecord {
     pub standing: Standing,
     pub attempts: u32,
     pub duration_ms: Option<u64>,
+    /// How its last attempt ended, for a person, as its `host_finished` event said.
+    pub message: String,
 }
 
 /// Each host's standing over every session of a run, from its events.
@@ -698,6 +700,7 @@ impl Ledger {
                     standing: Standing::Pending,
                     attempts: 0,
                     duration_ms: None,
+                    message: String::new(),
                 };
                 hosts.len()
             ],
@@ -727,6 +730,7 @@ impl Ledger {
                         standing: Standing::Running,
                         attempts: 1,
                         duration_ms: None,
+                        message: String::new(),
                     };
                 }
             }
@@ -740,6 +744,7 @@ impl Ledger {
                 result,
                 attempts,
                 duration_ms,
+                message,
                 ..
             } => {
                 if let Some(h) = self.host(host) {
@@ -747,6 +752,7 @@ impl Ledger {
                         standing: Standing::Done(*result),
                         attempts: *attempts,
                         duration_ms: Some(*duration_ms),
+                        message: message.clone(),
                     };
                 }
             }

@@ -844,6 +844,8 @@ impl Core {
                     attempts: host.attempts,
                     worker: host.worker.clone(),
                     message: host.message.clone(),
+                    // Not kept across restarts yet; the events say it as hosts finish.
+                    duration_ms: None,
                 })
                 .collect(),
         })

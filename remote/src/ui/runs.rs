@@ -13,6 +13,8 @@ use pogo_executor::events::{Event, FinalState, RunResult};
 use pogo_executor::rundir::{self, RunDir, RunDirError};
 use pogo_model::Plan;
 
+use pogo_views::report::{Ledger, Standing};
+
 use crate::api::{Counts, EventRecord, HostEntry, JobDetail, JobState, JobSummary, OutputRecord};
 
 /// Why something of a local run cannot be shown.
@@ -47,15 +49,6 @@ pub struct LocalRuns {
 
 /// Each run's tale by its id, with the length of the journal it was read from.
 type Told = HashMap<String, (u64, Arc<Tale>)>;
-
-/// A host as the events tell it.
-#[derive(Debug, Clone)]
-struct HostTale {
-    state: &'static str,
-    exit_code: Option<i32>,
-    attempts: u32,
-    message: String,
-}
 
 /// What a run's journal tells, whatever process holds it now.
 #[derive(Debug, Default)]
@@ -108,25 +101,36 @@ impl LocalRuns {
     pub fn detail(&self, id: &str) -> Result<JobDetail, RunsError> {
         let dir = self.find(id)?;
         let plan = dir.read_plan()?;
-        let (tale, hosts) = tell(&plan.hosts, &dir.read_events()?);
+        let (tale, mut ledger) = tell(&plan.hosts, &dir.read_events()?);
         let summary = summary(&dir, &tale)?;
-        let interrupted = summary.state == JobState::Stopped && tale.finished.is_none();
+        if summary.state == JobState::Stopped && tale.finished.is_none() {
+            ledger.interrupt_running();
+        }
         let host_states = plan
             .hosts
             .iter()
-            .zip(hosts)
-            .map(|(host, mut told)| {
-                if interrupted && told.state == "running" {
-                    told.state = "failed";
-                    told.message = "interrupted: its pogo ended while it ran".to_string();
-                }
+            .zip(ledger.hosts)
+            .map(|(host, record)| {
+                let (state, exit_code) = match record.standing {
+                    Standing::Pending => ("pending", None),
+                    Standing::Running => ("running", None),
+                    Standing::Interrupted => ("failed", None),
+                    Standing::Done(done) => (state_key(done), exit_code_of(done)),
+                };
+                let message = match record.standing {
+                    Standing::Interrupted => {
+                        "interrupted: the pogo that ran it ended before it finished".to_string()
+                    }
+                    _ => record.message,
+                };
                 HostEntry {
                     host: host.clone(),
-                    state: told.state.to_string(),
-                    exit_code: told.exit_code,
-                    attempts: told.attempts,
+                    state: state.to_string(),
+                    exit_code,
+                    attempts: record.attempts,
                     worker: None,
-                    message: told.message,
+                    message,
+                    duration_ms: record.duration_ms,
                 }
             })
             .collect();
@@ -214,27 +218,17 @@ fn summary(dir: &RunDir, tale: &Tale) -> Result<JobSummary, RunsError> {
     })
 }
 
-/// Reads a run's events: what they tell of the run, and of each host of `hosts`.
-fn tell(hosts: &[String], events: &[Event]) -> (Tale, Vec<HostTale>) {
-    let index: HashMap<&str, usize> = hosts
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (h.as_str(), i))
-        .collect();
-    let pending = HostTale {
-        state: "pending",
-        exit_code: None,
-        attempts: 0,
-        message: String::new(),
-    };
-    let mut tales = vec![pending; hosts.len()];
+/// Reads a run's events into the ledger `pogo log RUN` reads them into: what they tell of the
+/// run, and each host's record.
+fn tell(hosts: &[String], events: &[Event]) -> (Tale, Ledger) {
+    let mut ledger = Ledger::new(hosts);
     let mut tale = Tale {
         hosts: hosts.len(),
         last_event: events.len() as u64,
         ..Tale::default()
     };
-    let at = |host: &str| index.get(host).copied();
     for event in events {
+        ledger.record(event);
         match event {
             Event::RunStarted {
                 command,
@@ -242,70 +236,41 @@ fn tell(hosts: &[String], events: &[Event]) -> (Tale, Vec<HostTale>) {
                 ..
             } => {
                 tale.stopping = false;
-                tale.finished = None;
-                tale.reasons.clear();
                 tale.command.clone_from(command);
                 tale.hosts = *count;
             }
-            Event::HostStarted { host, .. } => {
-                if let Some(told) = at(host).map(|i| &mut tales[i]) {
-                    told.state = "running";
-                    told.attempts = told.attempts.max(1);
-                    told.message.clear();
-                }
-            }
-            Event::HostRetrying { host, attempt, .. } => {
-                if let Some(told) = at(host).map(|i| &mut tales[i]) {
-                    told.attempts = *attempt;
-                }
-            }
-            Event::HostFinished {
-                host,
-                result,
-                attempts,
-                message,
-                ..
-            } => {
-                if let Some(told) = at(host).map(|i| &mut tales[i]) {
-                    told.state = state_key(*result);
-                    told.exit_code = match result {
-                        FinalState::Failed { exit_code } => Some(*exit_code),
-                        _ => None,
-                    };
-                    told.attempts = *attempts;
-                    told.message.clone_from(message);
-                }
-            }
-            Event::HostsSkipped { hosts, .. } => {
-                for host in hosts {
-                    if let Some(told) = at(host).map(|i| &mut tales[i]) {
-                        told.state = "skipped";
-                    }
-                }
-            }
-            Event::RunStopping { reason, .. } => {
-                tale.stopping = true;
-                tale.reasons = vec![reason.clone()];
-            }
-            Event::RunBlocked { reasons, .. } => tale.reasons.clone_from(reasons),
-            Event::RunFinished { result, .. } => tale.finished = Some(*result),
+            Event::RunStopping { .. } => tale.stopping = true,
+            _ => {}
         }
     }
-    for told in &tales {
-        let count = match told.state {
-            "pending" => &mut tale.counts.pending,
-            "running" => &mut tale.counts.running,
-            "succeeded" => &mut tale.counts.succeeded,
-            "failed" => &mut tale.counts.failed,
-            "timed_out" => &mut tale.counts.timed_out,
-            "unreachable" => &mut tale.counts.unreachable,
-            "lost" => &mut tale.counts.lost,
-            "skipped" => &mut tale.counts.skipped,
-            _ => &mut tale.counts.cancelled,
+    tale.reasons.clone_from(&ledger.reasons);
+    tale.finished = ledger.result;
+    for record in &ledger.hosts {
+        let count = match record.standing {
+            Standing::Pending => &mut tale.counts.pending,
+            Standing::Running => &mut tale.counts.running,
+            // A host a dead session left running: failed, as a resume counts it.
+            Standing::Interrupted => &mut tale.counts.failed,
+            Standing::Done(done) => match done {
+                FinalState::Succeeded => &mut tale.counts.succeeded,
+                FinalState::Failed { .. } => &mut tale.counts.failed,
+                FinalState::TimedOut => &mut tale.counts.timed_out,
+                FinalState::Unreachable => &mut tale.counts.unreachable,
+                FinalState::Lost => &mut tale.counts.lost,
+                FinalState::Skipped => &mut tale.counts.skipped,
+                FinalState::Cancelled => &mut tale.counts.cancelled,
+            },
         };
         *count += 1;
     }
-    (tale, tales)
+    (tale, ledger)
+}
+
+fn exit_code_of(state: FinalState) -> Option<i32> {
+    match state {
+        FinalState::Failed { exit_code } => Some(exit_code),
+        _ => None,
+    }
 }
 
 /// The API's word for how a host ended.
@@ -509,6 +474,8 @@ mod tests {
         assert_eq!((list[0].counts.running, list[0].counts.failed), (1, 1));
         let detail = runs.detail(&id).unwrap();
         assert_eq!(detail.host_states[0].exit_code, Some(3));
+        assert_eq!(detail.host_states[0].duration_ms, Some(5));
+        assert_eq!(detail.host_states[0].message, "exit code 3");
         assert_eq!(detail.host_states[1].state, "running");
         // Its process dies: the running host counts as failed, and the reason says so.
         drop(lock);

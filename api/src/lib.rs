@@ -31,7 +31,10 @@
 //! `limit=L` a stream sends at most L records and ends (a page; the next starts after the
 //! last one's sequence number).
 //!
-//! `GET /ui/` and its files are the web dashboard, for operators (see `crate::ui`).
+//! `GET /ui/` and its files are the web dashboard, for operators (`pogo_remote::ui`).
+//!
+//! These bodies are a crate of their own, serde and the plan and event types alone, so that
+//! what renders them (`pogo-views`) needs no server or client to do so.
 
 use pogo_executor::events::Event;
 use pogo_executor::transport::TransportSpec;
@@ -155,6 +158,9 @@ pub struct HostEntry {
     /// How it ended, for a person.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// How long its last attempt took, when known (local runs' journals say it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 /// A job with its hosts, in plan order.
