@@ -352,3 +352,30 @@ pub struct HeartbeatReply {
 pub struct ApiError {
     pub error: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's detail as the previous release's dispatcher answered it, before hosts had a
+    /// `duration_ms`: read as it was, and a host without one is written as it was.
+    #[test]
+    fn a_detail_from_before_host_durations_still_reads_and_writes_the_same() {
+        let old = r#"{"id":"job-20261124T230102Z-3f9a","state":"running","command":"true",
+            "hosts":1,"counts":{"pending":0,"running":1,"succeeded":0,"failed":0,
+            "timed_out":0,"unreachable":0,"lost":0,"skipped":0,"cancelled":0},
+            "submitted_at":1795561262,"submitted_by":"alice","last_event":2,
+            "host_states":[{"host":"web1","state":"running","attempts":1,"worker":"w1"}]}"#;
+        let detail: JobDetail = serde_json::from_str(old).unwrap();
+        assert_eq!(detail.host_states[0].duration_ms, None);
+        let again = serde_json::to_value(&detail.host_states[0]).unwrap();
+        assert_eq!(
+            again,
+            serde_json::json!({"host": "web1", "state": "running", "attempts": 1, "worker": "w1"})
+        );
+        let mut host = detail.host_states[0].clone();
+        host.duration_ms = Some(850);
+        let text = serde_json::to_string(&host).unwrap();
+        assert!(text.contains(r#""duration_ms":850"#), "{text}");
+    }
+}
