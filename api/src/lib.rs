@@ -179,6 +179,38 @@ pub struct EventRecord {
     pub event: Event,
 }
 
+/// The query of a stream (`GET /v1/jobs/{job}/events` and `.../output`): the records after
+/// sequence number `after`; with `follow`, new ones as they come until the job (or the host)
+/// ends; with `limit`, at most that many, then the answer ends (a page: the next one starts
+/// after its last record).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StreamQuery {
+    #[serde(default)]
+    pub after: u64,
+    #[serde(default)]
+    pub follow: bool,
+    /// Output of this host only.
+    pub host: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl StreamQuery {
+    /// A page: one read answers, and the stream ends.
+    pub fn is_paged(&self) -> bool {
+        self.limit.is_some()
+    }
+
+    /// Whether the stream goes on as records come (never for a page).
+    pub fn follows(&self) -> bool {
+        self.follow && !self.is_paged()
+    }
+
+    /// How many records one read takes: `most`, or fewer when the client asked for fewer.
+    pub fn page_size(&self, most: usize) -> usize {
+        self.limit.map_or(most, |limit| limit.clamp(1, most))
+    }
+}
+
 /// One line of a host's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputRecord {

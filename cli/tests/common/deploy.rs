@@ -138,6 +138,30 @@ impl Proc {
         self.child.wait().unwrap();
     }
 
+    /// Waits until it has printed its first line, which starts with `prefix`: the rest of
+    /// it. Fails the test if it ends first.
+    #[track_caller]
+    pub fn first_line(&mut self, prefix: &str) -> String {
+        let mut rest = None;
+        let name = self.name.clone();
+        wait_until(&format!("{name} to start"), || {
+            let out = self.stdout();
+            rest = out
+                .lines()
+                .next()
+                .filter(|_| out.contains('\n'))
+                .and_then(|l| l.strip_prefix(prefix))
+                .map(String::from);
+            assert!(
+                rest.is_some() || !self.exited(),
+                "{name} ended: stdout:\n{out}\nstderr:\n{}",
+                self.stderr()
+            );
+            rest.is_some()
+        });
+        rest.unwrap()
+    }
+
     /// Waits for it to end on its own; its exit code.
     #[track_caller]
     pub fn wait(&mut self) -> i32 {
@@ -317,24 +341,7 @@ impl Deployment {
         args.extend(["--cert", &cert, "--key", &key, "--ca", &ca]);
         args.extend_from_slice(extra);
         let mut dispatcher = self.spawn("dispatcher", &args);
-        let prefix = "pogo dispatcher listening on ";
-        let mut url = None;
-        wait_until("the dispatcher to listen", || {
-            let out = dispatcher.stdout();
-            url = out
-                .lines()
-                .next()
-                .filter(|_| out.contains('\n'))
-                .and_then(|l| l.strip_prefix(prefix))
-                .map(String::from);
-            assert!(
-                url.is_some() || !dispatcher.exited(),
-                "the dispatcher ended: stdout:\n{out}\nstderr:\n{}",
-                dispatcher.stderr()
-            );
-            url.is_some()
-        });
-        let url = url.unwrap();
+        let url = dispatcher.first_line("pogo dispatcher listening on ");
         assert!(url.starts_with("https://127.0.0.1:"), "{url}");
         if port != 0 {
             assert_eq!(url, format!("https://127.0.0.1:{port}"));

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -216,23 +215,12 @@ async fn plan(
     Ok(Json(app.core.call(|reply| Cmd::Plan { id, reply }).await?))
 }
 
-#[derive(Deserialize)]
-struct StreamQuery {
-    #[serde(default)]
-    after: u64,
-    #[serde(default)]
-    follow: bool,
-    host: Option<String>,
-    /// At most this many records, then the answer ends (a page of a long output).
-    limit: Option<usize>,
-}
-
 async fn events(
     State(app): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiErr> {
-    let limit = page_size(&query);
+    let limit = query.page_size(PAGE);
     let fetch = {
         let core = app.core.clone();
         move |id: String, after: u64| {
@@ -259,7 +247,7 @@ async fn output(
     Query(query): Query<StreamQuery>,
 ) -> Result<Response, ApiErr> {
     let host = query.host.clone();
-    let limit = page_size(&query);
+    let limit = query.page_size(PAGE);
     let fetch = {
         let core = app.core.clone();
         move |id: String, after: u64| {
@@ -280,11 +268,6 @@ async fn output(
         }
     };
     stream(app, id, query, fetch).await
-}
-
-/// How many records one read takes: a page, or fewer when the client asked for fewer.
-fn page_size(query: &StreamQuery) -> usize {
-    query.limit.map_or(PAGE, |limit| limit.clamp(1, PAGE))
 }
 
 /// A page of records as NDJSON: the text, the last sequence number, whether the page was
@@ -331,9 +314,7 @@ where
     let mut commits = app.commits.clone();
     commits.mark_unchanged();
     let first = fetch(id.clone(), query.after).await?;
-    // With a limit, one read answers: the client pages with `after`.
-    let paged = query.limit.is_some();
-    let follow = query.follow && !paged;
+    let (paged, follow) = (query.is_paged(), query.follows());
     let closing = app.closing.clone();
     let fetch = Arc::new(fetch);
     let state = (Some(first), query.after, commits, closing, false);

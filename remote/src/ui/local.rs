@@ -27,12 +27,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Json, Router};
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::runs::{event_record, read_lines, skip_lines, LocalRuns, LogReader, RunsError};
 use super::{cookie, csrf_allows, page, random_token, same, secure_headers, UiConfig};
-use crate::api::ApiError;
+use crate::api::{ApiError, StreamQuery};
 use crate::client::Client;
 
 /// The cookie of a `pogo ui` session.
@@ -369,16 +368,6 @@ async fn run_plan(State(app): State<App>, Path(id): Path<String>) -> Response {
     runs_json(&app, move |runs| runs.plan(&id)).await
 }
 
-#[derive(Deserialize)]
-struct StreamQuery {
-    #[serde(default)]
-    after: u64,
-    #[serde(default)]
-    follow: bool,
-    host: Option<String>,
-    limit: Option<usize>,
-}
-
 /// How a line of a followed file (its number, its text) becomes a JSON record, if it is one.
 type ToRecord = Box<dyn FnMut(u64, String) -> Option<String> + Send>;
 
@@ -452,9 +441,8 @@ fn follow_file(
         lines: ToRecord,
         done: bool,
     }
-    let paged = query.limit.is_some();
-    let limit = query.limit.map_or(PAGE, |l| l.clamp(1, PAGE));
-    let follow = query.follow && !paged;
+    let (paged, follow) = (query.is_paged(), query.follows());
+    let limit = query.page_size(PAGE);
     let after = query.after;
     let ended = Arc::new(ended);
     let tail = Tail {
