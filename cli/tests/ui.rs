@@ -40,23 +40,7 @@ fn start_ui(d: &Deployment, extra: &[&str]) -> (Proc, String) {
     let mut args = vec!["ui"];
     args.extend_from_slice(extra);
     let mut ui = d.spawn("ui", &args);
-    let mut url = None;
-    wait_until("pogo ui to listen", || {
-        let out = ui.stdout();
-        url = out
-            .lines()
-            .next()
-            .filter(|_| out.contains('\n'))
-            .and_then(|l| l.strip_prefix("Dashboard: "))
-            .map(String::from);
-        assert!(
-            url.is_some() || !ui.exited(),
-            "pogo ui ended: stdout:\n{out}\nstderr:\n{}",
-            ui.stderr()
-        );
-        url.is_some()
-    });
-    let url = url.unwrap();
+    let url = ui.first_line("Dashboard: ");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert!(url.contains("/ui/?token="), "{url}");
     (ui, url)
@@ -332,6 +316,24 @@ fn browser(d: &Deployment, runtime: &tokio::runtime::Runtime) -> (Proc, Browser)
     (driver, client)
 }
 
+/// Waits until the page shows `host` (its square in the schedule) in `state`.
+async fn host_shows(browser: &Browser, host: &str, state: &str) {
+    let script = format!(
+        "const h = document.querySelector('#schedule .host[data-host=\"{host}\"]'); \
+         return !!h && h.getAttribute('data-state') === '{state}'"
+    );
+    eventually(browser, &format!("{host} {state}"), &script).await;
+}
+
+/// Waits until the page shows the job in `state`.
+async fn job_shows(browser: &Browser, state: &str) {
+    let script = format!(
+        "const j = document.getElementById('job-state'); \
+         return !!j && j.getAttribute('data-state') === '{state}'"
+    );
+    eventually(browser, &format!("the job {state}"), &script).await;
+}
+
 /// Polls `check` in the page until it gives `true`, or fails naming `what`.
 async fn eventually(browser: &Browser, what: &str, script: &str) {
     let deadline = Instant::now() + PATIENCE;
@@ -391,7 +393,8 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
         &script,
         "while [ ! -e \"$(dirname \"$0\")/go-$POGO_HOST\" ]; do sleep 0.05; done\n\
          printf '<script>alert(1)</script>\\n\\033[31mred\\033[0m and \\033]0;title\\007plain\\n'\n\
-         echo done on $POGO_HOST\n",
+         echo done on $POGO_HOST\n\
+         if [ -e \"$(dirname \"$0\")/fail-$POGO_HOST\" ]; then exit 3; fi\n",
     )
     .unwrap();
     std::fs::write(d.path().join("fleet.cfg"), FLEET).unwrap();
@@ -431,24 +434,14 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
         eventually(&browser, "the schedule", "return document.querySelectorAll('.host[data-host]').length >= 6").await;
         browser.execute(RECORD_STATES, vec![]).await.unwrap();
         for host in ["h1", "h2", "h3", "h4", "h5", "h6"] {
-            eventually(
-                &browser,
-                &format!("{host} running"),
-                &format!("return document.querySelector('.host[data-host=\"{host}\"]').getAttribute('data-state') === 'running'"),
-            )
-            .await;
+            host_shows(&browser, host, "running").await;
             if host == "h3" {
                 shot(&browser, "job.png").await;
             }
             release(host);
-            eventually(
-                &browser,
-                &format!("{host} succeeded"),
-                &format!("return document.querySelector('.host[data-host=\"{host}\"]').getAttribute('data-state') === 'succeeded'"),
-            )
-            .await;
+            host_shows(&browser, host, "succeeded").await;
         }
-        eventually(&browser, "the job to succeed", "return document.getElementById('job-state').getAttribute('data-state') === 'succeeded'").await;
+        job_shows(&browser, "succeeded").await;
         let seen = browser
             .execute("return window.pogoTest && window.pogoTest.states", vec![])
             .await
@@ -495,7 +488,7 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
             .goto(&format!("{base}/ui/#/jobs/{halted}"))
             .await
             .unwrap();
-        eventually(&browser, "h1 running", "const h = document.querySelector('.host[data-host=\"h1\"]'); return !!h && h.getAttribute('data-state') === 'running'").await;
+        host_shows(&browser, "h1", "running").await;
         browser.find(Locator::Id("halt")).await.unwrap().click().await.unwrap();
         eventually(&browser, "the confirmation", "const c = document.getElementById('confirm-yes'); return !!c && c.offsetParent !== null").await;
         // Nothing is halted before the operator confirms.
@@ -505,12 +498,7 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
     let status = d.wait_for_state(&halted, "stopping");
     assert_eq!(status["state"], "stopping");
     runtime.block_on(async {
-        eventually(
-            &browser,
-            "the page to say stopping",
-            "return document.getElementById('job-state').getAttribute('data-state') === 'stopping'",
-        )
-        .await;
+        job_shows(&browser, "stopping").await;
     });
     // The running host finishes; nothing else starts.
     release("h1");
@@ -527,6 +515,78 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
             .iter()
             .all(|s| *s == "skipped" || *s == "pending"),
         "{states:?}"
+    );
+
+    // A third job whose first host fails: the job stops. Retrying that host, chosen on the
+    // page, runs it again and resumes the job, as `pogo retry JOB h1` does.
+    for host in ["h1", "h2", "h3", "h4", "h5", "h6"] {
+        release(host);
+    }
+    d.touch("fail-h1");
+    let failed = d.submit();
+    d.wait_for_state(&failed, "stopped");
+    runtime.block_on(async {
+        let base = origin(&url);
+        browser
+            .goto(&format!("{base}/ui/#/jobs/{failed}"))
+            .await
+            .unwrap();
+        host_shows(&browser, "h1", "failed").await;
+        job_shows(&browser, "stopped").await;
+        eventually(
+            &browser,
+            "h1's box",
+            "return !!document.querySelector('input.pick[data-host=\"h1\"]')",
+        )
+        .await;
+        browser
+            .find(Locator::Css("input.pick[data-host=\"h1\"]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .find(Locator::Id("retry-selected"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        eventually(
+            &browser,
+            "the confirmation",
+            "const c = document.getElementById('confirm-yes'); return !!c && c.offsetParent !== null",
+        )
+        .await;
+        let question = browser
+            .execute("return document.getElementById('confirm-text').textContent", vec![])
+            .await
+            .unwrap();
+        assert!(question.as_str().unwrap().contains("h1"), "{question}");
+        std::fs::remove_file(d.path().join("fail-h1")).unwrap();
+        browser
+            .find(Locator::Id("confirm-yes"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        host_shows(&browser, "h1", "succeeded").await;
+    });
+    let status = d.wait_for_state(&failed, "succeeded");
+    let h1 = &status["host_states"][0];
+    assert_eq!(
+        (h1["host"].as_str(), h1["state"].as_str()),
+        (Some("h1"), Some("succeeded"))
+    );
+    assert_eq!(h1["attempts"], 2, "{h1}");
+    // The hosts the failure had skipped ran once each.
+    let rest = &status["host_states"].as_array().unwrap()[1..];
+    assert!(
+        rest.iter()
+            .all(|h| h["state"] == "succeeded" && h["attempts"] == 1),
+        "{status}"
     );
     runtime.block_on(async {
         browser.close().await.unwrap();

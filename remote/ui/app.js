@@ -224,6 +224,108 @@ function actionEnabled(action, state) {
   }
 }
 
+/** Host states the dispatcher retries when asked to (`retry` with chosen hosts). */
+const RETRYABLE = new Set(["failed", "timed_out", "unreachable", "lost", "cancelled"]);
+/** Job states in which no host can be retried: the job is still going. */
+const JOB_GOING = new Set(["running", "stopping"]);
+/** How many names a confirmation lists before "and N more". */
+const MAX_NAMED = 10;
+
+/** Whether the hosts of a job in `state` may be retried (by name) now. */
+function canRetryHosts(state) {
+  return !JOB_GOING.has(state);
+}
+
+/** Milliseconds → `850 ms`, `12.3 s`, `2m05s`, `1h02m`; "" when not a duration. */
+function formatDuration(ms) {
+  if (typeof ms !== "number" || !isFinite(ms) || ms < 0) return "";
+  const whole = Math.floor(ms);
+  if (whole < 1000) return `${whole} ms`;
+  if (whole < 60000) return `${(Math.floor(whole / 100) / 10).toFixed(1)} s`;
+  const secs = Math.floor(whole / 1000);
+  const pad = (n) => (n < 10 ? "0" : "") + n;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m${pad(secs % 60)}s`;
+  return `${Math.floor(secs / 3600)}h${pad(Math.floor((secs % 3600) / 60))}m`;
+}
+
+/** A duration as the server gives it (`duration_ms`): a number of ms, or undefined. */
+function durationOf(value) {
+  return typeof value === "number" && isFinite(value) && value >= 0 ? value : undefined;
+}
+
+/**
+ * The duration shown for a host: nothing while it runs; `unknown` while it waits or when the
+ * server did not say; else the formatted duration of its last attempt.
+ */
+function durationText(state, ms, unknown) {
+  if (state === "running") return "";
+  if (state === "pending") return unknown;
+  const text = formatDuration(ms);
+  return text === "" ? unknown : text;
+}
+
+/** `a, b, c`; past `max` names, the first `max` then `and N more`. */
+function nameList(names, max) {
+  const limit = max === undefined ? MAX_NAMED : max;
+  const shown = names.slice(0, limit).join(", ");
+  return names.length > limit ? `${shown} and ${names.length - limit} more` : shown;
+}
+
+/** The question asked before retrying chosen hosts of job `id`. */
+function retryQuestion(id, names) {
+  if (names.length === 1) return `Retry host ${names[0]} of job ${id}?`;
+  return `Retry ${names.length} hosts of job ${id}: ${nameList(names, MAX_NAMED)}?`;
+}
+
+/*
+ * Slot states. A slot keeps a tally of its hosts by bucket (updated as hosts change, never by
+ * rescanning): `running`, `bad` (failed, timed out, unreachable, lost), `finished`
+ * (succeeded, skipped, cancelled) and `waiting` (pending, or anything else).
+ */
+const SLOT_BAD = new Set(["failed", "timed_out", "unreachable", "lost"]);
+const SLOT_FINISHED = new Set(["succeeded", "skipped", "cancelled"]);
+
+/** The tally bucket a host state counts in. */
+function slotBucket(state) {
+  if (state === "running") return "running";
+  if (SLOT_BAD.has(state)) return "bad";
+  if (SLOT_FINISHED.has(state)) return "finished";
+  return "waiting";
+}
+
+/** An empty tally. */
+function newTally() {
+  return { size: 0, running: 0, bad: 0, finished: 0, waiting: 0, state: "" };
+}
+
+/** Counts a host (in `state`) into a tally. */
+function tallyAdd(tally, state) {
+  tally.size++;
+  tally[slotBucket(state)]++;
+}
+
+/** Moves a host from one state to another in a tally; false when its bucket is the same. */
+function tallyMove(tally, from, to) {
+  const a = slotBucket(from);
+  const b = slotBucket(to);
+  if (a === b) return false;
+  tally[a]--;
+  tally[b]++;
+  return true;
+}
+
+/**
+ * A slot's state from its tally: `running` if any host runs; else `failed` if any failed
+ * (timed out, unreachable, lost); else `done` if all are succeeded, skipped or cancelled;
+ * else `waiting`.
+ */
+function slotState(tally) {
+  if (tally.running > 0) return "running";
+  if (tally.bad > 0) return "failed";
+  if (tally.finished >= tally.size) return "done";
+  return "waiting";
+}
+
 /** Parses a location hash into a route. */
 function parseRoute(hash) {
   const text = String(hash || "").replace(/^#\/?/, "");
@@ -536,7 +638,7 @@ class LiveJob {
     this.id = id;
     this.signal = signal;
     this.url = `${apiBase(kind)}/${encodeURIComponent(id)}`;
-    this.hosts = new Map(); // name → {host, state, attempts, exit_code, worker, message}
+    this.hosts = new Map(); // name → {host, state, attempts, exit_code, worker, message, duration_ms}
     this.order = [];
     this.counts = {};
     this.state = "";
@@ -549,6 +651,8 @@ class LiveJob {
     this.countsDirty = false;
     this.jobDirty = false;
     this.chips = null; // name → [chip elements], set by the job page
+    this.slotsOf = null; // name → [slot tallies (with `el`)], set by the job page
+    this.dirtySlots = new Set();
     this.listeners = [];
     this.frame = 0;
     this.streaming = false;
@@ -586,6 +690,7 @@ class LiveJob {
         exit_code: h.exit_code,
         worker: h.worker,
         message: h.message || "",
+        duration_ms: durationOf(h.duration_ms),
       };
       this.hosts.set(name, entry);
       this.order.push(name);
@@ -624,6 +729,11 @@ class LiveJob {
       this.counts[old] = (this.counts[old] || 0) - 1;
       this.counts[h.state] = (this.counts[h.state] || 0) + 1;
       this.countsDirty = true;
+      // The slots holding the host: their tallies move now, their state is drawn next frame.
+      const tallies = this.slotsOf ? this.slotsOf.get(name) : undefined;
+      if (tallies) {
+        for (const tally of tallies) if (tallyMove(tally, old, h.state)) this.dirtySlots.add(tally);
+      }
     }
     this.dirty.add(name);
     this.schedule();
@@ -657,6 +767,7 @@ class LiveJob {
           state: "running",
           attempts: Math.max(h ? h.attempts || 0 : 0, 1),
           exit_code: undefined,
+          duration_ms: undefined,
           message: "",
         });
         break;
@@ -667,6 +778,7 @@ class LiveJob {
         this.setHost(String(rec.host), {
           state: "running",
           attempts: Math.max(h ? h.attempts || 0 : 0, attempt - 1),
+          duration_ms: undefined,
           message: `attempt ${attempt} after ${rec.after || "a failure"}` +
             (rec.delay_ms ? ` (in ${(rec.delay_ms / 1000).toFixed(1)}s)` : ""),
         });
@@ -678,6 +790,7 @@ class LiveJob {
           state: String(rec.state || "failed"),
           exit_code: rec.exit_code,
           attempts: typeof rec.attempts === "number" ? rec.attempts : h ? h.attempts : 0,
+          duration_ms: durationOf(rec.duration_ms),
           message: rec.message || "",
         });
         break;
@@ -768,6 +881,7 @@ class LiveJob {
         exit_code: h.exit_code,
         worker: h.worker,
         message: h.message || "",
+        duration_ms: durationOf(h.duration_ms),
       });
     }
     this.summary = detail;
@@ -789,6 +903,17 @@ class LiveJob {
     if (this.signal.aborted) return;
     const dirty = this.dirty;
     this.dirty = new Set();
+    if (this.dirtySlots.size) {
+      const slots = this.dirtySlots;
+      this.dirtySlots = new Set();
+      for (const tally of slots) {
+        const state = slotState(tally);
+        if (state !== tally.state) {
+          tally.state = state;
+          tally.el.setAttribute("data-state", state);
+        }
+      }
+    }
     if (this.chips) {
       for (const name of dirty) {
         const chips = this.chips.get(name);
@@ -1082,10 +1207,15 @@ function optionsLine(plan) {
 /** The schedule: one row per thread, its slots left to right, every host a chip. */
 function buildSchedule(live, kind) {
   const chips = new Map();
+  const slotsOf = new Map();
   const frag = document.createDocumentFragment();
-  const addChips = (container, names) => {
+  const addChips = (container, names, tally) => {
     for (const name of names) {
       const state = live.stateOf(name);
+      tallyAdd(tally, state);
+      const tallies = slotsOf.get(name);
+      if (tallies) tallies.push(tally);
+      else slotsOf.set(name, [tally]);
       const chip = document.createElement("span");
       chip.className = "host";
       chip.setAttribute("data-host", name);
@@ -1104,7 +1234,11 @@ function buildSchedule(live, kind) {
       el("div", { class: "slot-id", text: label })
     );
     const holder = el("div", { class: "chips" });
-    addChips(holder, names);
+    const tally = newTally();
+    tally.el = box;
+    addChips(holder, names, tally);
+    tally.state = slotState(tally);
+    box.setAttribute("data-state", tally.state);
     box.appendChild(holder);
     return box;
   };
@@ -1141,6 +1275,8 @@ function buildSchedule(live, kind) {
     if (chip) location.hash = hostHash(kind, live.id, chip.getAttribute("data-host"));
   });
   live.chips = chips;
+  live.slotsOf = slotsOf;
+  live.dirtySlots.clear();
   return schedule;
 }
 
@@ -1187,29 +1323,84 @@ function progressBar() {
   return { bar, update };
 }
 
-function hostRow(kind, id, h) {
+/**
+ * A host's row in the host table. With `picks` (the names chosen for "Retry selected"), the
+ * row starts with a cell holding a checkbox while the host can be retried.
+ */
+function hostRow(kind, id, h, picks) {
   const stateCell = badge(h.state);
   const attempts = el("td", { class: "num", text: String(h.attempts || 0) });
+  const duration = el("td", { class: "num duration", text: durationText(h.state, h.duration_ms, "") });
   const worker = el("td", { class: "mono", text: sanitizeText(h.worker || "") });
   const message = el("td", { class: "message", text: sanitizeText(h.message || "") });
+  const pickCell = picks ? el("td", { class: "pick-cell" }) : null;
   const tr = el(
     "tr",
     { "data-host": h.host, "data-state": h.state },
+    pickCell,
     el("td", { class: "mono" }, el("a", { href: hostHash(kind, id, h.host), text: sanitizeText(h.host) })),
     el("td", {}, stateCell),
     attempts,
+    duration,
     worker,
     message
   );
-  return { tr, stateCell, attempts, worker, message };
+  const row = { tr, stateCell, attempts, duration, worker, message, pickCell, box: null };
+  setPickBox(row, h, picks);
+  return row;
 }
 
-function updateHostRow(row, h) {
+/** Gives a row its checkbox while its host can be retried, else none. True if that changed. */
+function setPickBox(row, h, picks) {
+  if (!row.pickCell) return false;
+  const want = RETRYABLE.has(h.state);
+  if (want === (row.box !== null)) return false;
+  if (want) {
+    const box = el("input", {
+      type: "checkbox",
+      class: "pick",
+      "data-host": h.host,
+      "aria-label": `Choose ${sanitizeText(h.host)} to retry`,
+    });
+    box.checked = picks.has(h.host);
+    row.pickCell.appendChild(box);
+    row.box = box;
+  } else {
+    row.box.remove();
+    row.box = null;
+  }
+  return true;
+}
+
+/** Updates a host's row; true if its checkbox came or went. */
+function updateHostRow(row, h, picks) {
   row.tr.setAttribute("data-state", h.state);
   setBadge(row.stateCell, h.state);
   row.attempts.textContent = String(h.attempts || 0);
+  row.duration.textContent = durationText(h.state, h.duration_ms, "");
   row.worker.textContent = sanitizeText(h.worker || "");
   row.message.textContent = sanitizeText(h.message || "");
+  return setPickBox(row, h, picks);
+}
+
+/**
+ * POSTs a job action (halt, resume, retry) and applies its answer: the job's state at once,
+ * then its hosts read again and its events followed again. Shows a failure in the banner.
+ * Resolves true when the server took it.
+ */
+async function postAction(ctx, live, path, body) {
+  try {
+    const summary = await postJson(`${live.url}/${path}`, body);
+    if (ctx.signal.aborted) return false;
+    clearError("action");
+    live.applySummary(summary);
+    live.resync(0);
+    live.ensureStream();
+    return true;
+  } catch (e) {
+    if (!ctx.signal.aborted) showError(e.message, "action");
+    return false;
+  }
 }
 
 async function pageJob(ctx, kind, id) {
@@ -1250,8 +1441,18 @@ async function pageJob(ctx, kind, id) {
   let actions = null;
   const buttons = {};
   let busy = false;
+  // Retry of chosen hosts: the names ticked in the host table (kept across its rebuilds).
+  const canPick = kind === "jobs" && !!config.actions;
+  const picked = new Set();
+  const picks = canPick ? picked : null;
+  let retrySelected = null;
   const updateButtons = () => {
     for (const [action, button] of Object.entries(buttons)) button.disabled = busy || !actionEnabled(action, live.state);
+    if (retrySelected) {
+      const text = `Retry selected (${picked.size})`;
+      if (retrySelected.textContent !== text) retrySelected.textContent = text;
+      retrySelected.disabled = busy || picked.size === 0 || !canRetryHosts(live.state);
+    }
   };
   if (kind === "jobs" && config.actions) {
     const specs = [
@@ -1266,18 +1467,11 @@ async function pageJob(ctx, kind, id) {
       button.addEventListener("click", async () => {
         if (busy) return;
         if (!(await confirmDialog(sanitizeText(question), label))) return;
-        if (ctx.signal.aborted) return;
+        if (ctx.signal.aborted || busy) return;
         busy = true;
         updateButtons();
         try {
-          const summary = await postJson(`${live.url}/${path}`, body);
-          if (ctx.signal.aborted) return;
-          clearError("action");
-          live.applySummary(summary);
-          live.resync(0);
-          live.ensureStream();
-        } catch (e) {
-          if (!ctx.signal.aborted) showError(e.message, "action");
+          await postAction(ctx, live, path, body);
         } finally {
           busy = false;
           updateButtons();
@@ -1296,10 +1490,23 @@ async function pageJob(ctx, kind, id) {
   const tbody = el("tbody", { id: "hosts-rows" });
   const note = el("p", { id: "hosts-note", class: "note", hidden: !big });
   const rows = new Map();
+  const pickAll = canPick
+    ? el("input", { type: "checkbox", id: "pick-all", "aria-label": "Choose every listed host that can be retried" })
+    : null;
+  /** The header checkbox: ticked when every listed checkbox is, half when some are. */
+  const updatePickAll = () => {
+    if (!pickAll) return;
+    const boxes = tbody.querySelectorAll("input.pick");
+    let on = 0;
+    for (const box of boxes) if (box.checked) on++;
+    pickAll.disabled = boxes.length === 0;
+    pickAll.checked = boxes.length > 0 && on === boxes.length;
+    pickAll.indeterminate = on > 0 && on < boxes.length;
+  };
   if (!big) {
     const frag = document.createDocumentFragment();
     for (const name of live.order) {
-      const row = hostRow(kind, id, live.hosts.get(name));
+      const row = hostRow(kind, id, live.hosts.get(name), picks);
       rows.set(name, row);
       frag.appendChild(row.tr);
     }
@@ -1318,8 +1525,9 @@ async function pageJob(ctx, kind, id) {
       if (shown.length < BIG_JOB_ROWS) shown.push(h);
     }
     const frag = document.createDocumentFragment();
-    for (const h of shown) frag.appendChild(hostRow(kind, id, h).tr);
+    for (const h of shown) frag.appendChild(hostRow(kind, id, h, picks).tr);
     tbody.replaceChildren(frag);
+    updatePickAll();
     note.textContent =
       `${live.order.length} hosts: only hosts not pending or succeeded are listed` +
       (total > shown.length ? ` (the first ${shown.length} of ${total})` : total === 0 ? " (none yet)" : "") +
@@ -1338,9 +1546,73 @@ async function pageJob(ctx, kind, id) {
   const table = el(
     "table",
     { class: "list hosts", id: "hosts-table" },
-    el("thead", {}, el("tr", {}, ...["Host", "State", "Attempts", "Worker", "Message"].map((h) => el("th", { text: h })))),
+    el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        pickAll ? el("th", { class: "pick-cell" }, pickAll) : null,
+        ...["Host", "State", "Attempts", "Duration", "Worker", "Message"].map((h) => el("th", { text: h }))
+      )
+    ),
     tbody
   );
+
+  let hostActions = null;
+  if (canPick) {
+    retrySelected = el("button", { type: "button", id: "retry-selected", disabled: true, text: "Retry selected (0)" });
+    hostActions = el("div", { class: "actions host-actions", id: "host-actions" }, retrySelected);
+    tbody.addEventListener("change", (e) => {
+      const box = e.target;
+      if (!box || !box.classList || !box.classList.contains("pick")) return;
+      const name = box.getAttribute("data-host");
+      if (box.checked && RETRYABLE.has(live.stateOf(name))) picked.add(name);
+      else {
+        box.checked = false;
+        picked.delete(name);
+      }
+      updatePickAll();
+      updateButtons();
+    });
+    pickAll.addEventListener("change", () => {
+      const on = pickAll.checked;
+      for (const box of tbody.querySelectorAll("input.pick")) {
+        const name = box.getAttribute("data-host");
+        if (on && RETRYABLE.has(live.stateOf(name))) {
+          box.checked = true;
+          picked.add(name);
+        } else {
+          box.checked = false;
+          picked.delete(name);
+        }
+      }
+      updatePickAll();
+      updateButtons();
+    });
+    retrySelected.addEventListener("click", async () => {
+      if (busy) return;
+      // In plan order; a host that can no longer be retried is left out.
+      const names = live.order.filter((name) => picked.has(name) && RETRYABLE.has(live.stateOf(name)));
+      if (names.length === 0) return;
+      const yes = names.length === 1 ? "Retry" : `Retry ${names.length} hosts`;
+      if (!(await confirmDialog(sanitizeText(retryQuestion(id, names)), yes))) return;
+      if (ctx.signal.aborted || busy) return;
+      busy = true;
+      updateButtons();
+      try {
+        if (await postAction(ctx, live, "retry", { hosts: names })) {
+          for (const name of names) picked.delete(name);
+          for (const box of tbody.querySelectorAll("input.pick")) box.checked = picked.has(box.getAttribute("data-host"));
+          updatePickAll();
+        }
+      } finally {
+        busy = false;
+        updateButtons();
+      }
+    });
+    updatePickAll();
+  }
 
   show(
     el("p", { class: "crumbs" }, el("a", { href: "#/", text: "Jobs & runs" }), " / ", sanitizeText(id)),
@@ -1351,6 +1623,7 @@ async function pageJob(ctx, kind, id) {
     schedule,
     constraintsList(live.plan),
     el("h2", { text: "Hosts" }),
+    hostActions,
     note,
     table
   );
@@ -1373,18 +1646,32 @@ async function pageJob(ctx, kind, id) {
     if (info.counts) updateCounts();
     if (info.job) updateJob();
     if (info.dirty.size) {
+      // A chosen host that can no longer be retried (it runs again) is no longer chosen.
+      let pickedChanged = false;
+      if (picked.size) {
+        for (const name of info.dirty) {
+          if (picked.has(name) && !RETRYABLE.has(live.stateOf(name))) {
+            picked.delete(name);
+            pickedChanged = true;
+          }
+        }
+      }
       if (big) scheduleBig();
       else {
+        let boxesChanged = false;
         for (const name of info.dirty) {
           const h = live.hosts.get(name);
           let row = rows.get(name);
           if (!row) {
-            row = hostRow(kind, id, h);
+            row = hostRow(kind, id, h, picks);
             rows.set(name, row);
             tbody.appendChild(row.tr);
-          } else updateHostRow(row, h);
+            if (row.box) boxesChanged = true;
+          } else if (updateHostRow(row, h, picks)) boxesChanged = true;
         }
+        if (boxesChanged) updatePickAll();
       }
+      if (pickedChanged) updateButtons();
     }
   });
   live.ensureStream();
@@ -1570,6 +1857,7 @@ async function pageHost(ctx, kind, id, host) {
   const stateBadge = badge(live.stateOf(host), "host-state");
   const attempts = el("dd", { id: "host-attempts" });
   const exit = el("dd", { id: "host-exit" });
+  const duration = el("dd", { id: "host-duration" });
   const worker = el("dd", { id: "host-worker", class: "mono" });
   const message = el("dd", { id: "host-message" });
   const why = el("ul", { id: "why", class: "why" });
@@ -1580,15 +1868,42 @@ async function pageHost(ctx, kind, id, host) {
   const dropped = el("p", { id: "dropped", class: "note", hidden: true, text: DROPPED_NOTE });
   const status = el("p", { id: "output-status", class: "note" });
 
+  // Retry of this host alone (jobs only): while it failed and its job has ended.
+  let retryHost = null;
+  let retryBusy = false;
+  const updateRetry = () => {
+    if (!retryHost) return;
+    retryHost.hidden = !(RETRYABLE.has(live.stateOf(host)) && canRetryHosts(live.state));
+    retryHost.disabled = retryBusy;
+  };
+  if (kind === "jobs" && config.actions) {
+    retryHost = el("button", { type: "button", id: "retry-host", hidden: true, text: "Retry this host" });
+    retryHost.addEventListener("click", async () => {
+      if (retryBusy) return;
+      if (!(await confirmDialog(sanitizeText(retryQuestion(id, [host])), "Retry"))) return;
+      if (ctx.signal.aborted || retryBusy) return;
+      retryBusy = true;
+      updateRetry();
+      try {
+        await postAction(ctx, live, "retry", { hosts: [host] });
+      } finally {
+        retryBusy = false;
+        updateRetry();
+      }
+    });
+  }
+
   show(
     crumbs,
     el("h1", {}, "Host ", el("code", { id: "host-name", text: sanitizeText(host) }), " ", stateBadge),
     el("dl", { class: "host-info" },
       el("dt", { text: "Attempts" }), attempts,
       el("dt", { text: "Exit code" }), exit,
+      el("dt", { text: "Duration" }), duration,
       el("dt", { text: "Worker" }), worker,
       el("dt", { text: "Message" }), message
     ),
+    retryHost ? el("div", { class: "actions", id: "host-actions" }, retryHost) : null,
     whyBox,
     el("h2", { text: "Output" }),
     dropped,
@@ -1603,6 +1918,7 @@ async function pageHost(ctx, kind, id, host) {
     setBadge(stateBadge, h.state);
     attempts.textContent = String(h.attempts || 0);
     exit.textContent = h.exit_code === undefined || h.exit_code === null ? "" : String(h.exit_code);
+    duration.textContent = durationText(h.state, h.duration_ms, "\u2014");
     worker.textContent = sanitizeText(h.worker || "");
     message.textContent = sanitizeText(h.message || "");
   };
@@ -1619,6 +1935,7 @@ async function pageHost(ctx, kind, id, host) {
   };
   updateHost();
   updateWhy();
+  updateRetry();
 
   const output = new OutputView(live, host, ctx, { pre, more, dropped, status });
   live.listeners.push((info) => {
@@ -1629,6 +1946,7 @@ async function pageHost(ctx, kind, id, host) {
       if (!output.following && !output.paging) output.setDoneStatus();
     }
     if (info.dirty.size || info.job) updateWhy();
+    if (info.job || info.dirty.has(host)) updateRetry();
   });
   live.ensureStream();
   await output.loadPage();
