@@ -156,16 +156,16 @@ impl Client {
         path_and_query: &str,
         body: Vec<u8>,
     ) -> Result<Response, ClientError> {
-        if !path_and_query.starts_with("/v1/") || path_and_query.starts_with("/v1/worker/") {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        if !is_operator_path(path) {
             return Err(ClientError::Invalid(format!(
                 "not an operator's endpoint: {path_and_query}"
             )));
         }
         let mut url = self.root.clone();
-        let (path, query) = match path_and_query.split_once('?') {
-            Some((path, query)) => (path, Some(query)),
-            None => (path_and_query, None),
-        };
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
         url.set_query(query);
@@ -344,6 +344,20 @@ impl Client {
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Decode(format!("{}: {e}", url.path())))
     }
+}
+
+/// Whether `path` names an operator's endpoint of the API: under `/v1/`, not the workers',
+/// and without a segment that a URL parser would take as a step up or a step in place
+/// (`..`, `.`, or their percent-encoded forms), which could lead elsewhere once resolved.
+fn is_operator_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return false;
+    };
+    let dotted = |segment: &str| {
+        let plain = segment.to_ascii_lowercase().replace("%2e", ".");
+        plain == "." || plain == ".."
+    };
+    !rest.starts_with("worker/") && rest != "worker" && !rest.split('/').any(dotted)
 }
 
 /// Checks the dispatcher's URL: `https://HOST[:PORT][/PATH]` (`http://` too with
@@ -607,6 +621,23 @@ where
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn only_operators_endpoints_are_forwarded() {
+        assert!(is_operator_path("/v1/jobs"));
+        assert!(is_operator_path("/v1/jobs/job-1/events"));
+        for path in [
+            "/v1/worker/poll",
+            "/v1/worker",
+            "/v2/jobs",
+            "/ui/",
+            "/v1/jobs/../worker/poll",
+            "/v1/%2E%2E/worker/poll",
+            "/v1/./worker/poll",
+        ] {
+            assert!(!is_operator_path(path), "{path}");
+        }
+    }
 
     #[test]
     fn lines_are_split_however_the_bytes_arrive() {
