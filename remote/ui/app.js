@@ -632,6 +632,18 @@ function cancelConfirm() {
  * its events stream. Changes are queued and applied to the page in one animation frame.
  * ---------------------------------------------------------------------------------------- */
 
+/** A host's fields from an entry of a job's detail (`host_states`). */
+function hostFields(h) {
+  return {
+    state: String(h.state || "pending"),
+    attempts: h.attempts || 0,
+    exit_code: h.exit_code,
+    worker: h.worker,
+    message: h.message || "",
+    duration_ms: durationOf(h.duration_ms),
+  };
+}
+
 class LiveJob {
   constructor(kind, id, signal) {
     this.kind = kind;
@@ -683,15 +695,7 @@ class LiveJob {
     for (const h of states) {
       const name = String(h.host);
       if (this.hosts.has(name)) continue;
-      const entry = {
-        host: name,
-        state: String(h.state || "pending"),
-        attempts: h.attempts || 0,
-        exit_code: h.exit_code,
-        worker: h.worker,
-        message: h.message || "",
-        duration_ms: durationOf(h.duration_ms),
-      };
+      const entry = { host: name, ...hostFields(h) };
       this.hosts.set(name, entry);
       this.order.push(name);
       this.counts[entry.state] = (this.counts[entry.state] || 0) + 1;
@@ -875,14 +879,7 @@ class LiveJob {
       return;
     }
     for (const h of Array.isArray(detail.host_states) ? detail.host_states : []) {
-      this.setHost(String(h.host), {
-        state: String(h.state || "pending"),
-        attempts: h.attempts || 0,
-        exit_code: h.exit_code,
-        worker: h.worker,
-        message: h.message || "",
-        duration_ms: durationOf(h.duration_ms),
-      });
+      this.setHost(String(h.host), hostFields(h));
     }
     this.summary = detail;
     this.lastSeq = Math.max(this.lastSeq, Number(detail.last_event) || 0);
