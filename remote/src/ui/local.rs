@@ -515,3 +515,118 @@ fn follow_file(
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pogo_executor::events::Event;
+    use pogo_executor::rundir::{RunDir, RunSpec};
+    use pogo_executor::transport::TransportSpec;
+    use pogo_model::Plan;
+
+    fn event(value: serde_json::Value) -> Event {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// A followed local run's events come as its journal grows, and the stream ends once its
+    /// process let go of it and every line was sent.
+    #[tokio::test]
+    async fn a_followed_local_run_streams_as_its_journal_grows_and_ends_with_it() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let state = tempfile::tempdir().unwrap();
+        let spec = RunSpec {
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
+        };
+        let new = RunDir::create(
+            state.path(),
+            &Plan::sketch("a b"),
+            &spec,
+            std::time::UNIX_EPOCH,
+        )
+        .unwrap();
+        let (lock, mut journal, id) = (new.lock, new.journal, new.dir.id().to_string());
+        journal
+            .append(&[event(
+                serde_json::json!({"event": "run_started", "run_id": id,
+                "hosts": 2, "command": "true", "resumed": false, "at_ms": 0}),
+            )])
+            .unwrap();
+        let ui = LocalUi::start(LocalUiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            dispatcher: None,
+            runs: Some(LocalRuns::new(state.path())),
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let opened = http.get(ui.url()).send().await.unwrap();
+        assert_eq!(opened.status(), 303);
+        let session = opened.headers()[reqwest::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let base = format!("http://{}", ui.local_addr());
+        let mut stream = http
+            .get(format!(
+                "{base}/local/v1/runs/{id}/events?after=0&follow=true"
+            ))
+            .header(reqwest::header::COOKIE, &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200);
+        let mut seen = String::new();
+        let mut next = async || {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+                .await
+                .expect("a chunk in time")
+                .unwrap();
+            chunk.map(|c| String::from_utf8_lossy(&c).into_owned())
+        };
+        seen.push_str(&next().await.unwrap());
+        assert!(seen.contains(r#""seq":1,"event":"run_started""#), "{seen}");
+        // The run goes on: what it journals comes, numbered on.
+        journal
+            .append(&[event(
+                serde_json::json!({"event": "host_started", "host": "a", "at_ms": 1}),
+            )])
+            .unwrap();
+        let more = next().await.unwrap();
+        assert!(more.contains(r#""seq":2,"event":"host_started""#), "{more}");
+        // It finishes and its process ends: the rest comes, then the stream ends.
+        journal
+            .append(&[event(
+                serde_json::json!({"event": "run_finished", "result": "succeeded",
+                "succeeded": 2, "failed": 0, "timed_out": 0, "unreachable": 0, "skipped": 0,
+                "cancelled": 0, "at_ms": 2}),
+            )])
+            .unwrap();
+        drop(lock);
+        let mut rest = String::new();
+        while let Some(chunk) = next().await {
+            rest.push_str(&chunk);
+        }
+        assert!(rest.contains(r#""seq":3,"event":"run_finished""#), "{rest}");
+        // After seq 2, only what came after it.
+        let after = http
+            .get(format!("{base}/local/v1/runs/{id}/events?after=2"))
+            .header(reqwest::header::COOKIE, &session)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(after.lines().count(), 1, "{after}");
+        assert!(after.starts_with(r#"{"seq":3,"#), "{after}");
+        ui.shutdown().await;
+    }
+}
