@@ -729,6 +729,14 @@ fn the_dashboard_is_served_to_operators_and_its_actions_need_a_csrf_token() {
         assert_eq!(halt(headers), "HTTP/1.1 403 Forbidden", "{headers}");
         assert_eq!(d.status(&job)["state"], "running", "{headers}");
     }
+    // A body not declared JSON (a form's, say) is refused, browser or not.
+    let request = format!(
+        "POST /v1/jobs/{job}/halt HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+    );
+    let answer = get(Some(&alice), &request).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    assert_eq!(d.status(&job)["state"], "running");
     // With its session's token, it halts.
     let headers = "origin: https://127.0.0.1\r\ncookie: pogo_csrf=abc\r\nx-pogo-csrf: abc\r\n";
     assert_eq!(halt(headers), "HTTP/1.1 200 OK");

@@ -129,7 +129,7 @@ fn pogo_ui_opens_with_its_token_answers_its_own_name_and_checks_csrf() {
                 .await
                 .unwrap();
             assert_eq!(answer.status(), 403, "{host}");
-            assert!(set_cookie(&answer, "pogo_session").is_none());
+            assert!(set_cookie(&answer, &format!("pogo_session_{port}")).is_none());
         }
         // The token opens a session, once, and the browser is sent on without it.
         let answer = get(&format!("/ui/?token={token}"), &own, None)
@@ -137,7 +137,8 @@ fn pogo_ui_opens_with_its_token_answers_its_own_name_and_checks_csrf() {
             .unwrap();
         assert_eq!(answer.status(), 303);
         assert_eq!(answer.headers()["location"], "/ui/");
-        let (session, line) = set_cookie(&answer, "pogo_session").expect("a session cookie");
+        let cookie_name = format!("pogo_session_{port}");
+        let (session, line) = set_cookie(&answer, &cookie_name).expect("a session cookie");
         assert!(
             line.contains("HttpOnly") && line.contains("SameSite=Strict"),
             "{line}"
@@ -149,7 +150,7 @@ fn pogo_ui_opens_with_its_token_answers_its_own_name_and_checks_csrf() {
                 .status(),
             401
         );
-        let session = format!("pogo_session={session}");
+        let session = format!("{cookie_name}={session}");
         // The page, with its policy and a CSRF token.
         let answer = get("/ui/", &own, Some(&session)).await.unwrap();
         assert_eq!(answer.status(), 200);

@@ -169,6 +169,13 @@ impl Client {
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
         url.set_query(query);
+        // Checked again as the parser resolved it (it reads `\` as `/`, for one).
+        let resolved = url.path().strip_prefix(&base).unwrap_or_default();
+        if !is_operator_path(resolved) {
+            return Err(ClientError::Invalid(format!(
+                "not an operator's endpoint: {path_and_query}"
+            )));
+        }
         let mut request = self.http.request(method, url);
         if !body.is_empty() {
             request = request
@@ -357,7 +364,12 @@ fn is_operator_path(path: &str) -> bool {
         let plain = segment.to_ascii_lowercase().replace("%2e", ".");
         plain == "." || plain == ".."
     };
-    !rest.starts_with("worker/") && rest != "worker" && !rest.split('/').any(dotted)
+    let lower = rest.to_ascii_lowercase();
+    !lower.contains('\\')
+        && !lower.contains("%5c")
+        && !rest.starts_with("worker/")
+        && rest != "worker"
+        && !rest.split('/').any(dotted)
 }
 
 /// Checks the dispatcher's URL: `https://HOST[:PORT][/PATH]` (`http://` too with
@@ -634,6 +646,8 @@ pub(crate) mod tests {
             "/v1/jobs/../worker/poll",
             "/v1/%2E%2E/worker/poll",
             "/v1/./worker/poll",
+            "/v1/jobs/..\\worker/poll",
+            "/v1/jobs/..%5Cworker/poll",
         ] {
             assert!(!is_operator_path(path), "{path}");
         }

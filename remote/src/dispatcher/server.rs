@@ -134,16 +134,32 @@ async fn authorize(
     Ok(next.run(request).await)
 }
 
-/// Refuses a request that changes something and comes from a browser without its session's
-/// CSRF token (see [`crate::ui::csrf_allows`]); runs after [`authorize`].
+/// Refuses a request that changes something unless its body is declared JSON (a form on
+/// another site cannot declare it without the dispatcher's consent, which it never gives), and,
+/// when it comes from a browser, unless it carries its session's CSRF token (see
+/// [`crate::ui::csrf_allows`]). Runs after [`authorize`].
 async fn csrf(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if request.method() != axum::http::Method::GET && !ui::csrf_allows(request.headers()) {
-        return ApiErr::new(
-            403,
-            "a request from a browser needs the CSRF token of its dashboard session \
-             (the X-Pogo-Csrf header, equal to the pogo_csrf cookie)",
-        )
-        .into_response();
+    if request.method() != axum::http::Method::GET {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        if !json {
+            return ApiErr::new(
+                415,
+                "the body of a request must be JSON (Content-Type: application/json)",
+            )
+            .into_response();
+        }
+        if !ui::csrf_allows(request.headers()) {
+            return ApiErr::new(
+                403,
+                "a request from a browser needs the CSRF token of its dashboard session \
+                 (the X-Pogo-Csrf header, equal to the pogo_csrf cookie)",
+            )
+            .into_response();
+        }
     }
     next.run(request).await
 }

@@ -29,13 +29,14 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use tokio::sync::watch;
 
-use super::runs::{event_record, read_lines, skip_lines, LocalRuns, LogReader, RunsError};
+use super::runs::{event_record, read_lines, LocalRuns, LogReader, RunsError};
 use super::{cookie, csrf_allows, page, random_token, same, secure_headers, UiConfig};
 use crate::api::{ApiError, StreamQuery};
 use crate::client::Client;
 
-/// The cookie of a `pogo ui` session.
-pub const SESSION_COOKIE: &str = "pogo_session";
+/// The cookie of a `pogo ui` session, followed by the port: browsers keep one set of cookies
+/// for every port of a host, and a second `pogo ui` must not replace the first one's session.
+pub const SESSION_COOKIE: &str = "pogo_session_";
 /// How often a followed local run is read again.
 const POLL: Duration = Duration::from_millis(250);
 /// At most this many lines in one read of a local file.
@@ -65,8 +66,9 @@ pub struct LocalUi {
 struct App {
     dispatcher: Option<Client>,
     runs: Option<LocalRuns>,
-    /// The names the `Host` header may hold.
+    /// The names the `Host` header may hold, the address it listens on first.
     hosts: Arc<[String]>,
+    port: u16,
     sessions: Arc<Mutex<Sessions>>,
     closing: watch::Receiver<bool>,
 }
@@ -101,11 +103,13 @@ impl LocalUi {
             dispatcher: config.dispatcher,
             runs: config.runs,
             hosts: [
+                addr.to_string(),
                 format!("127.0.0.1:{port}"),
                 format!("localhost:{port}"),
                 format!("[::1]:{port}"),
             ]
             .into(),
+            port,
             sessions: Arc::new(Mutex::new(Sessions {
                 token: Some(token.clone()),
                 open: HashSet::new(),
@@ -186,7 +190,8 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
     if let Some(given) = token_in(request.uri().query()) {
         return exchange(&app, &given);
     }
-    let known = cookie(request.headers(), SESSION_COOKIE).is_some_and(|session| {
+    let name = format!("{SESSION_COOKIE}{}", app.port);
+    let known = cookie(request.headers(), &name).is_some_and(|session| {
         let sessions = app.sessions.lock().unwrap_or_else(|e| e.into_inner());
         sessions.open.iter().any(|open| same(open, session))
     });
@@ -236,7 +241,10 @@ fn exchange(app: &App, given: &str) -> Response {
     let session = random_token();
     sessions.open.insert(session.clone());
     let mut response = redirect("/ui/");
-    let cookie = format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict");
+    let cookie = format!(
+        "{SESSION_COOKIE}{}={session}; Path=/; HttpOnly; SameSite=Strict",
+        app.port
+    );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -434,31 +442,22 @@ fn follow_file(
     lines: ToRecord,
     ended: impl Fn() -> Result<bool, RunsError> + Send + Sync + 'static,
 ) -> Response {
-    struct Tail {
-        path: std::path::PathBuf,
-        offset: Option<u64>,
-        number: u64,
-        lines: ToRecord,
-        done: bool,
-    }
     let (paged, follow) = (query.is_paged(), query.follows());
     let limit = query.page_size(PAGE);
-    let after = query.after;
     let ended = Arc::new(ended);
     let tail = Tail {
         path,
-        offset: None,
-        number: after,
+        offset: 0,
+        number: 0,
+        after: query.after,
         lines,
-        done: false,
     };
     let closing = app.closing.clone();
-    let body = futures_util::stream::unfold((tail, closing), move |(mut tail, mut closing)| {
+    let state = (Some(tail), closing);
+    let body = futures_util::stream::unfold(state, move |(tail, mut closing)| {
         let ended = Arc::clone(&ended);
         async move {
-            if tail.done {
-                return None;
-            }
+            let mut tail = tail?;
             loop {
                 // Whether the run had ended before this read: then what it reads is all.
                 let was_ended = {
@@ -469,38 +468,24 @@ fn follow_file(
                         .and_then(Result::ok)
                         .unwrap_or(true)
                 };
-                let (path, offset, number) = (tail.path.clone(), tail.offset, tail.number);
                 let read = tokio::task::spawn_blocking(move || {
-                    let offset = match offset {
-                        Some(offset) => offset,
-                        None => skip_lines(&path, number)?.0,
-                    };
-                    read_lines(&path, offset, number, limit)
+                    let read = tail.read(limit);
+                    (tail, read)
                 })
                 .await;
-                let Ok(Ok(read)) = read else {
+                let Ok((back, Ok((text, at_end)))) = read else {
                     return None;
                 };
-                tail.offset = Some(read.offset);
-                tail.number = read.number;
-                let full = read.lines.len() >= limit;
-                let text: String = read
-                    .lines
-                    .into_iter()
-                    .filter_map(|(seq, line)| (tail.lines)(seq, line))
-                    .map(|mut json| {
-                        json.push('\n');
-                        json
-                    })
-                    .collect();
-                tail.done = paged || (!full && (!follow || was_ended));
-                if !text.is_empty() || tail.done {
+                tail = back;
+                let done = paged || (at_end && (!follow || was_ended));
+                if !text.is_empty() || done {
+                    let next = (!done).then_some(tail);
                     return Some((
                         Ok::<_, std::convert::Infallible>(Bytes::from(text)),
-                        (tail, closing),
+                        (next, closing),
                     ));
                 }
-                if full {
+                if !at_end {
                     continue;
                 }
                 tokio::select! {
@@ -516,6 +501,52 @@ fn follow_file(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// Where a followed file has been read to.
+struct Tail {
+    path: std::path::PathBuf,
+    /// The byte offset and the number of the last complete line read.
+    offset: u64,
+    number: u64,
+    /// Lines up to this number are read (a log's attempt markers count) but not sent.
+    after: u64,
+    lines: ToRecord,
+}
+
+impl Tail {
+    /// Reads on: the records (NDJSON) of the lines after `after`, at most `limit` of them, and
+    /// whether the end of the file was reached. A line that is no record (an attempt marker)
+    /// does not count against `limit`.
+    fn read(&mut self, limit: usize) -> std::io::Result<(String, bool)> {
+        let mut text = String::new();
+        let mut records = 0;
+        loop {
+            let want = if self.number < self.after {
+                usize::try_from(self.after - self.number).map_or(PAGE, |n| n.min(PAGE))
+            } else {
+                limit - records
+            };
+            let read = read_lines(&self.path, self.offset, self.number, want)?;
+            let got = read.lines.len();
+            (self.offset, self.number) = (read.offset, read.number);
+            for (seq, line) in read.lines {
+                if let Some(json) = (self.lines)(seq, line) {
+                    if seq > self.after {
+                        text.push_str(&json);
+                        text.push('\n');
+                        records += 1;
+                    }
+                }
+            }
+            if got < want {
+                return Ok((text, true));
+            }
+            if records >= limit {
+                return Ok((text, false));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,6 +557,91 @@ mod tests {
 
     fn event(value: serde_json::Value) -> Event {
         serde_json::from_value(value).unwrap()
+    }
+
+    /// `pogo ui` on the runs of `state`, and a session of it: the server, a client, the
+    /// session's cookie and the server's address.
+    async fn open(state: &std::path::Path) -> (LocalUi, reqwest::Client, String, String) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ui = LocalUi::start(LocalUiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            dispatcher: None,
+            runs: Some(LocalRuns::new(state)),
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let opened = http.get(ui.url()).send().await.unwrap();
+        assert_eq!(opened.status(), 303);
+        let session = opened.headers()[reqwest::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        let base = format!("http://{}", ui.local_addr());
+        (ui, http, session, base)
+    }
+
+    /// A run of `hosts` in `state` whose process has ended: its id.
+    fn ended_run(state: &std::path::Path, hosts: &str) -> String {
+        let spec = RunSpec {
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
+        };
+        let new =
+            RunDir::create(state, &Plan::sketch(hosts), &spec, std::time::UNIX_EPOCH).unwrap();
+        new.dir.id().to_string()
+    }
+
+    /// Output in pages: an attempt marker is no line of output and does not shorten a page,
+    /// and a page that starts after it still knows which attempt its lines are of.
+    #[tokio::test]
+    async fn output_pages_count_lines_of_output_and_keep_their_attempt() {
+        let state = tempfile::tempdir().unwrap();
+        let id = ended_run(state.path(), "a");
+        let dir = RunDir::find(state.path(), &id).unwrap();
+        std::fs::create_dir_all(dir.log_dir()).unwrap();
+        std::fs::write(
+            dir.log_path("a"),
+            "one\n--- attempt 2 ---\nstderr: two\nthree\n",
+        )
+        .unwrap();
+        let (ui, http, session, base) = open(state.path()).await;
+        let page = |after: u64| {
+            let request = http
+                .get(format!(
+                    "{base}/local/v1/runs/{id}/output?host=a&after={after}&limit=2"
+                ))
+                .header(reqwest::header::COOKIE, &session);
+            async move {
+                let text = request.send().await.unwrap().text().await.unwrap();
+                text.lines()
+                    .map(|l| serde_json::from_str::<crate::api::OutputRecord>(l).unwrap())
+                    .map(|r| (r.seq, r.attempt, r.stream, r.text))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(
+            page(0).await,
+            [
+                (1, 1, "stdout".to_string(), "one".to_string()),
+                (3, 2, "stderr".to_string(), "two".to_string())
+            ]
+        );
+        assert_eq!(
+            page(3).await,
+            [(4, 2, "stdout".to_string(), "three".to_string())]
+        );
+        assert_eq!(page(4).await, []);
+        // Past the end: nothing, and lines written later keep their own numbers.
+        assert_eq!(page(9).await, []);
+        ui.shutdown().await;
     }
 
     /// A followed local run's events come as its journal grows, and the stream ends once its
@@ -552,28 +668,7 @@ mod tests {
                 "hosts": 2, "command": "true", "resumed": false, "at_ms": 0}),
             )])
             .unwrap();
-        let ui = LocalUi::start(LocalUiConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            dispatcher: None,
-            runs: Some(LocalRuns::new(state.path())),
-        })
-        .await
-        .unwrap();
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let opened = http.get(ui.url()).send().await.unwrap();
-        assert_eq!(opened.status(), 303);
-        let session = opened.headers()[reqwest::header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
-        let base = format!("http://{}", ui.local_addr());
+        let (ui, http, session, base) = open(state.path()).await;
         let mut stream = http
             .get(format!(
                 "{base}/local/v1/runs/{id}/events?after=0&follow=true"

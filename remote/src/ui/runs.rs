@@ -351,29 +351,6 @@ pub fn read_lines(path: &Path, offset: u64, number: u64, limit: usize) -> std::i
     })
 }
 
-/// Skips the first `count` complete lines of `path`: the offset after them (or after every
-/// complete line, when there are fewer), and how many were skipped.
-pub fn skip_lines(path: &Path, count: u64) -> std::io::Result<(u64, u64)> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(e),
-    };
-    let mut reader = BufReader::new(file);
-    let (mut offset, mut skipped) = (0u64, 0u64);
-    let mut line = Vec::new();
-    while skipped < count {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line)?;
-        if read == 0 || line.last() != Some(&b'\n') {
-            break;
-        }
-        offset += read as u64;
-        skipped += 1;
-    }
-    Ok((offset, skipped))
-}
-
 /// A journal line as an event record: its line number is its sequence number.
 pub fn event_record(seq: u64, line: &str) -> Option<EventRecord> {
     serde_json::from_str::<Event>(line)
@@ -509,8 +486,6 @@ mod tests {
         let read = read_lines(&path, read.offset, read.number, 10).unwrap();
         assert_eq!(read.lines, [(3, "three".into())]);
         assert_eq!(read.number, 3);
-        assert_eq!(skip_lines(&path, 2).unwrap(), (8, 2));
-        assert_eq!(skip_lines(&path, 9).unwrap(), (14, 3));
         assert_eq!(read_lines(&path, 0, 0, 1).unwrap().lines.len(), 1);
         assert_eq!(
             read_lines(&dir.path().join("none"), 0, 0, 5).unwrap().lines,
