@@ -593,3 +593,73 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
         browser.close().await.unwrap();
     });
 }
+
+#[test]
+fn a_local_run_shows_live_and_stopped_when_its_pogo_dies() {
+    let d = Deployment::new(&[]);
+    std::fs::write(d.path().join("fleet.cfg"), FLEET).unwrap();
+    let mut run = d.spawn(
+        "run",
+        &[
+            "run",
+            "--config",
+            "fleet.cfg",
+            "--transport",
+            "local",
+            "--command",
+            "sleep 30",
+            "--concurrent",
+            "1",
+            "--yes",
+        ],
+    );
+    let mut id = String::new();
+    wait_until("the run to start h1", || {
+        let runs = d.pogo(&["runs", "--json"]);
+        let runs: Value = serde_json::from_str(&runs.stdout()).unwrap_or(Value::Null);
+        id = runs[0]["run_id"].as_str().unwrap_or_default().to_string();
+        !id.is_empty()
+            && d.pogo(&["log", &id, "--json"])
+                .stdout()
+                .contains(r#""event":"host_started","host":"h1""#)
+    });
+    let (_ui, url) = start_ui(&d, &["--local-only"]);
+    let runtime = Deployment::runtime();
+    let (_driver, browser) = browser(&d, &runtime);
+    runtime.block_on(async {
+        browser.goto(&url).await.unwrap();
+        eventually(
+            &browser,
+            "the run in the list",
+            &format!("return !!document.querySelector('[data-id=\"{id}\"]')"),
+        )
+        .await;
+        browser
+            .goto(&format!("{}/ui/#/runs/{id}", origin(&url)))
+            .await
+            .unwrap();
+        host_shows(&browser, "h1", "running").await;
+        job_shows(&browser, "running").await;
+    });
+    // Its pogo dies with h1 running: the page, still open, says so without a reload. (The
+    // command it left running goes too, so that nothing outlives the test.)
+    let left = descendants(run.pid());
+    run.crash();
+    for pid in left {
+        kill(pid, "KILL");
+    }
+    runtime.block_on(async {
+        job_shows(&browser, "stopped").await;
+        host_shows(&browser, "h1", "failed").await;
+        host_shows(&browser, "h2", "pending").await;
+        let reasons = browser
+            .execute(
+                "return document.getElementById('reasons').textContent",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(reasons.as_str().unwrap().contains("--resume"), "{reasons}");
+        browser.close().await.unwrap();
+    });
+}

@@ -41,6 +41,8 @@ const PLAN_FILE: &str = "plan.json";
 const SPEC_FILE: &str = "run.json";
 const JOURNAL_FILE: &str = "journal.ndjson";
 const LOG_DIR: &str = "logs";
+/// How long taking a run waits for processes that only look at it (see `RunDir::lock`).
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Why a run directory could not be made, found or read.
 #[derive(Debug, thiserror::Error)]
@@ -442,14 +444,25 @@ impl RunDir {
         Ok(info)
     }
 
+    /// Takes the run for this process. A process that only looks ([`RunDir::is_locked`], as
+    /// `pogo runs` and the dashboard do) holds a shared lock for an instant: that is waited
+    /// out, for up to [`LOCK_PATIENCE`]; a process that runs the run holds it far longer.
     fn lock(&self) -> Result<RunLock, RunDirError> {
         let dir = File::open(&self.path).map_err(|e| io_error("open", &self.path, e))?;
-        match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(RunLock { _dir: dir }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(RunDirError::Busy {
-                id: self.id.clone(),
-            }),
-            Err(e) => Err(io_error("lock", &self.path, e.into())),
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        loop {
+            match rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(RunLock { _dir: dir }),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(RunDirError::Busy {
+                        id: self.id.clone(),
+                    })
+                }
+                Err(e) => return Err(io_error("lock", &self.path, e.into())),
+            }
         }
     }
 
@@ -642,6 +655,32 @@ mod tests {
             "warnings": []
         });
         Plan::from_json(&json.to_string()).unwrap()
+    }
+
+    /// A look at whether a run runs (`pogo runs`, the dashboard) takes a shared lock for an
+    /// instant; a process taking the run at that moment waits it out instead of failing.
+    #[test]
+    fn taking_a_run_waits_out_a_process_that_only_looks() {
+        let state = tempfile::tempdir().unwrap();
+        let plan = Plan::sketch("a");
+        let new = RunDir::create(state.path(), &plan, &spec(), at(1)).unwrap();
+        let dir = RunDir::find(state.path(), new.dir.id().as_str()).unwrap();
+        drop(new.lock);
+        // Someone looking, holding a shared lock for 50 ms.
+        let look = File::open(dir.path()).unwrap();
+        rustix::fs::flock(&look, FlockOperation::NonBlockingLockShared).unwrap();
+        let looker = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(look);
+        });
+        let taken = dir.lock();
+        looker.join().unwrap();
+        assert!(taken.is_ok(), "{:?}", taken.err());
+        drop(taken);
+        // A process that holds it (longer than the patience) keeps it.
+        let held = dir.lock().unwrap();
+        assert!(matches!(dir.lock(), Err(RunDirError::Busy { .. })));
+        drop(held);
     }
 
     #[test]

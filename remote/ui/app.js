@@ -215,8 +215,10 @@ function actionEnabled(action, state) {
       return state === "running" || state === "needs_password";
     case "halt-kill":
       return state === "running" || state === "stopping" || state === "needs_password";
+    // A job that needs its SSH password is resumed with `pogo resume JOB --password`: the
+    // page does not take passwords.
     case "resume":
-      return state === "stopped" || state === "needs_password";
+      return state === "stopped";
     case "retry":
       return state === "stopped" || state === "failed" || state === "needs_password";
     default:
@@ -523,8 +525,8 @@ function setReconnecting(token, on) {
 
 /**
  * Follows an NDJSON stream: `url()` gives the address to (re)connect to (with the last seq
- * seen), `onRecord` takes each record, `reconnectOnEnd()` says whether a body that closed
- * cleanly should be opened again. A dropped connection is opened again after 0.5 s, doubling
+ * seen), `onRecord` takes each record, `reconnectOnEnd()` (a promise, or a value) says
+ * whether a body that closed cleanly should be opened again. A dropped connection is opened again after 0.5 s, doubling
  * to 5 s. Resolves with `end`, `error` (a 4xx answer, shown) or `aborted`.
  */
 async function followNdjson({ url, onRecord, reconnectOnEnd, signal, source }) {
@@ -554,7 +556,7 @@ async function followNdjson({ url, onRecord, reconnectOnEnd, signal, source }) {
           got = true;
           onRecord(record);
         });
-        if (!reconnectOnEnd()) return "end";
+        if (!(await reconnectOnEnd())) return "end";
       } catch (e) {
         if (signal.aborted || isAbort(e)) return "aborted";
         setReconnecting(token, true);
@@ -846,7 +848,13 @@ class LiveJob {
     followNdjson({
       url: () => `${this.url}/events?after=${this.lastSeq}&follow=true`,
       onRecord: (rec) => this.applyEvent(rec),
-      reconnectOnEnd: () => !JOB_ENDED.has(this.state),
+      // A stream that ends while the page still thinks the job runs: the job ended without
+      // saying so in an event (a local run whose pogo died). Ask, and stop if it has ended.
+      reconnectOnEnd: async () => {
+        if (JOB_ENDED.has(this.state)) return false;
+        await this.resync(0, true);
+        return !JOB_ENDED.has(this.state);
+      },
       signal: this.signal,
       source: "events",
     }).finally(() => {
@@ -863,13 +871,14 @@ class LiveJob {
   }
 
   /** Reads the job's detail again and applies it, if it is not older than what was seen. */
-  async resync(tries) {
+  async resync(tries, quiet) {
     if (this.signal.aborted) return;
     let detail;
     try {
       detail = await getJson(this.url, this.signal);
     } catch (e) {
-      if (!isAbort(e)) showError(e.message, "page");
+      // Quiet: the stream's own reconnecting says the server is away.
+      if (!isAbort(e) && !quiet) showError(e.message, "page");
       return;
     }
     if (this.signal.aborted) return;
@@ -1701,8 +1710,9 @@ class OutputView {
     return `${this.live.url}/output?host=${encodeURIComponent(this.host)}&after=${this.lastSeq}${extra}`;
   }
 
+  /** Whether the host may still print: it is pending or running in a job that goes on. */
   hostActive() {
-    return UNFINISHED.has(this.live.stateOf(this.host));
+    return UNFINISHED.has(this.live.stateOf(this.host)) && !JOB_ENDED.has(this.live.state);
   }
 
   async loadPage() {

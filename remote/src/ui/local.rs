@@ -311,7 +311,21 @@ async fn forward(State(app): State<App>, request: Request) -> Response {
         Ok(method) => method,
         Err(_) => return error(StatusCode::METHOD_NOT_ALLOWED, "unsupported method"),
     };
-    let answer = match client.forward(method, &target, body).await {
+    // A stream follows for as long as it has to; any other answer comes in the time of an
+    // ordinary call, so a dispatcher that stalls does not hang the page's polls.
+    let follows = target.contains("follow=true");
+    let call = client.forward(method, &target, body);
+    let answered = if follows {
+        Ok(call.await)
+    } else {
+        tokio::time::timeout(Client::REQUEST_TIMEOUT, call).await
+    };
+    let answer = match answered.unwrap_or_else(|_| {
+        Err(crate::client::ClientError::Invalid(format!(
+            "the dispatcher did not answer within {} s",
+            Client::REQUEST_TIMEOUT.as_secs()
+        )))
+    }) {
         Ok(answer) => answer,
         Err(e) => return error(StatusCode::BAD_GATEWAY, &e.to_string()),
     };

@@ -86,13 +86,26 @@ impl LocalRuns {
                 Some((known, tale)) if *known == length => Arc::clone(tale),
                 _ => {
                     let hosts = dir.read_plan().map(|plan| plan.hosts).unwrap_or_default();
-                    let (tale, _) = tell(&hosts, &dir.read_events()?);
+                    // One run that cannot be read (a damaged journal, a directory going
+                    // away) is listed as such; the others still are.
+                    let tale = match dir.read_events() {
+                        Ok(events) => tell(&hosts, &events).0,
+                        Err(e) => Tale {
+                            hosts: hosts.len(),
+                            reasons: vec![format!("cannot be read: {e}")],
+                            finished: Some(RunResult::Stopped),
+                            ..Tale::default()
+                        },
+                    };
                     let tale = Arc::new(tale);
                     told.insert(dir.id().to_string(), (length, Arc::clone(&tale)));
                     tale
                 }
             };
-            list.push(summary(dir, &tale)?);
+            // A run whose lock cannot be looked at is gone since it was listed.
+            if let Ok(summary) = summary(dir, &tale) {
+                list.push(summary);
+            }
         }
         Ok(list)
     }
@@ -467,6 +480,19 @@ mod tests {
         let detail = runs.detail(&id).unwrap();
         assert_eq!(detail.host_states[1].state, "failed");
         assert!(runs.journal(&id).unwrap().1, "an interrupted run has ended");
+        // A run whose journal is damaged is listed as such; the others still are.
+        let other = RunDir::create(state.path(), &plan, &spec, started).unwrap();
+        std::fs::write(other.dir.journal_path(), "not json\n").unwrap();
+        drop(other.lock);
+        let list = runs.list().unwrap();
+        assert_eq!(list.len(), 2);
+        let damaged = list.iter().find(|r| r.id != id).unwrap();
+        assert_eq!(damaged.state, JobState::Stopped);
+        assert!(
+            damaged.reasons[0].contains("cannot be read"),
+            "{:?}",
+            damaged.reasons
+        );
         assert!(matches!(
             runs.detail("nothing"),
             Err(RunsError::NotFound(_))
