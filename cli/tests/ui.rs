@@ -193,36 +193,22 @@ fn pogo_ui_opens_with_its_token_answers_its_own_name_and_checks_csrf() {
         let run = runs[0]["id"].as_str().unwrap().to_string();
         assert_eq!(runs[0]["state"], "succeeded", "{runs}");
         assert_eq!(runs[0]["counts"]["succeeded"], 9, "{runs}");
-        let detail: Value = get(&format!("/local/v1/runs/{run}"), &own, Some(&session))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        // A GET in the session: the answer's body.
+        let read = |path: String| {
+            let answer = get(&path, &own, Some(&session));
+            async move { answer.await.unwrap().text().await.unwrap() }
+        };
+        let detail: Value =
+            serde_json::from_str(&read(format!("/local/v1/runs/{run}")).await).unwrap();
         assert_eq!(detail["host_states"][0]["host"], "host1");
         assert_eq!(detail["host_states"][0]["state"], "succeeded");
-        let output = get(
-            &format!("/local/v1/runs/{run}/output?host=host2&after=0&limit=10"),
-            &own,
-            Some(&session),
-        )
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        let output = read(format!(
+            "/local/v1/runs/{run}/output?host=host2&after=0&limit=10"
+        ))
+        .await;
         let line: Value = serde_json::from_str(output.lines().next().unwrap()).unwrap();
         assert_eq!(line["text"], "hi from host2");
-        let events = get(
-            &format!("/local/v1/runs/{run}/events?after=0"),
-            &own,
-            Some(&session),
-        )
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        let events = read(format!("/local/v1/runs/{run}/events?after=0")).await;
         let first: Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
         assert_eq!(
             (first["seq"].as_u64(), first["event"].as_str()),

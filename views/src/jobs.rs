@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use comfy_table::Cell;
 use pogo_api::{Counts, HostEntry, JobDetail, JobState, JobSummary, OutputRecord, WorkerInfo};
 
-use crate::text::{cut, new_table, plural, utc};
+use crate::text::{counted, cut, new_table, plural, utc};
 
 /// Past this many hosts, `pogo status` lists only the hosts that need a look, unless --full.
 const HOSTS_IN_FULL: usize = 20;
@@ -55,7 +55,7 @@ pub fn jobs_table(jobs: &[JobSummary]) -> String {
 /// `3 succeeded, 1 failed, 5 pending`: every state some host is in.
 pub fn counts_text(counts: &Counts) -> String {
     let c = counts;
-    [
+    counted(&[
         (c.succeeded, "succeeded"),
         (c.failed, "failed"),
         (c.timed_out, "timed out"),
@@ -65,12 +65,7 @@ pub fn counts_text(counts: &Counts) -> String {
         (c.skipped, "skipped"),
         (c.running, "running"),
         (c.pending, "pending"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, word)| format!("{n} {word}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    ])
 }
 
 /// A host's state for a person: `timed out` for `timed_out`.

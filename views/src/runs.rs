@@ -11,7 +11,7 @@ use pogo_executor::scheduler::{HostIdx, HostState};
 use pogo_model::Plan;
 use serde_json::json;
 
-use crate::text::{cut, new_table, plural};
+use crate::text::{counted, cut, new_table, plural};
 
 /// `pogo runs`: the runs of the state dir `dir`, one row each, or a line saying there are none.
 pub fn table(runs: &[RunInfo], dir: &Path) -> String {
@@ -86,19 +86,14 @@ fn state_text(state: &RunState) -> String {
 }
 
 fn totals_text(t: &Totals) -> String {
-    [
+    counted(&[
         (t.succeeded, "succeeded"),
         (t.failed, "failed"),
         (t.timed_out, "timed out"),
         (t.unreachable, "unreachable"),
         (t.cancelled, "cancelled"),
         (t.skipped, "skipped"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, w)| format!("{n} {w}"))
-    .collect::<Vec<_>>()
-    .join(", ")
+    ])
 }
 
 fn run_json(run: &RunInfo) -> serde_json::Value {

@@ -8,7 +8,7 @@ use pogo_executor::simulate::{
 };
 use pogo_model::{Plan, JOB_GROUP_ID};
 
-use crate::text::{host_list, list_cut, new_table, plural};
+use crate::text::{counted, host_list, list_cut, new_table, plural};
 
 // ---------------------------------------------------------------------------------------------
 // Text
@@ -168,22 +168,18 @@ fn stop_reason(reason: &StopReason) -> String {
 
 /// `7 succeeded, 2 failed`: the states some host ended in.
 fn tally(t: &Tally) -> String {
-    let parts: Vec<String> = [
+    let text = counted(&[
         (t.succeeded, "succeeded"),
         (t.failed, "failed"),
         (t.timed_out, "timed out"),
         (t.unreachable, "unreachable"),
         (t.cancelled, "cancelled"),
         (t.skipped, "skipped"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, what)| format!("{n} {what}"))
-    .collect();
-    if parts.is_empty() {
+    ]);
+    if text.is_empty() {
         "no hosts".to_string()
     } else {
-        parts.join(", ")
+        text
     }
 }
 

@@ -93,6 +93,16 @@ pub fn utc(secs: u64) -> String {
     id.started().replace('T', " ").replace('Z', "")
 }
 
+/// `3 succeeded, 1 failed`: each count that is not zero, with its word, in the order given.
+pub fn counted(counts: &[(usize, &str)]) -> String {
+    counts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, word)| format!("{n} {word}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The first `shown` items, then `and N more`.
 pub fn list_cut(items: &[String], shown: usize) -> String {
     let mut text = items[..items.len().min(shown)].join(", ");
