@@ -321,6 +321,18 @@ async fn job_shows(browser: &Browser, state: &str) {
     eventually(browser, &format!("the job {state}"), &script).await;
 }
 
+/// Clicks the element `locator` finds.
+async fn click(browser: &Browser, locator: Locator<'_>) {
+    browser.find(locator).await.unwrap().click().await.unwrap();
+}
+
+/// Waits until the page asks for a confirmation.
+async fn confirmation_shows(browser: &Browser) {
+    let script = "const c = document.getElementById('confirm-yes'); \
+                  return !!c && c.offsetParent !== null";
+    eventually(browser, "the confirmation", script).await;
+}
+
 /// Polls `check` in the page until it gives `true`, or fails naming `what`.
 async fn eventually(browser: &Browser, what: &str, script: &str) {
     let deadline = Instant::now() + PATIENCE;
@@ -476,11 +488,11 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
             .await
             .unwrap();
         host_shows(&browser, "h1", "running").await;
-        browser.find(Locator::Id("halt")).await.unwrap().click().await.unwrap();
-        eventually(&browser, "the confirmation", "const c = document.getElementById('confirm-yes'); return !!c && c.offsetParent !== null").await;
+        click(&browser, Locator::Id("halt")).await;
+        confirmation_shows(&browser).await;
         // Nothing is halted before the operator confirms.
         assert_eq!(d.status(&halted)["state"], "running");
-        browser.find(Locator::Id("confirm-yes")).await.unwrap().click().await.unwrap();
+        click(&browser, Locator::Id("confirm-yes")).await;
     });
     let status = d.wait_for_state(&halted, "stopping");
     assert_eq!(status["state"], "stopping");
@@ -526,39 +538,19 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
             "return !!document.querySelector('input.pick[data-host=\"h1\"]')",
         )
         .await;
-        browser
-            .find(Locator::Css("input.pick[data-host=\"h1\"]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        browser
-            .find(Locator::Id("retry-selected"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        eventually(
-            &browser,
-            "the confirmation",
-            "const c = document.getElementById('confirm-yes'); return !!c && c.offsetParent !== null",
-        )
-        .await;
+        click(&browser, Locator::Css("input.pick[data-host=\"h1\"]")).await;
+        click(&browser, Locator::Id("retry-selected")).await;
+        confirmation_shows(&browser).await;
         let question = browser
-            .execute("return document.getElementById('confirm-text').textContent", vec![])
+            .execute(
+                "return document.getElementById('confirm-text').textContent",
+                vec![],
+            )
             .await
             .unwrap();
         assert!(question.as_str().unwrap().contains("h1"), "{question}");
         std::fs::remove_file(d.path().join("fail-h1")).unwrap();
-        browser
-            .find(Locator::Id("confirm-yes"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&browser, Locator::Id("confirm-yes")).await;
         host_shows(&browser, "h1", "succeeded").await;
     });
     let status = d.wait_for_state(&failed, "succeeded");

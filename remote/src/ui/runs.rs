@@ -70,10 +70,6 @@ impl LocalRuns {
         }
     }
 
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
-    }
-
     /// Every run, newest first (as `GET /v1/jobs` lists jobs).
     pub fn list(&self) -> Result<Vec<JobSummary>, RunsError> {
         let dirs = rundir::dirs(&self.state_dir)?;
