@@ -6,16 +6,27 @@
 //! structs below *is* the order of the keys in the file, so a `git diff` of two plans reads
 //! naturally and the same plan always serialises to the same bytes.
 
+mod host;
+mod read;
+mod seal;
 mod sketch;
 mod validate;
 
 use serde::{Deserialize, Serialize};
 
+pub use host::{host_name_problem, shown_host_name, MAX_HOST_NAME};
+pub use read::PlanReadError;
+pub use seal::{Seal, SealState};
 pub use validate::PlanInvariantError;
 
-/// The plan format this pogo writes and reads. Bump it on any change that an older reader
-/// would misread; readers refuse a plan of another version with a clear message.
-pub const FORMAT_VERSION: u32 = 1;
+/// The plan format this pogo writes. Bump it on any change that an older reader would
+/// misread; readers refuse a plan of a newer version with a clear message. Format 2 added
+/// the [`Seal`]; later changes to format 2 add optional keys only.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest plan format this pogo reads: format 1 plans (no seal) are read as unsealed,
+/// with a warning, so that runs and jobs of the previous release still resume.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Id of the job-wide constraint group (`--concurrent`). Tag expressions always start with
 /// `$`, so it cannot collide with a group that comes from the config.
@@ -46,6 +57,9 @@ pub struct Plan {
     /// "Must complete before" dependencies between slots.
     pub edges: Vec<EdgeSpec>,
     pub warnings: Vec<String>,
+    /// Digests of every key above, written by the planner last (format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Seal>,
 }
 
 /// Where the plan came from, as given on the command line (informational).
@@ -74,13 +88,15 @@ pub struct Digests {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunOptions {
-    /// Per-host command timeout, in seconds.
+    /// Per-host command timeout, in seconds (1 or more).
+    #[serde(deserialize_with = "read::seconds")]
     pub timeout: u64,
     /// How many times a failed host is tried again.
     pub retries: u32,
     /// The run stops starting hosts once more than this many have failed.
     pub max_failures: Amount,
     /// Timeout of the whole run, in seconds; none when absent.
+    #[serde(deserialize_with = "read::optional_seconds")]
     pub run_timeout: Option<u64>,
 }
 
@@ -169,46 +185,13 @@ pub struct EdgeSpec {
     pub to: String,
 }
 
-/// Why a plan file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum PlanReadError {
-    #[error("not a JSON document: {0}")]
-    Json(serde_json::Error),
-    #[error("not a pogo plan: it has no `format_version`")]
-    NotAPlan,
-    #[error(
-        "plan format {found} is newer than this pogo understands (up to {FORMAT_VERSION}); \
-         upgrade pogo"
-    )]
-    TooNew { found: u64 },
-    #[error(
-        "plan format {found} is older than this pogo reads ({FORMAT_VERSION}); \
-         compile it again with `pogo plan`"
-    )]
-    TooOld { found: u64 },
-    #[error("malformed plan: {0}")]
-    Malformed(serde_json::Error),
-    #[error("inconsistent plan: {0}")]
-    Invalid(#[from] PlanInvariantError),
-}
-
 impl Plan {
-    /// Reads a plan, checking its format version first so that a plan of another version gets
-    /// a message about versions rather than about some field, then its invariants.
+    /// Reads a plan (see [`read`] for how strictly): its format version first, so that a plan
+    /// of another version gets a message about versions rather than about some field, then
+    /// every key, then its invariants. The seal is not checked here: [`Plan::seal_state`]
+    /// says whether the plan was edited, and its callers decide what that means.
     pub fn from_json(text: &str) -> Result<Plan, PlanReadError> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(PlanReadError::Json)?;
-        let found = value
-            .get("format_version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or(PlanReadError::NotAPlan)?;
-        match found.cmp(&u64::from(FORMAT_VERSION)) {
-            std::cmp::Ordering::Greater => return Err(PlanReadError::TooNew { found }),
-            std::cmp::Ordering::Less => return Err(PlanReadError::TooOld { found }),
-            std::cmp::Ordering::Equal => {}
-        }
-        let plan: Plan = serde_json::from_value(value).map_err(PlanReadError::Malformed)?;
-        plan.validate()?;
-        Ok(plan)
+        read::plan(text)
     }
 
     /// The canonical text of the plan: pretty JSON, keys in struct order, one host per line,

@@ -54,6 +54,7 @@ impl Plan {
             constraints: Vec::new(),
             edges: Vec::new(),
             warnings: Vec::new(),
+            seal: None,
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::{Plan, FORMAT_VERSION};
+use crate::{host_name_problem, shown_host_name, Plan, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
 /// A broken plan invariant, described so that a person can find the offending entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,14 +22,23 @@ impl Plan {
     /// exactly once (in slots or the unordered lane), references resolve, limits are positive,
     /// and the dependencies cannot form a cycle.
     pub fn validate(&self) -> Result<(), PlanInvariantError> {
-        if self.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.format_version) {
             return fail(format!(
-                "format_version is {}, expected {FORMAT_VERSION}",
+                "format_version is {}, expected {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}",
                 self.format_version
             ));
         }
+        if self.options.timeout == 0 || self.options.run_timeout == Some(0) {
+            return fail("a timeout of 0 seconds would never let a command run".to_string());
+        }
         let mut hosts = HashMap::with_capacity(self.hosts.len());
         for (index, host) in self.hosts.iter().enumerate() {
+            if let Some(problem) = host_name_problem(host) {
+                return fail(format!(
+                    "hosts[{index}] `{}`: {problem}",
+                    shown_host_name(host)
+                ));
+            }
             if hosts.insert(host.as_str(), index).is_some() {
                 return fail(format!("host `{host}` is listed twice in `hosts`"));
             }

@@ -95,6 +95,9 @@ impl FailureLimit {
 pub struct PlanRequest {
     /// Empty: every host of the config.
     pub targets: Vec<TargetSpec>,
+    /// Exact host names instead of `targets`, as a plan lists them: how a plan is compiled
+    /// again from itself to be compared with its config.
+    pub hosts: Option<Vec<String>>,
     pub command: Option<String>,
     pub concurrent: JobLimit,
     pub timeout: Option<u64>,
@@ -134,6 +137,11 @@ fn resolve_targets(
     hosts: &mut std::borrow::Cow<'_, HostTable>,
     errors: &mut Errors,
 ) -> Vec<HostId> {
+    if let Some(names) = &request.hosts {
+        let hosts = hosts.to_mut();
+        let ids: Vec<HostId> = names.iter().map(|name| hosts.intern(name)).collect();
+        return dedup_in_order(ids, hosts.len());
+    }
     if request.targets.is_empty() {
         if config.hosts.is_empty() {
             errors.push(
@@ -360,9 +368,10 @@ impl Compiler<'_> {
             constraints,
             edges,
             warnings: self.warnings,
+            seal: None,
         };
         debug_assert_eq!(plan.validate(), Ok(()));
-        Ok(plan)
+        Ok(plan.sealed())
     }
 
     fn names(&self, ids: &[HostId]) -> Vec<String> {

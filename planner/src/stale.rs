@@ -24,8 +24,9 @@ use std::collections::HashSet;
 
 use pogo_model::{Amount, Plan, JOB_GROUP_ID};
 
-use crate::compile::{compile, PlanRequest};
+use crate::compile::{compile, FailureLimit, JobLimit, PlanRequest};
 use crate::config::Config;
+use crate::config::Limit;
 use crate::diag::PlanError;
 use crate::inventory::Inventory;
 use crate::spec::digest;
@@ -52,13 +53,18 @@ pub enum StaleError {
         .keys.join(", ")
     )]
     Spec { keys: Vec<&'static str> },
-    /// Same inputs, different plan: the plan was written by another version of pogo, which
-    /// compiled them differently.
+    /// Same inputs, different plan: the plan's content is not what its inputs compile to
+    /// today. Either it was edited by hand (then its seal says so too), or it was written by
+    /// another version of pogo, which compiled the same inputs differently. `keys` are the
+    /// plan's keys that differ, in the plan's key order.
     #[error(
-        "plan is stale: it was written by {producer}, and this pogo compiles the same inputs \
-         into a different plan; run pogo plan again"
+        "plan is stale: it is not what its inputs compile to today ({} {} differ{}); run pogo \
+         plan again",
+        .keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+        if .keys.len() == 1 { "key" } else { "keys" },
+        if .keys.len() == 1 { "s" } else { "" }
     )]
-    Compiler { producer: String },
+    Content { keys: Vec<&'static str> },
 }
 
 /// How the hosts of a tag resolved by a command changed.
@@ -127,21 +133,51 @@ pub fn check(
         }
         .into());
     }
-    let Some(request) = request else {
-        return Ok(());
-    };
-    let current = compile(config, request)?;
-    let keys = spec_keys_changed(plan, &current);
-    if !keys.is_empty() {
-        return Err(StaleError::Spec { keys }.into());
-    }
-    if !same_rollout(plan, &current) {
-        return Err(StaleError::Compiler {
-            producer: plan.producer.clone(),
+    let current = match request {
+        Some(request) => {
+            let current = compile(config, request)?;
+            let keys = spec_keys_changed(plan, &current);
+            if !keys.is_empty() {
+                return Err(StaleError::Spec { keys }.into());
+            }
+            current
         }
-        .into());
+        None => compile(config, &request_of(plan))?,
+    };
+    let keys = differing_keys(plan, &current);
+    if !keys.is_empty() {
+        return Err(StaleError::Content { keys }.into());
     }
     Ok(())
+}
+
+/// What a plan made from a config alone was asked for, as the plan records it: its hosts
+/// (exactly), command, options and job-wide limit. Compiled again with the config, it gives
+/// the plan back unless the config or the plan changed.
+fn request_of(plan: &Plan) -> PlanRequest {
+    let limit = |amount: Amount| match amount.percent {
+        Some(p) => Limit::Percent(p),
+        None => Limit::Count(amount.value),
+    };
+    PlanRequest {
+        hosts: Some(plan.hosts.clone()),
+        command: plan.command.clone(),
+        concurrent: match plan.constraint(JOB_GROUP_ID) {
+            Some(job) => JobLimit::Limit(limit(job.max_parallel)),
+            None => JobLimit::Unconstrained,
+        },
+        timeout: Some(plan.options.timeout),
+        retries: plan.options.retries,
+        max_failures: match plan.options.max_failures.percent {
+            Some(p) => FailureLimit::Percent(p),
+            None => FailureLimit::Count(plan.options.max_failures.value),
+        },
+        run_timeout: plan.options.run_timeout,
+        strict_targets: false,
+        config_name: plan.source.config.clone(),
+        spec_name: plan.source.spec.clone(),
+        targets: Vec::new(),
+    }
 }
 
 /// The tags resolved by a command whose hosts differ from those the plan recorded, in
@@ -213,10 +249,12 @@ fn same_limit(a: Option<Amount>, b: Option<Amount>) -> bool {
     }
 }
 
-/// Equal plans but for where they came from and their warnings.
-fn same_rollout(old: &Plan, new: &Plan) -> bool {
+/// The keys of the plan whose content differs, ignoring what says where a plan came from
+/// (`format_version`, `producer`, `source`), its `warnings` (which name files by the path they
+/// were given as) and its `seal`.
+fn differing_keys(old: &Plan, new: &Plan) -> Vec<&'static str> {
     let Plan {
-        format_version,
+        format_version: _,
         producer: _,
         source: _,
         digests,
@@ -230,18 +268,24 @@ fn same_rollout(old: &Plan, new: &Plan) -> bool {
         constraints,
         edges,
         warnings: _,
+        seal: _,
     } = old;
-    *format_version == new.format_version
-        && *digests == new.digests
-        && *command == new.command
-        && *options == new.options
-        && *hosts == new.hosts
-        && *threads == new.threads
-        && *unordered == new.unordered
-        && *not_in_config == new.not_in_config
-        && *external_tags == new.external_tags
-        && *constraints == new.constraints
-        && *edges == new.edges
+    [
+        ("digests", *digests == new.digests),
+        ("command", *command == new.command),
+        ("options", *options == new.options),
+        ("hosts", *hosts == new.hosts),
+        ("threads", *threads == new.threads),
+        ("unordered", *unordered == new.unordered),
+        ("not_in_config", *not_in_config == new.not_in_config),
+        ("external_tags", *external_tags == new.external_tags),
+        ("constraints", *constraints == new.constraints),
+        ("edges", *edges == new.edges),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(key, _)| key)
+    .collect()
 }
 
 #[cfg(test)]
@@ -418,15 +462,76 @@ constraint:
         let error = stale(check(&plan, &config, Some(&request)));
         assert_eq!(
             error,
-            StaleError::Compiler {
-                producer: "pogo 0.0.9".to_string()
+            StaleError::Content {
+                keys: vec!["edges"]
             }
         );
         assert_eq!(
             error.to_string(),
-            "plan is stale: it was written by pogo 0.0.9, and this pogo compiles the same inputs \
-             into a different plan; run pogo plan again"
+            "plan is stale: it is not what its inputs compile to today (`edges` key differs); \
+             run pogo plan again"
         );
+    }
+
+    /// Each edit of a plan made from a config alone is named when it is checked against that
+    /// config: the config gives back the plan's rollout from the plan's own hosts, command and
+    /// limits, so whatever the config decides (slots, groups, edges, lanes) is compared.
+    #[test]
+    fn against_a_config_alone_every_edit_of_what_the_config_decides_is_named() {
+        let inventory = Service(RefCell::new("e1\ne2\n".to_string()));
+        let config = config(CONFIG, &inventory);
+        let request = PlanRequest {
+            command: Some("uptime".to_string()),
+            concurrent: JobLimit::Limit(crate::Limit::Count(2)),
+            ..PlanRequest::default()
+        };
+        let plan = plan_of(&config, &request);
+        assert!(check(&plan, &config, None).is_ok());
+        type Edit = (&'static str, fn(&mut Plan), &'static [&'static str]);
+        let edits: [Edit; 5] = [
+            ("an edge", |p| p.edges.clear(), &["edges"]),
+            (
+                "a group",
+                |p| p.constraints.retain(|c| c.id != "$colo.west"),
+                &["constraints"],
+            ),
+            (
+                "a limit",
+                |p| p.constraints[1].max_parallel = Amount::number(1000),
+                &["constraints"],
+            ),
+            (
+                "a host",
+                |p| {
+                    p.hosts.push("intruder".into());
+                    p.unordered.push("intruder".into());
+                },
+                &["not_in_config", "constraints"],
+            ),
+            (
+                "a slot",
+                |p| {
+                    p.threads[0].slots[0]
+                        .hosts
+                        .pop()
+                        .map(|h| p.unordered.push(h))
+                        .unwrap()
+                },
+                &["threads", "unordered"],
+            ),
+        ];
+        for (what, edit, keys) in edits {
+            let mut edited = plan.clone();
+            edit(&mut edited);
+            let error = stale(check(&edited, &config, None));
+            assert_eq!(
+                error,
+                StaleError::Content {
+                    keys: keys.to_vec()
+                },
+                "{what}"
+            );
+        }
     }
 
     #[test]

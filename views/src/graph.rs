@@ -629,6 +629,7 @@ mod tests {
                 to: "t\"1.<c>&d".to_string(),
             }],
             warnings: vec![],
+            seal: None,
         }
     }
 

@@ -1166,7 +1166,7 @@ mod tests {
             "source": {"config": "test.cfg", "spec": null},
             "digests": {"config": "sha256:0", "inventory": "sha256:0"},
             "command": "true",
-            "options": {"timeout": 0, "retries": 0, "max_failures": {"value": 0}, "run_timeout": null},
+            "options": {"timeout": 600, "retries": 0, "max_failures": {"value": 0}, "run_timeout": null},
             "hosts": hosts,
             "threads": specs,
             "unordered": unordered,

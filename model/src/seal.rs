@@ -1,0 +1,190 @@
+//! The seal: how a plan shows that it is what `pogo plan` wrote.
+//!
+//! A plan is what a reviewer approved; what runs must be that plan. Since format 2 the
+//! planner records, under `seal`, a SHA-256 digest of each of the plan's other top-level keys
+//! (of the key's value as compact JSON, object keys sorted). A reader computes them again:
+//! a plan whose content no longer matches is *edited*, and the keys that differ say where
+//! (`command`, `constraints`...). Whitespace and key order do not count, since the digests
+//! are of the parsed content, not of the file's bytes.
+//!
+//! The seal catches edits; it is not a signature: whoever edits a plan on purpose can also
+//! compute a new seal. Pogo offers no command to do that.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::Plan;
+
+/// `sha256:` digests of the plan's top-level keys, by key name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Seal(pub BTreeMap<String, String>);
+
+/// Whether a plan is what its producer wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealState {
+    /// Its content matches its seal.
+    Intact,
+    /// A format 1 plan: plans had no seal then. It is read, with a warning.
+    Legacy,
+    /// A format 2 plan without its seal: the seal was removed, or another tool wrote it.
+    Missing,
+    /// The content does not match the seal: these keys differ, were added or removed.
+    Edited { keys: Vec<String> },
+}
+
+impl SealState {
+    pub fn is_intact(&self) -> bool {
+        matches!(self, SealState::Intact)
+    }
+
+    /// What is wrong, for a warning or an error; `None` when intact.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            SealState::Intact => None,
+            SealState::Legacy => Some(
+                "plan format 1 has no seal, so edits to it cannot be detected; compile it \
+                 again with `pogo plan` to get a sealed plan"
+                    .to_string(),
+            ),
+            SealState::Missing => Some(
+                "the plan has no seal: it was not written by `pogo plan`, or its seal was \
+                 removed"
+                    .to_string(),
+            ),
+            SealState::Edited { keys } => Some(format!(
+                "the plan was edited after `pogo plan` wrote it: {} {} not what was sealed",
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if keys.len() == 1 { "is" } else { "are" }
+            )),
+        }
+    }
+}
+
+/// The digests of every top-level key but `seal`.
+fn digests(plan: &Plan) -> BTreeMap<String, String> {
+    let value = serde_json::to_value(plan).expect("a plan always serialises");
+    let serde_json::Value::Object(map) = value else {
+        unreachable!("a plan serialises to an object")
+    };
+    map.into_iter()
+        .filter(|(key, _)| key != "seal")
+        .map(|(key, value)| {
+            let text = serde_json::to_string(&value).expect("a value always serialises");
+            let hash = Sha256::digest(text.as_bytes());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            (key, format!("sha256:{hex}"))
+        })
+        .collect()
+}
+
+impl Plan {
+    /// The plan with a seal of its current content: what the planner does last.
+    pub fn sealed(mut self) -> Plan {
+        self.seal = None;
+        self.seal = Some(Seal(digests(&self)));
+        self
+    }
+
+    /// Whether the plan's content is what its seal says.
+    pub fn seal_state(&self) -> SealState {
+        let Some(Seal(sealed)) = &self.seal else {
+            return if self.format_version < 2 {
+                SealState::Legacy
+            } else {
+                SealState::Missing
+            };
+        };
+        let now = digests(self);
+        let mut keys: Vec<String> = now
+            .iter()
+            .filter(|(key, digest)| sealed.get(*key) != Some(*digest))
+            .map(|(key, _)| key.clone())
+            .chain(sealed.keys().filter(|k| !now.contains_key(*k)).cloned())
+            .collect();
+        keys.sort();
+        if keys.is_empty() {
+            SealState::Intact
+        } else {
+            SealState::Edited { keys }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Amount;
+
+    fn plan() -> Plan {
+        Plan::sketch("a b c")
+            .with_thread("t", &["a", "b"])
+            .with_job_limit(2)
+            .sealed()
+    }
+
+    #[test]
+    fn a_sealed_plan_is_intact_after_a_round_trip_through_its_file() {
+        let read = Plan::from_json(&plan().to_json()).unwrap();
+        assert_eq!(read.seal_state(), SealState::Intact);
+    }
+
+    #[test]
+    fn each_edit_names_the_key_it_touched() {
+        let mut command = plan();
+        command.command = Some("rm -rf /".into());
+        let mut limit = plan();
+        limit.constraints[0].max_parallel = Amount::number(1000);
+        let mut edges = plan();
+        edges.edges.clear();
+        let mut group = plan();
+        group.constraints.clear();
+        let mut options = plan();
+        options.options.retries = 3;
+        for (edited, key) in [
+            (command, "command"),
+            (limit, "constraints"),
+            (edges, "edges"),
+            (group, "constraints"),
+            (options, "options"),
+        ] {
+            assert_eq!(
+                edited.seal_state(),
+                SealState::Edited {
+                    keys: vec![key.to_string()]
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_removed_seal_and_a_format_1_plan_are_told_apart() {
+        let mut removed = plan();
+        removed.seal = None;
+        assert_eq!(removed.seal_state(), SealState::Missing);
+        removed.format_version = 1;
+        assert_eq!(removed.seal_state(), SealState::Legacy);
+    }
+
+    #[test]
+    fn a_seal_digest_for_a_key_the_plan_lacks_is_an_edit() {
+        let mut extra = plan();
+        extra
+            .seal
+            .as_mut()
+            .unwrap()
+            .0
+            .insert("hooks".into(), "sha256:00".into());
+        assert_eq!(
+            extra.seal_state(),
+            SealState::Edited {
+                keys: vec!["hooks".to_string()]
+            }
+        );
+    }
+}
