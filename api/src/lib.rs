@@ -38,7 +38,7 @@
 
 use pogo_executor::events::Event;
 use pogo_executor::transport::TransportSpec;
-use pogo_model::Plan;
+use pogo_model::{LoweredLimits, Plan};
 use serde::{Deserialize, Serialize};
 
 /// The path prefix of this version of the API.
@@ -48,8 +48,16 @@ pub const PREFIX: &str = "/v1";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
-    /// The plan, limits already lowered as the operator asked.
+    /// The plan, as sealed: the dispatcher refuses one whose seal does not match unless
+    /// `overrides` holds `allow-edited`.
     pub plan: Plan,
+    /// Limits the operator lowered (`--concurrent`, `--max-failures`), beside the plan.
+    /// Clients of the previous release lowered them in the plan itself and send none.
+    #[serde(default, skip_serializing_if = "LoweredLimits::is_none")]
+    pub limits: LoweredLimits,
+    /// The checks the operator overrode (`allow-edited`, `allow-stale`), recorded in the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// How workers reach the hosts. Paths in it (identity, ssh config) are paths on the
     /// workers' machines.
     pub transport: TransportSpec,

@@ -5,7 +5,7 @@
 //! the end. The rest of the CLI stays synchronous.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, ValueEnum};
@@ -15,7 +15,7 @@ use pogo_executor::rundir::{NewRun, Reopened, RunDir, RunDirError, RunId, RunLoc
 use pogo_executor::runner::{self, Control, Reporter, RunSettings};
 use pogo_executor::scheduler::{FailedHosts, HostState, LimitOverrides, Scheduler};
 use pogo_executor::transport::{HostKeyPolicy, Secret, TransportSpec};
-use pogo_model::{ConstraintSpec, Plan, JOB_GROUP_ID};
+use pogo_model::{LoweredLimits, Plan, ALLOW_STALE, JOB_GROUP_ID};
 use pogo_planner::spec::parse_duration;
 use pogo_planner::{FailureLimit, Limit};
 use pogo_remote::api::SubmitJob;
@@ -23,7 +23,7 @@ use pogo_remote::api::SubmitJob;
 use crate::failure::{emit, exit, invalid, usage, Failure};
 use crate::inputs::{read_plan, state_dir, PlanFlags};
 use crate::remote::DispatcherFlags;
-use crate::stale::{check_plan, Against};
+use crate::stale::{check_plan, check_seal, check_sources, Against, Edited};
 use pogo_views::report::{
     summary, Json, Ledger, Lines, Notice, Progress, SummaryOptions, Tee, Where,
 };
@@ -77,19 +77,14 @@ pub struct ApplyArgs {
     plan: Option<PathBuf>,
     /// Continue a halted, stopped or interrupted run instead of starting one: its id, the
     /// start of its id, or `last`
-    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["plan", "against"])]
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["plan", "against", "allow_edited", "allow_stale"])]
     resume: Option<String>,
     /// With --resume: run the hosts that failed, timed out, were unreachable or were
     /// interrupted again (by default they stay failed)
     #[arg(long, requires = "resume")]
     retry_failed: bool,
-    /// Refuse the plan if it is stale: if this config or plan spec, as it is now, is not what
-    /// the plan was made from
-    #[arg(long, value_name = "SPEC_OR_CONFIG")]
-    against: Option<PathBuf>,
-    /// With --against: run a stale plan all the same, with a warning
-    #[arg(long, requires = "against")]
-    allow_stale: bool,
+    #[command(flatten)]
+    checks: CheckFlags,
     /// List every host in the summary (past 20 hosts, only those that did not succeed are)
     #[arg(long)]
     full: bool,
@@ -102,6 +97,25 @@ pub struct ApplyArgs {
     exec: ExecFlags,
     #[command(flatten)]
     remote: DispatcherFlags,
+}
+
+/// What is checked before a plan runs: that it is what `pogo plan` wrote (its seal), and that
+/// it is not stale.
+#[derive(Args)]
+pub struct CheckFlags {
+    /// Check the plan against this config or plan spec, running its inventory commands,
+    /// instead of against the sources the plan records (which are checked by default, when
+    /// they can be found, beside the plan file or from here)
+    #[arg(long, value_name = "SPEC_OR_CONFIG")]
+    against: Option<PathBuf>,
+    /// Run a stale plan all the same (its config or spec changed since it was made), with a
+    /// warning; the run records it
+    #[arg(long)]
+    allow_stale: bool,
+    /// Run a plan edited after `pogo plan` wrote it (its seal does not match), with a
+    /// warning; the run records it
+    #[arg(long)]
+    allow_edited: bool,
 }
 
 /// Limits a run may lower (never raise): the plan was reviewed with its limits.
@@ -339,11 +353,18 @@ impl Exec {
         };
         let retry_delay = self
             .retry_delay
-            .or(before.map(|b| Duration::from_millis(b.retry_delay_ms)))
+            .or(before
+                .as_ref()
+                .map(|b| Duration::from_millis(b.retry_delay_ms)))
             .unwrap_or(RETRY_DELAY);
+        let (limits, overrides) = before
+            .map(|b| (b.limits, b.overrides.clone()))
+            .unwrap_or_default();
         Ok(RunSpec {
             transport,
             retry_delay_ms: retry_delay.as_millis() as u64,
+            limits,
+            overrides,
         })
     }
 }
@@ -382,11 +403,10 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
                 .expect("clap requires PLAN without --resume");
             let plan = read_plan(path)?;
             runnable(&plan)?;
-            if let Some(against) = &args.against {
-                let against = Against::load(against)?;
-                check_plan(path, &plan, &against, args.allow_stale)?;
-            }
-            fresh(plan, exec.new_spec()?, &args.limits)?
+            let overrides = checked(path, &plan, &args.checks)?;
+            let mut spec = exec.new_spec()?;
+            spec.overrides = overrides;
+            fresh(plan, spec, &args.limits)?
         }
     };
     execute(job, &exec, args.full, out)
@@ -425,15 +445,12 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
     };
     let path = PathBuf::from(plan_arg);
     let exec = args.exec.check()?;
-    let mut plan = read_plan(&path)?;
+    let plan = read_plan(&path)?;
     runnable(&plan)?;
-    if let Some(against) = &args.against {
-        let against = Against::load(against)?;
-        check_plan(&path, &plan, &against, args.allow_stale)?;
-    }
-    lower_limits(&mut plan, &args.limits)?;
+    let overrides = checked(&path, &plan, &args.checks)?;
+    let limits = lower_limits(&plan, &args.limits)?;
     // Checked here as a run would be, so a plan the scheduler refuses is never submitted.
-    Scheduler::new(&plan, LimitOverrides::default())
+    Scheduler::new(&plan.lowered(&limits), LimitOverrides::default())
         .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
     let spec = exec.new_spec()?;
     // Before the password is asked: a dispatcher that cannot be named is said first.
@@ -444,6 +461,8 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
     };
     let request = SubmitJob {
         plan,
+        limits,
+        overrides,
         transport: spec.transport,
         retry_delay_ms: spec.retry_delay_ms,
         password,
@@ -477,6 +496,26 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     }
     let job = fresh(plan, spec, &LimitFlags::default())?;
     execute(job, &exec, args.full, out)
+}
+
+/// The checks a plan passes before it runs: its seal, then whether it is stale (against
+/// --against, or the sources it records). Returns the overrides the run records.
+fn checked(path: &Path, plan: &Plan, args: &CheckFlags) -> Result<Vec<String>, Failure> {
+    let mut overrides = Vec::new();
+    let edited = Edited::Refuse {
+        allow: args.allow_edited,
+    };
+    overrides.extend(check_seal(path, plan, edited)?);
+    let stale = match &args.against {
+        Some(against) => {
+            let against = Against::load(against)?;
+            let verdict = check_plan(path, plan, &against, args.allow_stale)?;
+            (!verdict.starts_with("up to date")).then_some(ALLOW_STALE)
+        }
+        None => check_sources(path, plan, args.allow_stale)?,
+    };
+    overrides.extend(stale);
+    Ok(overrides.into_iter().map(str::to_string).collect())
 }
 
 fn runnable(plan: &Plan) -> Result<(), Failure> {
@@ -513,9 +552,9 @@ fn confirm(plan: &Plan, spec: &RunSpec) -> Result<bool, Failure> {
 }
 
 /// A new run of `plan`, its limits lowered as asked.
-fn fresh(mut plan: Plan, spec: RunSpec, limits: &LimitFlags) -> Result<Job, Failure> {
-    lower_limits(&mut plan, limits)?;
-    let scheduler = Scheduler::new(&plan, LimitOverrides::default())
+fn fresh(plan: Plan, mut spec: RunSpec, limits: &LimitFlags) -> Result<Job, Failure> {
+    spec.limits = lower_limits(&plan, limits)?;
+    let scheduler = Scheduler::new(&plan.lowered(&spec.limits), LimitOverrides::default())
         .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
     Ok(Job {
         plan,
@@ -526,13 +565,14 @@ fn fresh(mut plan: Plan, spec: RunSpec, limits: &LimitFlags) -> Result<Job, Fail
     })
 }
 
-/// Writes `--max-failures` and `--concurrent` into the plan, which the run keeps as its
-/// `plan.json`: a resumed run then holds to them without being told again. Returns whether
-/// anything changed. Raising a limit is refused.
-fn lower_limits(plan: &mut Plan, limits: &LimitFlags) -> Result<bool, Failure> {
+/// `--max-failures` and `--concurrent` as limits beside `plan` (the plan a run follows: a
+/// resumed run's already lowered), which the run keeps in its `run.json` and a job in the
+/// dispatcher's database: a resumed run then holds to them without being told again, and the
+/// sealed plan is never rewritten. Raising a limit is refused.
+fn lower_limits(plan: &Plan, limits: &LimitFlags) -> Result<LoweredLimits, Failure> {
     let targets = plan.hosts.len() as u64;
     let mut errors = Vec::new();
-    let mut changed = false;
+    let mut lowered = LoweredLimits::default();
     if let Some(text) = &limits.max_failures {
         match FailureLimit::parse(text) {
             Ok(limit) => {
@@ -545,8 +585,7 @@ fn lower_limits(plan: &mut Plan, limits: &LimitFlags) -> Result<bool, Failure> {
                         plan.options.max_failures
                     ));
                 } else {
-                    plan.options.max_failures = amount;
-                    changed = true;
+                    lowered.max_failures = Some(amount);
                 }
             }
             Err(problem) => errors.push(format!("invalid --max-failures: {problem}")),
@@ -556,38 +595,23 @@ fn lower_limits(plan: &mut Plan, limits: &LimitFlags) -> Result<bool, Failure> {
         match Limit::parse(text) {
             Ok(limit) => {
                 let amount = limit.resolve(targets);
-                match plan.constraints.iter_mut().find(|c| c.id == JOB_GROUP_ID) {
+                match plan.constraint(JOB_GROUP_ID) {
                     Some(job) if amount.value > job.max_parallel.value => errors.push(format!(
                         "--concurrent {text}{} would raise the plan's job-wide limit ({}); a \
                          run can lower the plan's limits, never raise them",
                         resolved(&amount),
                         job.max_parallel
                     )),
-                    Some(job) => {
-                        job.max_parallel = amount;
-                        changed = true;
-                    }
-                    None => {
-                        // An --unconstrained plan: the limit becomes a job group of every host,
-                        // first, as the planner places it.
-                        plan.constraints.insert(
-                            0,
-                            ConstraintSpec {
-                                id: JOB_GROUP_ID.to_string(),
-                                from: JOB_GROUP_ID.to_string(),
-                                max_parallel: amount,
-                                hosts: plan.hosts.clone(),
-                            },
-                        );
-                        changed = true;
-                    }
+                    // An --unconstrained plan gets a job group of every host
+                    // (`Plan::lowered`).
+                    _ => lowered.concurrent = Some(amount),
                 }
             }
             Err(problem) => errors.push(format!("invalid --concurrent: {problem}")),
         }
     }
     if errors.is_empty() {
-        Ok(changed)
+        Ok(lowered)
     } else {
         Err(Failure {
             message: errors.iter().map(|e| format!("error: {e}\n")).collect(),
@@ -622,16 +646,19 @@ fn resume(
     let Reopened {
         dir,
         lock,
-        mut plan,
+        plan,
         spec,
         journal,
         events,
     } = dir.reopen().map_err(run_dir_error)?;
-    let spec = exec.resumed_spec(dir.id(), spec)?;
+    let mut spec = exec.resumed_spec(dir.id(), spec)?;
     runnable(&plan)?;
-    if lower_limits(&mut plan, limits)? {
-        dir.write_plan(&plan).map_err(run_dir_error)?;
+    let lowered = lower_limits(&plan.lowered(&spec.limits), limits)?;
+    if !lowered.is_none() {
+        spec.limits = spec.limits.then(lowered);
+        dir.write_spec(&spec).map_err(run_dir_error)?;
     }
+    let followed = plan.lowered(&spec.limits);
     let (states, interrupted) = events::replay(&plan.hosts, &events);
     let id = dir.id().clone();
     if states.iter().all(|s| *s == HostState::Succeeded) {
@@ -645,9 +672,9 @@ fn resume(
     } else {
         FailedHosts::StayFailed
     };
-    let scheduler = Scheduler::resume(&plan, LimitOverrides::default(), &states, policy)
+    let scheduler = Scheduler::resume(&followed, LimitOverrides::default(), &states, policy)
         .map_err(|e| invalid(format!("cannot resume run {id}: {e}")))?;
-    let note = pogo_views::runs::resume_note(&plan, &states, &interrupted, retry_failed);
+    let note = pogo_views::runs::resume_note(&followed, &states, &interrupted, retry_failed);
     let _ = std::io::stderr().write_all(note.as_bytes());
     Ok(Job {
         plan,
@@ -685,6 +712,8 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
             (dir, lock, journal)
         }
     };
+    // The run follows the plan with the limits lowered; its `plan.json` stays as sealed.
+    let plan = plan.lowered(&spec.limits);
     let settings = RunSettings {
         run_id: dir.id().to_string(),
         command: plan.command.clone().unwrap_or_default(),
@@ -694,6 +723,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         run_timeout: plan.options.run_timeout.map(Duration::from_secs),
         log_dir: Some(dir.log_dir()),
         resumed,
+        overrides: spec.overrides.clone(),
     };
     let mut ledger = Ledger::new(&plan.hosts);
     for event in &earlier {

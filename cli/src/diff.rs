@@ -72,6 +72,7 @@ fn load_side(
         FileKind::Plan => {
             let plan = Plan::from_json(text)
                 .map_err(|e| invalid(format!("cannot read plan `{name}`: {e}")))?;
+            crate::stale::check_seal(path, &plan, crate::stale::Edited::Warn)?;
             return Ok(Side {
                 plan,
                 compiled: false,

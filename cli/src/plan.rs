@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use pogo_model::SealState;
 use pogo_planner::{compile, Config, JobSpec, PlanRequest};
 use pogo_views::text::plural;
 
@@ -11,6 +12,7 @@ use crate::failure::{emit, exit, invalid, Failure};
 use crate::inputs::{
     compile_plan, file_kind, read_plan, write_atomically, FileKind, PlanFlags, PlanSource,
 };
+use crate::stale::{check_seal, Edited};
 use crate::{resolver, stale};
 
 #[derive(Args)]
@@ -83,6 +85,7 @@ pub fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
 
 pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<(), Failure> {
     let plan = read_plan(&args.plan)?;
+    check_seal(&args.plan, &plan, Edited::Warn)?;
     match args.format {
         ShowFormat::Table => emit(out, &pogo_views::plan::plan_text(&plan, args.full)),
         ShowFormat::Json => emit(out, &plan.to_json()),
@@ -130,7 +133,17 @@ fn validate_one(path: &Path) -> Result<String, Failure> {
     match file_kind(&text) {
         FileKind::Plan => {
             let plan = read_plan(path)?;
-            Ok(format!("plan, {}", plural(plan.hosts.len(), "host")))
+            check_seal(path, &plan, Edited::Warn)?;
+            let seal = match plan.seal_state() {
+                SealState::Intact => "sealed",
+                SealState::Legacy => "format 1, unsealed",
+                SealState::Missing => "NOT SEALED",
+                SealState::Edited { .. } => "EDITED after it was sealed",
+            };
+            Ok(format!(
+                "plan, {}, {seal}",
+                plural(plan.hosts.len(), "host")
+            ))
         }
         FileKind::Config => {
             let config = Config::parse_with(&path.display().to_string(), &text, &resolver::Shell)?;

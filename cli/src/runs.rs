@@ -133,7 +133,7 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         let end = text.rfind('\n').map_or(0, |i| i + 1);
         return emit(out, &text[..end]);
     }
-    let plan = dir.read_plan().map_err(failed)?;
+    let plan = dir.followed_plan().map_err(failed)?;
     if args.hosts.is_empty() && !args.all {
         let info = dir.info().map_err(failed)?;
         let mut ledger = Ledger::new(&plan.hosts);

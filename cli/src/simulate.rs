@@ -49,6 +49,10 @@ use pogo_views::text::{list_cut, plural};
 pub struct SimulateArgs {
     /// The plan file
     plan: PathBuf,
+    /// Simulate a plan edited after `pogo plan` wrote it (its seal does not match), with a
+    /// warning
+    #[arg(long)]
+    allow_edited: bool,
     /// How long each host's command takes: seconds, or 45s, 10m, 1h30m
     #[arg(long, value_name = "DURATION", default_value = "30s")]
     duration: String,
@@ -91,6 +95,13 @@ enum SimulateFormat {
 
 pub fn run(args: SimulateArgs, out: &mut impl Write) -> Result<(), Failure> {
     let plan = load(&args.plan)?;
+    crate::stale::check_seal(
+        &args.plan,
+        &plan,
+        crate::stale::Edited::Refuse {
+            allow: args.allow_edited,
+        },
+    )?;
     let policy = policy(&args, &plan)?;
     let sim = simulate(&plan, &policy)
         .map_err(|e| invalid(format!("cannot simulate `{}`: {e}", args.plan.display())))?;

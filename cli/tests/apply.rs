@@ -825,7 +825,7 @@ fn limits_can_be_lowered_never_raised() {
     ));
     assert!(scene.run_dirs().is_empty());
 
-    // Lowered: the run keeps the lower limits in its plan, and holds to them.
+    // Lowered: the run keeps the lower limits beside its sealed plan, and holds to them.
     scene
         .pogo(&[
             "apply",
@@ -838,7 +838,18 @@ fn limits_can_be_lowered_never_raised() {
             "0",
         ])
         .expect(0);
-    let plan = scene.run_plan();
+    let sealed = scene.run_plan();
+    assert_eq!(sealed.seal_state(), pogo_model::SealState::Intact);
+    assert_eq!(sealed.constraints[0].max_parallel.value, 3);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(scene.only_run().join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        spec["limits"],
+        serde_json::json!({"max_failures": {"value": 0}, "concurrent": {"value": 1}})
+    );
+    let limits: pogo_model::LoweredLimits = serde_json::from_value(spec["limits"].clone()).unwrap();
+    let plan = sealed.lowered(&limits);
     assert_eq!(plan.constraints[0].max_parallel.value, 1);
     assert_eq!(plan.options.max_failures.value, 0);
     let peaks = check_order_and_limits(&plan, &scene.spans());

@@ -610,6 +610,8 @@ fn a_certificate_reaches_only_the_endpoints_of_its_role() {
     Deployment::runtime().block_on(async {
         let job = SubmitJob {
             plan,
+            limits: Default::default(),
+            overrides: Vec::new(),
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,
@@ -780,6 +782,8 @@ fn the_ssh_password_is_never_written_down() {
     let job = Deployment::runtime().block_on(async {
         let job = SubmitJob {
             plan,
+            limits: Default::default(),
+            overrides: Vec::new(),
             transport: TransportSpec::Ssh {
                 user: None,
                 port: Some(closed),

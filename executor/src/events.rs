@@ -21,6 +21,10 @@ pub enum Event {
         hosts: usize,
         command: String,
         resumed: bool,
+        /// The checks the operator overrode to start it: `allow-edited` (a plan whose seal
+        /// does not match), `allow-stale` (a plan whose sources changed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        overrides: Vec<String>,
         at_ms: u64,
     },
     /// A host's command started (its first attempt).

@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pogo_model::{Plan, PlanReadError};
+use pogo_model::{LoweredLimits, Plan, PlanReadError};
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +79,13 @@ pub struct RunSpec {
     pub transport: TransportSpec,
     /// The pause before a retry, in milliseconds.
     pub retry_delay_ms: u64,
+    /// Limits lowered when the run was applied or resumed, beside the sealed `plan.json`
+    /// (runs of the previous release wrote them into `plan.json` instead, and have none).
+    #[serde(default, skip_serializing_if = "LoweredLimits::is_none")]
+    pub limits: LoweredLimits,
+    /// The checks the operator overrode to start the run (`allow-edited`, `allow-stale`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
 }
 
 /// A run's id: its UTC start time to the second and 4 random hex digits,
@@ -238,11 +245,7 @@ impl RunDir {
         let logs = dir.log_dir();
         std::fs::create_dir(&logs).map_err(|e| io_error("create", &logs, e))?;
         dir.write_plan(plan)?;
-        let spec_path = dir.spec_path();
-        let mut text = serde_json::to_string_pretty(spec).expect("a run spec serialises");
-        text.push('\n');
-        write_atomically(&spec_path, text.as_bytes())
-            .map_err(|e| io_error("write", &spec_path, e))?;
+        dir.write_spec(spec)?;
         let journal = Journal::create(&dir.journal_path())?;
         Ok(NewRun { dir, lock, journal })
     }
@@ -368,11 +371,25 @@ impl RunDir {
         })
     }
 
-    /// Replaces the run's plan (atomically): a resumed run that lowers its limits keeps them
-    /// lowered for the sessions after it.
-    pub fn write_plan(&self, plan: &Plan) -> Result<(), RunDirError> {
+    fn write_plan(&self, plan: &Plan) -> Result<(), RunDirError> {
         let path = self.plan_path();
         write_atomically(&path, plan.to_json().as_bytes()).map_err(|e| io_error("write", &path, e))
+    }
+
+    /// Replaces the run's `run.json` (atomically): a resumed run that lowers its limits keeps
+    /// them lowered for the sessions after it, and its `plan.json` stays as it was sealed.
+    pub fn write_spec(&self, spec: &RunSpec) -> Result<(), RunDirError> {
+        let path = self.spec_path();
+        let mut text = serde_json::to_string_pretty(spec).expect("a run spec serialises");
+        text.push('\n');
+        write_atomically(&path, text.as_bytes()).map_err(|e| io_error("write", &path, e))
+    }
+
+    /// The plan the run follows: its `plan.json` with the limits of its `run.json` lowered.
+    pub fn followed_plan(&self) -> Result<Plan, RunDirError> {
+        let plan = self.read_plan()?;
+        let limits = self.read_spec()?.map(|s| s.limits).unwrap_or_default();
+        Ok(plan.lowered(&limits))
     }
 
     /// Every complete event of the journal, all sessions (none if it was never created).
@@ -634,6 +651,8 @@ mod tests {
                 password: true,
             },
             retry_delay_ms: 5000,
+            limits: Default::default(),
+            overrides: Vec::new(),
         }
     }
 
@@ -820,6 +839,7 @@ mod tests {
             command: "true".into(),
             resumed,
             at_ms: 0,
+            overrides: Vec::new(),
         };
         let finished = Event::RunFinished {
             result: RunResult::Stopped,

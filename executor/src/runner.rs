@@ -39,6 +39,8 @@ pub struct RunSettings {
     pub log_dir: Option<PathBuf>,
     /// Whether this session resumes an earlier one (recorded in the journal).
     pub resumed: bool,
+    /// The checks the operator overrode to start the run (recorded in the journal).
+    pub overrides: Vec<String>,
 }
 
 /// The operator's hold on a running run: halt (stop starting hosts) and kill (also cancel the
@@ -175,6 +177,7 @@ impl Run<'_> {
             hosts: self.plan.hosts.len(),
             command: self.settings.command.clone(),
             resumed: self.settings.resumed,
+            overrides: self.settings.overrides.clone(),
             at_ms: 0,
         });
         self.batch

@@ -191,6 +191,7 @@ fn settings(dir: &tempfile::TempDir) -> RunSettings {
         run_timeout: None,
         log_dir: Some(dir.path().to_path_buf()),
         resumed: false,
+        overrides: Vec::new(),
     }
 }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use host::{host_name_problem, shown_host_name, MAX_HOST_NAME};
 pub use read::PlanReadError;
-pub use seal::{Seal, SealState};
+pub use seal::{Seal, SealState, ALLOW_EDITED, ALLOW_STALE};
 pub use validate::PlanInvariantError;
 
 /// The plan format this pogo writes. Bump it on any change that an older reader would
@@ -131,6 +131,59 @@ impl std::fmt::Display for Amount {
     }
 }
 
+/// Limits lowered when a plan is applied (`pogo apply --concurrent N --max-failures M`). They
+/// travel beside the sealed plan (a run's `run.json`, a job's submission) and never rewrite
+/// it; [`Plan::lowered`] gives the plan a run actually follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoweredLimits {
+    /// Replaces `options.max_failures`; never above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<Amount>,
+    /// Replaces the `job` group's `max_parallel` (or adds a `job` group of every host to a
+    /// plan without one); never above it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrent: Option<Amount>,
+}
+
+impl LoweredLimits {
+    pub fn is_none(&self) -> bool {
+        self.max_failures.is_none() && self.concurrent.is_none()
+    }
+
+    /// Why these limits would raise `plan`'s rather than lower them, if they would: a run
+    /// can lower the limits a reviewer approved, never raise them.
+    pub fn raises(&self, plan: &Plan) -> Option<String> {
+        if let Some(given) = self.max_failures {
+            if given.value > plan.options.max_failures.value {
+                return Some(format!(
+                    "max_failures {given} would raise the plan's ({})",
+                    plan.options.max_failures
+                ));
+            }
+        }
+        match (self.concurrent, plan.constraint(JOB_GROUP_ID)) {
+            (Some(given), _) if given.value == 0 => {
+                Some("a job-wide limit of 0 would never let a host start".to_string())
+            }
+            (Some(given), Some(job)) if given.value > job.max_parallel.value => Some(format!(
+                "a job-wide limit of {given} would raise the plan's ({})",
+                job.max_parallel
+            )),
+            _ => None,
+        }
+    }
+
+    /// These limits, then `later` where it gives one: what a resumed run keeps when it is
+    /// lowered again.
+    pub fn then(self, later: LoweredLimits) -> LoweredLimits {
+        LoweredLimits {
+            max_failures: later.max_failures.or(self.max_failures),
+            concurrent: later.concurrent.or(self.concurrent),
+        }
+    }
+}
+
 /// A tag resolved by running a command (`tag: !command CMD` in the config). Recorded so a
 /// reviewer sees where hosts came from; a plan never runs the command again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +253,35 @@ impl Plan {
         let mut text = serde_json::to_string_pretty(self).expect("a plan always serialises");
         text.push('\n');
         text
+    }
+
+    /// The plan a run follows when `limits` were lowered at apply time: the same plan with
+    /// `max_failures` and the `job` group replaced, and no seal (it is not what was sealed).
+    /// Checking that the limits only lower the plan's is the caller's job.
+    pub fn lowered(&self, limits: &LoweredLimits) -> Plan {
+        let mut plan = self.clone();
+        if limits.is_none() {
+            return plan;
+        }
+        plan.seal = None;
+        if let Some(amount) = limits.max_failures {
+            plan.options.max_failures = amount;
+        }
+        if let Some(amount) = limits.concurrent {
+            match plan.constraints.iter_mut().find(|c| c.id == JOB_GROUP_ID) {
+                Some(job) => job.max_parallel = amount,
+                None => plan.constraints.insert(
+                    0,
+                    ConstraintSpec {
+                        id: JOB_GROUP_ID.to_string(),
+                        from: JOB_GROUP_ID.to_string(),
+                        max_parallel: amount,
+                        hosts: plan.hosts.clone(),
+                    },
+                ),
+            }
+        }
+        plan
     }
 
     /// The constraint group with this id, if any.

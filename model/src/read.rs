@@ -267,6 +267,7 @@ mod tests {
         assert!(error(&text).contains("a format 1 plan has no seal"));
         let mut plan = Plan::sketch("h1");
         plan.format_version = 1;
+        plan.seal = None;
         let read = Plan::from_json(&plan.to_json()).unwrap();
         assert_eq!(read.seal_state(), crate::SealState::Legacy);
     }

@@ -17,6 +17,11 @@ use sha2::{Digest, Sha256};
 
 use crate::Plan;
 
+/// The override a run or a job records when it runs a plan whose seal does not match.
+pub const ALLOW_EDITED: &str = "allow-edited";
+/// The override a run or a job records when it runs a stale plan.
+pub const ALLOW_STALE: &str = "allow-stale";
+
 /// `sha256:` digests of the plan's top-level keys, by key name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]

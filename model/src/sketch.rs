@@ -1,5 +1,6 @@
 //! Small plans written by hand, for tests, examples and tools that need a plan without a
-//! config. Host lists are whitespace-separated names.
+//! config. Host lists are whitespace-separated names. Each step seals the plan again, as the
+//! planner would: a field changed afterwards shows as an edit.
 //!
 //! ```
 //! use pogo_model::Plan;
@@ -56,6 +57,7 @@ impl Plan {
             warnings: Vec::new(),
             seal: None,
         }
+        .sealed()
     }
 
     /// Adds a thread whose slots `NAME.0`, `NAME.1`... hold these hosts, one after another;
@@ -83,7 +85,7 @@ impl Plan {
             filter: None,
             slots,
         });
-        self
+        self.sealed()
     }
 
     /// Adds a constraint group of these hosts.
@@ -94,7 +96,7 @@ impl Plan {
             max_parallel,
             hosts: words(hosts),
         });
-        self
+        self.sealed()
     }
 
     /// Adds the job-wide group over every host.
@@ -105,6 +107,6 @@ impl Plan {
 
     pub fn with_max_failures(mut self, value: u64) -> Plan {
         self.options.max_failures = Amount::number(value);
-        self
+        self.sealed()
     }
 }

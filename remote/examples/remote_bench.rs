@@ -30,6 +30,8 @@ async fn run(client: &Client, plan: Plan) -> Duration {
     let job = client
         .submit(&SubmitJob {
             plan,
+            limits: Default::default(),
+            overrides: Vec::new(),
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,

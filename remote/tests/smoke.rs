@@ -65,8 +65,11 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
         .with_group("pair", Amount::number(1), "b c");
     let mut plan = plan;
     plan.command = Some("echo hello from $POGO_HOST".into());
+    let plan = plan.sealed();
     let job = client
         .submit(&SubmitJob {
+            limits: Default::default(),
+            overrides: Vec::new(),
             plan,
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
@@ -92,6 +95,8 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
     assert!(big.to_json().len() > 2 << 20);
     let bulk = client
         .submit(&SubmitJob {
+            limits: Default::default(),
+            overrides: Vec::new(),
             plan: big,
             transport: TransportSpec::Local,
             retry_delay_ms: 0,

@@ -41,11 +41,16 @@ pub fn event_lines(event: &Event) -> Vec<String> {
             hosts,
             command,
             resumed,
+            overrides,
             ..
         } => vec![format!(
-            "Run {run_id}{}: `{command}` on {}",
+            "Run {run_id}{}: `{command}` on {}{}",
             if *resumed { " (resumed)" } else { "" },
-            plural(*hosts, "host")
+            plural(*hosts, "host"),
+            overrides
+                .iter()
+                .map(|o| format!(", with --{o}"))
+                .collect::<String>()
         )],
         Event::HostStarted { host, .. } => vec![format!("{host}: Running target")],
         Event::HostRetrying {
@@ -1203,6 +1208,7 @@ mod tests {
             hosts: 0,
             command: "x".into(),
             resumed,
+            overrides: Vec::new(),
             at_ms: 0,
         }
     }
@@ -1346,6 +1352,7 @@ mod tests {
             hosts: 3,
             command: "x".into(),
             resumed,
+            overrides: Vec::new(),
             at_ms: 0,
         };
         ledger.record(&started(false));
@@ -1389,6 +1396,7 @@ mod tests {
             hosts: 4,
             command: "x".into(),
             resumed: false,
+            overrides: Vec::new(),
             at_ms: 0,
         });
         ledger.record(&done("a", FinalState::Succeeded));

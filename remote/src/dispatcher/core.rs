@@ -17,7 +17,7 @@ use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
 };
 use pogo_executor::transport::TransportSpec;
-use pogo_model::Plan;
+use pogo_model::{LoweredLimits, Plan, SealState, ALLOW_EDITED};
 use tokio::sync::{oneshot, watch};
 
 use super::store::{HostRow, JobRow, Store, StoreError};
@@ -261,9 +261,20 @@ impl HostRt {
     }
 }
 
+/// What the operator applied beside the sealed plan, kept in the job's `applied` column.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Applied {
+    #[serde(default, skip_serializing_if = "LoweredLimits::is_none")]
+    limits: LoweredLimits,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    overrides: Vec<String>,
+}
+
 struct Job {
     id: String,
+    /// The plan the job follows: the submitted plan with `applied.limits` lowered.
     plan: Plan,
+    applied: Applied,
     transport: TransportSpec,
     retry_delay: Duration,
     has_password: bool,
@@ -321,10 +332,13 @@ impl Job {
         }
     }
 
+    /// The job's row, but for its plan and what was applied, which are written once, when the
+    /// job is inserted (see `submit`).
     fn row(&self) -> JobRow {
         JobRow {
             id: self.id.clone(),
-            plan: self.plan.to_json(),
+            plan: String::new(),
+            applied: String::new(),
             transport: serde_json::to_string(&self.transport).unwrap_or_default(),
             retry_delay_ms: self.retry_delay.as_millis() as u64,
             has_password: self.has_password,
@@ -498,7 +512,11 @@ impl Core {
 
     fn reload(&mut self, row: JobRow, now: Instant) -> Result<Job, StoreError> {
         let corrupt = |what: String| StoreError::Corrupt(format!("job {}: {what}", row.id));
-        let plan = Plan::from_json(&row.plan).map_err(|e| corrupt(e.to_string()))?;
+        let applied: Applied =
+            serde_json::from_str(&row.applied).map_err(|e| corrupt(format!("applied: {e}")))?;
+        let plan = Plan::from_json(&row.plan)
+            .map_err(|e| corrupt(e.to_string()))?
+            .lowered(&applied.limits);
         let transport: TransportSpec =
             serde_json::from_str(&row.transport).map_err(|e| corrupt(e.to_string()))?;
         let state =
@@ -529,6 +547,7 @@ impl Core {
         let mut job = Job {
             id: row.id.clone(),
             plan,
+            applied,
             transport,
             retry_delay: Duration::from_millis(row.retry_delay_ms),
             has_password: row.has_password,
@@ -881,6 +900,8 @@ impl Core {
     fn submit(&mut self, submit: SubmitJob, by: String) -> Result<JobSummary, ApiErr> {
         let SubmitJob {
             plan,
+            limits,
+            overrides,
             transport,
             retry_delay_ms,
             password,
@@ -892,6 +913,24 @@ impl Core {
         }
         plan.validate()
             .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
+        let seal = plan.seal_state();
+        if let Some(problem) = seal.problem() {
+            let legacy = seal == SealState::Legacy;
+            if !legacy && !overrides.iter().any(|o| o == ALLOW_EDITED) {
+                return Err(ApiErr::bad(format!(
+                    "{problem}; the dispatcher runs plans as `pogo plan` wrote them (submit with \
+                     --allow-edited to run it as it is)"
+                )));
+            }
+        }
+        if let Some(problem) = limits.raises(&plan) {
+            return Err(ApiErr::bad(format!(
+                "{problem}; a job can lower the plan's limits, never raise them"
+            )));
+        }
+        let sealed = plan.to_json();
+        let plan = plan.lowered(&limits);
+        let applied = Applied { limits, overrides };
         if plan.command.as_deref().is_none_or(|c| c.trim().is_empty()) {
             return Err(ApiErr::bad("the plan has no command to run"));
         }
@@ -941,6 +980,7 @@ impl Core {
         let job = Job {
             id: id.clone(),
             plan,
+            applied,
             transport,
             retry_delay: Duration::from_millis(retry_delay_ms),
             has_password: wants_password,
@@ -960,8 +1000,13 @@ impl Core {
             last_output: 0,
             run_deadline,
         };
+        let row = JobRow {
+            plan: sealed,
+            applied: serde_json::to_string(&job.applied).unwrap_or_default(),
+            ..job.row()
+        };
         self.store
-            .insert_job(&job.row(), job.hosts.len())
+            .insert_job(&row, job.hosts.len())
             .map_err(|e| ApiErr::new(500, e.to_string()))?;
         eprintln!(
             "pogo dispatcher: job {id} submitted by {}: {}, `{}`",
@@ -975,6 +1020,7 @@ impl Core {
             command: job.plan.command.clone().unwrap_or_default(),
             resumed: false,
             at_ms: 0,
+            overrides: job.applied.overrides.clone(),
         };
         self.order.push(id.clone());
         self.running.push(id.clone());
@@ -1698,6 +1744,7 @@ impl Core {
             command: job.plan.command.clone().unwrap_or_default(),
             resumed: true,
             at_ms: 0,
+            overrides: job.applied.overrides.clone(),
         };
         // Back among the running jobs, in the order of submission.
         let rank = |id: &str| self.order.iter().position(|o| o == id);
@@ -1981,6 +2028,8 @@ mod tests {
         async fn submit(&self, plan: Plan) -> JobSummary {
             self.send(SubmitJob {
                 plan,
+                limits: Default::default(),
+                overrides: Vec::new(),
                 transport: TransportSpec::Local,
                 retry_delay_ms: 0,
                 password: None,
@@ -2133,6 +2182,8 @@ mod tests {
         let mut rig = Rig::new();
         let submit = |submission: &str| SubmitJob {
             plan: Plan::sketch("a b"),
+            limits: Default::default(),
+            overrides: Vec::new(),
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
             password: None,
@@ -2146,6 +2197,155 @@ mod tests {
         assert_eq!(rig.send(submit("s-1")).await.id, first.id);
         let jobs = rig.handle.call(|reply| Cmd::Jobs { reply }).await.unwrap();
         assert_eq!(jobs.len(), 2);
+    }
+
+    fn submission(plan: Plan, limits: LoweredLimits, overrides: &[&str]) -> SubmitJob {
+        SubmitJob {
+            plan,
+            limits,
+            overrides: overrides.iter().map(|o| o.to_string()).collect(),
+            transport: TransportSpec::Local,
+            retry_delay_ms: 0,
+            password: None,
+            submission: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_edited_plan_is_refused_unless_allowed_and_the_job_records_it() {
+        let rig = Rig::new();
+        let mut plan = Plan::sketch("a b");
+        plan.command = Some("rm -rf /".into());
+        let refused = rig
+            .handle
+            .call(|reply| Cmd::Submit {
+                job: Box::new(submission(plan.clone(), LoweredLimits::default(), &[])),
+                by: "alice".into(),
+                reply,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, 400);
+        assert!(
+            refused.message.starts_with(
+                "the plan was edited after `pogo plan` wrote it: `command` is not what was \
+                 sealed; the dispatcher runs plans as `pogo plan` wrote them"
+            ),
+            "{}",
+            refused.message
+        );
+        let job = rig
+            .send(submission(plan, LoweredLimits::default(), &[ALLOW_EDITED]))
+            .await;
+        let events = rig.events(&job.id).await;
+        let Event::RunStarted { overrides, .. } = &events[0].event else {
+            panic!("{:?}", events[0].event)
+        };
+        assert_eq!(overrides, &[ALLOW_EDITED]);
+    }
+
+    #[tokio::test]
+    async fn lowered_limits_hold_across_a_restart_and_the_stored_plan_stays_sealed() {
+        let mut rig = Rig::new();
+        let plan = Plan::sketch("a b c").with_job_limit(3);
+        let lowered = LoweredLimits {
+            concurrent: Some(Amount::number(1)),
+            ..LoweredLimits::default()
+        };
+        // Raising is refused.
+        let raise = LoweredLimits {
+            concurrent: Some(Amount::number(4)),
+            ..LoweredLimits::default()
+        };
+        let refused = rig
+            .handle
+            .call(|reply| Cmd::Submit {
+                job: Box::new(submission(plan.clone(), raise, &[])),
+                by: "alice".into(),
+                reply,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            refused.message.contains("would raise the plan's (3)"),
+            "{}",
+            refused.message
+        );
+
+        rig.send(submission(plan.clone(), lowered, &[])).await;
+        assert_eq!(rig.poll("w1", 4).await.len(), 1);
+        rig.restart().await;
+        assert!(rig.poll("w1", 4).await.is_empty());
+        let rows = Store::open(&rig.path).unwrap().jobs().unwrap();
+        let stored = Plan::from_json(&rows[0].plan).unwrap();
+        assert_eq!(stored, plan);
+        assert!(stored.seal_state().is_intact());
+        assert_eq!(rows[0].applied, r#"{"limits":{"concurrent":{"value":1}}}"#);
+    }
+
+    /// A database of the previous release (schema version 1: no `applied` column, plans of
+    /// format 1 with their limits lowered in them) is migrated when opened, and its job goes on.
+    #[tokio::test]
+    async fn a_database_of_schema_version_1_is_migrated_and_its_jobs_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = Plan::sketch("a b").with_job_limit(1);
+        old.format_version = 1;
+        old.seal = None;
+        {
+            let conn =
+                rusqlite::Connection::open(dir.path().join(super::super::store::DB_FILE)).unwrap();
+            let v1 = super::super::store::SCHEMA.replace(
+                "    -- JSON: limits lowered and checks overridden when the job was submitted \
+                 (see `Applied`).\n    applied TEXT NOT NULL DEFAULT '{}',\n",
+                "",
+            );
+            assert!(
+                !v1.contains("applied"),
+                "the version 1 schema has no `applied`"
+            );
+            conn.execute_batch(&format!("{v1} PRAGMA user_version = 1;"))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO jobs (id, plan, transport, retry_delay_ms, has_password,
+                    submitted_at, submitted_by, state, reasons, halted, killed,
+                    session_started_ms, submission)
+                 VALUES ('job-old', ?1, '{\"kind\":\"local\"}', 0, 0, 1, 'alice', 'running',
+                    '[]', 0, 0, 1, NULL)",
+                [old.to_json()],
+            )
+            .unwrap();
+            for idx in 0..2 {
+                conn.execute(
+                    "INSERT INTO hosts (job, idx, state, exit_code, attempts, first_attempt,
+                        worker, task, confirmed, message)
+                     VALUES ('job-old', ?1, 'pending', NULL, 0, 1, NULL, NULL, 0, '')",
+                    [idx],
+                )
+                .unwrap();
+            }
+        }
+        let mut rig = Rig {
+            _dir: dir,
+            path: std::path::PathBuf::new(),
+            handle: CoreHandle::new(std::sync::mpsc::channel().0),
+            thread: None,
+        };
+        rig.path = rig._dir.path().to_path_buf();
+        rig.start();
+        // The job's limit of 1 holds: one host at a time, both run.
+        let first = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&first), ["a"]);
+        rig.report("w1", &first[0], 0).await;
+        let second = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&second), ["b"]);
+        rig.report("w1", &second[0], 0).await;
+        assert_eq!(rig.job("job-old").await.summary.state, JobState::Succeeded);
+        rig.restart().await;
+        let conn = rusqlite::Connection::open(rig.path.join(super::super::store::DB_FILE)).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
     }
 
     #[tokio::test]

@@ -17,10 +17,19 @@ use crate::api::{EventRecord, OutputRecord};
 /// The file in the state directory.
 pub const DB_FILE: &str = "pogo.db";
 
-/// The schema's version, in `PRAGMA user_version`; a database of another version is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema's version, in `PRAGMA user_version`. A database of an older version is migrated
+/// when it is opened ([`MIGRATIONS`]); one of a newer version is refused.
+const SCHEMA_VERSION: i64 = 2;
 
-const SCHEMA: &str = "
+/// The statements that bring a database of version `N` to `N + 1`, by `N - 1`; each runs in
+/// the same transaction as the version it sets, so a migration happens whole or not at all.
+const MIGRATIONS: &[&str] = &[
+    // 1 -> 2: what the operator applied beside the sealed plan (lowered limits, overridden
+    // checks). Jobs of version 1 had their limits lowered in the plan itself: nothing beside.
+    "ALTER TABLE jobs ADD COLUMN applied TEXT NOT NULL DEFAULT '{}';",
+];
+
+pub(super) const SCHEMA: &str = "
 CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
     plan TEXT NOT NULL,
@@ -36,6 +45,8 @@ CREATE TABLE jobs (
     killed INTEGER NOT NULL,
     -- Unix milliseconds when the current session began: events' at_ms count from it.
     session_started_ms INTEGER NOT NULL,
+    -- JSON: limits lowered and checks overridden when the job was submitted (see `Applied`).
+    applied TEXT NOT NULL DEFAULT '{}',
     -- The client's id of the submission (SubmitJob.submission): a repeat finds this job.
     submission TEXT UNIQUE
 );
@@ -114,6 +125,8 @@ pub struct JobRow {
     pub killed: bool,
     pub session_started_ms: u64,
     pub submission: Option<String>,
+    /// JSON of what was applied beside the plan (`{}` for jobs of schema version 1).
+    pub applied: String,
 }
 
 /// A host's row.
@@ -163,6 +176,17 @@ impl Store {
                 .map_err(open)?;
             }
             SCHEMA_VERSION => {}
+            found if (1..SCHEMA_VERSION).contains(&found) => {
+                let steps: String = MIGRATIONS[found as usize - 1..].concat();
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(open)?;
+                eprintln!(
+                    "pogo dispatcher: {shown}: migrated from schema version {found} to \
+                     {SCHEMA_VERSION}"
+                );
+            }
             found => return Err(StoreError::Version { path: shown, found }),
         }
         Ok(Store {
@@ -192,8 +216,9 @@ impl Store {
         self.begin()?;
         self.conn.execute(
             "INSERT INTO jobs (id, plan, transport, retry_delay_ms, has_password, submitted_at,
-                submitted_by, state, reasons, halted, killed, session_started_ms, submission)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                submitted_by, state, reasons, halted, killed, session_started_ms, submission,
+                applied)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 job.id,
                 job.plan,
@@ -208,6 +233,7 @@ impl Store {
                 job.killed,
                 job.session_started_ms as i64,
                 job.submission,
+                job.applied,
             ],
         )?;
         let mut insert = self.conn.prepare_cached(
@@ -314,7 +340,8 @@ impl Store {
     pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, plan, transport, retry_delay_ms, has_password, submitted_at,
-                submitted_by, state, reasons, halted, killed, session_started_ms, submission
+                submitted_by, state, reasons, halted, killed, session_started_ms, submission,
+                applied
              FROM jobs ORDER BY submitted_at, id",
         )?;
         let rows = stmt.query_map([], |row| {
@@ -333,6 +360,7 @@ impl Store {
                 killed: row.get(10)?,
                 session_started_ms: row.get::<_, i64>(11)? as u64,
                 submission: row.get(12)?,
+                applied: row.get(13)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

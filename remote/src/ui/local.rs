@@ -607,6 +607,8 @@ mod tests {
         let spec = RunSpec {
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
+            limits: Default::default(),
+            overrides: Vec::new(),
         };
         let new =
             RunDir::create(state, &Plan::sketch(hosts), &spec, std::time::UNIX_EPOCH).unwrap();
@@ -667,6 +669,8 @@ mod tests {
         let spec = RunSpec {
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
+            limits: Default::default(),
+            overrides: Vec::new(),
         };
         let new = RunDir::create(
             state.path(),

@@ -426,6 +426,8 @@ mod tests {
         let spec = RunSpec {
             transport: TransportSpec::Local,
             retry_delay_ms: 0,
+            limits: Default::default(),
+            overrides: Vec::new(),
         };
         let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_561_262);
         let new = RunDir::create(state.path(), &plan, &spec, started).unwrap();
