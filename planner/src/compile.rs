@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Limit, TagId, ThreadDef, ROOT};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Span};
-use crate::expr::HostItem;
+use crate::expr::{evaluate, Excluded, HostItem};
 use crate::hosts::{dedup_in_order, HostId, HostSet, HostTable};
 use crate::inventory::{check_expr, Inventory};
 
@@ -117,7 +117,15 @@ pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError
     let mut errors = Errors::default();
     // Targets may name hosts the config does not: only then is a copy of the host table needed.
     let mut hosts = std::borrow::Cow::Borrowed(&config.hosts);
-    let targets = resolve_targets(config, &inventory, request, &mut hosts, &mut errors);
+    let mut warnings = inventory.warnings().to_vec();
+    let targets = resolve_targets(
+        config,
+        &inventory,
+        request,
+        &mut hosts,
+        &mut errors,
+        &mut warnings,
+    );
     errors.finish(())?;
     let compiler = Compiler {
         config,
@@ -125,7 +133,7 @@ pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError
         hosts: &hosts,
         target_set: HostSet::of(&targets, hosts.len()),
         targets,
-        warnings: Vec::new(),
+        warnings,
     };
     compiler.compile(request)
 }
@@ -136,6 +144,7 @@ fn resolve_targets(
     request: &PlanRequest,
     hosts: &mut std::borrow::Cow<'_, HostTable>,
     errors: &mut Errors,
+    warnings: &mut Vec<String>,
 ) -> Vec<HostId> {
     if let Some(names) = &request.hosts {
         let hosts = hosts.to_mut();
@@ -161,6 +170,9 @@ fn resolve_targets(
     let mut targets = Vec::new();
     // The entry that first named each host, to point at targets --strict-targets refuses.
     let mut named_by: HashMap<HostId, usize> = HashMap::new();
+    // Exclusions are subtracted once every entry's inclusions are in (spec §3).
+    let mut exclusions = Vec::new();
+    let mut any_inclusion = false;
     for (entry, target) in request.targets.iter().enumerate() {
         let items = match HostItem::parse_list(&target.text, hosts, &target.span, false) {
             Ok(items) => items,
@@ -171,13 +183,23 @@ fn resolve_targets(
         };
         for item in items {
             match item {
+                HostItem::Except(exclusion) => {
+                    if let Excluded::Tag(expr) = &exclusion.what {
+                        if !check_expr(config, expr, errors) {
+                            continue;
+                        }
+                    }
+                    exclusions.push(HostItem::Except(exclusion));
+                }
                 HostItem::Hosts(ids) => {
+                    any_inclusion = true;
                     for &id in &ids {
                         named_by.entry(id).or_insert(entry);
                     }
                     targets.extend(ids);
                 }
                 HostItem::Tag(expr) => {
+                    any_inclusion = true;
                     if !check_expr(config, &expr, errors) {
                         continue;
                     }
@@ -201,7 +223,31 @@ fn resolve_targets(
             }
         }
     }
-    let targets = dedup_in_order(targets, hosts.len());
+    let mut targets = dedup_in_order(targets, hosts.len());
+    if !exclusions.is_empty() {
+        // Targets of only exclusions start from every host of the config.
+        if !any_inclusion {
+            targets = config.hosts.ids().collect();
+        }
+        let listed = evaluate(
+            std::iter::once(&HostItem::Hosts(targets)).chain(&exclusions),
+            hosts,
+            Vec::new,
+            |expr| inventory.eval(config, expr),
+        );
+        targets = listed.hosts;
+        warnings.extend(listed.unused);
+        if targets.is_empty() && errors.is_empty() {
+            let first = &request.targets[0];
+            errors.push(
+                Diagnostic::at(
+                    first.span.clone(),
+                    "the targets exclude every host they name",
+                )
+                .with_help("an exclusion removes hosts; check what the targets include"),
+            );
+        }
+    }
     if request.strict_targets {
         // One error per target entry (a --targets list, a host file line), at the entry.
         let mut unknown_by_entry: Vec<Vec<&str>> = vec![Vec::new(); request.targets.len()];
@@ -400,11 +446,11 @@ impl Compiler<'_> {
             for step in &def.steps {
                 let mut ids = Vec::new();
                 let mut again = Vec::new();
-                let step_hosts = step.items.iter().flat_map(|item| match item {
-                    HostItem::Hosts(ids) => ids.clone(),
-                    HostItem::Tag(expr) => self.inventory.eval(config, expr),
+                let step_hosts = evaluate(&step.items, self.hosts, Vec::new, |expr| {
+                    self.inventory.eval(config, expr)
                 });
-                for h in dedup_in_order(step_hosts, capacity) {
+                self.warnings.extend(step_hosts.unused);
+                for h in step_hosts.hosts {
                     if !self.target_set.contains(h)
                         || filter.as_ref().is_some_and(|f| !f.contains(h))
                     {
@@ -469,6 +515,7 @@ impl Compiler<'_> {
                 let hosts = match item {
                     HostItem::Hosts(ids) => ids.clone(),
                     HostItem::Tag(expr) => self.inventory.eval(config, expr),
+                    HostItem::Except(_) => Vec::new(),
                 };
                 named_any |= !hosts.is_empty();
                 if hosts.iter().any(|&h| filter.is_none_or(|f| f.contains(h))) {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
-use crate::expr::{HostItem, TagExpr};
+use crate::expr::{check_host_name, Exclusion, HostItem, TagExpr};
 use crate::hosts::{HostId, HostTable};
 use crate::resolve::{NoCommands, TagResolver, COMMAND_TAG};
 use crate::yaml::{self, Node, Pos, Value};
@@ -61,6 +61,8 @@ pub enum TagItem {
     Child(TagId),
     /// `$other` or `$a.$b` inside a tag: its members, resolved once the whole file is read.
     Ref(TagExpr),
+    /// `!host`, `!pattern` or `!$tag`: subtracted from the tag's members once they are all in.
+    Except(Exclusion),
 }
 
 /// A tag resolved by running a command, and what the command printed.
@@ -468,6 +470,7 @@ impl Parser<'_> {
                 Value::Scalar(_) => {
                     if self.members_written(tag, value) {
                         self.member(tag, value);
+                        self.refuse_only_exclusions(tag, value);
                     }
                 }
                 Value::Seq(items) => {
@@ -475,6 +478,7 @@ impl Parser<'_> {
                         for item in items {
                             self.member(tag, item);
                         }
+                        self.refuse_only_exclusions(tag, value);
                     }
                 }
             }
@@ -545,6 +549,11 @@ impl Parser<'_> {
             if !self.yaml_tags_used.contains(&node.pos) {
                 let help = if tag == COMMAND_TAG {
                     "`!command` goes on the value of a tag under `tag:`".to_string()
+                } else if !tag.starts_with("!!") && matches!(node.value, Value::Null) {
+                    format!(
+                        "YAML reads an unquoted `!` as a tag; to exclude hosts, quote the \
+                         entry: \"{tag}\""
+                    )
                 } else {
                     "the only YAML tag pogo knows is `!command`, for tags resolved by a command"
                         .to_string()
@@ -625,7 +634,9 @@ impl Parser<'_> {
         let path = &self.config.tags[tag].path;
         match &node.value {
             Value::Scalar(text)
-                if crate::pattern::is_plain_name(text) && !text.starts_with('$') =>
+                if crate::pattern::is_plain_name(text)
+                    && !text.starts_with(['$', '!'])
+                    && check_host_name(text).is_ok() =>
             {
                 // One plain host name, the bulk of a big explicit list: no list to split.
                 let id = self.config.hosts.intern(text);
@@ -638,9 +649,14 @@ impl Parser<'_> {
                             .items
                             .extend(hosts.into_iter().map(TagItem::Host)),
                         HostItem::Tag(expr) => self.config.tags[tag].items.push(TagItem::Ref(expr)),
+                        HostItem::Except(exclusion) => {
+                            self.config.tags[tag].items.push(TagItem::Except(exclusion))
+                        }
                     }
                 }
             }
+            // `- !web2` unquoted is a YAML tag on an empty node: that error says it all.
+            Value::Null if node.tag.is_some() => {}
             Value::Null => {
                 let message = format!("empty entry in the hosts of tag `{path}`");
                 self.error(node, message).help =
@@ -655,6 +671,26 @@ impl Parser<'_> {
                     "to nest tags, write a mapping (`one: [host1]`) instead of a list".to_string(),
                 );
             }
+        }
+    }
+
+    /// A tag's list of exclusions alone would have nothing to exclude from.
+    fn refuse_only_exclusions(&mut self, tag: TagId, node: &Node) {
+        let items = &self.config.tags[tag].items;
+        let excludes = items.iter().any(|i| matches!(i, TagItem::Except(_)));
+        let includes = items
+            .iter()
+            .any(|i| matches!(i, TagItem::Host(_) | TagItem::Ref(_)));
+        if excludes && !includes {
+            let path = self.config.tags[tag].path.clone();
+            self.error(
+                node,
+                format!("the hosts of tag `{path}` are only exclusions, so it has none"),
+            )
+            .help = Some(
+                "an exclusion removes hosts from the entries beside it: `[$colo.east, \"!$role.db\"]`"
+                    .to_string(),
+            );
         }
     }
 
@@ -744,6 +780,7 @@ impl Parser<'_> {
     fn steps(&mut self, items: &[Node], thread: &str) -> Vec<StepDef> {
         let mut steps = Vec::with_capacity(items.len());
         for item in items {
+            let before = steps.len();
             match &item.value {
                 Value::Scalar(text) => {
                     let items = self.host_items(text, item);
@@ -804,6 +841,20 @@ impl Parser<'_> {
                             .to_string(),
                     );
                 }
+            }
+            let only_exclusions = steps[before..].iter().any(|step| {
+                !step.items.is_empty()
+                    && step.items.iter().all(|i| matches!(i, HostItem::Except(_)))
+            });
+            if only_exclusions {
+                self.error(
+                    item,
+                    format!("a step of thread `{thread}` is only exclusions, so it has no hosts"),
+                )
+                .help = Some(
+                    "an exclusion removes hosts from the entries beside it: `[$colo.east, \"!$role.db\"]`"
+                        .to_string(),
+                );
             }
         }
         steps

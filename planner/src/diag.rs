@@ -176,9 +176,10 @@ impl fmt::Display for Diagnostic {
             Some(span) if span.source.kind == SourceKind::Argument => {
                 let indent = "   ";
                 writeln!(f, "{indent}--> {}", span.source.name)?;
+                let (line, under) = excerpt(&span.source.text, span);
                 writeln!(f, "{indent} |")?;
-                writeln!(f, "{indent} | {}", span.source.text)?;
-                writeln!(f, "{indent} | {}", caret(&span.source.text, span))?;
+                writeln!(f, "{indent} | {line}")?;
+                writeln!(f, "{indent} | {under}")?;
             }
             Some(span) => {
                 let number = span.pos.line.to_string();
@@ -189,9 +190,10 @@ impl fmt::Display for Diagnostic {
                     span.source.name, span.pos.line, span.pos.col
                 )?;
                 if let Some(line) = span.source.line(span.pos.line) {
+                    let (line, under) = excerpt(line, span);
                     writeln!(f, "{indent}|")?;
                     writeln!(f, "{number} | {line}")?;
-                    writeln!(f, "{indent}| {}", caret(line, span))?;
+                    writeln!(f, "{indent}| {under}")?;
                 }
             }
             None => {
@@ -207,17 +209,38 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// The underline of `span` in `line`. A tab before the span is repeated as a tab, so the
-/// caret stays under the text however wide the terminal draws tabs.
-fn caret(line: &str, span: &Span) -> String {
-    let mut out: String = line
+/// Longest line an error shows whole; a longer one is cut around the span, so that a
+/// megabyte on one line (a host name, a minified file) gives a readable error.
+const SHOWN_LINE: usize = 120;
+
+/// The line to show and the underline of `span` in it. A tab before the span is repeated as a
+/// tab, so the caret stays under the text however wide the terminal draws tabs.
+fn excerpt(line: &str, span: &Span) -> (String, String) {
+    let start = span.pos.col.saturating_sub(1);
+    let length = line.chars().count();
+    let (from, shown_width) = if length <= SHOWN_LINE {
+        (0, span.width)
+    } else {
+        let from = start.saturating_sub(SHOWN_LINE / 3);
+        (from, span.width.min(SHOWN_LINE - (start - from)))
+    };
+    let mut shown: String = line.chars().skip(from).take(SHOWN_LINE).collect();
+    let mut under: String = line
         .chars()
+        .skip(from)
         .chain(std::iter::repeat(' '))
-        .take(span.pos.col.saturating_sub(1))
+        .take(start - from)
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
-    out.push_str(&"^".repeat(span.width));
-    out
+    if from > 0 {
+        shown.insert_str(0, "...");
+        under.insert_str(0, "   ");
+    }
+    if from + SHOWN_LINE < length {
+        shown.push_str("...");
+    }
+    under.push_str(&"^".repeat(shown_width));
+    (shown, under)
 }
 
 /// All the errors found in one attempt to compile a plan, sorted by place.

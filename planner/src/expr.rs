@@ -2,7 +2,7 @@
 //! or a tag expression), as tags, sequence steps and targets write them.
 
 use crate::diag::{Diagnostic, Span};
-use crate::hosts::{HostId, HostTable};
+use crate::hosts::{dedup_in_order, HostId, HostSet, HostTable};
 use crate::pattern;
 
 /// `$a` or `$a.$b` (AND): the hosts in every term's tag.
@@ -70,11 +70,125 @@ pub fn check_tag_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One entry of a host list: hosts (a name or an expanded pattern), or a tag expression.
+/// One entry of a host list: hosts (a name or an expanded pattern), a tag expression, or an
+/// exclusion of either (`!web3`, `!web[1-4]`, `!$role.db`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostItem {
     Hosts(Vec<HostId>),
     Tag(TagExpr),
+    Except(Exclusion),
+}
+
+/// `!ENTRY` in a host list: hosts subtracted from the list's inclusions, whatever their order
+/// (Ansible's `:!` rule). Host names are kept as text and looked up when the list is
+/// evaluated, so that an exclusion never adds a host to the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    /// As written, `!` included.
+    pub text: String,
+    pub what: Excluded,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Excluded {
+    Names(Vec<String>),
+    Tag(TagExpr),
+}
+
+/// The hosts a host list names: its inclusions in order, each once, less its exclusions.
+pub struct Listed {
+    pub hosts: Vec<HostId>,
+    /// Warnings for exclusions that removed nothing, with their place.
+    pub unused: Vec<String>,
+}
+
+/// Evaluates `items`: `base` gives the inclusions when the list holds only exclusions (every
+/// host of the config, for targets; lists that may not start from everything refuse such a
+/// list before), `eval` the hosts of a tag expression.
+pub fn evaluate<'a>(
+    items: impl IntoIterator<Item = &'a HostItem>,
+    hosts: &HostTable,
+    base: impl FnOnce() -> Vec<HostId>,
+    mut eval: impl FnMut(&TagExpr) -> Vec<HostId>,
+) -> Listed {
+    let mut included = Vec::new();
+    let mut any_inclusion = false;
+    let mut exclusions = Vec::new();
+    for item in items {
+        match item {
+            HostItem::Hosts(ids) => {
+                any_inclusion = true;
+                included.extend_from_slice(ids);
+            }
+            HostItem::Tag(expr) => {
+                any_inclusion = true;
+                included.extend(eval(expr));
+            }
+            HostItem::Except(exclusion) => exclusions.push(exclusion),
+        }
+    }
+    if !any_inclusion && !exclusions.is_empty() {
+        included = base();
+    }
+    let mut included = dedup_in_order(included, hosts.len());
+    let mut unused = Vec::new();
+    if !exclusions.is_empty() {
+        let mut removed = HostSet::with_capacity(hosts.len());
+        for exclusion in exclusions {
+            let ids: Vec<HostId> = match &exclusion.what {
+                Excluded::Names(names) => names.iter().filter_map(|n| hosts.get(n)).collect(),
+                Excluded::Tag(expr) => eval(expr),
+            };
+            let set = HostSet::of(&ids, hosts.len());
+            let before = included.len();
+            included.retain(|&h| !set.contains(h));
+            if included.len() == before && ids.iter().all(|&h| !removed.contains(h)) {
+                unused.push(format!(
+                    "{}: exclusion `{}` removes no host{}",
+                    exclusion.span.location(),
+                    cut(&exclusion.text),
+                    if ids.is_empty() {
+                        ": it names none"
+                    } else {
+                        ": none of its hosts is in the list"
+                    }
+                ));
+            }
+            for h in ids {
+                removed.insert(h);
+            }
+        }
+    }
+    Listed {
+        hosts: included,
+        unused,
+    }
+}
+
+/// `text`, cut to a length a message can quote.
+fn cut(text: &str) -> String {
+    if text.chars().count() > 80 {
+        format!("{}...", text.chars().take(80).collect::<String>())
+    } else {
+        text.to_string()
+    }
+}
+
+/// Checks one host name as the config or targets give it, after expansion: the host-name rule
+/// of every host in pogo, and no `!` (which only starts an exclusion). The error is a fragment.
+pub fn check_host_name(name: &str) -> Result<(), String> {
+    if let Some(problem) = pogo_model::host_name_problem(name) {
+        return Err(problem);
+    }
+    if name.contains('!') {
+        return Err(
+            "a `!` in a host name is refused: `!` starts an exclusion, first in an entry \
+             (`!web3`, `!$role.db`)"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// The part of `span` (the span of an item's whole text) that covers `len` characters from
@@ -118,7 +232,7 @@ impl HostItem {
                     )
                 } else {
                     (
-                        format!("empty entry in the list `{text}`"),
+                        format!("empty entry in the list `{}`", cut(text)),
                         "remove the extra comma",
                         offset,
                     )
@@ -127,27 +241,81 @@ impl HostItem {
                     Diagnostic::at(narrow(span, offset, 1, quoted), message).with_help(help)
                 );
             }
+            if let Some(rest) = part.strip_prefix('!') {
+                let at = narrow(span, offset, len, quoted);
+                let what = if rest.is_empty() || rest.starts_with('!') {
+                    return Err(
+                        Diagnostic::at(at, format!("invalid exclusion `{}`", cut(part))).with_help(
+                            "an exclusion is `!` and what it removes: `!web3`, `!web[1-4]`, \
+                         `!$role.db`",
+                        ),
+                    );
+                } else if rest.starts_with('$') {
+                    Excluded::Tag(
+                        TagExpr::parse(rest)
+                            .map_err(|message| {
+                                Diagnostic::at(
+                                    at.clone(),
+                                    format!("invalid tag expression `{}`: {message}", cut(rest)),
+                                )
+                            })?
+                            .at(narrow(span, offset + 1, len - 1, quoted)),
+                    )
+                } else {
+                    let names = pattern::expand(rest).map_err(|e| {
+                        Diagnostic::at(
+                            narrow(span, offset + 1 + e.offset, 1, quoted),
+                            format!("invalid host pattern `{}`: {}", cut(rest), e.message),
+                        )
+                    })?;
+                    for name in &names {
+                        check_host_name(name).map_err(|problem| {
+                            Diagnostic::at(
+                                at.clone(),
+                                format!("invalid host name `{}`: {problem}", cut(name)),
+                            )
+                        })?;
+                    }
+                    Excluded::Names(names)
+                };
+                items.push(HostItem::Except(Exclusion {
+                    text: part.to_string(),
+                    what,
+                    span: at,
+                }));
+                continue;
+            }
             if part.starts_with('$') {
                 let expr = TagExpr::parse(part).map_err(|message| {
                     Diagnostic::at(
                         narrow(span, offset, len, quoted),
-                        format!("invalid tag expression `{part}`: {message}"),
+                        format!("invalid tag expression `{}`: {message}", cut(part)),
                     )
                 })?;
                 items.push(HostItem::Tag(expr.at(narrow(span, offset, len, quoted))));
                 continue;
             }
+            let bad_name = |name: &str, problem: String| {
+                Diagnostic::at(
+                    narrow(span, offset, len, quoted),
+                    format!("invalid host name `{}`: {problem}", cut(name)),
+                )
+            };
             if pattern::is_plain_name(part) {
                 // Explicit lists of big fleets are mostly plain names: no expansion needed.
+                check_host_name(part).map_err(|problem| bad_name(part, problem))?;
                 items.push(HostItem::Hosts(vec![hosts.intern(part)]));
                 continue;
             }
             let names = pattern::expand(part).map_err(|e| {
                 Diagnostic::at(
                     narrow(span, offset + e.offset, 1, quoted),
-                    format!("invalid host pattern `{part}`: {}", e.message),
+                    format!("invalid host pattern `{}`: {}", cut(part), e.message),
                 )
             })?;
+            for name in &names {
+                check_host_name(name).map_err(|problem| bad_name(name, problem))?;
+            }
             let ids = names.iter().map(|n| hosts.intern(n)).collect();
             items.push(HostItem::Hosts(ids));
         }

@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Config, TagId, TagItem, ROOT};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError};
-use crate::expr::{HostItem, TagExpr};
+use crate::expr::{evaluate, Excluded, Exclusion, HostItem, TagExpr};
 use crate::hosts::{dedup_in_order, HostId, HostSet};
 
 /// References between tags deeper than this are refused rather than risking the stack.
@@ -17,6 +17,8 @@ pub struct Inventory {
     members: Vec<Vec<HostId>>,
     sets: Vec<HostSet>,
     host_count: usize,
+    /// Exclusions in tags that removed nothing, with their place.
+    warnings: Vec<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -36,12 +38,16 @@ impl Inventory {
             members: vec![Vec::new(); config.tags.len()],
             state: vec![State::Unvisited; config.tags.len()],
             errors,
+            warnings: Vec::new(),
         };
         for tag in 0..config.tags.len() {
             resolver.resolve(tag, 0);
         }
         let Resolver {
-            members, errors, ..
+            members,
+            errors,
+            warnings,
+            ..
         } = resolver;
         let host_count = config.hosts.len();
         let sets = members.iter().map(|m| HostSet::of(m, host_count)).collect();
@@ -49,7 +55,13 @@ impl Inventory {
             members,
             sets,
             host_count,
+            warnings,
         })
+    }
+
+    /// Warnings about the tags: exclusions that removed nothing.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The resolved members of a tag.
@@ -113,6 +125,7 @@ struct Resolver<'c> {
     members: Vec<Vec<HostId>>,
     state: Vec<State>,
     errors: Errors,
+    warnings: Vec<String>,
 }
 
 impl Resolver<'_> {
@@ -123,9 +136,18 @@ impl Resolver<'_> {
         self.state[tag] = State::Resolving;
         let config = self.config;
         let mut members = Vec::new();
+        let mut exclusions = Vec::new();
         for item in &config.tags[tag].items {
             match item {
                 TagItem::Host(host) => members.push(*host),
+                TagItem::Except(exclusion) => {
+                    if let Excluded::Tag(expr) = &exclusion.what {
+                        if !self.resolve_terms(tag, expr, depth) {
+                            continue;
+                        }
+                    }
+                    exclusions.push(HostItem::Except(exclusion.clone()));
+                }
                 TagItem::Child(child) => {
                     self.resolve(*child, depth + 1);
                     members.extend_from_slice(&self.members[*child]);
@@ -169,8 +191,69 @@ impl Resolver<'_> {
                 }
             }
         }
-        self.members[tag] = dedup_in_order(members, config.hosts.len());
+        let mut members = dedup_in_order(members, config.hosts.len());
+        if !exclusions.is_empty() {
+            let listed = evaluate(
+                std::iter::once(&HostItem::Hosts(members)).chain(&exclusions),
+                &config.hosts,
+                Vec::new,
+                |expr| self.intersect(expr),
+            );
+            members = listed.hosts;
+            self.warnings.extend(listed.unused);
+        }
+        self.members[tag] = members;
         self.state[tag] = State::Done;
+    }
+
+    /// Resolves the tags of an exclusion's expression first, refusing a tag that excludes
+    /// itself. False when it cannot be evaluated.
+    fn resolve_terms(&mut self, tag: TagId, expr: &TagExpr, depth: usize) -> bool {
+        let config = self.config;
+        if depth >= MAX_REFERENCE_DEPTH {
+            self.report(
+                expr,
+                format!("tag references nest deeper than {MAX_REFERENCE_DEPTH} levels"),
+            );
+            return false;
+        }
+        for term in &expr.terms {
+            let Some(&t) = config.tag_index.get(term) else {
+                return false;
+            };
+            if self.state[t] == State::Resolving {
+                let message = format!(
+                    "tag `{}` excludes itself through `{}`",
+                    config.tags[tag].path, expr.text
+                );
+                self.report(expr, message);
+                return false;
+            }
+            self.resolve(t, depth + 1);
+        }
+        true
+    }
+
+    /// The hosts in every tag of `expr` (all resolved).
+    fn intersect(&self, expr: &TagExpr) -> Vec<HostId> {
+        let tags: Vec<TagId> = expr
+            .terms
+            .iter()
+            .filter_map(|t| self.config.tag_index.get(t).copied())
+            .collect();
+        let Some((&first, rest)) = tags.split_first() else {
+            return Vec::new();
+        };
+        let capacity = self.config.hosts.len();
+        let sets: Vec<HostSet> = rest
+            .iter()
+            .map(|&t| HostSet::of(&self.members[t], capacity))
+            .collect();
+        self.members[first]
+            .iter()
+            .copied()
+            .filter(|&h| sets.iter().all(|s| s.contains(h)))
+            .collect()
     }
 
     fn report(&mut self, expr: &TagExpr, message: String) {
@@ -189,8 +272,16 @@ impl Resolver<'_> {
 fn check_references(config: &Config, errors: &mut Errors) {
     for tag in &config.tags {
         for item in &tag.items {
-            if let TagItem::Ref(expr) = item {
-                check_expr(config, expr, errors);
+            match item {
+                TagItem::Ref(expr) => {
+                    check_expr(config, expr, errors);
+                }
+                TagItem::Except(exclusion) => {
+                    if let Excluded::Tag(expr) = &exclusion.what {
+                        check_expr(config, expr, errors);
+                    }
+                }
+                TagItem::Host(_) | TagItem::Child(_) => {}
             }
         }
     }
@@ -200,8 +291,17 @@ fn check_references(config: &Config, errors: &mut Errors) {
         }
         for step in &thread.steps {
             for item in &step.items {
-                if let HostItem::Tag(expr) = item {
-                    check_expr(config, expr, errors);
+                match item {
+                    HostItem::Tag(expr) => {
+                        check_expr(config, expr, errors);
+                    }
+                    HostItem::Except(Exclusion {
+                        what: Excluded::Tag(expr),
+                        ..
+                    }) => {
+                        check_expr(config, expr, errors);
+                    }
+                    _ => {}
                 }
             }
         }
