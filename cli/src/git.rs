@@ -96,7 +96,7 @@ impl Files for GitRevision {
         let object = format!("{}:{name}", self.commit);
         let top = self.top.as_path();
         match git_bytes(top, &["cat-file", "blob", &object]) {
-            Ok(bytes) => String::from_utf8(bytes).map_err(|_| ReadError::NotText),
+            Ok(bytes) => pogo_planner::files::text(bytes),
             Err(GitError::Run(why)) => Err(ReadError::Other(why)),
             Err(GitError::Failed) => match git(top, &["cat-file", "-t", &object]) {
                 Ok(kind) if kind.trim() == "tree" => Err(ReadError::Directory),

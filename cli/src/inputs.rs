@@ -202,7 +202,7 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
 }
 
 pub fn read_plan(path: &Path) -> Result<Plan, Failure> {
-    let text = std::fs::read_to_string(path)
+    let text = pogo_planner::files::read_text(path)
         .map_err(|e| invalid(format!("cannot read plan `{}`: {e}", path.display())))?;
     Plan::from_json(&text)
         .map_err(|e| invalid(format!("cannot read plan `{}`: {e}", path.display())))

@@ -128,7 +128,7 @@ pub fn validate(args: ValidateArgs, out: &mut impl Write) -> Result<(), Failure>
 }
 
 fn validate_one(path: &Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(path)
+    let text = pogo_planner::files::read_text(path)
         .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))?;
     match file_kind(&text) {
         FileKind::Plan => {

@@ -42,7 +42,7 @@ impl Against {
 
     /// [`Against::load`], with external tags resolved by `tags`.
     fn load_with(path: &Path, tags: &dyn TagResolver) -> Result<Against, Failure> {
-        let text = std::fs::read_to_string(path)
+        let text = pogo_planner::files::read_text(path)
             .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))?;
         match file_kind(&text) {
             FileKind::Plan => Err(invalid(format!(
@@ -251,7 +251,7 @@ pub fn validate_against(
     let against = Against::load(against)?;
     let mut failures = Vec::new();
     for path in files {
-        let result = std::fs::read_to_string(path)
+        let result = pogo_planner::files::read_text(path)
             .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))
             .and_then(|text| match file_kind(&text) {
                 FileKind::Plan => read_plan(path),

@@ -345,6 +345,23 @@ pub fn from_spec(
 
 /// Runs one attempt against a deadline `timeout` from now, and measures it: the part of
 /// [`Transport::run`] every transport shares.
+/// The result for a host whose name breaks the host-name rule (`pogo_model::host_name_problem`):
+/// a transport never passes such a name to a shell, ssh or an environment variable, whatever
+/// the plan says. `None` for a valid name.
+pub(crate) fn refused_host(host: &str) -> Option<RunResult> {
+    let problem = pogo_model::host_name_problem(host)?;
+    Some(RunResult {
+        outcome: Outcome::Unreachable(ConnectError {
+            kind: ConnectErrorKind::Local,
+            message: format!(
+                "host name `{}` refused: {problem}",
+                pogo_model::shown_host_name(host)
+            ),
+        }),
+        duration: Duration::ZERO,
+    })
+}
+
 pub(crate) async fn timed<F, Fut>(timeout: Option<Duration>, attempt: F) -> RunResult
 where
     F: FnOnce(Option<tokio::time::Instant>) -> Fut,
@@ -477,6 +494,40 @@ mod tests {
         assert_eq!(result.outcome, Outcome::Exited(ExitStatus::Code(0)));
         assert_eq!(rx.recv().await.unwrap().line, b"web1".to_vec());
         transport.close("web1").await;
+    }
+
+    /// Whatever a plan says, a transport never hands a bad host name to a shell or to ssh: a
+    /// name with a newline would forge a line of output, an empty one would run with an empty
+    /// `POGO_HOST`, one starting with `-` would be an ssh option.
+    #[tokio::test]
+    async fn every_transport_refuses_a_host_name_that_breaks_the_rule() {
+        let ssh = TransportSpec::Ssh {
+            user: None,
+            port: None,
+            identity: None,
+            ssh_config: None,
+            known_hosts: "strict".into(),
+            password: false,
+        };
+        for spec in [TransportSpec::Local, ssh] {
+            let transport = from_spec(&spec, None).unwrap();
+            for host in ["h1\nhost2: Success", "", "-oProxyCommand=touch /tmp/x"] {
+                let (tx, mut rx) = mpsc::channel(16);
+                let result = transport
+                    .run(host, "echo ran", None, &CancelToken::new(), tx)
+                    .await;
+                let Outcome::Unreachable(error) = &result.outcome else {
+                    panic!("{host:?}: {:?}", result.outcome)
+                };
+                assert!(
+                    error.message.starts_with("host name `"),
+                    "{}",
+                    error.message
+                );
+                assert!(!error.message.contains('\n'), "{}", error.message);
+                assert!(rx.recv().await.is_none(), "nothing ran for {host:?}");
+            }
+        }
     }
 
     #[test]

@@ -556,6 +556,9 @@ impl Transport for SshTransport {
         cancel: &'a CancelToken,
         output: mpsc::Sender<OutputLine>,
     ) -> BoxFuture<'a, RunResult> {
+        if let Some(refused) = super::refused_host(host) {
+            return Box::pin(async move { refused });
+        }
         Box::pin(timed(timeout, move |deadline| {
             self.attempt(host, command, deadline, cancel, output)
         }))
