@@ -509,24 +509,30 @@ impl Parser<'_> {
             if entry.is_empty() {
                 continue;
             }
-            match crate::pattern::expand(entry) {
-                Ok(names) if !entry.starts_with('$') => {
-                    hosts.extend(names.iter().map(|n| self.config.hosts.intern(n)))
-                }
-                Ok(_) => {
+            let shown = crate::expr::cut(entry);
+            let expanded = crate::pattern::expand(entry)
+                .map_err(|e| e.message)
+                .and_then(
+                    |names| match names.iter().find_map(|n| check_host_name(n).err()) {
+                        Some(problem) => Err(problem),
+                        None => Ok(names),
+                    },
+                );
+            match expanded {
+                Ok(_) if entry.starts_with(['$', '!']) => {
                     self.error(
                         node,
-                        format!("line {} of the output of tag `{path}`'s command is a tag reference (`{entry}`); it must print hosts", number + 1),
+                        format!("line {} of the output of tag `{path}`'s command is a tag reference or an exclusion (`{shown}`); it must print hosts", number + 1),
                     );
                     return;
                 }
-                Err(e) => {
+                Ok(names) => hosts.extend(names.iter().map(|n| self.config.hosts.intern(n))),
+                Err(problem) => {
                     self.error(
                         node,
                         format!(
-                            "line {} of the output of tag `{path}`'s command is not a host: `{entry}`: {}",
+                            "line {} of the output of tag `{path}`'s command is not a host: `{shown}`: {problem}",
                             number + 1,
-                            e.message
                         ),
                     );
                     return;

@@ -134,16 +134,15 @@ pub fn evaluate<'a>(
     let mut included = dedup_in_order(included, hosts.len());
     let mut unused = Vec::new();
     if !exclusions.is_empty() {
+        // One pass over the inclusions, whatever the number of exclusions.
+        let listed = HostSet::of(&included, hosts.len());
         let mut removed = HostSet::with_capacity(hosts.len());
         for exclusion in exclusions {
             let ids: Vec<HostId> = match &exclusion.what {
                 Excluded::Names(names) => names.iter().filter_map(|n| hosts.get(n)).collect(),
                 Excluded::Tag(expr) => eval(expr),
             };
-            let set = HostSet::of(&ids, hosts.len());
-            let before = included.len();
-            included.retain(|&h| !set.contains(h));
-            if included.len() == before && ids.iter().all(|&h| !removed.contains(h)) {
+            if !ids.iter().any(|&h| listed.contains(h)) {
                 unused.push(format!(
                     "{}: exclusion `{}` removes no host{}",
                     exclusion.span.location(),
@@ -159,6 +158,7 @@ pub fn evaluate<'a>(
                 removed.insert(h);
             }
         }
+        included.retain(|&h| !removed.contains(h));
     }
     Listed {
         hosts: included,
@@ -167,7 +167,7 @@ pub fn evaluate<'a>(
 }
 
 /// `text`, cut to a length a message can quote.
-fn cut(text: &str) -> String {
+pub(crate) fn cut(text: &str) -> String {
     if text.chars().count() > 80 {
         format!("{}...", text.chars().take(80).collect::<String>())
     } else {
