@@ -412,7 +412,7 @@ fn waited_for(step: &PathStep) -> String {
 
 /// A point of the run: `H:MM:SS`, with tenths of a second when it is not a whole second.
 fn clock(ms: u64) -> String {
-    let tenths = (ms + 50) / 100;
+    let tenths = ms.saturating_add(50) / 100;
     let (seconds, tenth) = (tenths / 10, tenths % 10);
     let hms = format!(
         "{}:{:02}:{:02}",
@@ -429,7 +429,7 @@ fn clock(ms: u64) -> String {
 
 /// A length of time: `30s`, `2m`, `1m30s`, `26h02m30s`, `45.5s`.
 fn span(ms: u64) -> String {
-    let tenths = (ms + 50) / 100;
+    let tenths = ms.saturating_add(50) / 100;
     let (seconds, tenth) = (tenths / 10, tenths % 10);
     let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
     let mut text = String::new();
@@ -757,6 +757,14 @@ mod tests {
         assert_eq!(span(3_630_000), "1h00m30s");
         assert_eq!(span(3_720_000), "1h02m");
         assert_eq!(span(45_500), "45.5s");
+    }
+
+    /// A plan edited to a timeout of u64::MAX seconds made `pogo simulate --allow-edited`
+    /// overflow here (found by the fuzz corpus, `cli/tests/fuzz.rs`).
+    #[test]
+    fn the_longest_times_read_without_overflow() {
+        assert_eq!(clock(u64::MAX), "5124095576030:25:51.6");
+        assert!(span(u64::MAX).starts_with("5124095576030h"));
     }
 
     #[test]
