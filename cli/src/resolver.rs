@@ -185,12 +185,7 @@ mod tests {
         .unwrap();
         assert_eq!(out, "h1\n");
         assert!(started.elapsed() < Duration::from_secs(20));
-        let pid: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        wait_gone(pid);
+        wait_gone(dir.path());
     }
 
     /// At the limit, the command and everything it started are stopped.
@@ -206,16 +201,17 @@ mod tests {
         .unwrap_err();
         assert!(err.starts_with("did not finish within 0 s"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(20));
-        let pid: i32 = std::fs::read_to_string(dir.path().join("child.pid"))
+        wait_gone(dir.path());
+    }
+
+    /// Waits (a bounded time) for the child whose pid the command wrote in `child.pid` in
+    /// `dir` to be killed; fails if it lives.
+    fn wait_gone(dir: &Path) {
+        let pid: i32 = std::fs::read_to_string(dir.join("child.pid"))
             .unwrap()
             .trim()
             .parse()
             .unwrap();
-        wait_gone(pid);
-    }
-
-    /// Waits (a bounded time) for a killed process to be reaped by init; fails if it lives.
-    fn wait_gone(pid: i32) {
         let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

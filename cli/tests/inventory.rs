@@ -12,12 +12,19 @@ fn running(pid: u32) -> bool {
     !stat.is_empty() && stat.split_whitespace().nth(2) != Some("Z")
 }
 
-fn pid_in(dir: &Path, file: &str) -> u32 {
-    std::fs::read_to_string(dir.join(file))
+/// Fails unless the child whose pid the command wrote in `child.pid` in `dir` is gone (or goes
+/// within a few seconds: init reaps it).
+fn assert_child_gone(dir: &Path) {
+    let child: u32 = std::fs::read_to_string(dir.join("child.pid"))
         .unwrap()
         .trim()
         .parse()
-        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(child) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!running(child), "the command's child {child} still runs");
 }
 
 #[test]
@@ -46,12 +53,7 @@ fn a_command_that_leaves_a_child_is_stopped_at_the_limit_and_nothing_of_it_is_le
         "{stderr}"
     );
     assert!(took < Duration::from_secs(30), "pogo plan took {took:?}");
-    let child = pid_in(dir.path(), "child.pid");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running(child) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!running(child), "the command's child {child} still runs");
+    assert_child_gone(dir.path());
 }
 
 #[test]
@@ -75,10 +77,5 @@ fn a_command_that_ends_but_leaves_a_child_gives_its_hosts_at_once() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-    let child = pid_in(dir.path(), "child.pid");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while running(child) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!running(child), "the command's child {child} still runs");
+    assert_child_gone(dir.path());
 }

@@ -308,6 +308,73 @@ fn a_halted_job_lets_running_hosts_finish_and_resume_runs_only_the_rest() {
     assert_eq!(distinct.len(), 9, "{events:#?}");
 }
 
+/// `pogo apply --dispatcher` refuses what a local apply refuses: a stale plan and an edited
+/// one; the overrides let them through and the job records them, and lowered limits travel
+/// beside the plan.
+#[test]
+fn a_remote_apply_refuses_stale_and_edited_plans_unless_told_and_the_job_records_it() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    d.plan(
+        Some(FLEET),
+        &["--command", &d.rec("0"), "--concurrent", "3"],
+    );
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["apply", "plan.json", "--dispatcher", "--transport", "local"];
+        args.push("--detach");
+        args.extend_from_slice(extra);
+        d.pogo(&args)
+    };
+
+    // The config changed after the plan was made.
+    std::fs::write(d.path().join("fleet.cfg"), FLEET.replace("db2", "db3")).unwrap();
+    let stale = submit(&[]);
+    stale.expect(1);
+    assert!(
+        stale.stderr().starts_with(
+            "error: plan is stale: config changed since the plan was written; run pogo plan \
+             again\n"
+        ),
+        "{}",
+        stale.stderr()
+    );
+    let job = submit(&["--allow-stale", "--concurrent", "1"])
+        .expect(0)
+        .stdout();
+    let job = job.trim();
+    d.wait_for_state(job, "succeeded");
+    let events = d.events(job);
+    assert_eq!(events[0]["event"], "run_started");
+    assert_eq!(events[0]["overrides"], serde_json::json!(["allow-stale"]));
+
+    // Edited by hand.
+    std::fs::write(d.path().join("fleet.cfg"), FLEET).unwrap();
+    let mut plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.path().join("plan.json")).unwrap())
+            .unwrap();
+    plan["options"]["retries"] = serde_json::json!(3);
+    std::fs::write(d.path().join("plan.json"), plan.to_string()).unwrap();
+    let edited = submit(&[]);
+    edited.expect(1);
+    assert!(
+        edited.stderr().starts_with(
+            "error: the plan was edited after `pogo plan` wrote it: `options` is not what was \
+             sealed\n"
+        ),
+        "{}",
+        edited.stderr()
+    );
+    let job = submit(&["--allow-edited"]).expect(0).stdout();
+    let job = job.trim();
+    d.wait_for_state(job, "succeeded");
+    assert_eq!(
+        d.events(job)[0]["overrides"],
+        serde_json::json!(["allow-edited"])
+    );
+}
+
 #[test]
 fn retry_runs_the_named_failed_host_again_and_no_other() {
     let d = Deployment::new(&["w1"]);

@@ -149,8 +149,10 @@ impl LocalRuns {
         })
     }
 
+    /// The plan the run follows: its limits as lowered when it was applied or resumed, as the
+    /// dispatcher serves a job's.
     pub fn plan(&self, id: &str) -> Result<Plan, RunsError> {
-        Ok(self.find(id)?.read_plan()?)
+        Ok(self.find(id)?.followed_plan()?)
     }
 
     /// Where a run's events are read from, and whether it has ended (no process holds it).
