@@ -814,6 +814,9 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM once halts the run (or kills, with `--kill`); again, kills.
+/// SIGHUP (the terminal closed, the SSH session to the jump host dropped) halts: running
+/// hosts finish and the run ends in order, recorded, instead of pogo dying and leaving them
+/// unobserved; a hang-up is no operator's second press, so it never kills.
 /// The handlers are installed before this returns, so no signal in between ends pogo.
 fn watch_interrupts(
     control: Control,
@@ -823,12 +826,23 @@ fn watch_interrupts(
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
         let mut presses = 0;
         loop {
             tokio::select! {
                 Some(()) = interrupt.recv() => {}
                 Some(()) = terminate.recv() => {}
+                Some(()) = hangup.recv() => {
+                    if !control.is_halted() {
+                        control.halt();
+                        notice.say(
+                            "pogo: hung up (SIGHUP): halting; running hosts finish and the run \
+                             ends in order",
+                        );
+                    }
+                    continue;
+                }
                 else => return,
             }
             presses += 1;

@@ -460,6 +460,54 @@ fn ctrl_c_halts_running_hosts_finish_and_resume_runs_only_the_rest() {
     assert_eq!(sessions, 2);
 }
 
+/// SIGHUP (the terminal closed, the SSH session to the jump host dropped) killed pogo as
+/// SIGKILL would, orphaning the running commands and leaving the run interrupted. It halts:
+/// the running hosts finish, the run ends in order and says so in its journal, though nothing
+/// can read pogo's output any more.
+#[test]
+fn a_hang_up_halts_and_the_run_ends_in_order_without_its_terminal() {
+    let scene = Scene::new().env("SLEEP", "0.6");
+    let command = scene.rec();
+    let mut child = scene.spawn(&[
+        "run",
+        "--config",
+        &config("t/cfgs/triple.cfg"),
+        "--command",
+        &command,
+        "--concurrent",
+        "2",
+        "--transport",
+        "local",
+        "--yes",
+    ]);
+    scene.wait_for("two hosts to start", |spans| spans.len() == 2);
+    // The terminal is gone: whatever pogo writes now fails.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    signal(&child, "HUP");
+    let status = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "pogo did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(status.code(), Some(4), "{status:?}");
+    let spans = scene.spans();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert!(
+        spans.values().all(|s| s.len() == 1 && s[0].1 > 0),
+        "{spans:?}"
+    );
+    let journal = scene.journal();
+    let last = journal.last().unwrap();
+    assert_eq!(last["event"], "run_finished", "{last}");
+    assert_eq!(last["result"], "stopped", "{last}");
+}
+
 /// A terminal's Ctrl-C signals its whole foreground process group, not pogo alone: pogo and
 /// everything it started that shares its group. The running hosts' commands must not be in
 /// it, or they would die instead of finishing: pogo alone decides what a Ctrl-C does.

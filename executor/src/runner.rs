@@ -115,6 +115,9 @@ struct Attempted {
     host: HostIdx,
     attempt: u32,
     result: transport::RunResult,
+    /// The attempt did not start: the run was halted while it waited for its retry delay.
+    /// `attempt` and `result` are then the previous attempt's.
+    not_retried: bool,
 }
 
 /// Runs `scheduler`'s hosts until the run ends. The scheduler may be fresh or resumed.
@@ -203,7 +206,7 @@ impl Run<'_> {
             // recorded as started, so a resume does not silently run them twice.
             self.commit()?;
             for host in starting {
-                self.spawn_attempt(host, 1, Duration::ZERO, &done_tx);
+                self.spawn_attempt(host, 1, Duration::ZERO, None, &done_tx);
             }
             if self.running == 0 {
                 break;
@@ -236,11 +239,15 @@ impl Run<'_> {
             host,
             attempt,
             result,
+            not_retried,
         } = done;
         let outcome = &result.outcome;
+        // After a halt no retry starts: the host ends with the attempt it had.
+        let halted = not_retried || self.control.is_halted();
         let retry = !outcome.is_success()
             && !matches!(outcome, transport::Outcome::Cancelled(_))
             && attempt <= self.settings.retries
+            && !halted
             && !self.control.kill.is_cancelled();
         if retry {
             self.batch.push(Event::HostRetrying {
@@ -251,7 +258,13 @@ impl Run<'_> {
                 at_ms: self.now_ms(),
             });
             self.attempts.insert(host, attempt + 1);
-            self.spawn_attempt(host, attempt + 1, self.settings.retry_delay, done_tx);
+            self.spawn_attempt(
+                host,
+                attempt + 1,
+                self.settings.retry_delay,
+                Some(result),
+                done_tx,
+            );
             return Ok(());
         }
         let (final_state, changes) = match outcome {
@@ -279,12 +292,20 @@ impl Run<'_> {
             }
         };
         let started = self.started_at.remove(&host).unwrap_or(self.start);
+        let would_retry = !outcome.is_success()
+            && !matches!(outcome, transport::Outcome::Cancelled(_))
+            && attempt <= self.settings.retries;
+        let message = if halted && would_retry {
+            format!("{outcome}; not retried: the run was halted")
+        } else {
+            outcome.to_string()
+        };
         self.batch.push(Event::HostFinished {
             host: self.name(host).to_string(),
             result: final_state,
             attempts: attempt,
             duration_ms: started.elapsed().as_millis() as u64,
-            message: outcome.to_string(),
+            message,
             at_ms: self.now_ms(),
         });
         self.note_changes(scheduler, &changes);
@@ -324,11 +345,14 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Starts attempt `attempt` of `host`, after `delay`. A retry (`previous`: the attempt
+    /// before) that is still waiting when the run is halted does not start.
     fn spawn_attempt(
         &mut self,
         host: HostIdx,
         attempt: u32,
         delay: Duration,
+        previous: Option<transport::RunResult>,
         done_tx: &mpsc::UnboundedSender<Attempted>,
     ) {
         self.running += 1;
@@ -344,11 +368,26 @@ impl Run<'_> {
             .map(|dir| dir.join(log_file_name(&name)));
         let done_tx = done_tx.clone();
         let resumed = self.settings.resumed;
+        let mut halt = self.control.halt.subscribe();
         tokio::spawn(async move {
-            if !delay.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    () = cancel.cancelled() => {}
+            if let Some(previous) = previous {
+                let halted = async {
+                    // Ends when the run is halted (or the control is gone).
+                    let _ = halt.wait_for(|halted| *halted).await;
+                };
+                let go_on = tokio::select! {
+                    () = tokio::time::sleep(delay) => true,
+                    () = cancel.cancelled() => true,
+                    () = halted => false,
+                };
+                if !go_on || *halt.borrow() {
+                    let _ = done_tx.send(Attempted {
+                        host,
+                        attempt: attempt - 1,
+                        result: previous,
+                        not_retried: true,
+                    });
+                    return;
                 }
             }
             let (out_tx, out_rx) = mpsc::channel::<OutputLine>(256);
@@ -363,6 +402,7 @@ impl Run<'_> {
                 host,
                 attempt,
                 result,
+                not_retried: false,
             });
         });
     }

@@ -407,6 +407,65 @@ async fn halt_lets_running_hosts_finish_and_resume_runs_only_the_rest() {
     assert_eq!(all.len(), first.journal.len() + second.events.len());
 }
 
+/// Ctrl-C stops retries: a halt while a retry waits out its delay, or while an attempt that
+/// will fail runs, leaves the host failed with the attempt it had; no attempt starts after the
+/// halt. (Before, attempts 2, 3 and 4 of `--retry 3` all ran after one Ctrl-C.)
+#[tokio::test(start_paused = true)]
+async fn a_halt_stops_retries_waiting_or_to_come() {
+    let plan = plan(&[], &["a", "b"], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    // a fails at 1 s and waits 5 s for its retry; b fails at 8 s, after the halt at 3 s.
+    let transport = Arc::new(
+        Scripted::every_host(10)
+            .host("a", &[(1, 1), (1, 1), (1, 1), (1, 1)])
+            .host("b", &[(8, 2), (1, 2), (1, 2), (1, 2)]),
+    );
+    let mut settings = settings(&dir);
+    settings.retries = 3;
+    let control = Control::new();
+    let halter = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(3)).await;
+        halter.halt();
+    });
+    let mut scheduler = Scheduler::new(&plan, LimitOverrides::default()).unwrap();
+    let started = tokio::time::Instant::now();
+    let run = go(
+        &plan,
+        &mut scheduler,
+        transport.clone(),
+        &settings,
+        &control,
+        &dir.path().join("journal"),
+    )
+    .await;
+    assert_eq!(transport.attempts("a"), 1);
+    assert_eq!(transport.attempts("b"), 1);
+    // a's retry was due at 6 s; the run ends when b's attempt does, at 8 s.
+    assert_eq!(started.elapsed(), secs(8));
+    assert_eq!(run.end.result, RunResult::Stopped);
+    for (host, code) in [("a", 1), ("b", 2)] {
+        let finished = run.events.iter().find_map(|e| match e {
+            Event::HostFinished {
+                host: h,
+                result,
+                attempts,
+                message,
+                ..
+            } if h == host => Some((*result, *attempts, message.clone())),
+            _ => None,
+        });
+        assert_eq!(
+            finished,
+            Some((
+                FinalState::Failed { exit_code: code },
+                1,
+                format!("exit code {code}; not retried: the run was halted")
+            ))
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn kill_cancels_running_commands() {
     let plan = plan(&[&[&["a", "b"], &["c"]]], &[], &[]);

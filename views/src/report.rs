@@ -180,7 +180,10 @@ pub enum Notice {
 impl Notice {
     pub fn say(&self, text: &str) {
         match self {
-            Notice::Stderr => eprintln!("{text}"),
+            // Not eprintln!: with the terminal gone (SIGHUP), a failed write must not panic.
+            Notice::Stderr => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
             Notice::Above(multi) => {
                 let _ = multi.println(text);
             }

@@ -225,6 +225,9 @@ struct HostRt {
     message: String,
     /// When its first attempt of this session started (Unix ms), for durations.
     started_ms: u64,
+    /// How its last attempt ended, while it waits for a retry (memory only: after a restart
+    /// `exit_code` stands in).
+    last: Option<TaskOutcome>,
 }
 
 impl HostRt {
@@ -504,6 +507,10 @@ impl Core {
         }
         let ids = core.running.clone();
         for id in &ids {
+            // Halted before the restart: its retries do not start after it either.
+            if core.jobs[id].halted && !core.jobs[id].killed {
+                core.drop_retries(id);
+            }
             core.check_end(id);
         }
         core.store.commit()?;
@@ -534,6 +541,7 @@ impl Core {
                 confirmed: host.confirmed,
                 message: host.message,
                 started_ms: row.session_started_ms,
+                last: None,
             });
         }
         if hosts.len() != plan.hosts.len() {
@@ -973,6 +981,7 @@ impl Core {
                 confirmed: false,
                 message: String::new(),
                 started_ms: started,
+                last: None,
             };
             plan.hosts.len()
         ];
@@ -1377,11 +1386,17 @@ impl Core {
             TaskOutcome::Exited { exit_code: 0 } | TaskOutcome::Cancelled
         );
         let in_session = attempt + 1 - job.hosts[idx].first_attempt;
-        if failed && in_session <= job.plan.options.retries && !job.killed {
+        let would_retry = failed && in_session <= job.plan.options.retries && !job.killed;
+        // After a halt no retry starts: the host ends with the attempt it had.
+        if would_retry && !job.halted {
             let delay = job.retry_delay;
             let host = &mut job.hosts[idx];
             host.task = None;
             host.message = result.message.clone();
+            host.last = Some(result.outcome.clone());
+            if let TaskOutcome::Exited { exit_code } = result.outcome {
+                host.exit_code = Some(exit_code);
+            }
             let name = job.plan.hosts[idx].clone();
             self.retries.push(std::cmp::Reverse(RetryTimer {
                 due: Instant::now() + delay,
@@ -1415,7 +1430,49 @@ impl Core {
             TaskOutcome::Unreachable => (FinalState::Unreachable, Some(Outcome::Unreachable)),
             TaskOutcome::Cancelled => (FinalState::Cancelled, None),
         };
-        self.finish_host(id, idx, in_session, state, outcome, result.message.clone());
+        let message = if would_retry {
+            format!("{}; not retried: the job was halted", result.message)
+        } else {
+            result.message.clone()
+        };
+        self.finish_host(id, idx, in_session, state, outcome, message);
+    }
+
+    /// Ends the hosts of a halted job that wait for a retry: no retry starts after a halt, and
+    /// each ends with the attempt it had.
+    fn drop_retries(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.ready.clear();
+        let waiting: Vec<_> = job
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.state == HState::Running && h.task.is_none())
+            .map(|(i, h)| {
+                let (state, outcome) = match (h.last.clone(), h.exit_code) {
+                    (Some(TaskOutcome::TimedOut), _) => (FinalState::TimedOut, Outcome::TimedOut),
+                    (Some(TaskOutcome::Unreachable), _) => {
+                        (FinalState::Unreachable, Outcome::Unreachable)
+                    }
+                    (Some(TaskOutcome::Exited { exit_code }), _) | (_, Some(exit_code)) => (
+                        FinalState::Failed { exit_code },
+                        Outcome::Failed { exit_code },
+                    ),
+                    _ => (
+                        FinalState::Failed { exit_code: 1 },
+                        Outcome::Failed { exit_code: 1 },
+                    ),
+                };
+                let message = format!("{}; not retried: the job was halted", h.message);
+                (i, h.attempts + 1 - h.first_attempt, state, outcome, message)
+            })
+            .collect();
+        self.retries.retain(|std::cmp::Reverse(t)| t.job != id);
+        for (idx, attempts, state, outcome, message) in waiting {
+            self.finish_host(id, idx, attempts, state, Some(outcome), message);
+        }
     }
 
     /// Records a host's final state (`outcome` `None`: cancelled).
@@ -1609,6 +1666,9 @@ impl Core {
         }
         self.retries
             .retain(|std::cmp::Reverse(t)| !(t.job == id && kill));
+        if !kill {
+            self.drop_retries(id);
+        }
         self.check_end(id);
         Ok(self.jobs[id].summary())
     }
@@ -2209,6 +2269,67 @@ mod tests {
             password: None,
             submission: None,
         }
+    }
+
+    /// A halt stops retries, as Ctrl-C does for a local run: a host waiting for its retry ends
+    /// failed with the attempt it had, and one whose attempt fails after the halt is not
+    /// retried. (Before, only a halt with kill dropped retries.)
+    #[tokio::test]
+    async fn a_halt_stops_retries_waiting_or_to_come() {
+        let mut rig = Rig::new();
+        let mut plan = Plan::sketch("a b");
+        plan.options.retries = 3;
+        let mut job = submission(plan.sealed(), LoweredLimits::default(), &[]);
+        job.retry_delay_ms = 60_000;
+        let job = rig.send(job).await;
+        let tasks = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&tasks), ["a", "b"]);
+        rig.report("w1", &tasks[0], 1).await;
+        let halt = |kill| {
+            let id = job.id.clone();
+            move |reply| Cmd::Halt { id, kill, reply }
+        };
+        rig.handle.call(halt(false)).await.unwrap();
+        rig.report("w1", &tasks[1], 2).await;
+        assert!(rig.poll("w1", 4).await.is_empty());
+        let detail = rig.job(&job.id).await;
+        let states: Vec<(&str, Option<i32>, u32, &str)> = detail
+            .host_states
+            .iter()
+            .map(|h| {
+                (
+                    h.state.as_str(),
+                    h.exit_code,
+                    h.attempts,
+                    h.message.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                (
+                    "failed",
+                    Some(1),
+                    1,
+                    "exit code 1; not retried: the job was halted"
+                ),
+                (
+                    "failed",
+                    Some(2),
+                    1,
+                    "exit code 2; not retried: the job was halted"
+                ),
+            ]
+        );
+        assert!(
+            detail.summary.state.is_ended(),
+            "{:?}",
+            detail.summary.state
+        );
+        // Nothing starts after a restart either.
+        rig.restart().await;
+        assert!(rig.poll("w1", 4).await.is_empty());
     }
 
     #[tokio::test]
