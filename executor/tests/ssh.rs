@@ -531,3 +531,41 @@ async fn password_authentication_goes_through_the_askpass_helper() {
         result.outcome
     );
 }
+
+/// Over ssh, the session's exit status arrives only once the output is closed: a command that
+/// exited while a child it left holds its output, then was cancelled or timed out, was
+/// reported "cancelled; the command was killed". The wrapper now reports the command's exit
+/// on its own, and that wins; the race is run several times each way (bounded).
+#[tokio::test]
+async fn a_command_that_finished_is_never_reported_cancelled_or_timed_out() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    // Connected once, so that each round measures the command alone.
+    let (warm, _) = run(&ssh, "ok", "true", TEN_SECONDS).await;
+    assert!(warm.outcome.is_success());
+    let command = "(sleep 1.5) & exit 3";
+    for round in 0..6u64 {
+        let by_timeout = round % 2 == 1;
+        let cancel = CancelToken::new();
+        let (tx, _rx) = mpsc::channel(16);
+        let timeout = if by_timeout {
+            Some(Duration::from_millis(800))
+        } else {
+            TEN_SECONDS
+        };
+        let canceller = cancel.clone();
+        let fire = tokio::spawn(async move {
+            if !by_timeout {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                canceller.cancel();
+            }
+        });
+        let result = ssh.run("ok", command, timeout, &cancel, tx).await;
+        fire.await.unwrap();
+        assert_eq!(
+            result.outcome,
+            Outcome::Exited(ExitStatus::Code(3)),
+            "round {round}"
+        );
+    }
+}

@@ -109,39 +109,67 @@ impl LocalTransport {
             tokio::join!(out, err);
         });
         let pump_abort = pump.abort_handle();
-
-        let mut work = pin!(async {
-            let status = child.wait().await;
-            let _ = pump.await;
-            status
-        });
+        let mut pump = pin!(pump);
         let expired = async {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
                 None => std::future::pending().await,
             }
         };
-        let timed_out = tokio::select! {
-            status = &mut work => {
-                guard.group = None;
-                return match status {
-                    Ok(status) => Outcome::Exited(exit_status(status)),
-                    Err(error) => Outcome::Unreachable(ConnectError {
-                        kind: ConnectErrorKind::Local,
-                        message: format!("failed to wait for /bin/sh: {error}"),
-                    }),
-                };
+        let mut expired = pin!(expired);
+
+        // The command is done when the shell has exited and its output is read. A timeout or a
+        // cancellation may come at the same moment as the shell's exit: what the command did
+        // wins, so an operator is never told "killed" of a command that completed (and re-runs
+        // it). `biased` polls the exit first, and `try_wait` asks the kernel once more before
+        // anything is killed.
+        let mut status = None;
+        let mut output_done = false;
+        let timed_out = loop {
+            tokio::select! {
+                biased;
+                exited = child.wait(), if status.is_none() => status = Some(exited),
+                _ = &mut pump, if !output_done => output_done = true,
+                () = &mut expired => break true,
+                () = cancel.cancelled() => break false,
             }
-            () = expired => true,
-            () = cancel.cancelled() => false,
+            if let (Some(_), true) = (&status, output_done) {
+                guard.group = None;
+                return shell_ended(status.expect("checked"));
+            }
         };
-        let kill = kill_group(group, self.kill_grace, work).await;
+        if status.is_none() {
+            if let Ok(Some(exited)) = child.try_wait() {
+                status = Some(Ok(exited));
+            }
+        }
+        // Killed either way: the shell, or what it left holding its output.
+        let kill = match status {
+            None => {
+                let work = async {
+                    let exited = child.wait().await;
+                    if !output_done {
+                        let _ = pump.await;
+                    }
+                    exited
+                };
+                kill_group(group, self.kill_grace, work).await
+            }
+            Some(_) => {
+                let work = async {
+                    if !output_done {
+                        let _ = pump.await;
+                    }
+                };
+                kill_group(group, self.kill_grace, work).await
+            }
+        };
         pump_abort.abort();
         guard.group = None;
-        if timed_out {
-            Outcome::TimedOut(kill)
-        } else {
-            Outcome::Cancelled(kill)
+        match status {
+            Some(exited) => shell_ended(exited),
+            None if timed_out => Outcome::TimedOut(kill),
+            None => Outcome::Cancelled(kill),
         }
     }
 }
@@ -165,6 +193,17 @@ impl Transport for LocalTransport {
 
     fn close<'a>(&'a self, _host: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async {})
+    }
+}
+
+/// The outcome of a shell that exited (or could not be waited for).
+fn shell_ended(exited: std::io::Result<std::process::ExitStatus>) -> Outcome {
+    match exited {
+        Ok(status) => Outcome::Exited(exit_status(status)),
+        Err(error) => Outcome::Unreachable(ConnectError {
+            kind: ConnectErrorKind::Local,
+            message: format!("failed to wait for /bin/sh: {error}"),
+        }),
     }
 }
 

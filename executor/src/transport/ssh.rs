@@ -420,8 +420,13 @@ impl SshTransport {
         };
 
         let marker = format!("pogo-pid-{}", nonce());
+        // The wrapper reports its pid (to kill the command's group) and, once the command
+        // has exited, its status: the exit status of the session comes only after the output
+        // is closed, and a cancel or a timeout that comes in between must not be taken for
+        // the command's end.
         let wrapper = format!(
-            "exec /bin/sh -c 'echo {marker} $$ >&2; c=$(cat); exec </dev/null; /bin/sh -c \"$c\"'"
+            "exec /bin/sh -c 'echo {marker} $$ >&2; c=$(cat); exec </dev/null; /bin/sh -c \"$c\"; \
+             s=$?; echo {marker} exit $s >&2; exit $s'"
         );
         let spawned = Session::to_raw_command(session.clone(), &wrapper)
             .stdin(openssh::Stdio::piped())
@@ -449,6 +454,7 @@ impl SshTransport {
             });
         }
         let (pid_tx, mut pid_rx) = watch::channel(None::<u32>);
+        let (exit_tx, exit_rx) = watch::channel(None::<i32>);
         let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
         let pump = tokio::spawn(async move {
             let out = async {
@@ -461,6 +467,10 @@ impl SshTransport {
                     let mut reported = false;
                     let keep = |line: &[u8]| {
                         if reported {
+                            if let Some(code) = parse_exit_report(line, &marker) {
+                                exit_tx.send_replace(Some(code));
+                                return false;
+                            }
                             return true;
                         }
                         match parse_pid_report(line, &marker) {
@@ -493,6 +503,7 @@ impl SshTransport {
             child.wait().await
         });
         let timed_out = tokio::select! {
+            biased;
             status = &mut work => {
                 guard.session = None;
                 return match status {
@@ -530,6 +541,9 @@ impl SshTransport {
             Ok(Ok(pid)) => *pid,
             _ => None,
         };
+        // The command exited before the cancel or the timeout: that is its outcome. What it
+        // left holding its output is killed all the same.
+        let exited = *exit_rx.borrow();
         guard.session = None;
         let kill = match pid {
             Some(pid) => kill_remote(&session, pid, self.options.kill_grace).await,
@@ -539,10 +553,10 @@ impl SshTransport {
         };
         let _ = tokio::time::timeout(AFTER_KILL, &mut work).await;
         pump_abort.abort();
-        if timed_out {
-            Outcome::TimedOut(kill)
-        } else {
-            Outcome::Cancelled(kill)
+        match (exited, timed_out) {
+            (Some(code), _) => Outcome::Exited(ExitStatus::Code(code)),
+            (None, true) => Outcome::TimedOut(kill),
+            (None, false) => Outcome::Cancelled(kill),
         }
     }
 }
@@ -690,6 +704,13 @@ fn parse_pid_report(line: &[u8], marker: &str) -> Option<u32> {
         .parse::<u32>()
         .ok()
         .filter(|&pid| pid > 1 && pid <= i32::MAX as u32)
+}
+
+/// The wrapper's report that the command exited, `MARKER exit STATUS`.
+fn parse_exit_report(line: &[u8], marker: &str) -> Option<i32> {
+    let line = std::str::from_utf8(line).ok()?;
+    let status = line.strip_prefix(marker)?.strip_prefix(" exit ")?;
+    status.trim_end().parse::<i32>().ok()
 }
 
 /// A value no two runs of this process share, and unlikely to appear in output by chance.
