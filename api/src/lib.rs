@@ -158,7 +158,8 @@ pub struct HostEntry {
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
-    /// Attempts so far (0 before its first).
+    /// Attempts of its last session (0 before its first), as its `host_finished` counts them:
+    /// a retried host counts again from 1.
     pub attempts: u32,
     /// The worker running it, or that ran its last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,7 +10,8 @@ use pogo_executor::rundir::{self, RunDir, RunState};
 use crate::failure::{emit, invalid, usage, Failure};
 use crate::inputs::state_dir;
 use crate::remote::{restore_first, DispatcherFlags};
-use pogo_views::report::{summary, Ledger, SummaryOptions, Where};
+use pogo_executor::events::FinalState;
+use pogo_views::report::{summary, Ledger, Standing, SummaryOptions, Where};
 
 #[derive(Args)]
 #[command(
@@ -181,42 +182,62 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         args.hosts.iter().collect()
     };
     let headed = hosts.len() > 1 || args.all;
+    // Why a host printed nothing, when its end says (an unreachable host never ran).
+    let mut ledger = Ledger::new(&plan.hosts);
+    for event in dir.read_events().map_err(failed)? {
+        ledger.record(&event);
+    }
+    let reason = |host: &str| -> String {
+        plan.hosts
+            .iter()
+            .position(|h| h == host)
+            .map(|i| &ledger.hosts[i])
+            .filter(|r| {
+                !r.message.is_empty()
+                    && !matches!(r.standing, Standing::Done(FinalState::Succeeded))
+            })
+            .map(|r| format!(": {}", pogo_views::text::printable(&r.message)))
+            .unwrap_or_default()
+    };
     let mut silent = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
         let path = dir.log_path(host);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(invalid(format!("cannot read `{}`: {e}", path.display())));
             }
         };
+        let file = file.filter(|f| f.metadata().is_ok_and(|m| m.len() > 0));
         if headed {
             emit(
                 out,
                 &format!("{}==> {host} <==\n", if i > 0 { "\n" } else { "" }),
             )?;
         }
-        if bytes.is_empty() {
+        let Some(file) = file else {
             if headed {
-                emit(out, "(no output)\n")?;
+                emit(out, &format!("(no output{})\n", reason(host)))?;
             } else {
-                silent.push(host.as_str());
+                silent.push((host, reason(host)));
             }
             continue;
-        }
-        match out.write_all(&bytes).and_then(|()| out.flush()) {
+        };
+        // Streamed: a log of 300 MB takes no more memory than a small one.
+        let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+        match std::io::copy(&mut reader, out).and_then(|_| out.flush()) {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 return Err(invalid(format!("cannot write to stdout: {e}")))
             }
             _ => {}
         }
     }
-    if !silent.is_empty() {
+    for (host, why) in &silent {
+        let why = if why.is_empty() { " (yet)" } else { why };
         let _ = writeln!(
             std::io::stderr(),
-            "{} printed nothing in run {} (yet)",
-            silent.join(", "),
+            "{host} printed nothing in run {}{why}",
             dir.id()
         );
     }

@@ -949,3 +949,41 @@ fn mistakes_in_the_run_options_are_refused_before_anything_runs() {
         .stderr()
         .starts_with("Nothing to resume: every host of run "));
 }
+
+/// `pogo log` of a host that printed nothing says why when its end does (an unreachable host
+/// never ran), and `--all` never says "no host printed nothing".
+#[test]
+fn the_log_of_a_silent_host_says_why_it_is_silent() {
+    let scene = Scene::new();
+    let run = scene.pogo(&[
+        "run",
+        "--config",
+        &config("t/cfgs/one.cfg"),
+        "--targets",
+        "localhost",
+        "--command",
+        "true",
+        "--transport",
+        "ssh",
+        "--port",
+        "1",
+        "--yes",
+    ]);
+    run.expect(3);
+    let log = scene.pogo(&["log", "last", "localhost"]);
+    log.expect(0);
+    let said = log.stderr();
+    assert!(
+        said.starts_with("localhost printed nothing in run ")
+            && said.contains(": unreachable: could not connect"),
+        "{said}"
+    );
+    let all = scene.pogo(&["log", "last", "--all"]);
+    all.expect(0);
+    assert_eq!(all.stdout(), "No host printed anything.\n");
+    assert!(
+        !all.stderr().contains("printed nothing"),
+        "{}",
+        all.stderr()
+    );
+}

@@ -420,8 +420,15 @@ fn retry_runs_the_named_failed_host_again_and_no_other() {
     let status = d.wait_for_state(&job, "succeeded");
     let hosts = hosts_of(&status);
     assert_eq!(hosts["host2"]["state"], "succeeded", "{status}");
-    assert_eq!(hosts["host2"]["attempts"], 2, "{status}");
+    // Attempts of the last session, as host_finished says (the status said 2 and the event 1).
+    assert_eq!(hosts["host2"]["attempts"], 1, "{status}");
     assert_eq!(hosts["host1"]["attempts"], 1, "{status}");
+    let last_finish = d
+        .events(&job)
+        .into_iter()
+        .rfind(|e| e["event"] == "host_finished" && e["host"] == "host2")
+        .expect("host2 finished");
+    assert_eq!(last_finish["attempts"], hosts["host2"]["attempts"]);
     assert_eq!(
         d.runs_per_host(),
         BTreeMap::from([
@@ -1030,6 +1037,17 @@ fn a_worker_killed_mid_task_leaves_its_host_lost_and_the_other_worker_finishes()
         .expect("a host_finished event with state lost");
     assert_eq!(lost["host"], on_w1.as_str());
     assert!(lost["duration_ms"].as_u64().unwrap() >= 1500, "{lost}");
+    // run_finished counts it apart, and its counts add up to the hosts (it had no `lost`).
+    let finished = d
+        .events(&job)
+        .into_iter()
+        .find(|e| e["event"] == "run_finished")
+        .expect("a run_finished event");
+    assert_eq!(
+        (&finished["lost"], &finished["failed"]),
+        (&1.into(), &0.into()),
+        "{finished}"
+    );
     assert_eq!(d.worker_info("w1").unwrap()["connected"], false);
     // The operator's view says so, and counts it.
     let out = apply.stdout();

@@ -65,6 +65,10 @@ pub enum Event {
         unreachable: usize,
         skipped: usize,
         cancelled: usize,
+        /// Remote apply: hosts whose worker was lost (not counted in `failed`). Journals of
+        /// the previous release have none.
+        #[serde(default)]
+        lost: usize,
         at_ms: u64,
     },
 }
@@ -219,15 +223,18 @@ pub fn run_result(hosts: &[String], scheduler: &Scheduler) -> Option<(RunResult,
 }
 
 /// The event that ends a run (a session of it), with the scheduler's final counts.
-pub fn finished_event(result: RunResult, tally: &Tally, at_ms: u64) -> Event {
+/// The `run_finished` event. `lost` hosts (a dispatcher's) are failures to the scheduler, and
+/// counted apart from `failed` here, so that the counts add up to the hosts.
+pub fn finished_event(result: RunResult, tally: &Tally, lost: usize, at_ms: u64) -> Event {
     Event::RunFinished {
         result,
         succeeded: tally.succeeded,
-        failed: tally.failed,
+        failed: tally.failed.saturating_sub(lost),
         timed_out: tally.timed_out,
         unreachable: tally.unreachable,
         skipped: tally.skipped,
         cancelled: tally.cancelled,
+        lost,
         at_ms,
     }
 }

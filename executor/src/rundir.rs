@@ -849,6 +849,7 @@ mod tests {
             unreachable: 0,
             skipped: 1,
             cancelled: 0,
+            lost: 0,
             at_ms: 5,
         };
         journal.append(&[started(false), finished]).unwrap();

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::events::{self, Event, FinalState, RunResult};
 use crate::journal::{Journal, JournalError};
 use crate::rundir::log_file_name;
-use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, Tally};
+use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, StopReason, Tally};
 use crate::transport::{self, CancelToken, OutputLine, Transport};
 
 /// How hosts are run, beyond what the scheduler decides.
@@ -189,7 +189,13 @@ impl Run<'_> {
         loop {
             if !halted && self.control.is_halted() {
                 halted = true;
-                let changes = scheduler.halt();
+                // The run timeout halts too: its reason is its own, not an operator's.
+                let reason = if timed_out {
+                    StopReason::RunTimeout
+                } else {
+                    StopReason::Halted
+                };
+                let changes = scheduler.stop(reason);
                 self.note_changes(scheduler, &changes);
             }
             let mut starting = Vec::new();
@@ -216,10 +222,6 @@ impl Run<'_> {
                 Ok(()) = halt.changed(), if !halted => {}
                 () = &mut run_timeout, if !timed_out => {
                     timed_out = true;
-                    self.batch.push(Event::RunStopping {
-                        reason: "the run timeout expired; running commands are killed".into(),
-                        at_ms: self.now_ms(),
-                    });
                     self.control.kill();
                 }
             }
@@ -324,7 +326,7 @@ impl Run<'_> {
             .expect("the loop ends only when nothing runs or may start");
         let tally = scheduler.tally();
         self.batch
-            .push(events::finished_event(result, &tally, self.now_ms()));
+            .push(events::finished_event(result, &tally, 0, self.now_ms()));
         self.commit()?;
         Ok(RunEnd {
             result,

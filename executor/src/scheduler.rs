@@ -232,6 +232,8 @@ pub enum StopReason {
     FailureBudget { failures: usize, max_failures: u64 },
     /// The operator halted the run.
     Halted,
+    /// The run's `run_timeout` expired (the running commands are killed).
+    RunTimeout,
 }
 
 impl fmt::Display for StopReason {
@@ -246,6 +248,9 @@ impl fmt::Display for StopReason {
                 if *failures == 1 { "host" } else { "hosts" }
             ),
             StopReason::Halted => write!(f, "halted by the operator"),
+            StopReason::RunTimeout => {
+                write!(f, "the run timeout expired; running commands are killed")
+            }
         }
     }
 }
@@ -921,9 +926,15 @@ impl Scheduler {
     /// Stops starting hosts (the operator's halt): hosts not started are skipped, running
     /// ones finish. Does nothing once the run has stopped or ended, so the first reason stays.
     pub fn halt(&mut self) -> Changes {
+        self.stop(StopReason::Halted)
+    }
+
+    /// Stops starting hosts, for `reason` (an operator's halt, the run timeout). A run that
+    /// has stopped already keeps its first reason.
+    pub fn stop(&mut self, reason: StopReason) -> Changes {
         let mut changes = Changes::default();
         if self.stop.is_none() && !self.ended {
-            self.stop_run(StopReason::Halted, &mut changes);
+            self.stop_run(reason, &mut changes);
             self.check_end(&mut changes);
         }
         changes

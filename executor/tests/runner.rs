@@ -514,10 +514,25 @@ async fn the_run_timeout_halts_and_kills() {
     assert_eq!(run.end.result, RunResult::Stopped);
     assert_eq!(final_state(&run.events, "a"), Some(FinalState::Cancelled));
     assert_eq!(transport.spans()[0].2, secs(30));
-    assert!(run
+    // The run timeout is the one reason given: not also "halted by the operator" (as before),
+    // and once.
+    let reasons: Vec<&str> = run
         .events
         .iter()
-        .any(|e| matches!(e, Event::RunStopping { reason, .. } if reason.contains("run timeout"))));
+        .filter_map(|e| match e {
+            Event::RunStopping { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        ["the run timeout expired; running commands are killed"]
+    );
+    assert!(
+        !run.end.reasons.iter().any(|r| r.contains("operator")),
+        "{:?}",
+        run.end.reasons
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1417,6 +1417,7 @@ mod tests {
             unreachable: 0,
             skipped: 1,
             cancelled: 0,
+            lost: 0,
             at_ms: 7,
         });
         assert_eq!(tail_hosts(&ledger), ["b", "c"]);

@@ -163,6 +163,7 @@ fn stop_reason(reason: &StopReason) -> String {
             plural(*failures, "failure")
         ),
         StopReason::Halted => format!("as {reason}"),
+        StopReason::RunTimeout => "by the run timeout".to_string(),
     }
 }
 

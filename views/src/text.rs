@@ -74,6 +74,31 @@ pub fn cut(text: &str, max: usize) -> String {
     format!("{kept}…")
 }
 
+/// Whether `c` would act on a terminal rather than show: C0 controls but tab and newline
+/// (ESC starts the sequences that clear a screen or set a window title), DEL, and C1
+/// controls.
+fn acts_on_terminal(c: char) -> bool {
+    (c.is_control() && c != '\t' && c != '\n') || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+/// `text` with what would act on a terminal shown instead, as `\x1b`, so that a host's
+/// output cannot clear the operator's screen, retitle the window or forge a line: for every
+/// view a person reads (live lines, summaries, `pogo log` on a terminal, the dashboard).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(acts_on_terminal) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acts_on_terminal(c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// `text` as one word for a POSIX shell: quoted only when it must be.
 pub fn shell_word(text: &str) -> String {
     let plain = !text.is_empty()

@@ -295,8 +295,22 @@ pub fn log(request: JobLog, out: &mut dyn Write) -> Result<(), Failure> {
         })
         .await?;
         if shown == 0 {
-            let who = request.host.unwrap_or("no host");
-            eprintln!("{who} printed nothing in job {id} (yet)");
+            let said = match request.host {
+                None => format!("No host printed anything in job {id} (yet)"),
+                Some(host) => {
+                    // An unreachable host never ran: its reason says more than its silence.
+                    let why = client
+                        .job(&id)
+                        .await
+                        .ok()
+                        .and_then(|detail| detail.host_states.into_iter().find(|h| h.host == host))
+                        .filter(|h| h.state != "succeeded" && !h.message.is_empty())
+                        .map(|h| format!(": {}", pogo_views::text::printable(&h.message)))
+                        .unwrap_or_else(|| " (yet)".to_string());
+                    format!("{host} printed nothing in job {id}{why}")
+                }
+            };
+            let _ = writeln!(std::io::stderr(), "{said}");
         }
         Ok(())
     })

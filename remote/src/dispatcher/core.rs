@@ -15,6 +15,7 @@ use pogo_executor::events::{self, Event, FinalState, RunResult, LOST_EXIT_CODE};
 use pogo_executor::rundir::{random_suffix, RunId};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
+    StopReason,
 };
 use pogo_executor::transport::TransportSpec;
 use pogo_model::{LoweredLimits, Plan, SealState, ALLOW_EDITED};
@@ -868,7 +869,11 @@ impl Core {
                     host: name.clone(),
                     state: host.state.as_str().to_string(),
                     exit_code: host.exit_code,
-                    attempts: host.attempts,
+                    // Of its last session, as its `host_finished` counts them.
+                    attempts: match host.attempts {
+                        0 => 0,
+                        n => (n + 1).saturating_sub(host.first_attempt),
+                    },
                     worker: host.worker.clone(),
                     message: host.message.clone(),
                     // Not kept across restarts yet; the events say it as hosts finish.
@@ -1600,15 +1605,12 @@ impl Core {
         job.ready.clear();
         job.run_deadline = None;
         let lost = job.hosts.iter().filter(|h| h.state == HState::Lost).count();
-        let mut event = events::finished_event(
+        let event = events::finished_event(
             result,
             &tally,
+            lost,
             now_ms().saturating_sub(job.session_started_ms),
         );
-        if let Event::RunFinished { failed, .. } = &mut event {
-            // Lost hosts are failures to the scheduler; the job's counts tell them apart.
-            *failed = failed.saturating_sub(lost);
-        }
         eprintln!(
             "pogo dispatcher: job {id} {}",
             match result {
@@ -1622,6 +1624,12 @@ impl Core {
     }
 
     fn halt(&mut self, id: &str, kill: bool) -> Result<JobSummary, ApiErr> {
+        self.stop(id, kill, StopReason::Halted)
+    }
+
+    /// Stops starting hosts of the job, for `reason` (an operator's halt, the run timeout);
+    /// `kill` also kills its running commands.
+    fn stop(&mut self, id: &str, kill: bool, reason: StopReason) -> Result<JobSummary, ApiErr> {
         let job = self.job_mut(id)?;
         if job.state.is_ended() {
             return Err(ApiErr::conflict(format!(
@@ -1634,7 +1642,7 @@ impl Core {
         let mut changes = Changes::default();
         if first {
             if let Some(scheduler) = job.scheduler.as_mut() {
-                changes = scheduler.halt();
+                changes = scheduler.stop(reason);
             }
         }
         let mut cancelled = Vec::new();
@@ -1961,15 +1969,7 @@ impl Core {
             .cloned()
             .collect();
         for id in expired {
-            let at_ms = self.at_ms(&id);
-            self.emit(
-                &id,
-                Event::RunStopping {
-                    reason: "the run timeout expired; running commands are killed".into(),
-                    at_ms,
-                },
-            );
-            let _ = self.halt(&id, true);
+            let _ = self.stop(&id, true, StopReason::RunTimeout);
         }
         let timeout = self.timing.worker_timeout;
         let gone: Vec<String> = self
