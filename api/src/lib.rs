@@ -304,6 +304,11 @@ pub struct Task {
     /// The SSH password, when the job has one: held in the worker's memory only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// The most of the task's output the worker uploads, in bytes (the plan's `max_output`);
+    /// past it, the rest is counted and dropped with a marker line. Dispatchers of the
+    /// previous release send none: then 10 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output: Option<u64>,
 }
 
 /// Tasks handed to a worker; it must run each (they are recorded as started).

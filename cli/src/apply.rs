@@ -724,6 +724,11 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         log_dir: Some(dir.log_dir()),
         resumed,
         overrides: spec.overrides.clone(),
+        max_output: plan
+            .options
+            .max_output
+            .unwrap_or(pogo_executor::hostlog::DEFAULT_MAX_OUTPUT),
+        log_reserve: pogo_executor::hostlog::RESERVE,
     };
     let mut ledger = Ledger::new(&plan.hosts);
     for event in &earlier {
@@ -807,6 +812,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         emit(out, &format!("\n{text}"))?;
     }
     Ok(match end.result {
+        RunResult::Succeeded if !end.output_lost.is_empty() => exit::OUTPUT_LOST,
         RunResult::Succeeded => exit::OK,
         RunResult::Failed => exit::FAILED,
         RunResult::Stopped => exit::STOPPED,

@@ -17,6 +17,10 @@ pub mod exit {
     /// `pogo apply`/`pogo run`: the run stopped (failure budget, halt, run timeout) or was
     /// blocked before every host ran, or `pogo run` was not confirmed.
     pub const STOPPED: u8 = 4;
+    /// `pogo apply`/`pogo run`: every host succeeded, but some output could not be kept (a
+    /// write to the logs failed, or the disk was nearly full). 3 and 4 win over it; the
+    /// summary says it in every case.
+    pub const OUTPUT_LOST: u8 = 5;
     /// The command line itself is wrong (unknown flag, missing argument).
     pub const USAGE: u8 = 64;
 }

@@ -64,6 +64,10 @@ pub struct PlanFlags {
     /// Timeout of the whole run: seconds, or 45s, 10m, 1h30m [default: none]
     #[arg(long, value_name = "DURATION")]
     run_timeout: Option<String>,
+    /// The most output a host's log keeps: bytes, or 512KB, 10MB, 1GB; past it the rest is
+    /// counted and dropped with a marker line [default: 10MB]
+    #[arg(long, value_name = "SIZE")]
+    max_output: Option<String>,
     /// Refuse targets the config does not name (by default they run unordered)
     #[arg(long)]
     strict_targets: bool,
@@ -81,6 +85,7 @@ impl PlanFlags {
             || self.retry.is_some()
             || self.max_failures.is_some()
             || self.run_timeout.is_some()
+            || self.max_output.is_some()
             || self.strict_targets
     }
 }
@@ -159,6 +164,12 @@ pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Fa
     }
     if let Some(retries) = args.retry {
         request.retries = retries;
+    }
+    if let Some(text) = &args.max_output {
+        match pogo_planner::spec::parse_size(text) {
+            Ok(size) => request.max_output = Some(size),
+            Err(problem) => errors.push(format!("error: invalid --max-output: {problem}\n")),
+        }
     }
     if let Some(text) = &args.max_failures {
         match FailureLimit::parse(text) {

@@ -987,3 +987,80 @@ fn the_log_of_a_silent_host_says_why_it_is_silent() {
         all.stderr()
     );
 }
+
+/// A host's log keeps at most the plan's max_output; past it the rest is counted and dropped
+/// with a marker line, and the run still succeeds.
+#[test]
+fn a_log_keeps_max_output_and_says_what_it_dropped() {
+    let scene = Scene::new();
+    let run = scene.pogo(&[
+        "run",
+        "--config",
+        &config("t/cfgs/one.cfg"),
+        "--targets",
+        "host1",
+        "--command",
+        "yes 0123456789012345678901234567890123456789012345678901234567 | head -n 50000",
+        "--max-output",
+        "1MB",
+        "--transport",
+        "local",
+        "--yes",
+    ]);
+    run.expect(0);
+    let log = std::fs::read_to_string(scene.only_run().join("logs/host1.log")).unwrap();
+    assert!(log.len() <= (1 << 20) + 100, "{} bytes", log.len());
+    assert!(
+        log.ends_with("--- output cut at max_output (1 MiB): 1.8 MiB more dropped ---\n"),
+        "{}",
+        &log[log.len() - 200..]
+    );
+}
+
+/// With the state dir's disk full, output was lost without a word and the run exited 0.
+/// Now the loss is recorded for the host, said in the summary, and the run exits 5. A full
+/// disk is /dev/full in place of the host's log: writes fail with ENOSPC.
+#[test]
+fn output_that_cannot_be_written_is_reported_and_the_run_exits_5() {
+    let scene = Scene::new();
+    let child = scene.spawn(&[
+        "run",
+        "--config",
+        &config("t/cfgs/one.cfg"),
+        "--targets",
+        "host1",
+        "--command",
+        "sleep 1; echo hello",
+        "--transport",
+        "local",
+        "--yes",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        if let Some(run) = scene.run_dirs().first() {
+            let logs = run.join("logs");
+            if logs.is_dir() {
+                break logs;
+            }
+        }
+        assert!(Instant::now() < deadline, "no run directory");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::os::unix::fs::symlink("/dev/full", logs.join("host1.log")).unwrap();
+    let run = wait(child);
+    run.expect(5);
+    let out = run.stdout();
+    assert!(out.contains("host1: Output lost (cannot write"), "{out}");
+    assert!(
+        out.contains("Output lost: the logs of 1 host are not whole"),
+        "{out}"
+    );
+    assert!(out.contains("No space left on device"), "{out}");
+    let lost: Vec<serde_json::Value> = scene
+        .journal()
+        .into_iter()
+        .filter(|e| e["event"] == "output_lost")
+        .collect();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(lost[0]["host"], "host1");
+}

@@ -50,6 +50,13 @@ pub enum Event {
         message: String,
         at_ms: u64,
     },
+    /// Output of the host that could not be kept: a write failed, or the disk was nearly full
+    /// (logs stop before the journal has no room). Comes before its `host_finished`.
+    OutputLost {
+        host: String,
+        reason: String,
+        at_ms: u64,
+    },
     /// Hosts that never started because the run stopped or was blocked.
     HostsSkipped { hosts: Vec<String>, at_ms: u64 },
     /// The run stopped starting hosts (failure budget, operator halt, run timeout).

@@ -14,11 +14,13 @@
 //!
 //! Modules: [`scheduler`] (the pure state machine), [`transport`] (local and SSH),
 //! [`runner`] (the async loop that joins them), [`journal`] and [`events`] (what a run
-//! records and reports), [`rundir`] (where a run keeps its plan, journal and logs).
+//! records and reports), [`rundir`] (where a run keeps its plan, journal and logs),
+//! [`hostlog`] (how a host's output is written there).
 //! [`check_runnable`] is the check every runner makes before starting anything: that the plan
 //! can be run at all.
 
 pub mod events;
+pub mod hostlog;
 pub mod journal;
 pub mod rundir;
 pub mod runner;

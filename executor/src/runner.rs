@@ -6,7 +6,6 @@
 //! included, under a paused clock in no real time.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::events::{self, Event, FinalState, RunResult};
+use crate::hostlog;
 use crate::journal::{Journal, JournalError};
 use crate::rundir::log_file_name;
 use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, StopReason, Tally};
@@ -41,6 +41,10 @@ pub struct RunSettings {
     pub resumed: bool,
     /// The checks the operator overrode to start the run (recorded in the journal).
     pub overrides: Vec<String>,
+    /// The most a host's log keeps ([`hostlog::DEFAULT_MAX_OUTPUT`] unless the plan says).
+    pub max_output: u64,
+    /// Room kept free for the journal on the logs' disk ([`hostlog::RESERVE`]).
+    pub log_reserve: u64,
 }
 
 /// The operator's hold on a running run: halt (stop starting hosts) and kill (also cancel the
@@ -108,6 +112,8 @@ pub struct RunEnd {
     pub tally: Tally,
     /// Why it stopped or was blocked, when it did.
     pub reasons: Vec<String>,
+    /// Hosts of this session whose output could not all be kept (see [`Event::OutputLost`]).
+    pub output_lost: Vec<String>,
 }
 
 /// What a host's task tells the loop.
@@ -118,6 +124,8 @@ struct Attempted {
     /// The attempt did not start: the run was halted while it waited for its retry delay.
     /// `attempt` and `result` are then the previous attempt's.
     not_retried: bool,
+    /// How its output was written.
+    log: hostlog::LogReport,
 }
 
 /// Runs `scheduler`'s hosts until the run ends. The scheduler may be fresh or resumed.
@@ -142,6 +150,7 @@ pub async fn run(
         attempts: HashMap::new(),
         started_at: HashMap::new(),
         running: 0,
+        output_lost: Vec::new(),
     };
     run.go(scheduler).await
 }
@@ -159,6 +168,7 @@ struct Run<'a> {
     attempts: HashMap<HostIdx, u32>,
     started_at: HashMap<HostIdx, Instant>,
     running: usize,
+    output_lost: Vec<String>,
 }
 
 impl Run<'_> {
@@ -242,7 +252,19 @@ impl Run<'_> {
             attempt,
             result,
             not_retried,
+            log,
         } = done;
+        if let Some(reason) = log.lost {
+            let host_name = self.name(host).to_string();
+            if !self.output_lost.contains(&host_name) {
+                self.output_lost.push(host_name.clone());
+            }
+            self.batch.push(Event::OutputLost {
+                host: host_name,
+                reason,
+                at_ms: self.now_ms(),
+            });
+        }
         let outcome = &result.outcome;
         // After a halt no retry starts: the host ends with the attempt it had.
         let halted = not_retried || self.control.is_halted();
@@ -332,6 +354,7 @@ impl Run<'_> {
             result,
             tally,
             reasons,
+            output_lost: std::mem::take(&mut self.output_lost),
         })
     }
 
@@ -367,9 +390,14 @@ impl Run<'_> {
             .settings
             .log_dir
             .as_ref()
-            .map(|dir| dir.join(log_file_name(&name)));
+            .map(|dir| hostlog::LogTarget {
+                path: dir.join(log_file_name(&name)),
+                attempt,
+                resumed: self.settings.resumed,
+                max_output: self.settings.max_output,
+                reserve: self.settings.log_reserve,
+            });
         let done_tx = done_tx.clone();
-        let resumed = self.settings.resumed;
         let mut halt = self.control.halt.subscribe();
         tokio::spawn(async move {
             if let Some(previous) = previous {
@@ -388,23 +416,25 @@ impl Run<'_> {
                         attempt: attempt - 1,
                         result: previous,
                         not_retried: true,
+                        log: hostlog::LogReport::default(),
                     });
                     return;
                 }
             }
             let (out_tx, out_rx) = mpsc::channel::<OutputLine>(256);
-            let writer = tokio::spawn(write_log(log, attempt, resumed, out_rx));
+            let writer = tokio::spawn(hostlog::write(log, out_rx));
             let result = transport
                 .run(&name, &command, timeout, &cancel, out_tx)
                 .await;
             // The output is complete once the transport returns and drops its sender.
-            let _ = writer.await;
+            let log = writer.await.unwrap_or_default();
             transport.close(&name).await;
             let _ = done_tx.send(Attempted {
                 host,
                 attempt,
                 result,
                 not_retried: false,
+                log,
             });
         });
     }
@@ -415,49 +445,5 @@ impl Run<'_> {
 
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
-    }
-}
-
-/// Appends an attempt's output to the host's log. The file is created only when there is
-/// output, so 10,000 silent hosts leave no 10,000 empty files. A retry's output starts under
-/// `--- attempt N ---`, and a resumed session's first output after an earlier session's under
-/// `--- resumed ---`. Errors end the writing but not the command (its output is then lost
-/// from the log, not the run).
-async fn write_log(
-    path: Option<PathBuf>,
-    attempt: u32,
-    resumed: bool,
-    mut lines: mpsc::Receiver<OutputLine>,
-) {
-    let mut file: Option<std::fs::File> = None;
-    while let Some(line) = lines.recv().await {
-        let Some(path) = &path else { continue };
-        if file.is_none() {
-            let opened = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path);
-            match opened {
-                Ok(mut f) => {
-                    if attempt > 1 {
-                        let _ = writeln!(f, "--- attempt {attempt} ---");
-                    } else if resumed && f.metadata().is_ok_and(|m| m.len() > 0) {
-                        let _ = writeln!(f, "--- resumed ---");
-                    }
-                    file = Some(f);
-                }
-                Err(_) => continue,
-            }
-        }
-        if let Some(f) = file.as_mut() {
-            let prefix: &[u8] = match line.stream {
-                transport::Stream::Stdout => b"",
-                transport::Stream::Stderr => b"stderr: ",
-            };
-            let _ = f
-                .write_all(prefix)
-                .and_then(|()| f.write_all(&line.line))
-                .and_then(|()| f.write_all(b"\n"));
-        }
     }
 }

@@ -192,6 +192,8 @@ fn settings(dir: &tempfile::TempDir) -> RunSettings {
         log_dir: Some(dir.path().to_path_buf()),
         resumed: false,
         overrides: Vec::new(),
+        max_output: pogo_executor::hostlog::DEFAULT_MAX_OUTPUT,
+        log_reserve: 0,
     }
 }
 

@@ -98,6 +98,10 @@ pub struct RunOptions {
     /// Timeout of the whole run, in seconds; none when absent.
     #[serde(deserialize_with = "read::optional_seconds")]
     pub run_timeout: Option<u64>,
+    /// The most a host's log keeps, in bytes; past it the rest is counted and dropped.
+    /// Absent: 10 MiB (`pogo_executor::hostlog::DEFAULT_MAX_OUTPUT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output: Option<u64>,
 }
 
 /// A resolved limit: the number that applies, and the percentage and its base when the user

@@ -46,6 +46,7 @@ impl Plan {
                 retries: 0,
                 max_failures: Amount::number(0),
                 run_timeout: None,
+                max_output: None,
             },
             unordered: hosts.clone(),
             hosts,

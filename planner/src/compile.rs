@@ -104,6 +104,8 @@ pub struct PlanRequest {
     pub retries: u32,
     pub max_failures: FailureLimit,
     pub run_timeout: Option<u64>,
+    /// The most a host's log keeps, in bytes; `None`: the default (10 MiB), not written.
+    pub max_output: Option<u64>,
     /// Refuse targets the config does not name, instead of running them unordered.
     pub strict_targets: bool,
     /// The config and spec paths, recorded in the plan as given.
@@ -396,6 +398,7 @@ impl Compiler<'_> {
                 retries: request.retries,
                 max_failures: request.max_failures.resolve(target_count),
                 run_timeout: request.run_timeout,
+                max_output: request.max_output,
             },
             hosts: self.names(&order),
             threads,

@@ -13,7 +13,7 @@ use crate::files::{Files, Filesystem};
 use crate::resolve::TagResolver;
 use crate::yaml::{self, Node, Value};
 
-const SPEC_KEYS: [&str; 11] = [
+const SPEC_KEYS: [&str; 12] = [
     "config",
     "targets",
     "hostfile",
@@ -24,6 +24,7 @@ const SPEC_KEYS: [&str; 11] = [
     "retries",
     "max_failures",
     "run_timeout",
+    "max_output",
     "strict_targets",
 ];
 
@@ -220,6 +221,15 @@ impl JobSpec {
                             Ok(seconds) => request.run_timeout = Some(seconds),
                             Err(problem) => errors
                                 .push(Diagnostic::at(at, format!("invalid {key_text}: {problem}"))),
+                        }
+                    }
+                }
+                "max_output" => {
+                    if let Some(text) = scalar(&mut errors) {
+                        match parse_size(text) {
+                            Ok(size) => request.max_output = Some(size),
+                            Err(problem) => errors
+                                .push(Diagnostic::at(at, format!("invalid max_output: {problem}"))),
                         }
                     }
                 }
@@ -421,6 +431,39 @@ pub fn read_hostfile_from(files: &dyn Files, path: &Path) -> Result<Vec<TargetSp
 }
 
 /// Seconds from `600`, `45s`, `10m`, `2h` or `1h30m`. The error is a fragment.
+/// A size in bytes: `10MB`, `512KB`, `1GB` (powers of 1024: `MB` and `MiB` are the same),
+/// or a number of bytes. At least 1 KiB. The error is a fragment.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let wrong = || {
+        format!("`{text}` is not a size; write bytes (`1048576`) or units (`512KB`, `10MB`, `1GB`)")
+    };
+    let upper = text.to_ascii_uppercase();
+    let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = upper[digits.len()..]
+        .trim_end_matches("IB")
+        .trim_end_matches('B');
+    let scale: u64 = match unit {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(wrong()),
+    };
+    let size = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(wrong)?;
+    if size < 1024 {
+        return Err(format!(
+            "`{text}` is less than 1 KiB of output a host may keep"
+        ));
+    }
+    Ok(size)
+}
+
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let wrong = || {

@@ -173,6 +173,7 @@ fn request_of(plan: &Plan) -> PlanRequest {
             None => FailureLimit::Count(plan.options.max_failures.value),
         },
         run_timeout: plan.options.run_timeout,
+        max_output: plan.options.max_output,
         strict_targets: false,
         config_name: plan.source.config.clone(),
         spec_name: plan.source.spec.clone(),
@@ -231,6 +232,9 @@ fn spec_keys_changed(old: &Plan, new: &Plan) -> Vec<&'static str> {
     }
     if a.run_timeout != b.run_timeout {
         keys.push("run_timeout");
+    }
+    if a.max_output != b.max_output {
+        keys.push("max_output");
     }
     keys
 }

@@ -489,7 +489,10 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
         shared.command_done(&task, generation);
         result
     };
-    let output = forward_output(&shared, &task.id, lines_rx, ended_rx);
+    let max_output = task
+        .max_output
+        .unwrap_or(pogo_executor::hostlog::DEFAULT_MAX_OUTPUT);
+    let output = forward_output(&shared, &task.id, max_output, lines_rx, ended_rx);
     let (result, chunks) = tokio::join!(command, output);
 
     shared.queue_result(TaskResult {
@@ -522,10 +525,11 @@ type Delivery<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 async fn forward_output(
     shared: &Shared,
     task: &str,
+    max_output: u64,
     mut lines: mpsc::Receiver<transport::OutputLine>,
     mut ended: oneshot::Receiver<()>,
 ) -> u64 {
-    let mut chunker = Chunker::new(task);
+    let mut chunker = Chunker::new(task, max_output);
     let mut ready: VecDeque<OutputChunk> = VecDeque::new();
     let mut sending: Option<Delivery<'_>> = None;
     let mut deadline: Option<Instant> = None;
@@ -552,6 +556,7 @@ async fn forward_output(
                 }
                 None => {
                     open = false;
+                    chunker.mark_cut();
                     ready.extend(chunker.cut());
                 }
             },
@@ -562,6 +567,7 @@ async fn forward_output(
                     ready.extend(chunker.push(&line));
                 }
                 open = false;
+                chunker.mark_cut();
                 ready.extend(chunker.cut());
             }
             () = sleep_until(deadline), if open && deadline.is_some() => {
@@ -836,21 +842,35 @@ pub(crate) struct Chunker {
     bytes: usize,
     /// Chunks cut so far.
     cut: u64,
+    /// The most of the task's output uploaded, and how much went (or was dropped) so far.
+    max_output: u64,
+    sent: u64,
+    dropped: u64,
 }
 
 impl Chunker {
-    pub(crate) fn new(task: &str) -> Chunker {
+    pub(crate) fn new(task: &str, max_output: u64) -> Chunker {
         Chunker {
             task: task.to_string(),
             lines: Vec::new(),
             bytes: 0,
             cut: 0,
+            max_output,
+            sent: 0,
+            dropped: 0,
         }
     }
 
-    /// Adds a line; returns the chunk it completed, if it did.
+    /// Adds a line; returns the chunk it completed, if it did. Past `max_output`, the line
+    /// is counted and dropped.
     pub(crate) fn push(&mut self, line: &transport::OutputLine) -> Option<OutputChunk> {
         let text = line.text().into_owned();
+        let length = text.len() as u64 + 1;
+        if self.sent + length > self.max_output {
+            self.dropped += length;
+            return None;
+        }
+        self.sent += length;
         self.bytes += text.len();
         self.lines.push(api::OutputLine {
             stream: match line.stream {
@@ -883,6 +903,21 @@ impl Chunker {
     /// How many chunks were cut.
     pub(crate) fn count(&self) -> u64 {
         self.cut
+    }
+
+    /// At the end of the output: a marker line saying how much was dropped, if anything was.
+    pub(crate) fn mark_cut(&mut self) {
+        if self.dropped > 0 {
+            self.lines.push(api::OutputLine {
+                stream: "stdout".into(),
+                text: format!(
+                    "--- output cut at max_output ({}): {} more dropped ---",
+                    pogo_executor::hostlog::bytes(self.max_output),
+                    pogo_executor::hostlog::bytes(self.dropped)
+                ),
+            });
+            self.dropped = 0;
+        }
     }
 }
 
@@ -1152,7 +1187,7 @@ mod tests {
 
     #[test]
     fn output_is_cut_into_numbered_chunks_of_256_lines() {
-        let mut chunker = Chunker::new("job-1/0/1");
+        let mut chunker = Chunker::new("job-1/0/1", u64::MAX);
         assert_eq!(chunker.cut().map(|c| c.chunk), None);
         let mut chunks = Vec::new();
         for n in 0..600 {
@@ -1180,9 +1215,32 @@ mod tests {
         assert_eq!(all[599].text, "599");
     }
 
+    /// A worker uploads at most the plan's max_output of a task, as a local run keeps at most
+    /// that much in a host's log; the rest is counted and said in a marker line.
+    #[test]
+    fn output_past_max_output_is_dropped_with_a_marker() {
+        let mut chunker = Chunker::new("t", 100);
+        let mut chunks = Vec::new();
+        for n in 0..50 {
+            chunks.extend(chunker.push(&line(Stream::Stdout, format!("{n:09}").as_bytes())));
+        }
+        chunker.mark_cut();
+        chunks.extend(chunker.cut());
+        let texts: Vec<&str> = chunks
+            .iter()
+            .flat_map(|c| &c.lines)
+            .map(|l| l.text.as_str())
+            .collect();
+        assert_eq!(texts.len(), 11, "{texts:?}");
+        assert_eq!(
+            texts[10],
+            "--- output cut at max_output (100 B): 400 B more dropped ---"
+        );
+    }
+
     #[test]
     fn a_chunk_is_cut_early_at_a_megabyte_and_text_is_lossy_utf8() {
-        let mut chunker = Chunker::new("t");
+        let mut chunker = Chunker::new("t", u64::MAX);
         let big = vec![b'x'; transport::MAX_LINE];
         let mut cut_at = None;
         for n in 1..=CHUNK_LINES {
@@ -1560,6 +1618,7 @@ mod tests {
             timeout_ms: None,
             transport: TransportSpec::Local,
             password: None,
+            max_output: None,
         }
     }
 

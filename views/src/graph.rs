@@ -594,6 +594,7 @@ mod tests {
                 retries: 0,
                 max_failures: Amount::number(0),
                 run_timeout: None,
+                max_output: None,
             },
             hosts: hosts.clone(),
             threads: vec![

@@ -3,6 +3,7 @@
 //! Rendering never depends on the terminal, so the same plan always prints the same text.
 
 use comfy_table::{Cell, Table};
+use pogo_executor::hostlog;
 use pogo_model::{Plan, JOB_GROUP_ID};
 
 use crate::text::{host_list, new_table, plural};
@@ -30,13 +31,17 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
     ));
     let options = &plan.options;
     out.push_str(&format!(
-        "Options: timeout {}s, retries {}, max_failures {}, run_timeout {}\n\n",
+        "Options: timeout {}s, retries {}, max_failures {}, run_timeout {}{}\n\n",
         options.timeout,
         options.retries,
         options.max_failures,
         options
             .run_timeout
-            .map_or("none".to_string(), |s| format!("{s}s"))
+            .map_or("none".to_string(), |s| format!("{s}s")),
+        options.max_output.map_or(String::new(), |m| format!(
+            ", max_output {}",
+            hostlog::bytes(m)
+        ))
     ));
 
     out.push_str("Schedule\n");

@@ -20,7 +20,7 @@ use pogo_executor::events::{Event, FinalState, RunResult};
 use pogo_executor::rundir::RunDir;
 use pogo_executor::runner::Reporter;
 
-use crate::text::{new_table, plural};
+use crate::text::{cut, new_table, plural, printable};
 
 /// Past this many hosts, the summary table lists only the hosts that did not succeed (and
 /// counts the rest) unless `--full` is given.
@@ -109,6 +109,9 @@ pub fn event_lines(event: &Event) -> Vec<String> {
         )],
         Event::RunBlocked { reasons, .. } => {
             reasons.iter().map(|r| format!("Blocked: {r}")).collect()
+        }
+        Event::OutputLost { host, reason, .. } => {
+            vec![format!("{host}: Output lost ({})", printable(reason))]
         }
         Event::RunFinished { .. } => Vec::new(),
     }
@@ -679,6 +682,8 @@ pub struct HostRecord {
     pub duration_ms: Option<u64>,
     /// How its last attempt ended, for a person, as its `host_finished` event said.
     pub message: String,
+    /// Why its output could not all be kept, if it could not (`output_lost`).
+    pub output_lost: Option<String>,
 }
 
 /// Each host's standing over every session of a run, from its events.
@@ -709,6 +714,7 @@ impl Ledger {
                     attempts: 0,
                     duration_ms: None,
                     message: String::new(),
+                    output_lost: None,
                 };
                 hosts.len()
             ],
@@ -739,6 +745,7 @@ impl Ledger {
                         attempts: 1,
                         duration_ms: None,
                         message: String::new(),
+                        output_lost: None,
                     };
                 }
             }
@@ -761,6 +768,7 @@ impl Ledger {
                         attempts: *attempts,
                         duration_ms: Some(*duration_ms),
                         message: message.clone(),
+                        output_lost: h.output_lost.take(),
                     };
                 }
             }
@@ -777,6 +785,11 @@ impl Ledger {
                 }
             }
             Event::RunBlocked { reasons, .. } => self.reasons.extend(reasons.iter().cloned()),
+            Event::OutputLost { host, reason, .. } => {
+                if let Some(h) = self.host(host) {
+                    h.output_lost = Some(reason.clone());
+                }
+            }
             Event::RunFinished { result, .. } => self.result = Some(*result),
         }
     }
@@ -878,6 +891,31 @@ pub fn tail_hosts(ledger: &Ledger) -> Vec<String> {
 
 /// The summary table, the totals and why the run stopped, the last lines of failed hosts'
 /// output, and what to do next.
+/// How much of the end of a failed host's log the summary reads, and how much of a line it
+/// shows: a 50 MB line of output must not become the summary.
+const TAIL_BYTES: usize = 64 * 1024;
+const TAIL_LINE_CHARS: usize = 300;
+
+/// The end of a log, from a whole line on: at most [`TAIL_BYTES`], whatever the file's size.
+fn log_tail(path: &std::path::Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let length = file.metadata().map_or(0, |m| m.len());
+    let from = length.saturating_sub(TAIL_BYTES as u64);
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    match (from, text.find('\n')) {
+        // Started inside a line: that part line is left out, unless it is all there is.
+        (f, Some(end)) if f > 0 && end + 1 < text.len() => text[end + 1..].to_string(),
+        _ => text,
+    }
+}
+
 pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
     let mut out = String::new();
     let total = ledger.hosts.len();
@@ -966,19 +1004,28 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
     for &i in failed.iter().take(TAILS_SHOWN) {
         let name = &ledger.names[i];
         let text = match options.place {
-            Where::Run(dir) => {
-                let text = std::fs::read(dir.log_path(name)).unwrap_or_default();
-                String::from_utf8_lossy(&text).into_owned()
-            }
+            Where::Run(dir) => log_tail(&dir.log_path(name)),
             Where::Job { output, .. } => match output.get(name) {
-                Some(text) => text.clone(),
+                Some(text) => {
+                    let from = text.len().saturating_sub(TAIL_BYTES);
+                    let from = (from..text.len())
+                        .find(|&b| text.is_char_boundary(b))
+                        .unwrap_or(text.len());
+                    text[from..].to_string()
+                }
                 None => continue,
             },
         };
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(TAIL_LINES);
         if lines.is_empty() {
-            silent.push(name.as_str());
+            // An unreachable host never ran: its reason says more than its silence.
+            let h = &ledger.hosts[i];
+            if h.message.is_empty() {
+                silent.push(name.clone());
+            } else {
+                silent.push(format!("{name} ({})", printable(&h.message)));
+            }
             continue;
         }
         out.push_str(&format!(
@@ -990,11 +1037,28 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
             }
         ));
         for line in &lines[start..] {
-            out.push_str(&format!("  | {line}\n"));
+            out.push_str(&format!("  | {}\n", printable(&cut(line, TAIL_LINE_CHARS))));
         }
     }
     if !silent.is_empty() {
         out.push_str(&format!("\n{} printed nothing\n", silent.join(", ")));
+    }
+    let lost: Vec<String> = ledger
+        .names
+        .iter()
+        .zip(&ledger.hosts)
+        .filter_map(|(name, h)| {
+            h.output_lost
+                .as_ref()
+                .map(|why| format!("  {name}: {}\n", printable(why)))
+        })
+        .collect();
+    if !lost.is_empty() {
+        out.push_str(&format!(
+            "\nOutput lost: the logs of {} are not whole\n{}",
+            plural(lost.len(), "host"),
+            lost.concat()
+        ));
     }
     if failed.len() > TAILS_SHOWN {
         out.push_str(&format!(

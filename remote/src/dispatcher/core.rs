@@ -1185,6 +1185,7 @@ impl Core {
                 .then(|| job.plan.options.timeout.saturating_mul(1000)),
             transport: job.transport.clone(),
             password: job.password.clone(),
+            max_output: job.plan.options.max_output,
         };
         if let Some(w) = self.workers.get_mut(worker) {
             w.tasks.insert(
