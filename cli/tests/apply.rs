@@ -1064,3 +1064,31 @@ fn output_that_cannot_be_written_is_reported_and_the_run_exits_5() {
     assert_eq!(lost.len(), 1);
     assert_eq!(lost[0]["host"], "host1");
 }
+
+/// Lines written at least 10 ms apart on stdout and stderr keep their order in the log, as
+/// docs/apply.md promises.
+#[test]
+fn lines_10_ms_apart_keep_their_order_across_stdout_and_stderr() {
+    let scene = Scene::new();
+    let command = "for i in 1 2 3 4 5 6 7 8; do echo out$i; sleep 0.01; echo err$i >&2; \
+                   sleep 0.01; done";
+    scene
+        .pogo(&[
+            "run",
+            "--config",
+            &config("t/cfgs/one.cfg"),
+            "--targets",
+            "host1",
+            "--command",
+            command,
+            "--transport",
+            "local",
+            "--yes",
+        ])
+        .expect(0);
+    let log = std::fs::read_to_string(scene.only_run().join("logs/host1.log")).unwrap();
+    let expected: String = (1..=8)
+        .map(|i| format!("out{i}\nstderr: err{i}\n"))
+        .collect();
+    assert_eq!(log, expected);
+}
