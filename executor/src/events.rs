@@ -229,8 +229,8 @@ pub fn run_result(hosts: &[String], scheduler: &Scheduler) -> Option<(RunResult,
     })
 }
 
-/// The event that ends a run (a session of it), with the scheduler's final counts.
-/// The `run_finished` event. `lost` hosts (a dispatcher's) are failures to the scheduler, and
+/// The `run_finished` event that ends a run (a session of it), with the scheduler's final
+/// counts. `lost` hosts (a dispatcher's) are failures to the scheduler, and
 /// counted apart from `failed` here, so that the counts add up to the hosts.
 pub fn finished_event(result: RunResult, tally: &Tally, lost: usize, at_ms: u64) -> Event {
     Event::RunFinished {

@@ -223,6 +223,10 @@ pub enum FailedHosts {
     StayFailed,
     /// They run again (`--retry-failed`), starting from pending like any host yet to run.
     Retry,
+    /// They stay failed and down in their groups, but `max_failures` counts failures from
+    /// this run on: a retry of named hosts must not be stopped at once by the failures of the
+    /// hosts it leaves alone.
+    StayDown,
 }
 
 /// Why a run stopped starting hosts.
@@ -544,6 +548,8 @@ pub struct Scheduler {
     candidates: BinaryHeap<Reverse<u32>>,
     tally: Tally,
     max_failures: u64,
+    /// Failures of an earlier run that `max_failures` does not count ([`FailedHosts::StayDown`]).
+    uncounted: usize,
     stop: Option<StopReason>,
     blocked: Option<Vec<Blocker>>,
     ended: bool,
@@ -637,6 +643,9 @@ impl Scheduler {
             if run.waiting[h] == 0 && run.states[h] == HostState::Pending {
                 run.candidates.push(Reverse(h as u32));
             }
+        }
+        if failed == FailedHosts::StayDown {
+            run.uncounted = run.tally.failures();
         }
         let mut ignored = Changes::default();
         // Collected first: completing one slot completes those that waited only for it.
@@ -787,6 +796,7 @@ impl Scheduler {
                 ..Tally::default()
             },
             max_failures,
+            uncounted: 0,
             stop: None,
             blocked: None,
             ended: false,
@@ -1086,7 +1096,7 @@ impl Scheduler {
     }
 
     fn check_failure_budget(&mut self, changes: &mut Changes) {
-        let failures = self.tally.failures();
+        let failures = self.tally.failures().saturating_sub(self.uncounted);
         if self.stop.is_none() && failures as u64 > self.max_failures && self.tally.pending > 0 {
             self.stop_run(
                 StopReason::FailureBudget {

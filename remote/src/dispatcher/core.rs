@@ -1755,7 +1755,9 @@ impl Core {
                 for i in chosen {
                     states[i] = HostState::Pending;
                 }
-                FailedHosts::StayFailed
+                // The other failed hosts stay down, and failures count from the retry: the
+                // failures of hosts it leaves alone must not stop it before it starts.
+                FailedHosts::StayDown
             }
             Some(_) => FailedHosts::Retry,
             None => FailedHosts::StayFailed,
@@ -1765,7 +1767,7 @@ impl Core {
             .zip(&job.hosts)
             .filter(|(s, h)| match policy {
                 FailedHosts::Retry => h.state != HState::Succeeded,
-                FailedHosts::StayFailed => {
+                FailedHosts::StayFailed | FailedHosts::StayDown => {
                     matches!(
                         s,
                         HostState::Pending | HostState::Skipped | HostState::Cancelled
@@ -1786,6 +1788,17 @@ impl Core {
         }
         let scheduler = Scheduler::resume(&job.plan, LimitOverrides::default(), &states, policy)
             .map_err(|e| ApiErr::bad(format!("cannot resume job {id}: {e}")))?;
+        // Nothing could start: say why (a group full of failed hosts that stay down, a slot
+        // that cannot complete) rather than record a session that skips what was asked for.
+        if let Some((_, reasons)) = events::run_result(&job.plan.hosts, &scheduler) {
+            if !reasons.is_empty() {
+                return Err(ApiErr::conflict(format!(
+                    "cannot {} job {id}: nothing could start: {}",
+                    if retry.is_some() { "retry" } else { "resume" },
+                    reasons.join("; ")
+                )));
+            }
+        }
         // Hosts that run again start from pending, as in the new scheduler.
         for (host, state) in job.hosts.iter_mut().zip(scheduler.host_states()) {
             if *state == HostState::Pending {
@@ -2270,6 +2283,85 @@ mod tests {
             password: None,
             submission: None,
         }
+    }
+
+    async fn retry(rig: &Rig, job: &str, hosts: &[&str]) -> Result<JobSummary, ApiErr> {
+        let id = job.to_string();
+        let retry = Some(hosts.iter().map(|h| h.to_string()).collect());
+        rig.handle
+            .call(|reply| Cmd::Resume {
+                id,
+                password: None,
+                retry,
+                reply,
+            })
+            .await
+    }
+
+    /// `pogo retry JOB HOST` with another host failed and max_failures 0 said "stopped" and
+    /// turned HOST from failed to skipped without running it. A named retry counts failures
+    /// from the retry, keeps the other failed hosts down, and never overwrites a failed state
+    /// with skipped; when the named host cannot start, the retry is refused saying why.
+    #[tokio::test]
+    async fn a_named_retry_runs_its_host_whatever_the_other_failures() {
+        let rig = Rig::new();
+        let job = rig.submit(Plan::sketch("a b")).await;
+        let tasks = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&tasks), ["a", "b"]);
+        rig.report("w1", &tasks[0], 1).await;
+        rig.report("w1", &tasks[1], 2).await;
+        assert!(rig.job(&job.id).await.summary.state.is_ended());
+
+        retry(&rig, &job.id, &["b"]).await.unwrap();
+        let again = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&again), ["b"]);
+        rig.report("w1", &again[0], 0).await;
+        let detail = rig.job(&job.id).await;
+        let states: Vec<&str> = detail
+            .host_states
+            .iter()
+            .map(|h| h.state.as_str())
+            .collect();
+        assert_eq!(states, ["failed", "succeeded"]);
+
+        // A group of one with `a` failed and down in it: `b` could never start. A resume that
+        // could start nothing is refused, naming the group, instead of recording a session
+        // that skips `b` again.
+        let rig = Rig::new();
+        let plan = Plan::sketch("a b")
+            .with_group("$pair", Amount::number(1), "a b")
+            .with_max_failures(5);
+        let job = rig.submit(plan).await;
+        let first = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&first), ["a"]);
+        rig.report("w1", &first[0], 1).await;
+        assert!(rig.job(&job.id).await.summary.state.is_ended());
+        let id = job.id.clone();
+        let refused = rig
+            .handle
+            .call(|reply| Cmd::Resume {
+                id,
+                password: None,
+                retry: None,
+                reply,
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            refused.message.starts_with(&format!(
+                "cannot resume job {}: nothing could start: ",
+                job.id
+            )) && refused.message.contains("$pair"),
+            "{}",
+            refused.message
+        );
+        let detail = rig.job(&job.id).await;
+        let states: Vec<&str> = detail
+            .host_states
+            .iter()
+            .map(|h| h.state.as_str())
+            .collect();
+        assert_eq!(states[0], "failed");
     }
 
     /// A halt stops retries, as Ctrl-C does for a local run: a host waiting for its retry ends
