@@ -646,6 +646,65 @@ fn clients_without_a_good_certificate_fail_in_the_handshake() {
         "{}",
         refused.stderr()
     );
+
+    // A refused handshake is final: `pogo apply` says so at once, not after 7.5 s of
+    // retries ending in "the dispatcher may have made the job" (nothing was sent).
+    d.plan(None, &["--command", "true"]);
+    let started = std::time::Instant::now();
+    let apply = Run(d
+        .command(&["apply", "plan.json", "--dispatcher", "--transport", "local"])
+        .env("POGO_CERT", &stranger.cert)
+        .env("POGO_KEY", &stranger.key)
+        .output()
+        .unwrap());
+    apply.expect(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        apply
+            .stderr()
+            .contains("the dispatcher did not accept this client's certificate")
+            && !apply.stderr().contains("may have made"),
+        "{}",
+        apply.stderr()
+    );
+
+    // A worker of another deployment exits with the reason, as one with the wrong role does,
+    // instead of retrying for ever.
+    d.pogo(&["certs", "init", "third", "--worker", "w9"])
+        .expect(0);
+    let url = d.url();
+    let (cert, key, ca) = (
+        path_text(&d.path().join("third/worker-w9.pem")),
+        path_text(&d.path().join("third/worker-w9-key.pem")),
+        path_text(&ca),
+    );
+    let mut worker = d.spawn(
+        "w9",
+        &[
+            "worker",
+            "--dispatcher",
+            &url,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--ca",
+            &ca,
+            "--max-backoff",
+            "200ms",
+        ],
+    );
+    wait_until("the foreign worker to exit", || worker.exited());
+    assert_ne!(worker.wait(), 0);
+    assert!(
+        worker.stderr().contains("certificate"),
+        "{}",
+        worker.stderr()
+    );
     drop(dispatcher);
 }
 

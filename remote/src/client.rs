@@ -24,6 +24,10 @@ pub enum ClientError {
     /// The dispatcher could not be reached, or the connection broke (worth retrying).
     #[error("cannot reach the dispatcher at {url}: {message}")]
     Connect { url: String, message: String },
+    /// The TLS handshake refused a certificate (the dispatcher's, or this client's): final,
+    /// since trying again meets the same certificates, and no request was taken.
+    #[error("cannot talk to the dispatcher at {url}: {message}")]
+    Refused { url: String, message: String },
     /// The dispatcher answered with an error status; `message` is its [`ApiError`].
     #[error("the dispatcher refused: {message} (HTTP {status})")]
     Status { status: u16, message: String },
@@ -45,7 +49,10 @@ impl ClientError {
         match self {
             ClientError::Connect { .. } => true,
             ClientError::Status { status, .. } => *status >= 500,
-            ClientError::Decode(_) | ClientError::Tls(_) | ClientError::Invalid(_) => false,
+            ClientError::Refused { .. }
+            | ClientError::Decode(_)
+            | ClientError::Tls(_)
+            | ClientError::Invalid(_) => false,
         }
     }
 }
@@ -438,10 +445,23 @@ fn shorten(text: &str, max: usize) -> String {
 }
 
 fn connect_error(base: &str, error: &reqwest::Error) -> ClientError {
-    ClientError::Connect {
-        url: base.to_string(),
-        message: describe(error),
+    let refused = causes(error)
+        .iter()
+        .any(|cause| is_certificate_refusal(cause.downcast_ref::<rustls::Error>()));
+    let (url, message) = (base.to_string(), describe(error));
+    if refused {
+        ClientError::Refused { url, message }
+    } else {
+        ClientError::Connect { url, message }
     }
+}
+
+/// A certificate refused in the handshake, by either side: not a connection that broke.
+fn is_certificate_refusal(error: Option<&rustls::Error>) -> bool {
+    matches!(
+        error,
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_))
+    )
 }
 
 /// What went wrong with a connection, for a person: the innermost cause, with a hint when
@@ -993,7 +1013,9 @@ pub(crate) mod tests {
             .await
             .unwrap_err();
         let message = error.to_string();
-        assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
+        // Final: a handshake that refused a certificate is not retried.
+        assert!(matches!(error, ClientError::Refused { .. }), "{error:?}");
+        assert!(!error.is_transient());
         assert!(
             message.contains("TLS handshake failed: the dispatcher's certificate was not accepted")
                 && message.contains("CA file"),
@@ -1011,7 +1033,8 @@ pub(crate) mod tests {
             .await
             .unwrap_err();
         let message = error.to_string();
-        assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
+        assert!(matches!(error, ClientError::Refused { .. }), "{error:?}");
+        assert!(!error.is_transient());
         assert!(
             message.contains("the dispatcher did not accept this client's certificate"),
             "{message}"

@@ -786,7 +786,9 @@ impl Link {
 
 fn away_reason(error: &ClientError) -> String {
     match error {
-        ClientError::Connect { message, .. } => message.clone(),
+        ClientError::Connect { message, .. } | ClientError::Refused { message, .. } => {
+            message.clone()
+        }
         ClientError::Status { status, message } => format!("HTTP {status}: {message}"),
         other => other.to_string(),
     }

@@ -316,7 +316,8 @@ async fn submit(
             Err(error) if error.is_transient() => {
                 let mut failure = client_failure(error);
                 failure.message.push_str(
-                    "the dispatcher may have made the job before the connection broke: check                      `pogo jobs` before applying the plan again\n",
+                    "\nthe dispatcher may have made the job before the connection broke: check \
+                     `pogo jobs` before applying the plan again\n",
                 );
                 return Err(failure);
             }

@@ -171,7 +171,7 @@ pub fn client_failure(error: ClientError) -> Failure {
     let hint = match &error {
         // The client explains the certificates it knows to be at fault; a bare TLS failure
         // is explained here.
-        ClientError::Connect { message, .. }
+        ClientError::Connect { message, .. } | ClientError::Refused { message, .. }
             if tls_trouble(message) && !message.contains("certificate") =>
         {
             "\nthe TLS handshake failed: the dispatcher refused this client's certificate, or \
