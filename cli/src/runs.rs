@@ -224,9 +224,15 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
             }
             continue;
         };
-        // Streamed: a log of 300 MB takes no more memory than a small one.
+        // Streamed: a log of 300 MB takes no more memory than a small one. On a terminal, a
+        // host's escape sequences are shown rather than acted on.
         let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
-        match std::io::copy(&mut reader, out).and_then(|_| out.flush()) {
+        let copied = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            copy_printable(&mut reader, out)
+        } else {
+            std::io::copy(&mut reader, out).map(drop)
+        };
+        match copied.and_then(|()| out.flush()) {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 return Err(invalid(format!("cannot write to stdout: {e}")))
             }
@@ -245,6 +251,23 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         emit(out, "No host printed anything.\n")?;
     }
     Ok(())
+}
+
+/// Copies lines, their control sequences shown as `\x1b` ([`pogo_views::text::printable`]).
+fn copy_printable(reader: &mut impl std::io::BufRead, out: &mut dyn Write) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let (body, newline) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (text.as_ref(), ""),
+        };
+        write!(out, "{}{newline}", pogo_views::text::printable(body))?;
+    }
 }
 
 /// `pogo log JOB [HOST]`.

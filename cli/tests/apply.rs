@@ -1092,3 +1092,27 @@ fn lines_10_ms_apart_keep_their_order_across_stdout_and_stderr() {
         .collect();
     assert_eq!(log, expected);
 }
+
+/// The summary is for people: a host's huge output is cut (a 50 MB line put 650 KB into it),
+/// and its escape sequences are shown, not acted on.
+#[test]
+fn the_summary_cuts_a_hosts_output_and_neutralises_its_escapes() {
+    let scene = Scene::new();
+    let run = scene.pogo(&[
+        "run",
+        "--config",
+        &config("t/cfgs/one.cfg"),
+        "--targets",
+        "host1",
+        "--command",
+        "head -c 3000000 /dev/zero | tr '\\0' x; printf '\\n\\033[2Jcleared\\n'; exit 1",
+        "--transport",
+        "local",
+        "--yes",
+    ]);
+    run.expect(3);
+    let out = run.stdout();
+    assert!(out.len() < 8 * 1024, "{} bytes of summary", out.len());
+    assert!(out.contains("  | \\x1b[2Jcleared\n"), "{out}");
+    assert!(!out.contains('\u{1b}'), "an escape reached the terminal");
+}

@@ -161,6 +161,8 @@ pub fn status_text(detail: &JobDetail, full: bool, repeat: &str) -> String {
 pub struct LogText {
     prefixed: bool,
     attempts: HashMap<String, u32>,
+    /// For a terminal: control sequences shown, not acted on ([`crate::text::printable`]).
+    printable: bool,
 }
 
 impl LogText {
@@ -168,7 +170,14 @@ impl LogText {
         LogText {
             prefixed,
             attempts: HashMap::new(),
+            printable: false,
         }
+    }
+
+    /// Lines for a terminal: a host's escape sequences cannot clear it or retitle it.
+    pub fn for_terminal(mut self) -> LogText {
+        self.printable = true;
+        self
     }
 
     /// Appends `record`'s line(s) to `text`.
@@ -187,7 +196,12 @@ impl LogText {
         } else {
             ""
         };
-        text.push_str(&format!("{prefix}{stream}{}\n", record.text));
+        if self.printable {
+            let line = crate::text::printable(&record.text);
+            text.push_str(&format!("{prefix}{stream}{line}\n"));
+        } else {
+            text.push_str(&format!("{prefix}{stream}{}\n", record.text));
+        }
     }
 }
 

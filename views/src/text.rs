@@ -166,3 +166,20 @@ mod tests {
         assert_eq!(shell_word(""), "''");
     }
 }
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    /// A host printing a clear-screen, a window title or a carriage return cannot act on the
+    /// operator's terminal through pogo's views.
+    #[test]
+    fn control_sequences_are_shown_not_acted_on() {
+        assert_eq!(printable("plain\ttext"), "plain\ttext");
+        assert_eq!(printable("\x1b[2Jgone"), "\\x1b[2Jgone");
+        assert_eq!(printable("\x1b]0;owned\x07"), "\\x1b]0;owned\\x07");
+        assert_eq!(printable("ok\rhost2: Success"), "ok\\x0dhost2: Success");
+        assert_eq!(printable("c1\u{9b}31m"), "c1\\x9b31m");
+        assert!(matches!(printable("tidy"), std::borrow::Cow::Borrowed(_)));
+    }
+}

@@ -288,6 +288,9 @@ pub fn log(request: JobLog, out: &mut dyn Write) -> Result<(), Failure> {
             follow: request.follow,
         };
         let mut format = LogText::new(request.host.is_none());
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            format = format.for_terminal();
+        }
         let shown = show_feed(feed, out, |record| {
             let mut text = String::new();
             format.push(record, &mut text);
