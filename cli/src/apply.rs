@@ -700,8 +700,12 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         }
         _ => None,
     };
-    let transport =
-        pogo_executor::transport::from_spec(&spec.transport, password).map_err(invalid)?;
+    let transport = pogo_executor::transport::from_spec_supervised(
+        &spec.transport,
+        password,
+        std::env::current_exe().ok(),
+    )
+    .map_err(invalid)?;
     let resumed = existing.is_some();
     let (dir, lock, mut journal) = match existing {
         Some(reopened) => reopened,

@@ -589,10 +589,22 @@ fn after_a_crash_resume_keeps_finished_hosts_and_reruns_interrupted_ones_only_if
     scene.wait_for("host3 to start", |spans| spans.contains_key("host3"));
     signal(&child, "KILL");
     wait(child);
-    // Their commands outlive pogo (it could not kill them); let them end.
-    scene.wait_for("the orphans to end", |spans| {
-        spans.values().all(|s| s.iter().all(|(_, end)| *end > 0))
-    });
+    // Their commands die with pogo: each ran under a supervisor that the kernel tells when
+    // pogo is gone, and that ends the command's process group. (They ran on as orphans,
+    // finishing their side effects unobserved.)
+    let rec = format!("{}/rec.sh", scene.path().display());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_matching(&rec).is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", processes_matching(&rec));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let spans = scene.spans();
+    assert!(
+        ["host2", "host3"]
+            .iter()
+            .all(|h| spans[*h].iter().all(|(_, end)| *end == 0)),
+        "{spans:?}"
+    );
     let runs = scene.pogo(&["runs"]);
     assert!(
         runs.expect(0).stdout().contains("interrupted"),

@@ -86,6 +86,7 @@ async fn main() {
                 tls: files(&pki, Role::Worker, name),
                 capacity: 64,
                 max_backoff: Duration::from_secs(1),
+                supervisor: None,
             },
             stop.clone(),
             CancelToken::new(),

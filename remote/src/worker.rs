@@ -47,6 +47,10 @@ pub struct WorkerConfig {
     pub capacity: u32,
     /// The longest pause between two attempts to reach a dispatcher that is away.
     pub max_backoff: Duration,
+    /// The pogo binary that supervises each local command, so that the commands die with the
+    /// worker, even one killed with SIGKILL (`pogo worker` gives itself; see
+    /// `pogo_executor::transport::supervise`).
+    pub supervisor: Option<std::path::PathBuf>,
 }
 
 /// Why a worker ended on its own: its dispatcher refused it, or it could not start.
@@ -94,7 +98,8 @@ pub async fn run(
     }
     let client =
         Client::new(&config.dispatcher, &config.tls).map_err(|e| WorkerError(e.to_string()))?;
-    let settings = Settings::new(config.capacity, config.max_backoff);
+    let mut settings = Settings::new(config.capacity, config.max_backoff);
+    settings.supervisor = config.supervisor;
     run_with(client, settings, stop, kill).await
 }
 
@@ -109,6 +114,8 @@ pub(crate) struct Settings {
     pub(crate) give_up: Duration,
     /// Where the worker's lines go (standard error).
     pub(crate) log: Arc<dyn Fn(&str) + Send + Sync>,
+    /// See [`WorkerConfig::supervisor`].
+    pub(crate) supervisor: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -122,6 +129,7 @@ impl Settings {
             max_backoff,
             give_up: GIVE_UP,
             log: Arc::new(|line| eprintln!("{line}")),
+            supervisor: None,
         }
     }
 }
@@ -213,6 +221,7 @@ struct State {
 impl Shared {
     fn new(client: Client, settings: Settings) -> Shared {
         let now = Instant::now();
+        let supervisor = settings.supervisor.clone();
         Shared {
             client,
             link: Link::new(settings.log.clone()),
@@ -220,7 +229,10 @@ impl Shared {
             state: Mutex::new(State {
                 registry: Registry::default(),
                 outbox: Outbox::default(),
-                transports: TransportCache::default(),
+                transports: TransportCache {
+                    supervisor,
+                    ..TransportCache::default()
+                },
                 last_delivery: now,
                 last_command_end: now,
             }),
@@ -1054,6 +1066,7 @@ impl Registry {
 pub(crate) struct TransportCache {
     entries: HashMap<String, CachedTransport>,
     generation: u64,
+    supervisor: Option<std::path::PathBuf>,
 }
 
 struct CachedTransport {
@@ -1084,8 +1097,12 @@ impl TransportCache {
                 return Ok((entry.transport.clone(), entry.generation));
             }
         }
-        let transport = transport::from_spec(spec, password.map(Secret::new))
-            .map_err(|e| format!("could not start the transport: {e}"))?;
+        let transport = transport::from_spec_supervised(
+            spec,
+            password.map(Secret::new),
+            self.supervisor.clone(),
+        )
+        .map_err(|e| format!("could not start the transport: {e}"))?;
         self.generation += 1;
         self.entries.insert(
             job.to_string(),
@@ -1645,6 +1662,7 @@ mod tests {
                     let log = log.clone();
                     Arc::new(move |line| log.lock().unwrap().push(line.to_string()))
                 },
+                supervisor: None,
             };
             let (stop, kill) = (CancelToken::new(), CancelToken::new());
             let worker = tokio::spawn(run_with(

@@ -204,6 +204,8 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
         tls: connection.tls,
         capacity: args.capacity,
         max_backoff: args.max_backoff,
+        // Local commands die with the worker, even one killed with SIGKILL.
+        supervisor: std::env::current_exe().ok(),
     };
     let runtime = daemon_runtime()?;
     let result = runtime.block_on(async {

@@ -35,6 +35,9 @@ const AFTER_KILL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct LocalTransport {
     kill_grace: Duration,
+    /// The pogo binary to run each command under, as its supervisor (see
+    /// [`super::supervise`]), so that the command dies with this process.
+    supervisor: Option<std::path::PathBuf>,
 }
 
 impl Default for LocalTransport {
@@ -47,7 +50,15 @@ impl LocalTransport {
     pub fn new() -> Self {
         LocalTransport {
             kill_grace: DEFAULT_KILL_GRACE,
+            supervisor: None,
         }
+    }
+
+    /// Runs each command under `pogo` (this binary) as its supervisor, so that a command dies
+    /// with the process that started it, even one killed with SIGKILL.
+    pub fn with_supervisor(mut self, pogo: std::path::PathBuf) -> Self {
+        self.supervisor = Some(pogo);
+        self
     }
 
     /// Sets the time between `SIGTERM` and `SIGKILL` when a command is killed.
@@ -67,7 +78,21 @@ impl LocalTransport {
         if cancel.is_cancelled() {
             return Outcome::Cancelled(Kill::NotStarted);
         }
-        let mut child = match Command::new("/bin/sh")
+        let mut shell = match &self.supervisor {
+            Some(pogo) => {
+                let mut supervised = Command::new(pogo);
+                supervised
+                    .env(
+                        super::supervise::SUPERVISE_ENV,
+                        self.kill_grace.as_millis().to_string(),
+                    )
+                    .env(super::supervise::PARENT_ENV, std::process::id().to_string())
+                    .arg("/bin/sh");
+                supervised
+            }
+            None => Command::new("/bin/sh"),
+        };
+        let mut child = match shell
             .arg("-c")
             .arg(command)
             .env(HOST_ENV, host)

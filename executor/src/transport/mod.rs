@@ -28,6 +28,7 @@
 pub mod askpass;
 pub mod local;
 pub mod ssh;
+pub mod supervise;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -44,6 +45,7 @@ use tokio::sync::{mpsc, watch};
 pub use askpass::{askpass_main, askpass_requested, Secret, ASKPASS_ENV};
 pub use local::LocalTransport;
 pub use ssh::{HostKeyPolicy, SshOptions, SshTransport};
+pub use supervise::{supervise_main, supervise_requested};
 
 /// A boxed future, so that [`Transport`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -315,8 +317,21 @@ pub fn from_spec(
     spec: &TransportSpec,
     password: Option<Secret>,
 ) -> Result<Arc<dyn Transport>, String> {
+    from_spec_supervised(spec, password, None)
+}
+
+/// [`from_spec`], with the local transport's commands run under `supervisor` (the pogo
+/// binary: see [`supervise`]), as `pogo apply` and `pogo worker` do.
+pub fn from_spec_supervised(
+    spec: &TransportSpec,
+    password: Option<Secret>,
+    supervisor: Option<std::path::PathBuf>,
+) -> Result<Arc<dyn Transport>, String> {
     match spec {
-        TransportSpec::Local => Ok(Arc::new(LocalTransport::new())),
+        TransportSpec::Local => Ok(Arc::new(match supervisor {
+            Some(pogo) => LocalTransport::new().with_supervisor(pogo),
+            None => LocalTransport::new(),
+        })),
         TransportSpec::Ssh {
             user,
             port,
