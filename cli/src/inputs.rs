@@ -191,8 +191,19 @@ pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Fa
 }
 
 /// Writes through a temporary file and a rename, so an interrupted write never leaves a
-/// truncated plan behind.
+/// truncated plan behind. A path that is not a regular file (`/dev/null`, `/dev/stdout`, a
+/// named pipe) is written to as it is: a rename would replace the device with a file, and
+/// `pogo plan -o /dev/null` run as root once turned /dev/null into a plan.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .map_err(|e| invalid(format!("cannot write plan to `{}`: {e}", path.display())));
+        }
+    }
     let file_name = path.file_name().ok_or_else(|| {
         invalid(format!(
             "cannot write plan to `{}`: not a file name",

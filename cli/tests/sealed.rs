@@ -400,3 +400,31 @@ fn plans_and_runs_of_the_previous_release_still_work() {
     assert_eq!(started.len(), 2);
     assert_eq!(started[1]["resumed"], json!(true));
 }
+
+/// `pogo plan -o /dev/null` renamed its temporary file over /dev/null, turning the device into
+/// a regular file (as root). A path that is not a regular file is written to in place; a named
+/// pipe stands in for the device here.
+#[test]
+fn a_plan_written_to_a_device_or_a_pipe_leaves_it_as_it_was() {
+    let dir = Scratch::new();
+    let fifo = dir.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = dir.pogo(&["plan", "--config", "fleet.cfg", "-o", "pipe"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // Checked before the reader is joined: a pipe replaced by a file has no writer.
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    let plan = reader.join().unwrap();
+    assert!(plan.starts_with("{\n  \"format_version\": 2"), "{plan}");
+}

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    assert_killed_on_target, eventually, long_command, marker, pgrp, run, run_with, stdout_of,
-    texts, Sshd, SshdOptions, TEST_PASSWORD, TEST_USER,
+    alive, assert_killed_on_target, eventually, long_command, marker, pgrp, run, run_with,
+    stdout_of, texts, Sshd, SshdOptions, TEST_PASSWORD, TEST_USER,
 };
 use pogo_executor::transport::{
     CancelToken, ConnectErrorKind, ExitStatus, HostKeyPolicy, Kill, Outcome, Secret, SshOptions,
@@ -568,4 +568,47 @@ async fn a_command_that_finished_is_never_reported_cancelled_or_timed_out() {
             "round {round}"
         );
     }
+}
+
+/// Without a terminal, a remote command outlived its session: a worker killed with SIGKILL, or
+/// a connection lost, left it running on the target. The wrapper watches its stdin, which this
+/// side holds open for the whole run, and ends the command's process group when it closes.
+#[tokio::test]
+async fn a_lost_session_takes_the_remote_command_with_it() {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let marker = marker("lost-session");
+    let command = long_command(&marker);
+    let cancel = CancelToken::new();
+    let (tx, mut rx) = mpsc::channel(16);
+    let run_fut = ssh.run("ok", &command, TEN_SECONDS, &cancel, tx);
+    tokio::pin!(run_fut);
+    // The command and its child run.
+    let mut pids = Vec::new();
+    while pids.len() < 2 {
+        tokio::select! {
+            line = rx.recv() => {
+                let text = line.unwrap().text().into_owned();
+                if let Some(pid) = text.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+                    pids.push(pid);
+                }
+            }
+            result = &mut run_fut => panic!("ended early: {result:?}"),
+        }
+    }
+    assert!(pids.iter().all(|&pid| alive(pid)));
+    // The connection goes, as it does when the worker holding it is killed.
+    let masters = sshd.masters();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &masters[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let _ = run_fut.await;
+    assert!(
+        eventually(Duration::from_secs(10), || pids
+            .iter()
+            .all(|&pid| !alive(pid))),
+        "the remote command and its child outlived the session: {pids:?}"
+    );
 }

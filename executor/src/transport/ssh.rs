@@ -32,18 +32,29 @@
 //! sent as the session's command line:
 //!
 //! ```sh
-//! exec /bin/sh -c 'echo pogo-pid-NONCE $$ >&2; c=$(cat); exec </dev/null; /bin/sh -c "$c"'
+//! exec /bin/sh -c 'echo pogo-pid-NONCE $$ >&2; exec 3<&0; IFS= read -r n;
+//!   c=$(dd bs=1 count="$n" 2>/dev/null);
+//!   /bin/sh -c "$c" </dev/null 3<&- & p=$!;
+//!   (cat <&3 >/dev/null 2>&1; kill -TERM -$$ 2>/dev/null) & w=$!; exec 3<&-;
+//!   wait $p; s=$?; kill $w 2>/dev/null; echo pogo-pid-NONCE exit $s >&2; exit $s'
 //! ```
 //!
 //! - OpenSSH's `sshd` starts each session's process with `setsid()`, and the login shell
 //!   `exec`s the wrapper, so the wrapper's PID is also its process group and session id. It
 //!   reports that PID on stderr, marked with a per-run nonce, before anything of the command
 //!   runs; the transport takes that line out of the output.
-//! - The command itself is written to the wrapper's stdin rather than quoted into its command
-//!   line, so it reaches `/bin/sh -c` byte for byte whatever the login shell (bash, zsh, fish,
-//!   csh) and whatever it contains. Its own stdin is `/dev/null`.
+//! - The command itself is written to the wrapper's stdin (its length, a newline, its bytes)
+//!   rather than quoted into its command line, so it reaches `/bin/sh -c` byte for byte
+//!   whatever the login shell (bash, zsh, fish, csh) and whatever it contains. Its own stdin is
+//!   `/dev/null`.
+//! - The transport keeps the session's stdin open for the whole run. A watcher in the wrapper
+//!   reads it to its end, which comes only when this process dies (a worker killed with
+//!   SIGKILL) or the connection drops, and then ends the command's process group: the command
+//!   does not outlive its session.
 //! - The command runs as a child of the wrapper: a command killed by signal N exits with the
-//!   shell's code 128 + N.
+//!   shell's code 128 + N. Once it has exited, the wrapper reports its status on stderr (taken
+//!   out of the output): a cancel or timeout that comes after never hides what the command
+//!   did.
 //!
 //! On timeout or cancellation the transport runs a second command on the same master,
 //! `exec /bin/sh -s`, with a kill script on its stdin: it sends `SIGTERM` to the process group
@@ -424,9 +435,19 @@ impl SshTransport {
         // has exited, its status: the exit status of the session comes only after the output
         // is closed, and a cancel or a timeout that comes in between must not be taken for
         // the command's end.
+        //
+        // The command comes on stdin after its length, and stdin then stays open for the
+        // whole run: a watcher in the wrapper waits for its end, which comes when this process
+        // (a worker, say) dies or the connection drops, and then ends the command's process
+        // group. Without a terminal, a remote command would otherwise outlive its session.
+        // (A background job of a non-interactive shell gets /dev/null as stdin: the watcher
+        // reads a copy of it, fd 3, which the command does not get.)
         let wrapper = format!(
-            "exec /bin/sh -c 'echo {marker} $$ >&2; c=$(cat); exec </dev/null; /bin/sh -c \"$c\"; \
-             s=$?; echo {marker} exit $s >&2; exit $s'"
+            "exec /bin/sh -c 'echo {marker} $$ >&2; exec 3<&0; IFS= read -r n; \
+             c=$(dd bs=1 count=\"$n\" 2>/dev/null); \
+             /bin/sh -c \"$c\" </dev/null 3<&- & p=$!; \
+             (cat <&3 >/dev/null 2>&1; kill -TERM -$$ 2>/dev/null) & w=$!; exec 3<&-; \
+             wait $p; s=$?; kill $w 2>/dev/null; echo {marker} exit $s >&2; exit $s'"
         );
         let spawned = Session::to_raw_command(session.clone(), &wrapper)
             .stdin(openssh::Stdio::piped())
@@ -446,12 +467,12 @@ impl SshTransport {
             }
         };
 
-        if let Some(mut stdin) = child.stdin().take() {
-            let command = command.as_bytes().to_vec();
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&command).await;
-                // Dropping stdin closes it: the wrapper's `cat` ends.
-            });
+        // Held until the run ends: its end is the wrapper's sign that this side is gone.
+        let mut stdin = child.stdin().take();
+        if let Some(stdin) = stdin.as_mut() {
+            let framed = format!("{}\n{command}", command.len());
+            let _ = stdin.write_all(framed.as_bytes()).await;
+            let _ = stdin.flush().await;
         }
         let (pid_tx, mut pid_rx) = watch::channel(None::<u32>);
         let (exit_tx, exit_rx) = watch::channel(None::<i32>);
