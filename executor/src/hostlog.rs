@@ -1,9 +1,9 @@
 //! A host's log: the output of its attempts, appended to `logs/HOST.log` in the run's
 //! directory.
 //!
-//! - **Buffered.** Lines go through a 64 KiB buffer, flushed whenever no more output is waiting
-//!   (so a quiet command's lines are on disk at once, and a flood is written in large writes,
-//!   not one `write` a line) and when the attempt ends.
+//! - **Buffered.** Lines go through a 64 KiB buffer, written when it is full, when the command
+//!   has printed nothing for 50 ms (so a quiet command's lines are on disk at once, and a flood
+//!   is written in large writes, not one `write` a line) and when the attempt ends.
 //! - **Capped.** A host's log holds at most `max_output` bytes (the plan's, 10 MiB by default,
 //!   as Pogo 4.0's); past it, the rest is counted and dropped, and a marker line says how much.
 //! - **Second to the journal.** Before the disk fills, logs stop: when less than
@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_OUTPUT: u64 = 10 << 20;
 
 /// Room kept free on the logs' filesystem for the journal.
 pub const RESERVE: u64 = 8 << 20;
+
+/// How long output may wait in the buffer once the command is quiet.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How much is written between two looks at the free space.
 const SPACE_CHECK_EVERY: u64 = 1 << 20;
@@ -196,19 +199,41 @@ impl Writer {
 
 /// Writes an attempt's output lines to its log until the transport drops its sender.
 /// Without a target (no log directory), the lines are read and dropped.
-pub async fn write(target: Option<LogTarget>, mut lines: mpsc::Receiver<OutputLine>) -> LogReport {
+pub async fn write(
+    target: Option<LogTarget>,
+    mut lines: mpsc::Receiver<Vec<OutputLine>>,
+) -> LogReport {
     let Some(target) = target else {
         while lines.recv().await.is_some() {}
         return LogReport::default();
     };
     let mut writer = Writer::new(target);
-    while let Some(line) = lines.recv().await {
-        writer.line(&line);
-        // Whatever else is waiting goes in the same write.
-        while let Ok(line) = lines.try_recv() {
-            writer.line(&line);
+    let mut unflushed = false;
+    loop {
+        // While output flows, the buffer fills and goes out in large writes; once the
+        // command has been quiet for FLUSH_AFTER, what is buffered goes to disk.
+        let next = if unflushed {
+            match tokio::time::timeout(FLUSH_AFTER, lines.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    writer.flush();
+                    unflushed = false;
+                    continue;
+                }
+            }
+        } else {
+            lines.recv().await
+        };
+        let Some(batch) = next else { break };
+        for line in &batch {
+            writer.line(line);
         }
-        writer.flush();
+        while let Ok(batch) = lines.try_recv() {
+            for line in &batch {
+                writer.line(line);
+            }
+        }
+        unflushed = true;
     }
     writer.finish()
 }
@@ -244,7 +269,7 @@ mod tests {
     async fn write_lines(target: LogTarget, lines: &[OutputLine]) -> LogReport {
         let (tx, rx) = mpsc::channel(lines.len() + 1);
         for l in lines {
-            tx.send(l.clone()).await.unwrap();
+            tx.send(vec![l.clone()]).await.unwrap();
         }
         drop(tx);
         write(Some(target), rx).await

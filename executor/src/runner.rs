@@ -421,7 +421,7 @@ impl Run<'_> {
                     return;
                 }
             }
-            let (out_tx, out_rx) = mpsc::channel::<OutputLine>(256);
+            let (out_tx, out_rx) = mpsc::channel::<Vec<OutputLine>>(64);
             let writer = tokio::spawn(hostlog::write(log, out_rx));
             let result = transport
                 .run(&name, &command, timeout, &cancel, out_tx)

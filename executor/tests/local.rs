@@ -58,7 +58,7 @@ async fn output_streams_as_it_comes_in_order() {
     let run = transport.run("h", command, TEN_SECONDS, &cancel, tx);
     tokio::pin!(run);
     let first = tokio::select! {
-        line = rx.recv() => line.unwrap(),
+        batch = rx.recv() => batch.unwrap().remove(0),
         result = &mut run => panic!("the run ended before any output: {result:?}"),
     };
     assert_eq!(
@@ -67,8 +67,8 @@ async fn output_streams_as_it_comes_in_order() {
     );
     let mut rest = Vec::new();
     let collect = async {
-        while let Some(line) = rx.recv().await {
-            rest.push(line);
+        while let Some(batch) = rx.recv().await {
+            rest.extend(batch);
         }
     };
     let (result, ()) = tokio::join!(run, collect);
@@ -147,7 +147,7 @@ async fn an_abandoned_run_kills_its_process_group() {
         tokio::pin!(run);
         while field(&lines, "child").is_empty() {
             tokio::select! {
-                line = rx.recv() => lines.push(line.unwrap()),
+                batch = rx.recv() => lines.extend(batch.unwrap()),
                 result = &mut run => panic!("ended: {result:?}"),
             }
         }

@@ -72,7 +72,7 @@ impl Transport for Scripted {
         _command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<Vec<OutputLine>>,
     ) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
             let origin = *self.origin.lock().unwrap().get_or_insert_with(Instant::now);
@@ -91,10 +91,10 @@ impl Transport for Scripted {
                 .expect("every host is scripted");
             let start = Instant::now();
             let _ = output
-                .send(OutputLine {
+                .send(vec![OutputLine {
                     stream: Stream::Stdout,
                     line: format!("{host} attempt {attempt}").into_bytes(),
-                })
+                }])
                 .await;
             let work = tokio::time::sleep(Duration::from_secs(step.seconds));
             let limit = async {

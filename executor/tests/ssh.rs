@@ -117,7 +117,7 @@ async fn output_streams_as_it_comes_in_order() {
     tokio::pin!(run);
     // The first line arrives while the command is still running.
     let first = tokio::select! {
-        line = rx.recv() => line.unwrap(),
+        batch = rx.recv() => batch.unwrap().remove(0),
         result = &mut run => panic!("the run ended before any output: {result:?}"),
     };
     assert_eq!(
@@ -126,8 +126,8 @@ async fn output_streams_as_it_comes_in_order() {
     );
     let mut rest = Vec::new();
     let collect = async {
-        while let Some(line) = rx.recv().await {
-            rest.push(line);
+        while let Some(batch) = rx.recv().await {
+            rest.extend(batch);
         }
     };
     let (result, ()) = tokio::join!(run, collect);
@@ -411,7 +411,7 @@ async fn an_abandoned_run_still_kills_the_command_on_the_target() {
         tokio::pin!(run);
         while common::field(&lines, "child").is_empty() {
             tokio::select! {
-                line = rx.recv() => lines.push(line.unwrap()),
+                batch = rx.recv() => lines.extend(batch.unwrap()),
                 result = &mut run => panic!("ended: {result:?}"),
             }
         }
@@ -448,7 +448,7 @@ async fn a_lost_connection_is_reported_and_the_next_run_connects_again() {
     let run_fut = ssh.run("ok", "echo up; sleep 3", TEN_SECONDS, &cancel, tx);
     tokio::pin!(run_fut);
     tokio::select! {
-        line = rx.recv() => assert_eq!(line.unwrap().text(), "up"),
+        batch = rx.recv() => assert_eq!(batch.unwrap()[0].text(), "up"),
         result = &mut run_fut => panic!("ended early: {result:?}"),
     }
     let masters = sshd.masters();
@@ -587,10 +587,12 @@ async fn a_lost_session_takes_the_remote_command_with_it() {
     let mut pids = Vec::new();
     while pids.len() < 2 {
         tokio::select! {
-            line = rx.recv() => {
-                let text = line.unwrap().text().into_owned();
-                if let Some(pid) = text.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
-                    pids.push(pid);
+            batch = rx.recv() => {
+                for line in batch.unwrap() {
+                    let text = line.text().into_owned();
+                    if let Some(pid) = text.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) {
+                        pids.push(pid);
+                    }
                 }
             }
             result = &mut run_fut => panic!("ended early: {result:?}"),

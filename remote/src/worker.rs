@@ -538,7 +538,7 @@ async fn forward_output(
     shared: &Shared,
     task: &str,
     max_output: u64,
-    mut lines: mpsc::Receiver<transport::OutputLine>,
+    mut lines: mpsc::Receiver<Vec<transport::OutputLine>>,
     mut ended: oneshot::Receiver<()>,
 ) -> u64 {
     let mut chunker = Chunker::new(task, max_output);
@@ -557,12 +557,16 @@ async fn forward_output(
         }
         let room = ready.len() < READY_CHUNKS;
         tokio::select! {
-            line = lines.recv(), if open && room => match line {
-                Some(line) => {
-                    if let Some(chunk) = chunker.push(&line) {
-                        ready.push_back(chunk);
+            batch = lines.recv(), if open && room => match batch {
+                Some(batch) => {
+                    let before = ready.len();
+                    for line in &batch {
+                        ready.extend(chunker.push(line));
+                    }
+                    if ready.len() > before {
                         deadline = None;
-                    } else if deadline.is_none() {
+                    }
+                    if deadline.is_none() && chunker.has_lines() {
                         deadline = Some(Instant::now() + BATCH_WINDOW);
                     }
                 }
@@ -575,8 +579,10 @@ async fn forward_output(
             // The command ended: what it wrote is in the channel (a transport may drop its
             // end of the channel a little later). Send it all now.
             _ = &mut ended, if open => {
-                while let Ok(line) = lines.try_recv() {
-                    ready.extend(chunker.push(&line));
+                while let Ok(batch) = lines.try_recv() {
+                    for line in &batch {
+                        ready.extend(chunker.push(line));
+                    }
                 }
                 open = false;
                 chunker.mark_cut();
@@ -912,6 +918,11 @@ impl Chunker {
             chunk: self.cut,
             lines: std::mem::take(&mut self.lines),
         })
+    }
+
+    /// Whether lines wait for the next chunk.
+    pub(crate) fn has_lines(&self) -> bool {
+        !self.lines.is_empty()
     }
 
     /// How many chunks were cut.

@@ -73,7 +73,7 @@ impl LocalTransport {
         command: &str,
         deadline: Option<Instant>,
         cancel: &CancelToken,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<Vec<OutputLine>>,
     ) -> Outcome {
         if cancel.is_cancelled() {
             return Outcome::Cancelled(Kill::NotStarted);
@@ -206,7 +206,7 @@ impl Transport for LocalTransport {
         command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<Vec<OutputLine>>,
     ) -> BoxFuture<'a, RunResult> {
         if let Some(refused) = super::refused_host(host) {
             return Box::pin(async move { refused });

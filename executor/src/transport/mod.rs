@@ -68,7 +68,7 @@ pub trait Transport: Send + Sync {
         command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<Vec<OutputLine>>,
     ) -> BoxFuture<'a, RunResult>;
 
     /// Closes the connection to `host`, if there is one: the runner is done with the host.
@@ -397,7 +397,7 @@ where
 pub(crate) async fn pump_lines<R, F>(
     mut reader: R,
     stream: Stream,
-    output: &mpsc::Sender<OutputLine>,
+    output: &mpsc::Sender<Vec<OutputLine>>,
     mut keep: F,
 ) where
     R: AsyncRead + Unpin,
@@ -405,19 +405,22 @@ pub(crate) async fn pump_lines<R, F>(
 {
     let mut receiver_gone = false;
     let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
         pending.extend_from_slice(&chunk[..n]);
+        // The lines of one read go as one message: a flood of short lines costs one channel
+        // send (and one wake of the writer) a read, not a line.
+        let mut batch = Vec::new();
         let mut start = 0;
         while let Some(newline) = pending[start..].iter().position(|&b| b == b'\n') {
             let line = pending[start..start + newline].to_vec();
             start += newline + 1;
             if keep(&line) {
-                deliver(output, stream, line, &mut receiver_gone).await;
+                batch.push(OutputLine { stream, line });
             }
         }
         pending.drain(..start);
@@ -425,22 +428,26 @@ pub(crate) async fn pump_lines<R, F>(
             let rest = pending.split_off(MAX_LINE);
             let line = std::mem::replace(&mut pending, rest);
             if keep(&line) {
-                deliver(output, stream, line, &mut receiver_gone).await;
+                batch.push(OutputLine { stream, line });
             }
         }
+        deliver(output, batch, &mut receiver_gone).await;
     }
     if !pending.is_empty() && keep(&pending) {
-        deliver(output, stream, pending, &mut receiver_gone).await;
+        let line = OutputLine {
+            stream,
+            line: pending,
+        };
+        deliver(output, vec![line], &mut receiver_gone).await;
     }
 }
 
 async fn deliver(
-    output: &mpsc::Sender<OutputLine>,
-    stream: Stream,
-    line: Vec<u8>,
+    output: &mpsc::Sender<Vec<OutputLine>>,
+    batch: Vec<OutputLine>,
     receiver_gone: &mut bool,
 ) {
-    if !*receiver_gone && output.send(OutputLine { stream, line }).await.is_err() {
+    if !batch.is_empty() && !*receiver_gone && output.send(batch).await.is_err() {
         *receiver_gone = true;
     }
 }
@@ -464,9 +471,11 @@ mod tests {
         pump_lines(input, Stream::Stdout, &tx, |_| true).await;
         drop(tx);
         let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
-            assert_eq!(line.stream, Stream::Stdout);
-            lines.push(line.line);
+        while let Some(batch) = rx.recv().await {
+            for line in batch {
+                assert_eq!(line.stream, Stream::Stdout);
+                lines.push(line.line);
+            }
         }
         lines
     }
@@ -507,7 +516,7 @@ mod tests {
             .run("web1", "echo $POGO_HOST", None, &CancelToken::new(), tx)
             .await;
         assert_eq!(result.outcome, Outcome::Exited(ExitStatus::Code(0)));
-        assert_eq!(rx.recv().await.unwrap().line, b"web1".to_vec());
+        assert_eq!(rx.recv().await.unwrap()[0].line, b"web1".to_vec());
         transport.close("web1").await;
     }
 

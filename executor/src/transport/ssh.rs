@@ -405,7 +405,7 @@ impl SshTransport {
         command: &str,
         deadline: Option<Instant>,
         cancel: &CancelToken,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<Vec<OutputLine>>,
     ) -> Outcome {
         if cancel.is_cancelled() {
             return Outcome::Cancelled(Kill::NotStarted);
@@ -589,7 +589,7 @@ impl Transport for SshTransport {
         command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<OutputLine>,
+        output: mpsc::Sender<Vec<OutputLine>>,
     ) -> BoxFuture<'a, RunResult> {
         if let Some(refused) = super::refused_host(host) {
             return Box::pin(async move { refused });

@@ -34,8 +34,8 @@ pub async fn run_with(
     let (tx, mut rx) = mpsc::channel(16);
     let collect = tokio::spawn(async move {
         let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
-            lines.push(line);
+        while let Some(batch) = rx.recv().await {
+            lines.extend(batch);
         }
         lines
     });
@@ -174,8 +174,8 @@ pub async fn assert_killed_on_target(
     let result = loop {
         tokio::select! {
             line = rx.recv() => {
-                let Some(line) = line else { break run.await };
-                lines.push(line);
+                let Some(batch) = line else { break run.await };
+                lines.extend(batch);
                 if field(&lines, "child").len() == 1 && field(&lines, "self").len() == 1 {
                     let pids = [field(&lines, "self")[0], field(&lines, "child")[0]];
                     assert!(pids.iter().all(|&pid| alive(pid)), "{pids:?} run");
@@ -189,8 +189,8 @@ pub async fn assert_killed_on_target(
             result = &mut run => break result,
         }
     };
-    while let Some(line) = rx.recv().await {
-        lines.push(line);
+    while let Some(batch) = rx.recv().await {
+        lines.extend(batch);
     }
     let pids = [field(&lines, "self")[0], field(&lines, "child")[0]];
     assert!(
