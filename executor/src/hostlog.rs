@@ -262,7 +262,7 @@ mod tests {
     fn line(text: &str) -> OutputLine {
         OutputLine {
             stream: Stream::Stdout,
-            line: text.as_bytes().to_vec(),
+            line: text.as_bytes().to_vec().into(),
         }
     }
 

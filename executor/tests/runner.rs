@@ -93,7 +93,7 @@ impl Transport for Scripted {
             let _ = output
                 .send(vec![OutputLine {
                     stream: Stream::Stdout,
-                    line: format!("{host} attempt {attempt}").into_bytes(),
+                    line: format!("{host} attempt {attempt}").into_bytes().into(),
                 }])
                 .await;
             let work = tokio::time::sleep(Duration::from_secs(step.seconds));

@@ -1163,7 +1163,7 @@ mod tests {
     fn line(stream: Stream, text: &[u8]) -> transport::OutputLine {
         transport::OutputLine {
             stream,
-            line: text.to_vec(),
+            line: text.to_vec().into(),
         }
     }
 

@@ -99,7 +99,8 @@ impl fmt::Display for Stream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputLine {
     pub stream: Stream,
-    pub line: Vec<u8>,
+    /// A view of the buffer the line was read into: a line costs no allocation of its own.
+    pub line: bytes::Bytes,
 }
 
 impl OutputLine {
@@ -404,29 +405,29 @@ pub(crate) async fn pump_lines<R, F>(
     F: FnMut(&[u8]) -> bool,
 {
     let mut receiver_gone = false;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
+    // What is read and not yet cut into lines; lines are split off it without copying.
+    let mut pending = bytes::BytesMut::with_capacity(64 * 1024);
     loop {
-        let n = match reader.read(&mut chunk).await {
+        if pending.capacity() - pending.len() < 16 * 1024 {
+            pending.reserve(64 * 1024);
+        }
+        match reader.read_buf(&mut pending).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&chunk[..n]);
+            Ok(_) => {}
+        }
         // The lines of one read go as one message: a flood of short lines costs one channel
         // send (and one wake of the writer) a read, not a line.
         let mut batch = Vec::new();
-        let mut start = 0;
-        while let Some(newline) = pending[start..].iter().position(|&b| b == b'\n') {
-            let line = pending[start..start + newline].to_vec();
-            start += newline + 1;
+        while let Some(newline) = pending.iter().position(|&b| b == b'\n') {
+            let mut line = pending.split_to(newline + 1);
+            line.truncate(newline);
+            let line = line.freeze();
             if keep(&line) {
                 batch.push(OutputLine { stream, line });
             }
         }
-        pending.drain(..start);
         while pending.len() >= MAX_LINE {
-            let rest = pending.split_off(MAX_LINE);
-            let line = std::mem::replace(&mut pending, rest);
+            let line = pending.split_to(MAX_LINE).freeze();
             if keep(&line) {
                 batch.push(OutputLine { stream, line });
             }
@@ -436,7 +437,7 @@ pub(crate) async fn pump_lines<R, F>(
     if !pending.is_empty() && keep(&pending) {
         let line = OutputLine {
             stream,
-            line: pending,
+            line: pending.freeze(),
         };
         deliver(output, vec![line], &mut receiver_gone).await;
     }
@@ -474,7 +475,7 @@ mod tests {
         while let Some(batch) = rx.recv().await {
             for line in batch {
                 assert_eq!(line.stream, Stream::Stdout);
-                lines.push(line.line);
+                lines.push(line.line.to_vec());
             }
         }
         lines
