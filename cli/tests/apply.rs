@@ -1128,3 +1128,48 @@ fn the_summary_cuts_a_hosts_output_and_neutralises_its_escapes() {
     assert!(out.contains("  | \\x1b[2Jcleared\n"), "{out}");
     assert!(!out.contains('\u{1b}'), "an escape reached the terminal");
 }
+
+/// `pogo log` streams a log: it read a whole log into memory (a 300 MB log took 300 MB). Under
+/// an address-space limit far below the log's size, it still prints all of it.
+#[test]
+fn pogo_log_streams_a_log_bigger_than_its_memory() {
+    let scene = Scene::new();
+    scene
+        .pogo(&[
+            "run",
+            "--config",
+            &config("t/cfgs/one.cfg"),
+            "--targets",
+            "host1",
+            "--command",
+            "yes 0123456789012345678901234567890123456789012345678901234567 | head -n 2500000",
+            "--max-output",
+            "1GB",
+            "--transport",
+            "local",
+            "--yes",
+        ])
+        .expect(0);
+    let log = scene.only_run().join("logs/host1.log");
+    let size = std::fs::metadata(&log).unwrap().len();
+    // 58 characters and a newline a line.
+    assert_eq!(size, 2_500_000 * 59);
+    let copy = scene.path().join("copy.log");
+    let limited = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 120000 && exec \"$0\" log last host1 > {}",
+            copy.display()
+        ))
+        .arg(env!("CARGO_BIN_EXE_pogo"))
+        .current_dir(scene.path())
+        .env_remove("POGO_STATE_DIR")
+        .output()
+        .unwrap();
+    assert!(
+        limited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&limited.stderr)
+    );
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), size);
+}
