@@ -676,28 +676,12 @@ fn clients_without_a_good_certificate_fail_in_the_handshake() {
     // instead of retrying for ever.
     d.pogo(&["certs", "init", "third", "--worker", "w9"])
         .expect(0);
-    let url = d.url();
-    let (cert, key, ca) = (
-        path_text(&d.path().join("third/worker-w9.pem")),
-        path_text(&d.path().join("third/worker-w9-key.pem")),
-        path_text(&ca),
-    );
-    let mut worker = d.spawn(
-        "w9",
-        &[
-            "worker",
-            "--dispatcher",
-            &url,
-            "--cert",
-            &cert,
-            "--key",
-            &key,
-            "--ca",
-            &ca,
-            "--max-backoff",
-            "200ms",
-        ],
-    );
+    let foreign = TlsFiles {
+        cert: d.path().join("third/worker-w9.pem"),
+        key: d.path().join("third/worker-w9-key.pem"),
+        ca: ca.clone(),
+    };
+    let mut worker = d.worker_with("w9", 1, &foreign);
     wait_until("the foreign worker to exit", || worker.exited());
     assert_ne!(worker.wait(), 0);
     assert!(

@@ -352,7 +352,11 @@ impl Deployment {
 
     /// Starts worker `name` with `capacity`: it reconnects quickly when the dispatcher is away.
     pub fn worker(&self, name: &str, capacity: u32) -> Proc {
-        let files = self.files(Role::Worker, name);
+        self.worker_with(name, capacity, &self.files(Role::Worker, name))
+    }
+
+    /// `pogo worker` with these certificate files (another deployment's, say).
+    pub fn worker_with(&self, name: &str, capacity: u32, files: &TlsFiles) -> Proc {
         let url = self.url();
         let capacity = capacity.to_string();
         let (cert, key, ca) = (

@@ -2285,9 +2285,10 @@ mod tests {
         }
     }
 
-    async fn retry(rig: &Rig, job: &str, hosts: &[&str]) -> Result<JobSummary, ApiErr> {
+    /// `pogo resume JOB` (`hosts` None) or `pogo retry JOB HOST...`.
+    async fn resume(rig: &Rig, job: &str, hosts: Option<&[&str]>) -> Result<JobSummary, ApiErr> {
         let id = job.to_string();
-        let retry = Some(hosts.iter().map(|h| h.to_string()).collect());
+        let retry = hosts.map(|hosts| hosts.iter().map(|h| h.to_string()).collect());
         rig.handle
             .call(|reply| Cmd::Resume {
                 id,
@@ -2296,6 +2297,12 @@ mod tests {
                 reply,
             })
             .await
+    }
+
+    /// Each host's state, in plan order.
+    async fn states(rig: &Rig, job: &str) -> Vec<String> {
+        let detail = rig.job(job).await;
+        detail.host_states.into_iter().map(|h| h.state).collect()
     }
 
     /// `pogo retry JOB HOST` with another host failed and max_failures 0 said "stopped" and
@@ -2312,17 +2319,11 @@ mod tests {
         rig.report("w1", &tasks[1], 2).await;
         assert!(rig.job(&job.id).await.summary.state.is_ended());
 
-        retry(&rig, &job.id, &["b"]).await.unwrap();
+        resume(&rig, &job.id, Some(&["b"])).await.unwrap();
         let again = rig.poll("w1", 4).await;
         assert_eq!(hosts_of(&again), ["b"]);
         rig.report("w1", &again[0], 0).await;
-        let detail = rig.job(&job.id).await;
-        let states: Vec<&str> = detail
-            .host_states
-            .iter()
-            .map(|h| h.state.as_str())
-            .collect();
-        assert_eq!(states, ["failed", "succeeded"]);
+        assert_eq!(states(&rig, &job.id).await, ["failed", "succeeded"]);
 
         // A group of one with `a` failed and down in it: `b` could never start. A resume that
         // could start nothing is refused, naming the group, instead of recording a session
@@ -2336,17 +2337,7 @@ mod tests {
         assert_eq!(hosts_of(&first), ["a"]);
         rig.report("w1", &first[0], 1).await;
         assert!(rig.job(&job.id).await.summary.state.is_ended());
-        let id = job.id.clone();
-        let refused = rig
-            .handle
-            .call(|reply| Cmd::Resume {
-                id,
-                password: None,
-                retry: None,
-                reply,
-            })
-            .await
-            .unwrap_err();
+        let refused = resume(&rig, &job.id, None).await.unwrap_err();
         assert!(
             refused.message.starts_with(&format!(
                 "cannot resume job {}: nothing could start: ",
@@ -2355,13 +2346,7 @@ mod tests {
             "{}",
             refused.message
         );
-        let detail = rig.job(&job.id).await;
-        let states: Vec<&str> = detail
-            .host_states
-            .iter()
-            .map(|h| h.state.as_str())
-            .collect();
-        assert_eq!(states[0], "failed");
+        assert_eq!(states(&rig, &job.id).await[0], "failed");
     }
 
     /// A halt stops retries, as Ctrl-C does for a local run: a host waiting for its retry ends
