@@ -148,6 +148,32 @@ impl Scene {
     }
 }
 
+/// `pogo run` of `command` on host1 of t/cfgs/one.cfg over the local transport, without
+/// asking, with `extra` flags: the arguments.
+fn one_host_run(command: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "--config",
+        &config("t/cfgs/one.cfg"),
+        "--targets",
+        "host1",
+        "--command",
+        command,
+        "--transport",
+        "local",
+        "--yes",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 fn wait(mut child: Child) -> Run {
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
@@ -1005,20 +1031,10 @@ fn the_log_of_a_silent_host_says_why_it_is_silent() {
 #[test]
 fn a_log_keeps_max_output_and_says_what_it_dropped() {
     let scene = Scene::new();
-    let run = scene.pogo(&[
-        "run",
-        "--config",
-        &config("t/cfgs/one.cfg"),
-        "--targets",
-        "host1",
-        "--command",
+    let run = scene.pogo(&strs(&one_host_run(
         "yes 0123456789012345678901234567890123456789012345678901234567 | head -n 50000",
-        "--max-output",
-        "1MB",
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+        &["--max-output", "1MB"],
+    )));
     run.expect(0);
     let log = std::fs::read_to_string(scene.only_run().join("logs/host1.log")).unwrap();
     assert!(log.len() <= (1 << 20) + 100, "{} bytes", log.len());
@@ -1035,18 +1051,7 @@ fn a_log_keeps_max_output_and_says_what_it_dropped() {
 #[test]
 fn output_that_cannot_be_written_is_reported_and_the_run_exits_5() {
     let scene = Scene::new();
-    let child = scene.spawn(&[
-        "run",
-        "--config",
-        &config("t/cfgs/one.cfg"),
-        "--targets",
-        "host1",
-        "--command",
-        "sleep 1; echo hello",
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+    let child = scene.spawn(&strs(&one_host_run("sleep 1; echo hello", &[])));
     let deadline = Instant::now() + Duration::from_secs(20);
     let logs = loop {
         if let Some(run) = scene.run_dirs().first() {
@@ -1084,20 +1089,7 @@ fn lines_10_ms_apart_keep_their_order_across_stdout_and_stderr() {
     let scene = Scene::new();
     let command = "for i in 1 2 3 4 5 6 7 8; do echo out$i; sleep 0.01; echo err$i >&2; \
                    sleep 0.01; done";
-    scene
-        .pogo(&[
-            "run",
-            "--config",
-            &config("t/cfgs/one.cfg"),
-            "--targets",
-            "host1",
-            "--command",
-            command,
-            "--transport",
-            "local",
-            "--yes",
-        ])
-        .expect(0);
+    scene.pogo(&strs(&one_host_run(command, &[]))).expect(0);
     let log = std::fs::read_to_string(scene.only_run().join("logs/host1.log")).unwrap();
     let expected: String = (1..=8)
         .map(|i| format!("out{i}\nstderr: err{i}\n"))
@@ -1110,18 +1102,10 @@ fn lines_10_ms_apart_keep_their_order_across_stdout_and_stderr() {
 #[test]
 fn the_summary_cuts_a_hosts_output_and_neutralises_its_escapes() {
     let scene = Scene::new();
-    let run = scene.pogo(&[
-        "run",
-        "--config",
-        &config("t/cfgs/one.cfg"),
-        "--targets",
-        "host1",
-        "--command",
+    let run = scene.pogo(&strs(&one_host_run(
         "head -c 3000000 /dev/zero | tr '\\0' x; printf '\\n\\033[2Jcleared\\n'; exit 1",
-        "--transport",
-        "local",
-        "--yes",
-    ]);
+        &[],
+    )));
     run.expect(3);
     let out = run.stdout();
     assert!(out.len() < 8 * 1024, "{} bytes of summary", out.len());
@@ -1135,20 +1119,10 @@ fn the_summary_cuts_a_hosts_output_and_neutralises_its_escapes() {
 fn pogo_log_streams_a_log_bigger_than_its_memory() {
     let scene = Scene::new();
     scene
-        .pogo(&[
-            "run",
-            "--config",
-            &config("t/cfgs/one.cfg"),
-            "--targets",
-            "host1",
-            "--command",
+        .pogo(&strs(&one_host_run(
             "yes 0123456789012345678901234567890123456789012345678901234567 | head -n 2500000",
-            "--max-output",
-            "1GB",
-            "--transport",
-            "local",
-            "--yes",
-        ])
+            &["--max-output", "1GB"],
+        )))
         .expect(0);
     let log = scene.only_run().join("logs/host1.log");
     let size = std::fs::metadata(&log).unwrap().len();
