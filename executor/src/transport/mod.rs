@@ -418,7 +418,7 @@ pub(crate) async fn pump_lines<R, F>(
         // The lines of one read go as one message: a flood of short lines costs one channel
         // send (and one wake of the writer) a read, not a line.
         let mut batch = Vec::new();
-        while let Some(newline) = pending.iter().position(|&b| b == b'\n') {
+        while let Some(newline) = memchr::memchr(b'\n', &pending) {
             let mut line = pending.split_to(newline + 1);
             line.truncate(newline);
             let line = line.freeze();
