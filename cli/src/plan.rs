@@ -12,7 +12,7 @@ use crate::failure::{emit, exit, invalid, Failure};
 use crate::inputs::{
     compile_plan, file_kind, read_plan, write_atomically, FileKind, PlanFlags, PlanSource,
 };
-use crate::stale::{check_seal, Edited};
+use crate::stale::{check_seal, check_seal_state, Edited};
 use crate::{resolver, stale};
 
 #[derive(Args)]
@@ -133,8 +133,9 @@ fn validate_one(path: &Path) -> Result<String, Failure> {
     match file_kind(&text) {
         FileKind::Plan => {
             let plan = read_plan(path)?;
-            check_seal(path, &plan, Edited::Warn)?;
-            let seal = match plan.seal_state() {
+            let state = plan.seal_state();
+            check_seal_state(path, &state, Edited::Warn)?;
+            let seal = match state {
                 SealState::Intact => "sealed",
                 SealState::Legacy => "format 1, unsealed",
                 SealState::Missing => "NOT SEALED",

@@ -86,7 +86,15 @@ pub fn check_seal(
     plan: &Plan,
     edited: Edited,
 ) -> Result<Option<&'static str>, Failure> {
-    let state = plan.seal_state();
+    check_seal_state(path, &plan.seal_state(), edited)
+}
+
+/// [`check_seal`] of a seal state already computed (the digests are of the whole plan).
+pub fn check_seal_state(
+    path: &Path,
+    state: &SealState,
+    edited: Edited,
+) -> Result<Option<&'static str>, Failure> {
     let Some(problem) = state.problem() else {
         return Ok(None);
     };
@@ -94,7 +102,7 @@ pub fn check_seal(
         let _ = std::io::stderr()
             .write_all(format!("warning: {problem}\n  --> {}\n{note}", path.display()).as_bytes());
     };
-    match (edited, &state) {
+    match (edited, state) {
         // A format 1 plan cannot say whether it was edited: runs of the previous release
         // resume, and its plans still run, with the warning.
         (_, SealState::Legacy) | (Edited::Warn, _) => {
@@ -263,10 +271,11 @@ pub fn validate_against(
             .and_then(|plan| {
                 // An edited plan is not up to date with anything: it is refused with what its
                 // seal names, and with what the comparison names besides.
-                let edited = match plan.seal_state() {
-                    SealState::Edited { .. } | SealState::Missing => plan.seal_state().problem(),
+                let state = plan.seal_state();
+                let edited = match state {
+                    SealState::Edited { .. } | SealState::Missing => state.problem(),
                     SealState::Intact | SealState::Legacy => {
-                        check_seal(path, &plan, Edited::Warn)?;
+                        check_seal_state(path, &state, Edited::Warn)?;
                         None
                     }
                 };
