@@ -102,7 +102,7 @@ impl Writer {
         match opened {
             Ok(f) => {
                 self.size = f.metadata().map_or(0, |m| m.len());
-                let mut f = BufWriter::with_capacity(64 * 1024, f);
+                let mut f = BufWriter::with_capacity(256 * 1024, f);
                 let header = if self.target.attempt > 1 {
                     format!("--- attempt {} ---\n", self.target.attempt)
                 } else if self.target.resumed && self.size > 0 {

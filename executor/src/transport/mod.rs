@@ -406,10 +406,10 @@ pub(crate) async fn pump_lines<R, F>(
 {
     let mut receiver_gone = false;
     // What is read and not yet cut into lines; lines are split off it without copying.
-    let mut pending = bytes::BytesMut::with_capacity(64 * 1024);
+    let mut pending = bytes::BytesMut::with_capacity(256 * 1024);
     loop {
-        if pending.capacity() - pending.len() < 16 * 1024 {
-            pending.reserve(64 * 1024);
+        if pending.capacity() - pending.len() < 64 * 1024 {
+            pending.reserve(256 * 1024);
         }
         match reader.read_buf(&mut pending).await {
             Ok(0) | Err(_) => break,
@@ -418,16 +418,17 @@ pub(crate) async fn pump_lines<R, F>(
         // The lines of one read go as one message: a flood of short lines costs one channel
         // send (and one wake of the writer) a read, not a line.
         let mut batch = Vec::new();
-        while let Some(newline) = memchr::memchr(b'\n', &pending) {
-            let mut line = pending.split_to(newline + 1);
-            line.truncate(newline);
-            let line = line.freeze();
-            if keep(&line) {
-                batch.push(OutputLine { stream, line });
-            }
-        }
-        while pending.len() >= MAX_LINE {
-            let line = pending.split_to(MAX_LINE).freeze();
+        loop {
+            let line = match memchr::memchr(b'\n', &pending) {
+                Some(newline) if newline <= MAX_LINE => {
+                    let mut line = pending.split_to(newline + 1);
+                    line.truncate(newline);
+                    line.freeze()
+                }
+                // A line longer than MAX_LINE comes in pieces, newline or not.
+                _ if pending.len() >= MAX_LINE => pending.split_to(MAX_LINE).freeze(),
+                _ => break,
+            };
             if keep(&line) {
                 batch.push(OutputLine { stream, line });
             }
