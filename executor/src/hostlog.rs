@@ -1,7 +1,7 @@
 //! A host's log: the output of its attempts, appended to `logs/HOST.log` in the run's
 //! directory.
 //!
-//! - **Buffered.** Lines go through a 64 KiB buffer, written when it is full, when the command
+//! - **Buffered.** Lines go through a 256 KiB buffer, written when it is full, when the command
 //!   has printed nothing for 50 ms (so a quiet command's lines are on disk at once, and a flood
 //!   is written in large writes, not one `write` a line) and when the attempt ends.
 //! - **Capped.** A host's log holds at most `max_output` bytes (the plan's, 10 MiB by default,
