@@ -123,13 +123,7 @@ fn run(command: &str, dir: &Path, timeout: Duration) -> Result<String, String> {
             .trim()
             .lines()
             .take(5)
-            .map(|line| {
-                if line.chars().count() > 200 {
-                    format!("{}...", line.chars().take(200).collect::<String>())
-                } else {
-                    line.to_string()
-                }
-            })
+            .map(|line| pogo_views::text::cut(line, 200))
             .collect();
         return Err(if first.is_empty() {
             what

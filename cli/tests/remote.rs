@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::deploy::*;
-use common::{check_order_and_limits, Run};
+use common::{check_order_and_limits, processes_matching, Run};
 use pogo_executor::transport::TransportSpec;
 use pogo_remote::api::{HaltJob, Heartbeat, Poll, SubmitJob};
 use pogo_remote::certs::{self, Role, Validity};
@@ -1108,7 +1108,7 @@ fn a_worker_killed_mid_task_leaves_its_host_lost_and_the_other_worker_finishes()
     // Each host ran once: the lost one was not run again, and its command did not finish.
     let rec = format!("{}/rec.sh", d.path().display());
     wait_until("the lost host's command to be gone", || {
-        !processes_with(&rec)
+        processes_matching(&rec).is_empty()
     });
     // (Killed perhaps before it recorded its start.)
     let spans = d.spans();
@@ -1123,23 +1123,6 @@ fn a_worker_killed_mid_task_leaves_its_host_lost_and_the_other_worker_finishes()
             assert_eq!(runs.len(), 1, "{host}: {spans:?}");
         }
     }
-}
-
-/// Whether a live process's command line contains `needle`.
-fn processes_with(needle: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            return false;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'));
-        !zombie
-            && String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(needle)
-    })
 }
 
 #[test]

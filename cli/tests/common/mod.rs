@@ -143,3 +143,30 @@ impl Run {
         self
     }
 }
+
+/// Live (not zombie) processes whose command line contains `needle`, as `pgrep -f` finds
+/// them, without needing procps.
+pub fn processes_matching(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let zombie = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let after = stat.rsplit_once(") ")?.1.to_string();
+                after.chars().next()
+            })
+            == Some('Z');
+        if cmdline.contains(needle) && !zombie {
+            found.push(format!("{name}: {cmdline}"));
+        }
+    }
+    found
+}
