@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use crate::transport::{OutputLine, Stream};
+use crate::transport::{Output, Stream};
 
 /// The default of a plan's `max_output`: 10 MiB of log per host.
 pub const DEFAULT_MAX_OUTPUT: u64 = 10 << 20;
@@ -125,14 +125,37 @@ impl Writer {
         }
     }
 
-    fn line(&mut self, line: &OutputLine) {
-        let prefix: &[u8] = match line.stream {
-            Stream::Stdout => b"",
-            Stream::Stderr => b"stderr: ",
-        };
-        let length = (prefix.len() + line.line.len() + 1) as u64;
+    /// Appends a read's lines: on stdout, each run of consecutive lines in one copy; on
+    /// stderr, line by line, each behind its `stderr: ` prefix.
+    fn output(&mut self, output: &Output) {
+        match output.stream {
+            Stream::Stdout => {
+                for (run, lines) in output.runs() {
+                    self.append(b"", run, lines);
+                }
+            }
+            Stream::Stderr => {
+                for line in output.lines() {
+                    self.append(b"stderr: ", line, 1);
+                }
+            }
+        }
+    }
+
+    /// Appends `lines` lines (`text`, their line feeds between them but not after the last),
+    /// each behind `prefix`; past `max_output`, what does not fit is counted and dropped a
+    /// whole line at a time.
+    fn append(&mut self, prefix: &[u8], text: &[u8], lines: usize) {
+        let length = (prefix.len() + text.len() + 1) as u64;
         if self.size + length > self.target.max_output {
-            self.report.cut += length;
+            if lines > 1 {
+                // Part of the run may fit: line by line from here.
+                for line in text.split(|&b| b == b'\n') {
+                    self.append(prefix, line, 1);
+                }
+            } else {
+                self.report.cut += length;
+            }
             return;
         }
         if !self.open() {
@@ -155,7 +178,7 @@ impl Writer {
         let f = self.file.as_mut().expect("opened");
         let written = f
             .write_all(prefix)
-            .and_then(|()| f.write_all(&line.line))
+            .and_then(|()| f.write_all(text))
             .and_then(|()| f.write_all(b"\n"));
         match written {
             Ok(()) => {
@@ -199,10 +222,7 @@ impl Writer {
 
 /// Writes an attempt's output lines to its log until the transport drops its sender.
 /// Without a target (no log directory), the lines are read and dropped.
-pub async fn write(
-    target: Option<LogTarget>,
-    mut lines: mpsc::Receiver<Vec<OutputLine>>,
-) -> LogReport {
+pub async fn write(target: Option<LogTarget>, mut lines: mpsc::Receiver<Output>) -> LogReport {
     let Some(target) = target else {
         while lines.recv().await.is_some() {}
         return LogReport::default();
@@ -225,13 +245,9 @@ pub async fn write(
             lines.recv().await
         };
         let Some(batch) = next else { break };
-        for line in &batch {
-            writer.line(line);
-        }
+        writer.output(&batch);
         while let Ok(batch) = lines.try_recv() {
-            for line in &batch {
-                writer.line(line);
-            }
+            writer.output(&batch);
         }
         unflushed = true;
     }
@@ -259,17 +275,26 @@ pub fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
 
-    fn line(text: &str) -> OutputLine {
-        OutputLine {
-            stream: Stream::Stdout,
-            line: text.as_bytes().to_vec().into(),
-        }
+    fn line(text: &str) -> Output {
+        Output::line(Stream::Stdout, text.as_bytes().to_vec())
     }
 
-    async fn write_lines(target: LogTarget, lines: &[OutputLine]) -> LogReport {
+    /// `text` as a transport reads it from `stream`.
+    async fn read(stream: Stream, text: &str) -> Vec<Output> {
+        let (tx, mut rx) = mpsc::channel(4);
+        crate::transport::pump_lines(text.as_bytes(), stream, &tx, |_| true).await;
+        drop(tx);
+        let mut outputs = Vec::new();
+        while let Some(output) = rx.recv().await {
+            outputs.push(output);
+        }
+        outputs
+    }
+
+    async fn write_lines(target: LogTarget, lines: &[Output]) -> LogReport {
         let (tx, rx) = mpsc::channel(lines.len() + 1);
         for l in lines {
-            tx.send(vec![l.clone()]).await.unwrap();
+            tx.send(l.clone()).await.unwrap();
         }
         drop(tx);
         write(Some(target), rx).await
@@ -289,7 +314,10 @@ mod tests {
     async fn output_past_max_output_is_counted_and_dropped_with_a_marker() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.log");
-        let lines: Vec<OutputLine> = (0..100).map(|i| line(&format!("{i:09}"))).collect();
+        // One read of 100 lines: the run is cut at a line's end, as line by line.
+        let text: String = (0..100).map(|i| format!("{i:09}\n")).collect();
+        let lines = read(Stream::Stdout, &text).await;
+        assert_eq!(lines.len(), 1, "one read");
         let report = write_lines(
             LogTarget {
                 max_output: 250,
@@ -308,6 +336,8 @@ mod tests {
         );
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 26);
+        assert!(text.starts_with("000000000\n000000001\n"), "{text}");
+        assert!(text.contains("\n000000024\n--- output cut"), "{text}");
         assert!(text.ends_with("--- output cut at max_output (250 B): 750 B more dropped ---\n"));
     }
 
@@ -327,7 +357,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("h.log");
         let big = "x".repeat(1023);
-        let lines: Vec<OutputLine> = (0..2048).map(|_| line(&big)).collect();
+        let lines: Vec<Output> = (0..2048).map(|_| line(&big)).collect();
         let report = write_lines(
             LogTarget {
                 reserve: u64::MAX,
@@ -341,6 +371,32 @@ mod tests {
         // The first MiB went out before the first look at the free space.
         let size = std::fs::metadata(&path).unwrap().len();
         assert!(size <= 1 << 20, "{size}");
+    }
+
+    /// Runs of stdout lines are copied whole; stderr lines get their prefix; lines a
+    /// transport withheld or cut at MAX_LINE are not joined to their neighbours.
+    #[tokio::test]
+    async fn a_read_is_written_as_its_lines_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.log");
+        let long = "y".repeat(crate::transport::MAX_LINE + 3);
+        let stdout = read(Stream::Stdout, &format!("a\n\nb\n{long}\nc")).await;
+        let stderr = read(Stream::Stderr, "e1\ne2\n").await;
+        let (tx, mut rx) = mpsc::channel(4);
+        crate::transport::pump_lines(&b"keep\ndrop\nkeep too\n"[..], Stream::Stdout, &tx, |l| {
+            l != b"drop"
+        })
+        .await;
+        drop(tx);
+        let withheld = rx.recv().await.unwrap();
+        let all: Vec<Output> = [stdout, stderr, vec![withheld]].concat();
+        let report = write_lines(target(path.clone()), &all).await;
+        assert_eq!(report, LogReport::default());
+        let expected = format!(
+            "a\n\nb\n{}\nyyy\nc\nstderr: e1\nstderr: e2\nkeep\nkeep too\n",
+            &long[..crate::transport::MAX_LINE]
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
     }
 
     #[test]

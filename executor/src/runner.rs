@@ -19,7 +19,7 @@ use crate::hostlog;
 use crate::journal::{Journal, JournalError};
 use crate::rundir::log_file_name;
 use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, StopReason, Tally};
-use crate::transport::{self, CancelToken, OutputLine, Transport};
+use crate::transport::{self, CancelToken, Output, Transport};
 
 /// How hosts are run, beyond what the scheduler decides.
 #[derive(Debug, Clone)]
@@ -421,7 +421,7 @@ impl Run<'_> {
                     return;
                 }
             }
-            let (out_tx, out_rx) = mpsc::channel::<Vec<OutputLine>>(64);
+            let (out_tx, out_rx) = mpsc::channel::<Output>(64);
             let writer = tokio::spawn(hostlog::write(log, out_rx));
             let result = transport
                 .run(&name, &command, timeout, &cancel, out_tx)

@@ -58,7 +58,7 @@ async fn output_streams_as_it_comes_in_order() {
     let run = transport.run("h", command, TEN_SECONDS, &cancel, tx);
     tokio::pin!(run);
     let first = tokio::select! {
-        batch = rx.recv() => batch.unwrap().remove(0),
+        batch = rx.recv() => batch.unwrap().into_iter().next().unwrap(),
         result = &mut run => panic!("the run ended before any output: {result:?}"),
     };
     assert_eq!(

@@ -14,7 +14,7 @@ use pogo_executor::journal::{self, Journal};
 use pogo_executor::runner::{self, Control, Reporter, RunSettings};
 use pogo_executor::scheduler::{FailedHosts, LimitOverrides, Scheduler};
 use pogo_executor::transport::{
-    BoxFuture, CancelToken, ExitStatus, Kill, Outcome, OutputLine, RunResult as Attempt, Stream,
+    BoxFuture, CancelToken, ExitStatus, Kill, Outcome, Output, RunResult as Attempt, Stream,
     Transport,
 };
 use pogo_model::Plan;
@@ -72,7 +72,7 @@ impl Transport for Scripted {
         _command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<Vec<OutputLine>>,
+        output: mpsc::Sender<Output>,
     ) -> BoxFuture<'a, Attempt> {
         Box::pin(async move {
             let origin = *self.origin.lock().unwrap().get_or_insert_with(Instant::now);
@@ -91,10 +91,10 @@ impl Transport for Scripted {
                 .expect("every host is scripted");
             let start = Instant::now();
             let _ = output
-                .send(vec![OutputLine {
-                    stream: Stream::Stdout,
-                    line: format!("{host} attempt {attempt}").into_bytes().into(),
-                }])
+                .send(Output::line(
+                    Stream::Stdout,
+                    format!("{host} attempt {attempt}").into_bytes(),
+                ))
                 .await;
             let work = tokio::time::sleep(Duration::from_secs(step.seconds));
             let limit = async {

@@ -538,7 +538,7 @@ async fn forward_output(
     shared: &Shared,
     task: &str,
     max_output: u64,
-    mut lines: mpsc::Receiver<Vec<transport::OutputLine>>,
+    mut lines: mpsc::Receiver<transport::Output>,
     mut ended: oneshot::Receiver<()>,
 ) -> u64 {
     let mut chunker = Chunker::new(task, max_output);
@@ -560,8 +560,8 @@ async fn forward_output(
             batch = lines.recv(), if open && room => match batch {
                 Some(batch) => {
                     let before = ready.len();
-                    for line in &batch {
-                        ready.extend(chunker.push(line));
+                    for line in batch.lines() {
+                        ready.extend(chunker.push(batch.stream, line));
                     }
                     if ready.len() > before {
                         deadline = None;
@@ -580,8 +580,8 @@ async fn forward_output(
             // end of the channel a little later). Send it all now.
             _ = &mut ended, if open => {
                 while let Ok(batch) = lines.try_recv() {
-                    for line in &batch {
-                        ready.extend(chunker.push(line));
+                    for line in batch.lines() {
+                        ready.extend(chunker.push(batch.stream, line));
                     }
                 }
                 open = false;
@@ -883,8 +883,8 @@ impl Chunker {
 
     /// Adds a line; returns the chunk it completed, if it did. Past `max_output`, the line
     /// is counted and dropped.
-    pub(crate) fn push(&mut self, line: &transport::OutputLine) -> Option<OutputChunk> {
-        let text = line.text().into_owned();
+    pub(crate) fn push(&mut self, stream: Stream, line: &[u8]) -> Option<OutputChunk> {
+        let text = String::from_utf8_lossy(line).into_owned();
         let length = text.len() as u64 + 1;
         if self.sent + length > self.max_output {
             self.dropped += length;
@@ -893,7 +893,7 @@ impl Chunker {
         self.sent += length;
         self.bytes += text.len();
         self.lines.push(api::OutputLine {
-            stream: match line.stream {
+            stream: match stream {
                 Stream::Stdout => "stdout".into(),
                 Stream::Stderr => "stderr".into(),
             },
@@ -1160,13 +1160,6 @@ mod tests {
     use super::*;
     use crate::api::{Accepted, ApiError, HeartbeatReply, Tasks};
 
-    fn line(stream: Stream, text: &[u8]) -> transport::OutputLine {
-        transport::OutputLine {
-            stream,
-            line: text.to_vec().into(),
-        }
-    }
-
     fn result(task: &str) -> TaskResult {
         TaskResult {
             task: task.into(),
@@ -1226,7 +1219,7 @@ mod tests {
             } else {
                 Stream::Stderr
             };
-            chunks.extend(chunker.push(&line(stream, n.to_string().as_bytes())));
+            chunks.extend(chunker.push(stream, n.to_string().as_bytes()));
         }
         chunks.extend(chunker.cut());
         assert_eq!(chunker.cut().map(|c| c.chunk), None);
@@ -1252,7 +1245,7 @@ mod tests {
         let mut chunker = Chunker::new("t", 100);
         let mut chunks = Vec::new();
         for n in 0..50 {
-            chunks.extend(chunker.push(&line(Stream::Stdout, format!("{n:09}").as_bytes())));
+            chunks.extend(chunker.push(Stream::Stdout, format!("{n:09}").as_bytes()));
         }
         chunker.mark_cut();
         chunks.extend(chunker.cut());
@@ -1274,13 +1267,13 @@ mod tests {
         let big = vec![b'x'; transport::MAX_LINE];
         let mut cut_at = None;
         for n in 1..=CHUNK_LINES {
-            if let Some(chunk) = chunker.push(&line(Stream::Stdout, &big)) {
+            if let Some(chunk) = chunker.push(Stream::Stdout, &big) {
                 cut_at = Some((n, chunk.lines.len()));
                 break;
             }
         }
         assert_eq!(cut_at, Some((16, 16)));
-        chunker.push(&line(Stream::Stdout, b"caf\xe9"));
+        chunker.push(Stream::Stdout, b"caf\xe9");
         let chunk = chunker.cut().unwrap();
         assert_eq!(chunk.chunk, 2);
         assert_eq!(chunk.lines[0].text, "caf\u{fffd}");

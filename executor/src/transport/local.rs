@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::{
     pump_lines, timed, BoxFuture, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Kill,
-    Outcome, OutputLine, RunResult, Stream, Transport,
+    Outcome, Output, RunResult, Stream, Transport,
 };
 
 /// The environment variable that tells a local command which host it stands for.
@@ -73,7 +73,7 @@ impl LocalTransport {
         command: &str,
         deadline: Option<Instant>,
         cancel: &CancelToken,
-        output: mpsc::Sender<Vec<OutputLine>>,
+        output: mpsc::Sender<Output>,
     ) -> Outcome {
         if cancel.is_cancelled() {
             return Outcome::Cancelled(Kill::NotStarted);
@@ -206,7 +206,7 @@ impl Transport for LocalTransport {
         command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<Vec<OutputLine>>,
+        output: mpsc::Sender<Output>,
     ) -> BoxFuture<'a, RunResult> {
         if let Some(refused) = super::refused_host(host) {
             return Box::pin(async move { refused });

@@ -68,7 +68,7 @@ pub trait Transport: Send + Sync {
         command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<Vec<OutputLine>>,
+        output: mpsc::Sender<Output>,
     ) -> BoxFuture<'a, RunResult>;
 
     /// Closes the connection to `host`, if there is one: the runner is done with the host.
@@ -107,6 +107,84 @@ impl OutputLine {
     /// The line as text, with invalid UTF-8 replaced.
     pub fn text(&self) -> Cow<'_, str> {
         String::from_utf8_lossy(&self.line)
+    }
+}
+
+/// Output lines of one stream, as a transport read them: a view of the read buffer and where
+/// each line lies in it. Consecutive lines separated by one line feed lie next to each other, so
+/// a log can copy a run of them in one go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub stream: Stream,
+    data: bytes::Bytes,
+    /// Each line's start and end in `data`, without its line feed, in order.
+    spans: Vec<(usize, usize)>,
+}
+
+impl Output {
+    /// One line.
+    pub fn line(stream: Stream, line: impl Into<bytes::Bytes>) -> Output {
+        let data = line.into();
+        let spans = vec![(0, data.len())];
+        Output {
+            stream,
+            data,
+            spans,
+        }
+    }
+
+    /// The lines, in order.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans
+            .iter()
+            .map(|&(start, end)| &self.data[start..end])
+    }
+
+    /// The lines as runs: each item is the bytes of one or more consecutive lines with the
+    /// single line feeds between them (none after the last), and how many lines it holds.
+    pub fn runs(&self) -> impl Iterator<Item = (&[u8], usize)> + '_ {
+        let mut spans = self.spans.iter().peekable();
+        std::iter::from_fn(move || {
+            let &(start, mut end) = spans.next()?;
+            let mut count = 1;
+            while let Some(&&(next_start, next_end)) = spans.peek() {
+                if next_start != end + 1 || self.data[end] != b'\n' {
+                    break;
+                }
+                end = next_end;
+                count += 1;
+                spans.next();
+            }
+            Some((&self.data[start..end], count))
+        })
+    }
+
+    /// How many lines there are.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are no lines.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+impl IntoIterator for Output {
+    type Item = OutputLine;
+    type IntoIter = std::vec::IntoIter<OutputLine>;
+
+    /// Each line on its own (a view of the same buffer, no copy).
+    fn into_iter(self) -> Self::IntoIter {
+        let stream = self.stream;
+        self.spans
+            .iter()
+            .map(|&(start, end)| OutputLine {
+                stream,
+                line: self.data.slice(start..end),
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 }
 
@@ -398,14 +476,14 @@ where
 pub(crate) async fn pump_lines<R, F>(
     mut reader: R,
     stream: Stream,
-    output: &mpsc::Sender<Vec<OutputLine>>,
+    output: &mpsc::Sender<Output>,
     mut keep: F,
 ) where
     R: AsyncRead + Unpin,
     F: FnMut(&[u8]) -> bool,
 {
     let mut receiver_gone = false;
-    // What is read and not yet cut into lines; lines are split off it without copying.
+    // What is read and not yet cut into lines.
     let mut pending = bytes::BytesMut::with_capacity(256 * 1024);
     loop {
         if pending.capacity() - pending.len() < 64 * 1024 {
@@ -415,41 +493,48 @@ pub(crate) async fn pump_lines<R, F>(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        // The lines of one read go as one message: a flood of short lines costs one channel
-        // send (and one wake of the writer) a read, not a line.
-        let mut batch = Vec::new();
+        // The lines of one read go as one message, one view of the read buffer with the
+        // lines' places in it: a flood of short lines costs one channel send (and one wake of
+        // the writer) a read, not a line, and no allocation or reference count a line.
+        let mut spans = Vec::new();
+        let mut start = 0;
         loop {
-            let line = match memchr::memchr(b'\n', &pending) {
-                Some(newline) if newline <= MAX_LINE => {
-                    let mut line = pending.split_to(newline + 1);
-                    line.truncate(newline);
-                    line.freeze()
-                }
+            let rest = &pending[start..];
+            let end = match memchr::memchr(b'\n', rest) {
+                Some(newline) if newline <= MAX_LINE => start + newline,
                 // A line longer than MAX_LINE comes in pieces, newline or not.
-                _ if pending.len() >= MAX_LINE => pending.split_to(MAX_LINE).freeze(),
+                _ if rest.len() >= MAX_LINE => start + MAX_LINE,
                 _ => break,
             };
-            if keep(&line) {
-                batch.push(OutputLine { stream, line });
+            if keep(&pending[start..end]) {
+                spans.push((start, end));
             }
+            start = if pending.get(end) == Some(&b'\n') {
+                end + 1
+            } else {
+                end
+            };
         }
-        deliver(output, batch, &mut receiver_gone).await;
+        let data = pending.split_to(start).freeze();
+        deliver(
+            output,
+            Output {
+                stream,
+                data,
+                spans,
+            },
+            &mut receiver_gone,
+        )
+        .await;
     }
     if !pending.is_empty() && keep(&pending) {
-        let line = OutputLine {
-            stream,
-            line: pending.freeze(),
-        };
-        deliver(output, vec![line], &mut receiver_gone).await;
+        let last = Output::line(stream, pending.freeze());
+        deliver(output, last, &mut receiver_gone).await;
     }
 }
 
-async fn deliver(
-    output: &mpsc::Sender<Vec<OutputLine>>,
-    batch: Vec<OutputLine>,
-    receiver_gone: &mut bool,
-) {
-    if !batch.is_empty() && !*receiver_gone && output.send(batch).await.is_err() {
+async fn deliver(output: &mpsc::Sender<Output>, batch: Output, receiver_gone: &mut bool) {
+    if !batch.spans.is_empty() && !*receiver_gone && output.send(batch).await.is_err() {
         *receiver_gone = true;
     }
 }
@@ -474,10 +559,8 @@ mod tests {
         drop(tx);
         let mut lines = Vec::new();
         while let Some(batch) = rx.recv().await {
-            for line in batch {
-                assert_eq!(line.stream, Stream::Stdout);
-                lines.push(line.line.to_vec());
-            }
+            assert_eq!(batch.stream, Stream::Stdout);
+            lines.extend(batch.lines().map(<[u8]>::to_vec));
         }
         lines
     }
@@ -518,7 +601,7 @@ mod tests {
             .run("web1", "echo $POGO_HOST", None, &CancelToken::new(), tx)
             .await;
         assert_eq!(result.outcome, Outcome::Exited(ExitStatus::Code(0)));
-        assert_eq!(rx.recv().await.unwrap()[0].line, b"web1".to_vec());
+        assert_eq!(rx.recv().await.unwrap().lines().next(), Some(&b"web1"[..]));
         transport.close("web1").await;
     }
 

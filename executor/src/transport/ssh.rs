@@ -93,7 +93,7 @@ use tokio::time::Instant;
 use super::askpass::AskpassServer;
 use super::{
     one_line, pump_lines, timed, BoxFuture, CancelToken, ConnectError, ConnectErrorKind,
-    ExitStatus, Kill, Outcome, OutputLine, RunResult, Secret, Stream, Transport,
+    ExitStatus, Kill, Outcome, Output, RunResult, Secret, Stream, Transport,
 };
 
 /// How the host's key is checked.
@@ -405,7 +405,7 @@ impl SshTransport {
         command: &str,
         deadline: Option<Instant>,
         cancel: &CancelToken,
-        output: mpsc::Sender<Vec<OutputLine>>,
+        output: mpsc::Sender<Output>,
     ) -> Outcome {
         if cancel.is_cancelled() {
             return Outcome::Cancelled(Kill::NotStarted);
@@ -589,7 +589,7 @@ impl Transport for SshTransport {
         command: &'a str,
         timeout: Option<Duration>,
         cancel: &'a CancelToken,
-        output: mpsc::Sender<Vec<OutputLine>>,
+        output: mpsc::Sender<Output>,
     ) -> BoxFuture<'a, RunResult> {
         if let Some(refused) = super::refused_host(host) {
             return Box::pin(async move { refused });
