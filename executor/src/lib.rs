@@ -20,6 +20,7 @@
 //! can be run at all.
 
 pub mod events;
+pub mod fleet;
 pub mod hostlog;
 pub mod journal;
 pub mod rundir;

@@ -275,6 +275,18 @@ pub enum Blocker {
         /// Members that are ready but cannot start, in plan order.
         waiting: Vec<HostIdx>,
     },
+    /// A budget shared by every run on the dispatcher (a fleet's group) is full of hosts that
+    /// stay down: failed in this run or another, and nothing of it runs.
+    BudgetFull {
+        fleet: String,
+        /// The group's id in the fleet's config.
+        group: String,
+        max_parallel: u64,
+        /// Its down hosts, with the run each is down in and how it ended there.
+        down: Vec<DownHost>,
+        /// Hosts of this run that are ready but cannot start, in plan order.
+        waiting: Vec<HostIdx>,
+    },
     /// A slot that can never complete: it holds hosts that a full group keeps from starting
     /// (see that group's reason), and every slot before it is complete.
     SlotIncomplete {
@@ -292,7 +304,9 @@ impl Blocker {
     /// The hosts this reason holds back.
     pub fn waiting(&self) -> &[HostIdx] {
         match self {
-            Blocker::GroupFull { waiting, .. } | Blocker::SlotIncomplete { waiting, .. } => waiting,
+            Blocker::GroupFull { waiting, .. }
+            | Blocker::BudgetFull { waiting, .. }
+            | Blocker::SlotIncomplete { waiting, .. } => waiting,
         }
     }
 
@@ -316,6 +330,22 @@ impl Blocker {
                     some_hosts(waiting, names)
                 )
             }
+            Blocker::BudgetFull {
+                fleet,
+                group,
+                max_parallel,
+                down,
+                waiting,
+            } => {
+                let down: Vec<String> = down.iter().map(DownHost::to_string).collect();
+                format!(
+                    "group `{group}` of fleet `{fleet}` (max_parallel {max_parallel}) is full of \
+                     hosts that stay down until they succeed or their job is closed: {}; so {} \
+                     cannot start",
+                    some(&down),
+                    some_hosts(waiting, names)
+                )
+            }
             Blocker::SlotIncomplete {
                 slot,
                 unfinished,
@@ -329,6 +359,35 @@ impl Blocker {
                 some_hosts(waiting, names)
             ),
         }
+    }
+}
+
+/// Why a pending host has not started, as far as its own run is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnWait {
+    /// It waits for this slot to complete (the first of them, in plan order).
+    Slot { slot: String },
+    /// A group of the plan is full (the job-wide limit is the group `job`): its down hosts,
+    /// in plan order, with their states.
+    Group {
+        group: String,
+        max_parallel: Amount,
+        down: Vec<(HostIdx, HostState)>,
+    },
+}
+
+/// A host that holds a place in a shared budget, in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownHost {
+    pub host: String,
+    /// The run (the dispatcher's job) it is down in.
+    pub job: String,
+    pub state: HostState,
+}
+
+impl fmt::Display for DownHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} in job {})", self.host, self.state, self.job)
     }
 }
 
@@ -546,6 +605,11 @@ pub struct Scheduler {
     slot_waiters: Csr,
     /// Ready pending hosts not parked on a full group, smallest index (plan order) first.
     candidates: BinaryHeap<Reverse<u32>>,
+    /// Per host: whether it is in `candidates`.
+    in_heap: Vec<bool>,
+    /// Per host: whether the driver holds it back ([`Scheduler::hold`]).
+    held: Vec<bool>,
+    held_count: usize,
     tally: Tally,
     max_failures: u64,
     /// Failures of an earlier run that `max_failures` does not count ([`FailedHosts::StayDown`]).
@@ -641,7 +705,7 @@ impl Scheduler {
         }
         for h in 0..n {
             if run.waiting[h] == 0 && run.states[h] == HostState::Pending {
-                run.candidates.push(Reverse(h as u32));
+                run.push_candidate(h);
             }
         }
         if failed == FailedHosts::StayDown {
@@ -791,6 +855,9 @@ impl Scheduler {
             slot_succs,
             slot_waiters,
             candidates: BinaryHeap::new(),
+            in_heap: vec![false; n],
+            held: vec![false; n],
+            held_count: 0,
             tally: Tally {
                 pending: n,
                 ..Tally::default()
@@ -858,8 +925,7 @@ impl Scheduler {
     /// may start (call again after the next finish). Never returns a host once the run has
     /// stopped.
     pub fn next_to_start(&mut self) -> Option<HostIdx> {
-        let Reverse(h) = self.candidates.pop()?;
-        let h = h as usize;
+        let h = self.pop_candidate()?;
         debug_assert_eq!(self.states[h], HostState::Pending);
         self.set_state(h, HostState::Running);
         for &g in self.host_groups.get(h) {
@@ -873,6 +939,125 @@ impl Scheduler {
     /// The host [`Scheduler::next_to_start`] would return, without starting it.
     pub fn peek_next(&self) -> Option<HostIdx> {
         self.candidates.peek().map(|&Reverse(h)| HostIdx(h))
+    }
+
+    /// Whether the host may start now as far as this run is concerned: the driver may still
+    /// hold it back ([`Scheduler::hold`]) for limits of its own.
+    pub fn is_candidate(&self, host: HostIdx) -> bool {
+        self.in_heap[host.index()]
+    }
+
+    /// Takes the host [`Scheduler::peek_next`] would return out of the candidates, still
+    /// pending: the driver holds it back for limits the run does not know (budgets shared with
+    /// other runs, a host busy elsewhere), until it gives it back with [`Scheduler::release`].
+    /// A run with held hosts does not end by itself when nothing else can start: the driver
+    /// decides, with [`Scheduler::block`]. Stopping the run skips held hosts like any pending
+    /// host (and they are held no more).
+    pub fn hold(&mut self) -> Option<HostIdx> {
+        let h = self.pop_candidate()?;
+        self.held[h] = true;
+        self.held_count += 1;
+        self.withdraw_offer(h);
+        self.settle();
+        Some(HostIdx::new(h))
+    }
+
+    /// Gives back a host held with [`Scheduler::hold`]: it is a candidate again, unless one of
+    /// the run's own groups is full. Does nothing for a host that is not held. The run may
+    /// end here: when nothing of it runs and its own groups, full of its failed hosts, keep
+    /// the host from starting.
+    pub fn release(&mut self, host: HostIdx) -> Changes {
+        let mut changes = Changes::default();
+        let h = host.index();
+        if !self.held.get(h).copied().unwrap_or(false) {
+            return changes;
+        }
+        self.held[h] = false;
+        self.held_count -= 1;
+        if self.states[h] == HostState::Pending {
+            self.push_candidate(h);
+            self.settle();
+        }
+        self.check_end(&mut changes);
+        changes
+    }
+
+    /// Why a pending host has not started, by the run's own rules: `None` when the run would
+    /// start it (it is a candidate, or held by the driver for the driver's reasons), or when
+    /// it is not pending.
+    pub fn why(&self, host: HostIdx) -> Option<OwnWait> {
+        let h = host.index();
+        if self.states.get(h) != Some(&HostState::Pending) {
+            return None;
+        }
+        if self.waiting[h] > 0 {
+            let slot = self
+                .host_slots
+                .get(h)
+                .iter()
+                .flat_map(|&s| self.slot_preds.get(s as usize))
+                .filter(|&&p| self.slots[p as usize].remaining > 0)
+                .min()?;
+            return Some(OwnWait::Slot {
+                slot: self.slots[*slot as usize].id.clone(),
+            });
+        }
+        if self.in_heap[h] || self.held[h] {
+            return None;
+        }
+        let &g = self
+            .host_groups
+            .get(h)
+            .iter()
+            .find(|&&g| self.groups[g as usize].is_full())?;
+        let group = &self.groups[g as usize];
+        let mut down: Vec<(HostIdx, HostState)> = self
+            .group_members
+            .get(g as usize)
+            .iter()
+            .map(|&m| (HostIdx(m), self.states[m as usize]))
+            .filter(|(_, state)| state.is_down())
+            .collect();
+        down.sort_unstable_by_key(|&(m, _)| m);
+        Some(OwnWait::Group {
+            group: group.id.clone(),
+            max_parallel: group.max_parallel,
+            down,
+        })
+    }
+
+    /// Whether the driver holds the host back.
+    pub fn is_held(&self, host: HostIdx) -> bool {
+        self.held[host.index()]
+    }
+
+    /// How many hosts the driver holds back.
+    pub fn held_count(&self) -> usize {
+        self.held_count
+    }
+
+    /// Ends the run as blocked, when nothing of it runs, nothing may start and its held hosts
+    /// can never start: `outer` says why the held hosts cannot (the driver's reasons), after
+    /// the run's own reasons. Does nothing while hosts run or may start, or once the run has
+    /// stopped or ended.
+    pub fn block(&mut self, outer: Vec<Blocker>) -> Changes {
+        let mut changes = Changes::default();
+        if self.ended
+            || self.stop.is_some()
+            || self.tally.running > 0
+            || !self.candidates.is_empty()
+        {
+            return changes;
+        }
+        let mut blockers = self.blockers();
+        blockers.extend(outer);
+        if self.tally.pending > 0 {
+            self.blocked = Some(blockers);
+            self.skip_pending(&mut changes);
+        }
+        self.ended = true;
+        changes.ended = true;
+        changes
     }
 
     /// Records the final outcome of a running host.
@@ -925,7 +1110,7 @@ impl Scheduler {
         } else {
             // It started, so it waits for no slot: it is ready at once.
             self.set_state(h, HostState::Pending);
-            self.candidates.push(Reverse(h as u32));
+            self.push_candidate(h);
             changes.hosts_ready.push(host);
         }
         self.settle();
@@ -1003,6 +1188,18 @@ impl Scheduler {
         self.slots[slot.index()].remaining == 0
     }
 
+    fn push_candidate(&mut self, h: usize) {
+        debug_assert!(!self.in_heap[h]);
+        self.in_heap[h] = true;
+        self.candidates.push(Reverse(h as u32));
+    }
+
+    fn pop_candidate(&mut self) -> Option<usize> {
+        let Reverse(h) = self.candidates.pop()?;
+        self.in_heap[h as usize] = false;
+        Some(h as usize)
+    }
+
     fn running(&self, host: HostIdx) -> Result<usize, SchedulerError> {
         match self.states.get(host.index()) {
             Some(HostState::Running) => Ok(host.index()),
@@ -1033,7 +1230,7 @@ impl Scheduler {
             else {
                 return;
             };
-            self.candidates.pop();
+            self.pop_candidate();
             self.groups[full as usize].parked.push(Reverse(h as u32));
             self.withdraw_offer(h);
         }
@@ -1057,7 +1254,7 @@ impl Scheduler {
         if let Some(Reverse(h)) = group.parked.pop() {
             group.offering = true;
             self.offered_by[h as usize] = g as u32;
-            self.candidates.push(Reverse(h));
+            self.push_candidate(h as usize);
         }
     }
 
@@ -1084,11 +1281,11 @@ impl Scheduler {
                     completed.push(next);
                 }
             }
-            for &h in self.slot_waiters.get(s) {
-                let h = h as usize;
+            for i in 0..self.slot_waiters.get(s).len() {
+                let h = self.slot_waiters.get(s)[i] as usize;
                 self.waiting[h] -= 1;
                 if self.waiting[h] == 0 && self.states[h] == HostState::Pending {
-                    self.candidates.push(Reverse(h as u32));
+                    self.push_candidate(h);
                     changes.hosts_ready.push(HostIdx::new(h));
                 }
             }
@@ -1117,6 +1314,9 @@ impl Scheduler {
     /// Every host not started is skipped: this run will start nothing more.
     fn skip_pending(&mut self, changes: &mut Changes) {
         self.candidates.clear();
+        self.in_heap.fill(false);
+        self.held.fill(false);
+        self.held_count = 0;
         for group in &mut self.groups {
             group.parked.clear();
             group.offering = false;
@@ -1143,7 +1343,13 @@ impl Scheduler {
 
     /// Ends the run when nothing runs and nothing may start, saying why when hosts remain.
     fn check_end(&mut self, changes: &mut Changes) {
-        if self.ended || self.tally.running > 0 || !self.candidates.is_empty() {
+        // Hosts held by a driver's outer limits are not given up on here: the driver ends
+        // the run ([`Scheduler::block`]) when they can never start.
+        if self.ended
+            || self.tally.running > 0
+            || !self.candidates.is_empty()
+            || self.held_count > 0
+        {
             return;
         }
         if self.stop.is_none() && self.tally.pending > 0 {

@@ -718,6 +718,9 @@ fn check_blockers(plan: &Plan, model: &Model, blockers: &[Blocker]) -> Result<()
                 }
                 prop_assert!(!blocker.describe(&plan.hosts).is_empty());
             }
+            Blocker::BudgetFull { .. } => {
+                prop_assert!(false, "a run alone has no shared budget: {blocker:?}")
+            }
             Blocker::SlotIncomplete {
                 slot,
                 unfinished,

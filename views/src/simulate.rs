@@ -618,6 +618,13 @@ pub fn json(plan: &Plan, source: &str, policy: &SimulationPolicy, sim: &Simulati
                             group.clone(),
                             names(plan, down.iter().map(|&(h, _)| h)),
                         ),
+                        Blocker::BudgetFull {
+                            fleet, group, down, ..
+                        } => (
+                            "budget_full",
+                            format!("{fleet}:{group}"),
+                            down.iter().map(|d| d.host.clone()).collect(),
+                        ),
                         Blocker::SlotIncomplete {
                             slot, unfinished, ..
                         } => ("slot_incomplete", slot.clone(), hosts_of(unfinished)),
