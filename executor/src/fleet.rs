@@ -477,12 +477,7 @@ impl FleetScheduler {
             JobStart::Ended { .. } => None,
         };
         let global: Vec<u32> = plan.hosts.iter().map(|h| self.host(h)).collect();
-        let mut fleets = BTreeMap::new();
-        for g in &global {
-            if let Some(&f) = self.fleet_of.get(g) {
-                fleets.insert(f, self.fleets[f as usize].revisions.len() as u32);
-            }
-        }
+        let mut fleets = self.current_revisions(&global);
         if let Some(under) = under {
             for (name, &revision) in under {
                 let Some(&f) = self.fleet_index.get(name) else {
@@ -561,23 +556,11 @@ impl FleetScheduler {
         }
         let sched = Scheduler::resume(plan, overrides, previous, failed)?;
         let ended = sched.status().is_ended();
-        let mut fleets = BTreeMap::new();
-        for g in &self.jobs[j as usize].global {
-            if let Some(&f) = self.fleet_of.get(g) {
-                fleets.insert(f, self.fleets[f as usize].revisions.len() as u32);
-            }
-        }
+        let fleets = self.current_revisions(&self.jobs[j as usize].global);
         let old = std::mem::replace(&mut self.jobs[j as usize].under, fleets);
         self.jobs[j as usize].sched = Some(sched);
         self.jobs[j as usize].holds.clear();
-        let under: Vec<(u32, u32)> = self.jobs[j as usize]
-            .under
-            .iter()
-            .map(|(&f, &r)| (f, r))
-            .collect();
-        for (f, revision) in under {
-            self.make_live(f, revision);
-        }
+        // It runs under current revisions, which are live; the old ones may retire.
         for (f, revision) in old {
             self.retire(f, revision);
         }
@@ -587,6 +570,15 @@ impl FleetScheduler {
             ended,
             ..Changes::default()
         })
+    }
+
+    /// The current revision of each fleet that lists any of `hosts`.
+    fn current_revisions(&self, hosts: &[u32]) -> BTreeMap<u32, u32> {
+        hosts
+            .iter()
+            .filter_map(|g| self.fleet_of.get(g))
+            .map(|&f| (f, self.fleets[f as usize].revisions.len() as u32))
+            .collect()
     }
 
     fn job(&self, id: &str) -> Result<u32, FleetError> {
@@ -981,30 +973,33 @@ impl FleetScheduler {
         host: HostIdx,
         outcome: Outcome,
     ) -> Result<Changes, FleetError> {
-        let j = self.job(id)?;
-        let changes = self.sched_of(j)?.finish(host, outcome)?;
-        let g = self.jobs[j as usize].global[host.index()];
-        self.mark_ended(j, g, HostState::from(outcome));
-        self.ended_job(j, &changes);
-        Ok(changes)
+        self.end_host(id, host, HostState::from(outcome), |sched| {
+            sched.finish(host, outcome)
+        })
     }
 
     /// Records that a running host of job `id` was killed: down, not a failure.
     pub fn cancel(&mut self, id: &str, host: HostIdx) -> Result<Changes, FleetError> {
-        let j = self.job(id)?;
-        let changes = self.sched_of(j)?.cancel(host)?;
-        let g = self.jobs[j as usize].global[host.index()];
-        self.mark_ended(j, g, HostState::Cancelled);
-        self.ended_job(j, &changes);
-        Ok(changes)
+        self.end_host(id, host, HostState::Cancelled, |sched| sched.cancel(host))
     }
 
     /// Takes back a host marked running whose command never began: its places are free.
     pub fn unstart(&mut self, id: &str, host: HostIdx) -> Result<Changes, FleetError> {
+        self.end_host(id, host, HostState::Pending, |sched| sched.unstart(host))
+    }
+
+    /// A running host of job `id` stops running there, in `state`, as `call` tells its job.
+    fn end_host(
+        &mut self,
+        id: &str,
+        host: HostIdx,
+        state: HostState,
+        call: impl FnOnce(&mut Scheduler) -> Result<Changes, SchedulerError>,
+    ) -> Result<Changes, FleetError> {
         let j = self.job(id)?;
-        let changes = self.sched_of(j)?.unstart(host)?;
+        let changes = call(self.sched_of(j)?)?;
         let g = self.jobs[j as usize].global[host.index()];
-        self.mark_ended(j, g, HostState::Pending);
+        self.mark_ended(j, g, state);
         self.ended_job(j, &changes);
         Ok(changes)
     }

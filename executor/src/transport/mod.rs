@@ -158,16 +158,6 @@ impl Output {
             Some((&self.data[start..end], count))
         })
     }
-
-    /// How many lines there are.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Whether there are no lines.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
 }
 
 impl IntoIterator for Output {
