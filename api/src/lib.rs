@@ -13,7 +13,12 @@
 //! | `POST /v1/jobs/{job}/halt`                   | [`HaltJob`] → [`JobSummary`]                 |
 //! | `POST /v1/jobs/{job}/resume`                 | [`ResumeJob`] → [`JobSummary`]               |
 //! | `POST /v1/jobs/{job}/retry`                  | [`RetryJob`] → [`JobSummary`]                |
+//! | `POST /v1/jobs/{job}/close`                  | `{}` → [`JobSummary`]                        |
 //! | `GET /v1/workers`                            | → `[WorkerInfo]`                             |
+//! | `GET /v1/fleets`                             | → `[FleetRevisionInfo]`, each fleet's current |
+//! | `POST /v1/fleets/{fleet}`                    | [`PushFleet`] → [`FleetRevisionInfo`] (201)  |
+//! | `GET /v1/fleets/{fleet}`                     | → `[FleetRevisionInfo]`, oldest first        |
+//! | `GET /v1/fleets/{fleet}/revisions/{n}`       | → [`FleetRevision`], config and budgets      |
 //!
 //! Workers (role `worker`; the worker's name is its certificate's common name, never a field
 //! of a body) use:
@@ -72,6 +77,72 @@ pub struct SubmitJob {
     /// made the first time instead of making a second one, which would run every host again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submission: Option<String>,
+}
+
+/// The override a job records when the operator lets it run hosts that are in no fleet of a
+/// dispatcher that has fleets (`pogo apply --allow-unfleeted`).
+pub const ALLOW_UNFLEETED: &str = "allow-unfleeted";
+
+/// `POST /v1/fleets/{fleet}`: a new revision of a fleet's config (`pogo fleet push`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushFleet {
+    /// The config file's text, as the plans compiled from it read it (its digest is theirs).
+    pub config: String,
+    /// How the operator named the file, for messages (`fleet.yaml`).
+    pub config_name: String,
+    /// What each external tag's command (`tag: !command CMD`) printed on the operator's
+    /// machine, by command: the dispatcher never runs commands.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub outputs: std::collections::BTreeMap<String, String>,
+}
+
+/// One revision of a fleet's config, in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetRevisionInfo {
+    pub fleet: String,
+    /// Numbered from 1 in the fleet.
+    pub revision: u32,
+    /// Whether it is the fleet's current revision (the others hold only the jobs that
+    /// started under them).
+    pub current: bool,
+    /// `sha256:` of the config's text: a plan compiled from it records the same.
+    pub digest: String,
+    /// `sha256:` of the hosts behind its tags, as a plan records it.
+    pub inventory: String,
+    /// Seconds since the Unix epoch.
+    pub pushed_at: u64,
+    /// The operator who pushed it.
+    pub pushed_by: String,
+    pub config_name: String,
+    pub hosts: usize,
+    /// How many budgets (constraint groups) it has.
+    pub budgets: usize,
+}
+
+/// A fleet's budget: one constraint group of its config, over all its hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetInfo {
+    /// The group (`$colo.east`).
+    pub group: String,
+    /// The constraint it came from (`$colo`).
+    pub from: String,
+    pub max_parallel: pogo_model::Amount,
+    pub hosts: Vec<String>,
+}
+
+/// `GET /v1/fleets/{fleet}/revisions/{n}`: a revision whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetRevision {
+    #[serde(flatten)]
+    pub info: FleetRevisionInfo,
+    pub config: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub outputs: std::collections::BTreeMap<String, String>,
+    /// The config compiled over all the fleet's hosts (no command): its groups are the
+    /// budgets, and `pogo fleet diff` compares two of them as it compares plans.
+    pub plan: Plan,
+    pub budgets: Vec<BudgetInfo>,
 }
 
 /// Where a job stands.
@@ -147,6 +218,9 @@ pub struct JobSummary {
     pub reasons: Vec<String>,
     /// The sequence number of its last event.
     pub last_event: u64,
+    /// Closed by an operator (`pogo close`): its failed hosts count as down in no budget.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
 }
 
 /// One host of a job.

@@ -217,6 +217,9 @@ struct JobRt {
     /// Per budget: the host last given back from it, while it may still be a candidate.
     given: BTreeMap<u32, u32>,
     closed: bool,
+    /// Starts nothing for now (the dispatcher waits for something only an operator can
+    /// give, such as a password); its running hosts go on.
+    paused: bool,
 }
 
 /// Every job on a dispatcher and the limits they share; see the module documentation.
@@ -506,6 +509,7 @@ impl FleetScheduler {
             parked_on: BTreeSet::new(),
             given: BTreeMap::new(),
             closed: false,
+            paused: false,
         });
         let live = self.jobs[j as usize]
             .sched
@@ -560,6 +564,7 @@ impl FleetScheduler {
         let old = std::mem::replace(&mut self.jobs[j as usize].under, fleets);
         self.jobs[j as usize].sched = Some(sched);
         self.jobs[j as usize].holds.clear();
+        self.jobs[j as usize].paused = false;
         // It runs under current revisions, which are live; the old ones may retire.
         for (f, revision) in old {
             self.retire(f, revision);
@@ -809,6 +814,9 @@ impl FleetScheduler {
             if was_down && !now_down {
                 budget.down -= 1;
                 self.to_offer.push(b);
+            } else if !was_down && now_down {
+                // Down without having run here: a job added as it ended (after a restart).
+                budget.down += 1;
             }
         }
         self.wake_holders(g);
@@ -836,7 +844,7 @@ impl FleetScheduler {
         let job = &self.jobs[j as usize];
         let (candidate, waits) = match &job.sched {
             Some(sched) if !sched.status().is_ended() => (
-                sched.peek_next().is_some() || self.has_room(j),
+                !job.paused && (sched.peek_next().is_some() || self.has_room(j)),
                 sched.peek_next().is_none() && sched.tally().running == 0 && sched.held_count() > 0,
             ),
             _ => (false, false),
@@ -1063,6 +1071,34 @@ impl FleetScheduler {
         Ok(())
     }
 
+    /// Whether job `id` was added (and so may be resumed or closed here).
+    pub fn has_job(&self, id: &str) -> bool {
+        self.job_index.contains_key(id)
+    }
+
+    /// The revision of each fleet that job `id` runs under (its fleets' current ones when it
+    /// was added or resumed), by fleet name.
+    pub fn under(&self, id: &str) -> BTreeMap<String, u32> {
+        let Some(&j) = self.job_index.get(id) else {
+            return BTreeMap::new();
+        };
+        self.jobs[j as usize]
+            .under
+            .iter()
+            .map(|(&f, &revision)| (self.fleets[f as usize].name.clone(), revision))
+            .collect()
+    }
+
+    /// Pauses job `id` (it starts nothing; its running hosts go on and keep their places) or
+    /// lets it go on. A paused job never ends blocked for being paused.
+    pub fn pause(&mut self, id: &str, paused: bool) -> Result<(), FleetError> {
+        let j = self.job(id)?;
+        self.jobs[j as usize].paused = paused;
+        self.after(j);
+        self.settle();
+        Ok(())
+    }
+
     /// Jobs that ended because of what happened elsewhere (blocked by budgets that other
     /// jobs' failures fill), with what changed in each, since the last call.
     pub fn take_ended(&mut self) -> Vec<(String, Changes)> {
@@ -1266,6 +1302,44 @@ mod tests {
             fs.next_to_start().map(|(j, h)| (j.to_string(), h)),
             Some(("J1".to_string(), HostIdx::new(2)))
         );
+        assert!(fs.next_to_start().is_none());
+    }
+
+    /// After a restart, a job that ended with a failed host is added as ended: the host never
+    /// ran in this process, and holds its place all the same (and so does a restored job's).
+    #[test]
+    fn hosts_failed_before_a_restart_hold_their_places() {
+        let mut fs = FleetScheduler::new();
+        fs.push(
+            "prod",
+            fleet("web1 web2 web3", &[("all", 1, "web1 web2 web3")]),
+        )
+        .unwrap();
+        let plan = Plan::sketch("web1 web2 web3");
+        let failed = HostState::Failed { exit_code: 3 };
+        let states = vec![failed, HostState::Skipped, HostState::Skipped];
+        fs.add_job(
+            "J1",
+            &plan,
+            LimitOverrides::default(),
+            JobStart::Ended { states },
+            None,
+        )
+        .unwrap();
+        add(&mut fs, "J2", &Plan::sketch("web2 web3"));
+        assert!(fs.next_to_start().is_none());
+        assert_eq!(fs.take_ended().len(), 1, "J2 ends blocked by web1");
+        fs.close("J1").unwrap();
+        let states = vec![HostState::Pending, failed, HostState::Pending];
+        fs.add_job(
+            "J3",
+            &plan,
+            LimitOverrides::default(),
+            JobStart::Restore { states },
+            None,
+        )
+        .unwrap();
+        // web2 failed in J3 itself: the budget is full, and only web2 may run again.
         assert!(fs.next_to_start().is_none());
     }
 

@@ -287,6 +287,7 @@ mod tests {
             submitted_by: "alice".to_string(),
             reasons: Vec::new(),
             last_event: 0,
+            closed: false,
         }
     }
 

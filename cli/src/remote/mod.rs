@@ -301,6 +301,7 @@ mod tests {
             submitted_by: "op".to_string(),
             reasons: Vec::new(),
             last_event: 0,
+            closed: false,
         }
     }
 

@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pogo_executor::events::{self, Event, FinalState, RunResult, LOST_EXIT_CODE};
+use pogo_executor::fleet::{FleetScheduler, JobStart};
 use pogo_executor::rundir::{random_suffix, RunId};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
@@ -21,6 +22,7 @@ use pogo_executor::transport::TransportSpec;
 use pogo_model::{LoweredLimits, Plan, SealState, ALLOW_EDITED};
 use tokio::sync::{oneshot, watch};
 
+use super::fleets::Fleets;
 use super::store::{HostRow, JobRow, Store, StoreError};
 use crate::api::*;
 
@@ -95,6 +97,29 @@ pub enum Cmd {
         password: Option<String>,
         retry: Option<Vec<String>>,
         reply: Reply<JobSummary>,
+    },
+    Close {
+        id: String,
+        by: String,
+        reply: Reply<JobSummary>,
+    },
+    PushFleet {
+        fleet: String,
+        push: Box<PushFleet>,
+        by: String,
+        reply: Reply<FleetRevisionInfo>,
+    },
+    Fleets {
+        reply: Reply<Vec<FleetRevisionInfo>>,
+    },
+    FleetRevisions {
+        fleet: String,
+        reply: Reply<Vec<FleetRevisionInfo>>,
+    },
+    FleetRevision {
+        fleet: String,
+        revision: u32,
+        reply: Reply<FleetRevision>,
     },
     Workers {
         reply: Reply<Vec<WorkerInfo>>,
@@ -293,9 +318,14 @@ struct Job {
     session_started_ms: u64,
     /// The client's id of the request that made it.
     submission: Option<String>,
+    /// Who closed it and when (seconds since the epoch): its failed hosts are down in no
+    /// budget any more, and it cannot be resumed.
+    closed: Option<(String, u64)>,
     hosts: Vec<HostRt>,
-    /// `None` once the job ended.
-    scheduler: Option<Scheduler>,
+    /// Whether its session goes on: the fleet scheduler starts its hosts. Its scheduler
+    /// lives in the fleet scheduler, which keeps it after the session ends (while the job's
+    /// failed hosts count in budgets).
+    live: bool,
     /// Retries due: (host, attempt).
     ready: VecDeque<(usize, u32)>,
     last_event: u64,
@@ -333,6 +363,7 @@ impl Job {
             submitted_by: self.submitted_by.clone(),
             reasons: self.reasons.clone(),
             last_event: self.last_event,
+            closed: self.closed.is_some(),
         }
     }
 
@@ -354,12 +385,14 @@ impl Job {
             killed: self.killed,
             session_started_ms: self.session_started_ms,
             submission: self.submission.clone(),
+            under: String::new(),
+            closed: self.closed.clone(),
         }
     }
 
     /// Whether tasks of this job may be handed out now.
     fn active(&self) -> bool {
-        self.scheduler.is_some() && self.state != JobState::NeedsPassword
+        self.live && self.state != JobState::NeedsPassword
     }
 }
 
@@ -437,9 +470,14 @@ pub struct Core {
     /// Jobs by id, and their order of submission.
     jobs: HashMap<String, Job>,
     order: Vec<String>,
-    /// The jobs whose session goes on (they have a scheduler), oldest first: what serving a
-    /// poll and the clock look at, however many ended jobs the dispatcher keeps.
+    /// The jobs whose session goes on, oldest first: what serving a poll (for retries due)
+    /// and the clock look at, however many ended jobs the dispatcher keeps.
     running: Vec<String>,
+    /// Every job's scheduler and the limits they share: fleet budgets, one task per host,
+    /// turns.
+    fleet: FleetScheduler,
+    /// Every revision of every fleet's config.
+    fleets: Fleets,
     /// Job ids by the client's submission id.
     submissions: HashMap<String, String>,
     workers: BTreeMap<String, WorkerRt>,
@@ -486,6 +524,8 @@ impl Core {
             jobs: HashMap::new(),
             order: Vec::new(),
             running: Vec::new(),
+            fleet: FleetScheduler::new(),
+            fleets: Fleets::default(),
             submissions: HashMap::new(),
             workers: BTreeMap::new(),
             waiters: VecDeque::new(),
@@ -494,6 +534,12 @@ impl Core {
             commits,
             dirty: false,
         };
+        // The fleets first, in the order they were pushed: the budgets every job is held by.
+        for row in core.store.fleets()? {
+            core.fleets
+                .reload(&mut core.fleet, row)
+                .map_err(StoreError::Corrupt)?;
+        }
         let now = Instant::now();
         for row in core.store.jobs()? {
             let job = core.reload(row, now)?;
@@ -501,7 +547,7 @@ impl Core {
                 core.submissions.insert(submission.clone(), job.id.clone());
             }
             core.order.push(job.id.clone());
-            if job.scheduler.is_some() {
+            if job.live {
                 core.running.push(job.id.clone());
             }
             core.jobs.insert(job.id.clone(), job);
@@ -514,10 +560,14 @@ impl Core {
             }
             core.check_end(id);
         }
+        core.others_ended();
         core.store.commit()?;
         Ok(core)
     }
 
+    /// Reloads a job, and gives it to the fleet scheduler in the order of submission: one
+    /// that goes on with its running hosts, one that has ended with the hosts it left down
+    /// (unless an operator closed it).
     fn reload(&mut self, row: JobRow, now: Instant) -> Result<Job, StoreError> {
         let corrupt = |what: String| StoreError::Corrupt(format!("job {}: {what}", row.id));
         let applied: Applied =
@@ -569,21 +619,47 @@ impl Core {
             killed: row.killed,
             session_started_ms: row.session_started_ms,
             submission: row.submission,
+            closed: row.closed,
             hosts,
-            scheduler: None,
+            live: false,
             ready: VecDeque::new(),
             last_event,
             last_output,
             run_deadline: None,
         };
+        let under: BTreeMap<String, u32> =
+            serde_json::from_str(&row.under).map_err(|e| corrupt(format!("under: {e}")))?;
+        let states: Vec<HostState> = job.hosts.iter().map(HostRt::scheduler_state).collect();
         if state.is_ended() {
+            // Its hosts that are down hold their places in their budgets until they succeed
+            // or the job is closed; a job that left none down needs no place (a resume adds
+            // it back).
+            if job.closed.is_none() && states.iter().any(|s| s.is_down()) {
+                self.fleet
+                    .add_job(
+                        &job.id,
+                        &job.plan,
+                        LimitOverrides::default(),
+                        JobStart::Ended { states },
+                        None,
+                    )
+                    .map_err(|e| corrupt(e.to_string()))?;
+            }
             return Ok(job);
         }
-        let states: Vec<HostState> = job.hosts.iter().map(HostRt::scheduler_state).collect();
-        let mut scheduler = Scheduler::restore(&job.plan, LimitOverrides::default(), &states)
+        self.fleet
+            .add_job(
+                &job.id,
+                &job.plan,
+                LimitOverrides::default(),
+                JobStart::Restore { states },
+                Some(&under),
+            )
             .map_err(|e| corrupt(e.to_string()))?;
         if job.halted {
-            scheduler.halt();
+            self.fleet
+                .stop(&job.id, StopReason::Halted)
+                .map_err(|e| corrupt(e.to_string()))?;
         }
         for (idx, host) in job.hosts.iter().enumerate() {
             if host.state != HState::Running {
@@ -614,13 +690,16 @@ impl Core {
         }
         if job.has_password {
             job.state = JobState::NeedsPassword;
+            self.fleet
+                .pause(&job.id, true)
+                .map_err(|e| corrupt(e.to_string()))?;
         }
         if let Some(limit) = job.plan.options.run_timeout {
             let elapsed = now_ms().saturating_sub(job.session_started_ms);
             let left = Duration::from_secs(limit).saturating_sub(Duration::from_millis(elapsed));
             job.run_deadline = now.checked_add(left);
         }
-        job.scheduler = Some(scheduler);
+        job.live = true;
         Ok(job)
     }
 
@@ -835,9 +914,48 @@ impl Core {
                 let value = self.heartbeat(&worker, heartbeat);
                 self.answer(reply, Ok(value));
             }
+            Cmd::Close { id, by, reply } => {
+                let value = self.close(&id, &by);
+                self.answer(reply, value);
+            }
+            Cmd::PushFleet {
+                fleet,
+                push,
+                by,
+                reply,
+            } => {
+                let value = self.push_fleet(&fleet, *push, &by);
+                self.answer(reply, value);
+            }
+            Cmd::Fleets { reply } => {
+                let value = Ok(self.fleets.current());
+                self.answer(reply, value);
+            }
+            Cmd::FleetRevisions { fleet, reply } => {
+                let value = self.fleets.revisions(&fleet);
+                self.answer(reply, value);
+            }
+            Cmd::FleetRevision {
+                fleet,
+                revision,
+                reply,
+            } => {
+                let value = self.fleets.revision(&fleet, revision);
+                self.answer(reply, value);
+            }
             Cmd::Shutdown { reply } => return Some(Some(reply)),
         }
+        self.others_ended();
         None
+    }
+
+    /// Ends the sessions that other jobs' doings ended (a budget filled with hosts down
+    /// elsewhere, that only an operator can free): the fleet scheduler says which.
+    fn others_ended(&mut self) {
+        for (id, changes) in self.fleet.take_ended() {
+            self.note_changes(&id, &changes);
+            self.check_end(&id);
+        }
     }
 
     fn seen(&mut self, worker: &str, now: Instant) -> &mut WorkerRt {
@@ -967,8 +1085,11 @@ impl Core {
                 "a password was given, and the transport does not log in with one",
             ));
         }
-        let scheduler = Scheduler::new(&plan, LimitOverrides::default())
+        Scheduler::new(&plan, LimitOverrides::default())
             .map_err(|e| ApiErr::bad(format!("cannot run the plan: {e}")))?;
+        self.fleets
+            .check_submission(&self.fleet, &plan, &applied.overrides)
+            .map_err(ApiErr::bad)?;
         let now = SystemTime::now();
         let id = (0..)
             .map(|attempt: u32| format!("job-{}", RunId::new(now, random_suffix(attempt))))
@@ -1007,16 +1128,27 @@ impl Core {
             killed: false,
             session_started_ms: started,
             submission,
+            closed: None,
             hosts,
-            scheduler: Some(scheduler),
+            live: true,
             ready: VecDeque::new(),
             last_event: 0,
             last_output: 0,
             run_deadline,
         };
+        self.fleet
+            .add_job(
+                &id,
+                &job.plan,
+                LimitOverrides::default(),
+                JobStart::Fresh,
+                None,
+            )
+            .map_err(|e| ApiErr::bad(format!("cannot run the plan: {e}")))?;
         let row = JobRow {
             plan: sealed,
             applied: serde_json::to_string(&job.applied).unwrap_or_default(),
+            under: serde_json::to_string(&self.fleet.under(&id)).unwrap_or_default(),
             ..job.row()
         };
         self.store
@@ -1127,28 +1259,27 @@ impl Core {
             }
         }
         self.waiters = waiting;
+        self.others_ended();
     }
 
-    /// The next task any job has for `worker`, marked as handed out to it.
+    /// The next task for `worker`, marked as handed out to it: a retry that is due (its host
+    /// holds its places already), else the host the fleet scheduler starts next (jobs take
+    /// turns; every limit is checked at once).
     fn next_task(&mut self, worker: &str, now: Instant) -> Option<Task> {
         for i in 0..self.running.len() {
-            let id = &self.running[i];
-            let job = self.jobs.get_mut(id)?;
+            let job = self.jobs.get_mut(&self.running[i])?;
             if !job.active() {
                 continue;
             }
-            let (host, attempt, first) = if let Some((host, attempt)) = job.ready.pop_front() {
-                (host, attempt, false)
-            } else {
-                match job.scheduler.as_mut().and_then(Scheduler::next_to_start) {
-                    Some(host) => (host.index(), job.hosts[host.index()].attempts + 1, true),
-                    None => continue,
-                }
-            };
-            let id = id.clone();
-            return Some(self.hand_out(&id, host, attempt, first, worker, now));
+            if let Some((host, attempt)) = job.ready.pop_front() {
+                let id = self.running[i].clone();
+                return Some(self.hand_out(&id, host, attempt, false, worker, now));
+            }
         }
-        None
+        let (id, host) = self.fleet.next_to_start()?;
+        let id = id.to_string();
+        let attempt = self.jobs.get(&id)?.hosts[host.index()].attempts + 1;
+        Some(self.hand_out(&id, host.index(), attempt, true, worker, now))
     }
 
     /// Hands out `attempt` of a host; `first`: its first of this session.
@@ -1266,10 +1397,10 @@ impl Core {
         }
         host.task = None;
         host.worker = None;
-        let Some(scheduler) = job.scheduler.as_mut() else {
+        if !job.live {
             return;
-        };
-        let changes = match scheduler.unstart(HostIdx::new(idx)) {
+        }
+        let changes = match self.fleet.unstart(&id, HostIdx::new(idx)) {
             Ok(changes) => changes,
             Err(error) => {
                 eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
@@ -1277,7 +1408,9 @@ impl Core {
             }
         };
         if changes.hosts_skipped.is_empty() {
-            job.hosts[idx].state = HState::Pending;
+            if let Some(job) = self.jobs.get_mut(&id) {
+                job.hosts[idx].state = HState::Pending;
+            }
             self.save_host(&id, idx);
         }
         self.note_changes(&id, &changes);
@@ -1491,14 +1624,13 @@ impl Core {
         outcome: Option<Outcome>,
         message: String,
     ) {
-        let job = self.jobs.get_mut(id).expect("a job with a running host");
-        let Some(scheduler) = job.scheduler.as_mut() else {
+        if !self.jobs.get(id).is_some_and(|job| job.live) {
             return;
-        };
+        }
         let host = HostIdx::new(idx);
         let changes = match outcome {
-            Some(outcome) => scheduler.finish(host, outcome),
-            None => scheduler.cancel(host),
+            Some(outcome) => self.fleet.finish(id, host, outcome),
+            None => self.fleet.cancel(id, host),
         };
         let changes = match changes {
             Ok(changes) => changes,
@@ -1507,6 +1639,7 @@ impl Core {
                 return;
             }
         };
+        let job = self.jobs.get_mut(id).expect("a job with a running host");
         let rt = &mut job.hosts[idx];
         rt.state = HState::of(state);
         rt.exit_code = match state {
@@ -1537,7 +1670,7 @@ impl Core {
     fn note_changes(&mut self, id: &str, changes: &Changes) {
         let at_ms = self.at_ms(id);
         let job = &self.jobs[id];
-        let Some(scheduler) = &job.scheduler else {
+        let Some(scheduler) = self.fleet.scheduler(id) else {
             return;
         };
         let events = events::change_events(&job.plan.hosts, scheduler, changes, at_ms);
@@ -1561,7 +1694,7 @@ impl Core {
     /// A session can be over before anything starts (as in the runner): say why.
     fn note_ended_at_start(&mut self, id: &str) {
         let job = &self.jobs[id];
-        let Some(scheduler) = &job.scheduler else {
+        let Some(scheduler) = self.fleet.scheduler(id) else {
             return;
         };
         let events = events::start_events(&job.plan.hosts, scheduler);
@@ -1583,7 +1716,10 @@ impl Core {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        let Some(scheduler) = &job.scheduler else {
+        if !job.live {
+            return;
+        }
+        let Some(scheduler) = self.fleet.scheduler(id) else {
             return;
         };
         let Some((result, reasons)) = events::run_result(&job.plan.hosts, scheduler) else {
@@ -1601,7 +1737,7 @@ impl Core {
             RunResult::Stopped => JobState::Stopped,
         };
         job.reasons = reasons;
-        job.scheduler = None;
+        job.live = false;
         self.running.retain(|other| other != id);
         job.ready.clear();
         job.run_deadline = None;
@@ -1641,11 +1777,15 @@ impl Core {
         let first = !job.halted;
         job.halted = true;
         let mut changes = Changes::default();
-        if first {
-            if let Some(scheduler) = job.scheduler.as_mut() {
-                changes = scheduler.stop(reason);
+        if first && job.live {
+            match self.fleet.stop(id, reason) {
+                Ok(stopped) => changes = stopped,
+                Err(error) => {
+                    eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}")
+                }
             }
         }
+        let job = self.jobs.get_mut(id).expect("looked up above");
         let mut cancelled = Vec::new();
         if kill && !job.killed {
             job.killed = true;
@@ -1689,7 +1829,7 @@ impl Core {
         password: Option<String>,
         retry: Option<Vec<String>>,
     ) -> Result<JobSummary, ApiErr> {
-        let job = self.job_mut(id)?;
+        let job = self.jobs.get_mut(id).ok_or_else(|| ApiErr::not_found(id))?;
         if job.state == JobState::NeedsPassword && retry.is_none() {
             let Some(password) = password else {
                 return Err(ApiErr::bad(format!(
@@ -1705,13 +1845,22 @@ impl Core {
                 JobState::Running
             };
             eprintln!("pogo dispatcher: job {id} has its password again and goes on");
-            return Ok(job.summary());
+            if let Err(error) = self.fleet.pause(id, false) {
+                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+            }
+            return Ok(self.jobs[id].summary());
         }
         if !job.state.is_ended() {
             return Err(ApiErr::conflict(format!(
                 "job {id} is {}; resume and retry continue a job that has ended (halt it \
                  first, or wait for it to end)",
                 job.state.word()
+            )));
+        }
+        if let Some((by, _)) = &job.closed {
+            return Err(ApiErr::conflict(format!(
+                "job {id} was closed by {by}: its hosts count in no budget any more, and it \
+                 cannot run again; submit its plan as a new job"
             )));
         }
         if job.has_password {
@@ -1799,6 +1948,28 @@ impl Core {
                 )));
             }
         }
+        // Its new session runs under the fleets' current revisions.
+        let resumed = if self.fleet.has_job(id) {
+            self.fleet
+                .resume(id, &job.plan, LimitOverrides::default(), &states, policy)
+        } else {
+            self.fleet.add_job(
+                id,
+                &job.plan,
+                LimitOverrides::default(),
+                JobStart::Resume {
+                    previous: states,
+                    failed: policy,
+                },
+                None,
+            )
+        };
+        resumed.map_err(|e| ApiErr::bad(format!("cannot resume job {id}: {e}")))?;
+        let under = serde_json::to_string(&self.fleet.under(id)).unwrap_or_default();
+        if let Err(error) = self.store.update_under(id, &under) {
+            eprintln!("pogo dispatcher: cannot record job {id}: {error}");
+        }
+        let job = self.jobs.get_mut(id).expect("looked up above");
         // Hosts that run again start from pending, as in the new scheduler.
         for (host, state) in job.hosts.iter_mut().zip(scheduler.host_states()) {
             if *state == HostState::Pending {
@@ -1806,7 +1977,7 @@ impl Core {
                 host.task = None;
             }
         }
-        job.scheduler = Some(scheduler);
+        job.live = true;
         job.state = JobState::Running;
         job.reasons.clear();
         job.halted = false;
@@ -1852,6 +2023,66 @@ impl Core {
             }
         );
         Ok(self.jobs[id].summary())
+    }
+
+    /// Closes an ended job: its hosts left failed (or timed out, unreachable, lost,
+    /// cancelled) are down in no budget any more. The operator has looked at them.
+    fn close(&mut self, id: &str, by: &str) -> Result<JobSummary, ApiErr> {
+        let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
+        if job.closed.is_some() {
+            return Ok(job.summary());
+        }
+        if !job.state.is_ended() {
+            return Err(ApiErr::conflict(format!(
+                "job {id} is {}; a job is closed once it has ended (halt it, and close it when \
+                 its running hosts have finished)",
+                job.state.word()
+            )));
+        }
+        if self.fleet.has_job(id) {
+            self.fleet
+                .close(id)
+                .map_err(|e| ApiErr::conflict(format!("cannot close job {id}: {e}")))?;
+        }
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.store
+            .close_job(id, by, at)
+            .map_err(|e| ApiErr::new(500, e.to_string()))?;
+        self.dirty = true;
+        let down = job.hosts.iter().filter(|h| h.state.retryable()).count();
+        eprintln!(
+            "pogo dispatcher: job {id} closed by {by}: {} no longer down in its budgets",
+            count(down, "host", "hosts")
+        );
+        let job = self.jobs.get_mut(id).expect("looked up above");
+        job.closed = Some((by.to_string(), at));
+        Ok(job.summary())
+    }
+
+    /// A new revision of a fleet's config: from now on its budgets hold every job (running
+    /// jobs keep the revision they started under as well).
+    fn push_fleet(
+        &mut self,
+        fleet: &str,
+        push: PushFleet,
+        by: &str,
+    ) -> Result<FleetRevisionInfo, ApiErr> {
+        let (info, row) = self.fleets.push(&mut self.fleet, fleet, push, by)?;
+        if let Some(row) = row {
+            self.store
+                .insert_fleet(&row)
+                .map_err(|e| ApiErr::new(500, e.to_string()))?;
+            self.dirty = true;
+            eprintln!(
+                "pogo dispatcher: fleet {fleet} revision {} pushed by {by}: {}, {}",
+                info.revision,
+                count(info.hosts, "host", "hosts"),
+                count(info.budgets, "budget", "budgets")
+            );
+        }
+        Ok(info)
     }
 
     fn heartbeat(&mut self, worker: &str, heartbeat: Heartbeat) -> HeartbeatReply {
@@ -1968,7 +2199,7 @@ impl Core {
             }
             let std::cmp::Reverse(timer) = self.retries.pop().expect("peeked");
             if let Some(job) = self.jobs.get_mut(&timer.job) {
-                if job.scheduler.is_some() && !job.killed {
+                if job.live && !job.killed {
                     job.ready.push_back((timer.host, timer.attempt));
                 }
             }
@@ -1985,6 +2216,7 @@ impl Core {
         for id in expired {
             let _ = self.stop(&id, true, StopReason::RunTimeout);
         }
+        self.others_ended();
         let timeout = self.timing.worker_timeout;
         let gone: Vec<String> = self
             .workers
@@ -2055,6 +2287,8 @@ fn stopped() -> ApiErr {
 mod tests {
     use super::*;
     use pogo_model::Amount;
+
+    mod fleets;
 
     struct Rig {
         _dir: tempfile::TempDir,
@@ -2493,11 +2727,8 @@ mod tests {
         {
             let conn =
                 rusqlite::Connection::open(dir.path().join(super::super::store::DB_FILE)).unwrap();
-            let v1 = super::super::store::SCHEMA.replace(
-                "    -- JSON: limits lowered and checks overridden when the job was submitted \
-                 (see `Applied`).\n    applied TEXT NOT NULL DEFAULT '{}',\n",
-                "",
-            );
+            // Version 1's tables are SCHEMA's: migrations bring them up, new and old alike.
+            let v1 = super::super::store::SCHEMA;
             assert!(
                 !v1.contains("applied"),
                 "the version 1 schema has no `applied`"
@@ -2544,7 +2775,7 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use core::{Cmd, Core, CoreHandle, Timing};
 use store::{Store, StoreError};
 
 mod core;
+mod fleets;
 mod server;
 pub mod store;
 

@@ -94,7 +94,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{job}/halt", post(halt))
         .route("/v1/jobs/{job}/resume", post(resume))
         .route("/v1/jobs/{job}/retry", post(retry))
+        .route("/v1/jobs/{job}/close", post(close))
         .route("/v1/workers", get(workers))
+        .route("/v1/fleets", get(fleets))
+        .route(
+            "/v1/fleets/{fleet}",
+            post(push_fleet)
+                .get(fleet_revisions)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_PLAN_BYTES)),
+        )
+        .route(
+            "/v1/fleets/{fleet}/revisions/{revision}",
+            get(fleet_revision),
+        )
         .route("/v1/worker/poll", post(poll))
         .route("/v1/worker/output", post(put_output))
         .route("/v1/worker/results", post(results))
@@ -434,6 +446,73 @@ async fn retry(
                 id,
                 password: body.password,
                 retry: Some(body.hosts),
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn close(
+    State(app): State<AppState>,
+    Extension(Caller(by)): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<JobSummary>, ApiErr> {
+    Ok(Json(
+        app.core.call(|reply| Cmd::Close { id, by, reply }).await?,
+    ))
+}
+
+async fn fleets(State(app): State<AppState>) -> Result<Json<Vec<FleetRevisionInfo>>, ApiErr> {
+    Ok(Json(app.core.call(|reply| Cmd::Fleets { reply }).await?))
+}
+
+async fn push_fleet(
+    State(app): State<AppState>,
+    Extension(Caller(by)): Extension<Caller>,
+    Path(fleet): Path<String>,
+    Body_(body): Body_<PushFleet>,
+) -> Result<Response, ApiErr> {
+    let info = app
+        .core
+        .call(|reply| Cmd::PushFleet {
+            fleet,
+            push: Box::new(body),
+            by,
+            reply,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+async fn fleet_revisions(
+    State(app): State<AppState>,
+    Path(fleet): Path<String>,
+) -> Result<Json<Vec<FleetRevisionInfo>>, ApiErr> {
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::FleetRevisions { fleet, reply })
+            .await?,
+    ))
+}
+
+async fn fleet_revision(
+    State(app): State<AppState>,
+    Path((fleet, revision)): Path<(String, String)>,
+) -> Result<Json<FleetRevision>, ApiErr> {
+    let revision = match revision.as_str() {
+        "current" => 0,
+        text => text.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            ApiErr::new(
+                400,
+                format!("`{text}` is not a revision: a number from 1, or `current`"),
+            )
+        })?,
+    };
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::FleetRevision {
+                fleet,
+                revision,
                 reply,
             })
             .await?,

@@ -19,16 +19,41 @@ pub const DB_FILE: &str = "pogo.db";
 
 /// The schema's version, in `PRAGMA user_version`. A database of an older version is migrated
 /// when it is opened ([`MIGRATIONS`]); one of a newer version is refused.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
-/// The statements that bring a database of version `N` to `N + 1`, by `N - 1`; each runs in
-/// the same transaction as the version it sets, so a migration happens whole or not at all.
+/// The statements that bring a database of version `N` to `N + 1`, by `N - 1`. A new database
+/// is made as version 1 ([`SCHEMA`]) and brought up by them all, so that every database, new or
+/// old, has the same tables. Each runs in the same transaction as the version it sets, so a
+/// migration happens whole or not at all.
 const MIGRATIONS: &[&str] = &[
     // 1 -> 2: what the operator applied beside the sealed plan (lowered limits, overridden
     // checks). Jobs of version 1 had their limits lowered in the plan itself: nothing beside.
     "ALTER TABLE jobs ADD COLUMN applied TEXT NOT NULL DEFAULT '{}';",
+    // 2 -> 3: fleets. Every revision of every fleet's config, as pushed, with what its
+    // external tags' commands printed and the budgets compiled from it (a plan over all its
+    // hosts): a dispatcher restarts with the budgets that were pushed, whatever version of
+    // pogo compiled them. A job records the revision of each of its fleets it started under
+    // (JSON object, fleet -> revision; `{}` for jobs from before fleets), and whether an
+    // operator closed it.
+    "CREATE TABLE fleets (
+        name TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        inventory TEXT NOT NULL,
+        config_name TEXT NOT NULL,
+        config TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        pushed_at INTEGER NOT NULL,
+        pushed_by TEXT NOT NULL,
+        PRIMARY KEY (name, revision)
+    ) WITHOUT ROWID;
+    ALTER TABLE jobs ADD COLUMN under TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN closed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN closed_at INTEGER;",
 ];
 
+/// The tables of schema version 1; [`MIGRATIONS`] bring them to [`SCHEMA_VERSION`].
 pub(super) const SCHEMA: &str = "
 CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
@@ -45,8 +70,6 @@ CREATE TABLE jobs (
     killed INTEGER NOT NULL,
     -- Unix milliseconds when the current session began: events' at_ms count from it.
     session_started_ms INTEGER NOT NULL,
-    -- JSON: limits lowered and checks overridden when the job was submitted (see `Applied`).
-    applied TEXT NOT NULL DEFAULT '{}',
     -- The client's id of the submission (SubmitJob.submission): a repeat finds this job.
     submission TEXT UNIQUE
 );
@@ -127,6 +150,27 @@ pub struct JobRow {
     pub submission: Option<String>,
     /// JSON of what was applied beside the plan (`{}` for jobs of schema version 1).
     pub applied: String,
+    /// JSON: the revision of each fleet the job started under (`{}` before fleets).
+    pub under: String,
+    /// Who closed it and when (seconds since the epoch), once an operator did.
+    pub closed: Option<(String, u64)>,
+}
+
+/// A revision of a fleet's config.
+#[derive(Debug, Clone)]
+pub struct FleetRow {
+    pub name: String,
+    pub revision: u32,
+    pub digest: String,
+    pub inventory: String,
+    pub config_name: String,
+    pub config: String,
+    /// JSON: command -> what it printed.
+    pub outputs: String,
+    /// JSON: the plan compiled over all the fleet's hosts.
+    pub plan: String,
+    pub pushed_at: u64,
+    pub pushed_by: String,
 }
 
 /// A host's row.
@@ -170,8 +214,9 @@ impl Store {
             .map_err(open)?;
         match version {
             0 => {
+                let steps: String = MIGRATIONS.concat();
                 conn.execute_batch(&format!(
-                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    "BEGIN; {SCHEMA} {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(open)?;
             }
@@ -217,8 +262,8 @@ impl Store {
         self.conn.execute(
             "INSERT INTO jobs (id, plan, transport, retry_delay_ms, has_password, submitted_at,
                 submitted_by, state, reasons, halted, killed, session_started_ms, submission,
-                applied)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                applied, under)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 job.id,
                 job.plan,
@@ -234,6 +279,7 @@ impl Store {
                 job.session_started_ms as i64,
                 job.submission,
                 job.applied,
+                job.under,
             ],
         )?;
         let mut insert = self.conn.prepare_cached(
@@ -272,6 +318,70 @@ impl Store {
                 session_started_ms as i64
             ])?;
         Ok(())
+    }
+
+    /// Records the revisions a job's new session runs under.
+    pub fn update_under(&mut self, id: &str, under: &str) -> Result<(), StoreError> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("UPDATE jobs SET under = ?2 WHERE id = ?1")?
+            .execute(params![id, under])?;
+        Ok(())
+    }
+
+    /// Records that an operator closed a job.
+    pub fn close_job(&mut self, id: &str, by: &str, at: u64) -> Result<(), StoreError> {
+        self.begin()?;
+        self.conn
+            .prepare_cached("UPDATE jobs SET closed_by = ?2, closed_at = ?3 WHERE id = ?1")?
+            .execute(params![id, by, at as i64])?;
+        Ok(())
+    }
+
+    pub fn insert_fleet(&mut self, row: &FleetRow) -> Result<(), StoreError> {
+        self.begin()?;
+        self.conn.execute(
+            "INSERT INTO fleets (name, revision, digest, inventory, config_name, config, outputs,
+                plan, pushed_at, pushed_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![
+                row.name,
+                row.revision,
+                row.digest,
+                row.inventory,
+                row.config_name,
+                row.config,
+                row.outputs,
+                row.plan,
+                row.pushed_at as i64,
+                row.pushed_by,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Every revision of every fleet, by fleet name then revision.
+    pub fn fleets(&self) -> Result<Vec<FleetRow>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT name, revision, digest, inventory, config_name, config, outputs, plan,
+                pushed_at, pushed_by
+             FROM fleets ORDER BY name, revision",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(FleetRow {
+                name: row.get(0)?,
+                revision: row.get(1)?,
+                digest: row.get(2)?,
+                inventory: row.get(3)?,
+                config_name: row.get(4)?,
+                config: row.get(5)?,
+                outputs: row.get(6)?,
+                plan: row.get(7)?,
+                pushed_at: row.get::<_, i64>(8)? as u64,
+                pushed_by: row.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn update_host(&mut self, job: &str, idx: usize, host: &HostRow) -> Result<(), StoreError> {
@@ -341,8 +451,8 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT id, plan, transport, retry_delay_ms, has_password, submitted_at,
                 submitted_by, state, reasons, halted, killed, session_started_ms, submission,
-                applied
-             FROM jobs ORDER BY submitted_at, id",
+                applied, under, closed_by, closed_at
+             FROM jobs ORDER BY rowid",
         )?;
         let rows = stmt.query_map([], |row| {
             let reasons: String = row.get(8)?;
@@ -361,6 +471,14 @@ impl Store {
                 session_started_ms: row.get::<_, i64>(11)? as u64,
                 submission: row.get(12)?,
                 applied: row.get(13)?,
+                under: row.get(14)?,
+                closed: match (
+                    row.get::<_, Option<String>>(15)?,
+                    row.get::<_, Option<i64>>(16)?,
+                ) {
+                    (Some(by), Some(at)) => Some((by, at as u64)),
+                    _ => None,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -226,6 +226,7 @@ fn summary(dir: &RunDir, tale: &Tale) -> Result<JobSummary, RunsError> {
         submitted_by: "this machine".to_string(),
         reasons,
         last_event: tale.last_event,
+        closed: false,
     })
 }
 
