@@ -142,7 +142,8 @@ pub struct FleetRevision {
     /// The config compiled over all the fleet's hosts (no command): its groups are the
     /// budgets, and `pogo fleet diff` compares two of them as it compares plans.
     pub plan: Plan,
-    pub budgets: Vec<BudgetInfo>,
+    /// Its budgets (`info.budgets` counts them).
+    pub groups: Vec<BudgetInfo>,
 }
 
 /// Where a job stands.

@@ -91,6 +91,10 @@ pub struct ApplyArgs {
     /// With --dispatcher: submit the job, print its id and exit, without following it
     #[arg(long, requires = "dispatcher")]
     detach: bool,
+    /// With --dispatcher: run hosts that are in no fleet of the dispatcher (once it has
+    /// fleets, such hosts are refused); the job records it
+    #[arg(long, requires = "dispatcher")]
+    allow_unfleeted: bool,
     #[command(flatten)]
     limits: LimitFlags,
     #[command(flatten)]
@@ -447,7 +451,21 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
     let exec = args.exec.check()?;
     let plan = read_plan(&path)?;
     runnable(&plan)?;
-    let overrides = checked(&path, &plan, &args.checks)?;
+    let mut overrides = checked(&path, &plan, &args.checks)?;
+    // The dispatcher checks the plan against its fleets' configs too: --allow-stale accepts
+    // a plan stale there as here.
+    let mut wanted = Vec::new();
+    if args.checks.allow_stale {
+        wanted.push(ALLOW_STALE);
+    }
+    if args.allow_unfleeted {
+        wanted.push(pogo_remote::api::ALLOW_UNFLEETED);
+    }
+    for flag in wanted {
+        if !overrides.iter().any(|o| o == flag) {
+            overrides.push(flag.to_string());
+        }
+    }
     let limits = lower_limits(&plan, &args.limits)?;
     // Checked here as a run would be, so a plan the scheduler refuses is never submitted.
     Scheduler::new(&plan.lowered(&limits), LimitOverrides::default())

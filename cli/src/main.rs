@@ -142,6 +142,10 @@ enum Command {
     Resume(remote::ops::ResumeArgs),
     /// Run a job's failed hosts again
     Retry(remote::ops::RetryArgs),
+    /// Close an ended job: its failed hosts no longer hold places in the fleets' budgets
+    Close(remote::fleet::CloseArgs),
+    /// Register and read the fleets whose budgets hold every job on the dispatcher
+    Fleet(remote::fleet::FleetArgs),
     /// List the workers the dispatcher knows
     Workers(remote::ops::WorkersArgs),
     /// Serve the web dashboard on this machine: jobs, workers and local runs, live
@@ -192,6 +196,8 @@ fn main() -> ExitCode {
         Command::Halt(args) => remote::ops::halt(args, &mut stdout),
         Command::Resume(args) => remote::ops::resume(args, &mut stdout),
         Command::Retry(args) => remote::ops::retry(args, &mut stdout),
+        Command::Close(args) => remote::fleet::close(args, &mut stdout),
+        Command::Fleet(args) => remote::fleet::fleet(args, &mut stdout),
         Command::Workers(args) => remote::ops::workers(args, &mut stdout),
         Command::Certs(args) => certs::run(args, &mut stdout),
         Command::Ui(args) => ui::run(args, &mut stdout),

@@ -252,6 +252,55 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/jobs/{job}/close`.
+    pub async fn close(&self, id: &str) -> Result<JobSummary, ClientError> {
+        self.call(
+            Method::POST,
+            &["jobs", id, "close"],
+            Some(&serde_json::json!({})),
+        )
+        .await
+    }
+
+    /// `GET /v1/fleets`: each fleet's current revision.
+    pub async fn fleets(&self) -> Result<Vec<FleetRevisionInfo>, ClientError> {
+        self.call(Method::GET, &["fleets"], None::<&()>).await
+    }
+
+    /// `POST /v1/fleets/{fleet}`.
+    pub async fn push_fleet(
+        &self,
+        fleet: &str,
+        body: &PushFleet,
+    ) -> Result<FleetRevisionInfo, ClientError> {
+        self.call(Method::POST, &["fleets", fleet], Some(body))
+            .await
+    }
+
+    /// `GET /v1/fleets/{fleet}`: every revision, oldest first.
+    pub async fn fleet_revisions(
+        &self,
+        fleet: &str,
+    ) -> Result<Vec<FleetRevisionInfo>, ClientError> {
+        self.call(Method::GET, &["fleets", fleet], None::<&()>)
+            .await
+    }
+
+    /// `GET /v1/fleets/{fleet}/revisions/{n}`; `None`: the current one.
+    pub async fn fleet_revision(
+        &self,
+        fleet: &str,
+        revision: Option<u32>,
+    ) -> Result<FleetRevision, ClientError> {
+        let revision = revision.map_or("current".to_string(), |n| n.to_string());
+        self.call(
+            Method::GET,
+            &["fleets", fleet, "revisions", &revision],
+            None::<&()>,
+        )
+        .await
+    }
+
     /// `GET /v1/workers`.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, ClientError> {
         self.call(Method::GET, &["workers"], None::<&()>).await

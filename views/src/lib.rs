@@ -27,6 +27,7 @@
 //! all share).
 
 pub mod diff;
+pub mod fleets;
 pub mod graph;
 pub mod jobs;
 pub mod plan;

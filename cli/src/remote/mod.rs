@@ -17,6 +17,7 @@ macro_rules! config_help {
 pub(crate) use config_help;
 
 pub mod config;
+pub mod fleet;
 pub mod follow;
 pub mod ops;
 pub mod serve;

@@ -221,7 +221,7 @@ impl Fleets {
             config: rev.config.clone(),
             outputs: rev.outputs.clone(),
             plan: rev.plan.clone(),
-            budgets: budgets(&rev.plan)
+            groups: budgets(&rev.plan)
                 .map(|group| BudgetInfo {
                     group: group.id.clone(),
                     from: group.from.clone(),
