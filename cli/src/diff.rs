@@ -42,7 +42,7 @@ pub struct DiffArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum DiffFormat {
+pub(crate) enum DiffFormat {
     /// Text for a terminal, coloured when stdout is one and NO_COLOR is not set
     Terminal,
     /// A JSON document for tools (keys documented in docs/diff.md)
@@ -201,18 +201,28 @@ pub fn run(args: DiffArgs, out: &mut impl Write) -> Result<u8, Failure> {
         note,
         diff: &changes,
     };
-    let text = match args.format {
+    show(&report, args.format, args.full, out)
+}
+
+/// Writes a comparison in `format`; the exit status says whether the plans differ.
+pub(crate) fn show(
+    report: &pogo_views::diff::Report,
+    format: DiffFormat,
+    full: bool,
+    out: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let text = match format {
         DiffFormat::Terminal => {
             use std::io::IsTerminal;
             let color = std::io::stdout().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            pogo_views::diff::terminal(&report, args.full, color)
+            pogo_views::diff::terminal(report, full, color)
         }
-        DiffFormat::Json => pogo_views::diff::json(&report),
-        DiffFormat::Markdown => pogo_views::diff::markdown(&report),
+        DiffFormat::Json => pogo_views::diff::json(report),
+        DiffFormat::Markdown => pogo_views::diff::markdown(report),
     };
     emit(out, &text)?;
-    Ok(if changes.is_empty() {
+    Ok(if report.diff.is_empty() {
         exit::OK
     } else {
         exit::DIFFERENT

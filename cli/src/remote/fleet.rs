@@ -4,12 +4,14 @@
 use std::io::Write;
 use std::path::Path;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use pogo_planner::spec::normalize;
 use pogo_planner::{Config, Recording};
 use pogo_remote::api::PushFleet;
 
+use super::ops::json_text;
 use super::{client_failure, find_job, restore_first, runtime, DispatcherFlags};
+use crate::diff::DiffFormat;
 use crate::failure::{emit, exit, invalid, usage, Failure};
 use crate::resolver;
 
@@ -130,23 +132,13 @@ pub struct DiffArgs {
     #[arg(long, value_name = "N")]
     revision: Option<u32>,
     /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Terminal)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = DiffFormat::Terminal)]
+    format: DiffFormat,
     /// Show every host instead of cutting long lists (terminal format)
     #[arg(long)]
     full: bool,
     #[command(flatten)]
     connection: DispatcherFlags,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    /// Text for a terminal, coloured when stdout is one and NO_COLOR is not set
-    Terminal,
-    /// A JSON document for tools (keys documented in docs/diff.md)
-    Json,
-    /// Markdown to post as a pull-request comment
-    Markdown,
 }
 
 pub fn fleet(args: FleetArgs, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -187,13 +179,6 @@ fn read_config(path: &str) -> Result<PushFleet, Failure> {
         config_name: name,
         outputs: recording.into_outputs(),
     })
-}
-
-fn json_text(value: &impl serde::Serialize) -> Result<String, Failure> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| invalid(format!("cannot write JSON: {e}")))?;
-    text.push('\n');
-    Ok(text)
 }
 
 fn push(mut args: PushArgs, out: &mut dyn Write) -> Result<u8, Failure> {
@@ -320,22 +305,7 @@ fn diff(mut args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         diff: &changes,
         text: None,
     };
-    let text = match args.format {
-        Format::Terminal => {
-            use std::io::IsTerminal;
-            let color = std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            pogo_views::diff::terminal(&report, args.full, color)
-        }
-        Format::Json => pogo_views::diff::json(&report),
-        Format::Markdown => pogo_views::diff::markdown(&report),
-    };
-    emit(out, &text)?;
-    Ok(if changes.is_empty() {
-        exit::OK
-    } else {
-        exit::DIFFERENT
-    })
+    crate::diff::show(&report, args.format, args.full, out)
 }
 
 #[derive(Args)]

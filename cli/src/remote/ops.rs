@@ -164,7 +164,7 @@ pub struct WorkersArgs {
 }
 
 /// Pretty JSON and a newline.
-fn json_text(value: &impl serde::Serialize) -> Result<String, Failure> {
+pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, Failure> {
     let mut text = serde_json::to_string_pretty(value)
         .map_err(|e| invalid(format!("cannot write JSON: {e}")))?;
     text.push('\n');
