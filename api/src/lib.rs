@@ -8,6 +8,7 @@
 //! | `GET /v1/jobs`                               | → `[JobSummary]`, newest first               |
 //! | `GET /v1/jobs/{job}`                         | → [`JobDetail`]                              |
 //! | `GET /v1/jobs/{job}/plan`                    | → the job's plan (`pogo_model::Plan`)        |
+//! | `GET /v1/jobs/{job}/why?hosts=H1,H2`         | → `[HostWhy]` (the heads without `hosts`)    |
 //! | `GET /v1/jobs/{job}/events?after=N&follow=B` | → NDJSON of [`EventRecord`]                  |
 //! | `GET /v1/jobs/{job}/output?host=H&after=N&follow=B&limit=L` | → NDJSON of [`OutputRecord`]  |
 //! | `POST /v1/jobs/{job}/halt`                   | [`HaltJob`] → [`JobSummary`]                 |
@@ -43,6 +44,7 @@
 
 use pogo_executor::events::Event;
 use pogo_executor::transport::TransportSpec;
+pub use pogo_executor::why::{Holder, HostWhy, Why};
 use pogo_model::{LoweredLimits, Plan};
 use serde::{Deserialize, Serialize};
 
@@ -253,6 +255,32 @@ pub struct JobDetail {
     #[serde(flatten)]
     pub summary: JobSummary,
     pub host_states: Vec<HostEntry>,
+    /// Why the head of each thread waits (the first host not started of its current step,
+    /// then the unordered hosts' first), while the job runs. Omitted when none waits, and by
+    /// dispatchers older than fleets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<HostWhy>,
+}
+
+/// The query of `GET /v1/jobs/{job}/why`: the hosts to explain, comma-separated; without
+/// it, the heads of the job's threads (as [`JobDetail::waiting`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WhyQuery {
+    #[serde(default)]
+    pub hosts: Option<String>,
+}
+
+impl WhyQuery {
+    /// The hosts asked about, `None` for the heads.
+    pub fn hosts(&self) -> Option<Vec<String>> {
+        self.hosts.as_ref().map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+    }
 }
 
 /// One event of a job's stream: the executor's event, numbered from 1 in the job.

@@ -275,3 +275,99 @@ fn a_dispatcher_killed_with_three_jobs_running_rebuilds_its_budgets_and_runs_not
     kill(dispatcher.pid(), "TERM");
     dispatcher.expect(0);
 }
+
+/// Runs until the file `release` appears in the test's directory, recording its span.
+const HOLD: &str = r#"dir="$(dirname "$0")"
+echo "start $(date +%s%N)" >> "$dir/rec/$POGO_HOST"
+while [ ! -e "$dir/release" ]; do sleep 0.05; done
+echo "end $(date +%s%N)" >> "$dir/rec/$POGO_HOST"
+"#;
+
+#[test]
+fn status_why_names_the_full_budget_the_hosts_holding_it_and_their_jobs() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    std::fs::write(d.path().join("fleet.cfg"), FLEET).unwrap();
+    std::fs::write(d.path().join("hold.sh"), HOLD).unwrap();
+    d.pogo(&["fleet", "push", "prod", "fleet.cfg"]).expect(0);
+    let hold = format!("sh {}/hold.sh", d.path().display());
+    plan(
+        &d,
+        "fleet.cfg",
+        "first.json",
+        &["--targets", "e1,e2", "--command", &hold],
+    );
+    let first = submit(&d, "first.json", &[]);
+    wait_until("e1 and e2 to run", || {
+        let spans = d.spans();
+        spans.contains_key("e1") && spans.contains_key("e2")
+    });
+    plan(
+        &d,
+        "fleet.cfg",
+        "second.json",
+        &["--targets", "e1,e3", "--command", &hold],
+    );
+    let second = submit(&d, "second.json", &[]);
+    d.wait_for_state(&second, "running");
+
+    // e1 runs in the first job; e3 finds `$colo.east` full of the first job's hosts.
+    let why = d
+        .pogo(&["status", &second, "--why", "e3", "e1"])
+        .expect(0)
+        .stdout();
+    assert!(
+        why.contains(&format!(
+            "\nWhy:\n  e3: group `$colo.east` (fleet prod, revision 1) is full, 2 of 2 down: e1 \
+             running in job {first}, e2 running in job {first}\n  e1: busy in job {first}\n"
+        )),
+        "{why}"
+    );
+    // Without hosts: the head of each thread (here the unordered hosts' first, e1).
+    let heads = d.pogo(&["status", &second, "--why"]).expect(0).stdout();
+    assert!(
+        heads.contains(&format!("  e1 (unordered): busy in job {first}\n")),
+        "{heads}"
+    );
+    let status = d.pogo(&["status", &second]).expect(0).stdout();
+    assert!(
+        status.contains(&format!("`pogo status {second} --why` says what")),
+        "{status}"
+    );
+    let json: Value = serde_json::from_str(
+        &d.pogo(&["status", &second, "--why", "e3", "--json"])
+            .expect(0)
+            .stdout(),
+    )
+    .unwrap();
+    let budget = &json[0]["why"];
+    assert_eq!(budget["waits"], "group", "{json}");
+    assert_eq!(budget["fleet"], "prod");
+    assert_eq!(budget["max_parallel"], 2);
+    assert_eq!(budget["holders"][1]["host"], "e2");
+    assert_eq!(budget["holders"][1]["job"], first.as_str());
+    let detail = d.status(&second);
+    assert_eq!(detail["waiting"][0]["host"], "e1", "{detail}");
+    assert_eq!(detail["waiting"][0]["why"]["waits"], "busy");
+    let unknown = d.pogo(&["status", &second, "--why", "nope"]);
+    assert_ne!(unknown.code(), 0);
+    assert!(
+        unknown.stderr().contains("has no host `nope`"),
+        "{}",
+        unknown.stderr()
+    );
+
+    // The first job ends; the second runs; nothing waits any more.
+    d.touch("release");
+    d.wait_for_state(&first, "succeeded");
+    d.wait_for_state(&second, "succeeded");
+    let done = d.pogo(&["status", &second, "--why"]).expect(0).stdout();
+    assert!(done.contains("Nothing waits: the job has ended."), "{done}");
+    let asked = d
+        .pogo(&["status", &second, "--why", "e3"])
+        .expect(0)
+        .stdout();
+    assert!(asked.contains("  e3: not waiting: succeeded\n"), "{asked}");
+}

@@ -112,6 +112,10 @@ pub enum Wait {
     },
     /// It runs in another job.
     Busy { job: String },
+    /// Its job is paused ([`FleetScheduler::pause`]).
+    Paused,
+    /// Its job stops: it starts no more hosts.
+    Stopping,
     /// Nothing holds it: it starts when a worker is free (taking turns with other jobs).
     Starting,
 }
@@ -1121,8 +1125,14 @@ impl FleetScheduler {
         if state != HostState::Pending {
             return Ok(Wait::NotPending(state));
         }
+        if matches!(sched.status(), RunStatus::Stopping(_)) {
+            return Ok(Wait::Stopping);
+        }
         if let Some(own) = sched.why(host) {
             return Ok(Wait::Own(own));
+        }
+        if job.paused {
+            return Ok(Wait::Paused);
         }
         let g = job.global[host.index()];
         let hostrt = &self.hosts[g as usize];

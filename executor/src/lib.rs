@@ -28,6 +28,7 @@ pub mod runner;
 pub mod scheduler;
 pub mod simulate;
 pub mod transport;
+pub mod why;
 
 use pogo_model::Plan;
 

@@ -20,6 +20,7 @@ use crate::journal::{Journal, JournalError};
 use crate::rundir::log_file_name;
 use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, StopReason, Tally};
 use crate::transport::{self, CancelToken, Output, Transport};
+use crate::why::{self, Heads, HostWhy};
 
 /// How hosts are run, beyond what the scheduler decides.
 #[derive(Debug, Clone)]
@@ -88,7 +89,21 @@ impl Control {
 /// Receives events, after they are durable.
 pub trait Reporter {
     fn report(&mut self, event: &Event);
+
+    /// Whether it shows why the heads of the threads wait (a live view): the runner then calls
+    /// [`Reporter::waiting`] when that changes, at most every [`EXPLAIN_EVERY`].
+    fn explains(&self) -> bool {
+        false
+    }
+
+    /// Why the first host not started of each thread's current step waits
+    /// ([`crate::why::Heads`]), in plan order of the threads, the unordered hosts' last.
+    fn waiting(&mut self, _heads: &[HostWhy]) {}
 }
+
+/// How often a live view's explanations are brought up to date, at most: finding them
+/// scans the full groups of the heads, so they are not computed per event.
+pub const EXPLAIN_EVERY: Duration = Duration::from_millis(500);
 
 /// Why a run could not go on. Hosts failing is not an error: it is in the [`RunEnd`].
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +153,15 @@ pub async fn run(
     journal: &mut Journal<Event>,
     reporter: &mut dyn Reporter,
 ) -> Result<RunEnd, RunError> {
+    let explainer = reporter.explains().then(|| Explainer {
+        heads: Heads::new(plan),
+        at: None,
+        due: None,
+        last: Vec::new(),
+    });
     let mut run = Run {
         plan,
+        explainer,
         settings,
         transport,
         control,
@@ -155,8 +177,19 @@ pub async fn run(
     run.go(scheduler).await
 }
 
+/// What the runner keeps to explain the heads to a live view.
+struct Explainer {
+    heads: Heads,
+    /// When they were last explained.
+    at: Option<Instant>,
+    /// When they are to be explained again, having changed since.
+    due: Option<Instant>,
+    last: Vec<HostWhy>,
+}
+
 struct Run<'a> {
     plan: &'a Plan,
+    explainer: Option<Explainer>,
     settings: &'a RunSettings,
     transport: Arc<dyn Transport>,
     control: &'a Control,
@@ -227,6 +260,8 @@ impl Run<'_> {
             if self.running == 0 {
                 break;
             }
+            self.explain(scheduler);
+            let explain_due = self.explainer.as_ref().and_then(|e| e.due);
             tokio::select! {
                 Some(done) = done_rx.recv() => self.attempted(scheduler, done, &done_tx)?,
                 Ok(()) = halt.changed(), if !halted => {}
@@ -234,6 +269,7 @@ impl Run<'_> {
                     timed_out = true;
                     self.control.kill();
                 }
+                () = sleep_until(explain_due), if explain_due.is_some() => {}
             }
         }
         self.finish(scheduler)
@@ -358,6 +394,41 @@ impl Run<'_> {
         })
     }
 
+    /// Tells the reporter why the heads wait, if it shows that, when it changed and
+    /// [`EXPLAIN_EVERY`] has passed since it was last told (else later: `due`).
+    fn explain(&mut self, scheduler: &Scheduler) {
+        let Some(explainer) = self.explainer.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if let Some(at) = explainer.at {
+            if now < at + EXPLAIN_EVERY {
+                explainer.due = Some(at + EXPLAIN_EVERY);
+                return;
+            }
+        }
+        explainer.at = Some(now);
+        explainer.due = None;
+        let names = &self.plan.hosts;
+        let heads = explainer.heads.find(|h| scheduler.host_state(h));
+        let waits: Vec<HostWhy> = heads
+            .into_iter()
+            .map(|head| {
+                HostWhy::new(
+                    names[head.host.index()].clone(),
+                    head.thread
+                        .map(|t| explainer.heads.thread_name(t).to_string()),
+                    scheduler.host_state(head.host).to_string(),
+                    why::of_run(scheduler, head.host, |h| names[h.index()].clone()),
+                )
+            })
+            .collect();
+        if waits != explainer.last {
+            self.reporter.waiting(&waits);
+            explainer.last = waits;
+        }
+    }
+
     /// Makes the pending events durable, then reports them.
     fn commit(&mut self) -> Result<(), RunError> {
         if self.batch.is_empty() {
@@ -445,5 +516,13 @@ impl Run<'_> {
 
     fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

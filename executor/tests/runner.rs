@@ -17,6 +17,7 @@ use pogo_executor::transport::{
     BoxFuture, CancelToken, ExitStatus, Kill, Outcome, Output, RunResult as Attempt, Stream,
     Transport,
 };
+use pogo_executor::why::HostWhy;
 use pogo_model::Plan;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -290,6 +291,89 @@ async fn slots_run_in_order_and_groups_hold() {
     // Each host's output is in its log.
     let log = std::fs::read_to_string(dir.path().join("c3.log")).unwrap();
     assert_eq!(log, "c3 attempt 1\n");
+}
+
+/// A live view's stand-in: it asks for explanations and keeps each set it is given, with
+/// when it came.
+struct Explained {
+    start: Instant,
+    waits: Vec<(Duration, Vec<String>)>,
+}
+
+impl Reporter for Explained {
+    fn report(&mut self, _event: &Event) {}
+
+    fn explains(&self) -> bool {
+        true
+    }
+
+    fn waiting(&mut self, heads: &[HostWhy]) {
+        let lines = heads
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} {}: {}",
+                    h.thread.as_deref().unwrap_or("-"),
+                    h.host,
+                    h.reason
+                )
+            })
+            .collect();
+        self.waits.push((self.start.elapsed(), lines));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_view_hears_why_the_head_of_each_thread_waits() {
+    // Thread t0: a1,a2,a3 in one step, 1 at a time (group $g); thread t1: b1 then b2.
+    let plan = plan(
+        &[&[&["a1", "a2", "a3"]], &[&["b1"], &["b2"]]],
+        &[],
+        &[("$g", 1, &["a1", "a2", "a3"])],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let transport = Arc::new(Scripted::every_host(10).host("b1", &[(25, 0)]));
+    let mut scheduler = Scheduler::new(&plan, LimitOverrides::default()).unwrap();
+    let mut journal = Journal::create(&dir.path().join("journal")).unwrap();
+    let mut view = Explained {
+        start: Instant::now(),
+        waits: Vec::new(),
+    };
+    let end = runner::run(
+        &plan,
+        &mut scheduler,
+        transport,
+        &settings(&dir),
+        &Control::new(),
+        &mut journal,
+        &mut view,
+    )
+    .await
+    .unwrap();
+    assert_eq!(end.result, RunResult::Succeeded);
+    assert_eq!(
+        view.waits[0],
+        (
+            secs(0),
+            vec!["t0 a2: group `$g` is full, 1 of 1 down: a1 running".to_string()]
+        )
+    );
+    // Thread t1 has no head: its current step's only host, b1, runs (b2 is in the next
+    // step). At 10 s a1 is done and a2 runs: a3 waits for a2. Only changes are told, and
+    // each at most every half second.
+    assert_eq!(
+        view.waits[1],
+        (
+            secs(10),
+            vec!["t0 a3: group `$g` is full, 1 of 1 down: a2 running".to_string()]
+        )
+    );
+    assert!(view
+        .waits
+        .windows(2)
+        .all(|w| w[1].0 >= w[0].0 + runner::EXPLAIN_EVERY && w[0].1 != w[1].1));
+    // Nothing waits once every host has started.
+    assert!(view.waits.last().unwrap().1.is_empty(), "{:?}", view.waits);
 }
 
 #[tokio::test(start_paused = true)]

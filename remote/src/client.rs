@@ -234,6 +234,18 @@ impl Client {
         Ok(ndjson(response, self.base.clone(), url.path().to_string()))
     }
 
+    /// `GET /v1/jobs/{job}/why`: why these hosts have not started, or (`hosts` empty) the
+    /// heads of the job's threads.
+    pub async fn why(&self, id: &str, hosts: &[String]) -> Result<Vec<HostWhy>, ClientError> {
+        let mut url = self.endpoint(&["jobs", id, "why"]);
+        if !hosts.is_empty() {
+            url.query_pairs_mut().append_pair("hosts", &hosts.join(","));
+        }
+        let request = self.http.get(url.clone()).timeout(Client::REQUEST_TIMEOUT);
+        let response = self.send(request, &url).await?;
+        self.decode(response, &url).await
+    }
+
     /// `POST /v1/jobs/{job}/halt`.
     pub async fn halt(&self, id: &str, body: &HaltJob) -> Result<JobSummary, ClientError> {
         self.call(Method::POST, &["jobs", id, "halt"], Some(body))

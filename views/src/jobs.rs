@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use comfy_table::Cell;
-use pogo_api::{Counts, HostEntry, JobDetail, JobState, JobSummary, OutputRecord, WorkerInfo};
+use pogo_api::{
+    Counts, HostEntry, HostWhy, JobDetail, JobState, JobSummary, OutputRecord, WorkerInfo,
+};
 
 use crate::text::{counted, cut, new_table, plural, utc};
 
@@ -151,6 +153,45 @@ pub fn status_text(detail: &JobDetail, full: bool, repeat: &str) -> String {
             plural(hosts.len() - rows.len(), "host"),
             hidden_text.join(", ")
         ));
+    }
+    out
+}
+
+/// The line after a job's status when threads of it wait for something: how to ask why.
+pub fn waiting_hint(detail: &JobDetail, repeat: &str) -> String {
+    if detail.waiting.is_empty() {
+        return String::new();
+    }
+    format!(
+        "Hosts wait for something; `pogo status {} --why{repeat}` says what\n",
+        detail.summary.id
+    )
+}
+
+/// `pogo status JOB --why`: why hosts have not started, one line each; `asked` when the
+/// operator named them (else they are the heads of the job's threads).
+pub fn why_text(job: &JobSummary, whys: &[HostWhy], asked: bool) -> String {
+    if whys.is_empty() {
+        let why = if job.state.is_ended() {
+            "the job has ended"
+        } else {
+            "the first host not started of each thread's current step waits for nothing but its \
+             turn and a free worker"
+        };
+        return format!("\nNothing waits: {why}.\n");
+    }
+    let mut out = String::from(if asked {
+        "\nWhy:\n"
+    } else {
+        "\nWaiting (the first host not started of each thread's current step):\n"
+    });
+    for why in whys {
+        let place = match (&why.thread, asked) {
+            (_, true) => String::new(),
+            (Some(thread), false) => format!(" (thread {thread})"),
+            (None, false) => " (unordered)".to_string(),
+        };
+        out.push_str(&format!("  {}{place}: {}\n", why.host, why.reason));
     }
     out
 }
@@ -381,6 +422,7 @@ mod tests {
                 host("web2", "failed", 2, "exit code 3"),
                 host("web3", "skipped", 0, ""),
             ],
+            waiting: Vec::new(),
         };
         let text = status_text(&detail, false, "");
         assert!(
@@ -422,6 +464,7 @@ mod tests {
                 25,
             ),
             host_states: hosts,
+            waiting: Vec::new(),
         };
         let text = status_text(&detail, false, "");
         assert_eq!(
@@ -459,6 +502,7 @@ mod tests {
                 2,
             ),
             host_states: Vec::new(),
+            waiting: Vec::new(),
         };
         let text = status_text(&detail, false, " --dispatcher https://d:1");
         assert!(

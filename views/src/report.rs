@@ -19,6 +19,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pogo_executor::events::{Event, FinalState, RunResult};
 use pogo_executor::rundir::RunDir;
 use pogo_executor::runner::Reporter;
+use pogo_executor::why::HostWhy;
 
 use crate::text::{cut, new_table, plural, printable};
 
@@ -300,6 +301,10 @@ impl Progress {
         if self.running.len() > shown.len() {
             text.push_str(&format!(" (+{} more)", self.running.len() - shown.len()));
         }
+        // Without thread lines, why the unordered hosts wait goes here.
+        if self.lanes.is_empty() {
+            text.push_str(&self.lanes.reason(self.lanes.threads.len()));
+        }
         self.running_line.set_message(text);
     }
 }
@@ -342,6 +347,15 @@ impl Reporter for Progress {
                 let _ = self.multi.println(line);
             }
         }
+        self.redraw();
+    }
+
+    fn explains(&self) -> bool {
+        true
+    }
+
+    fn waiting(&mut self, heads: &[HostWhy]) {
+        self.lanes.explain(heads);
         self.redraw();
     }
 }
@@ -456,6 +470,9 @@ pub struct Lanes {
     places: Vec<Vec<Place>>,
     marks: Vec<Mark>,
     width: usize,
+    /// Per thread, then for the unordered lane: why its head waits (`web3: group ... is
+    /// full`), as last explained ([`Lanes::explain`]).
+    reasons: Vec<Option<String>>,
 }
 
 impl Lanes {
@@ -502,6 +519,7 @@ impl Lanes {
             .unwrap_or(0)
             .min(NAME_WIDTH);
         Lanes {
+            reasons: vec![None; threads.len() + 1],
             threads,
             unordered,
             index,
@@ -509,6 +527,32 @@ impl Lanes {
             marks: vec![Mark::Pending; plan.hosts.len()],
             width,
         }
+    }
+
+    /// Takes why the head of each thread waits, as the driver of the run found it; a head
+    /// that nothing holds (it starts at its turn) gets no reason.
+    pub fn explain(&mut self, heads: &[HostWhy]) {
+        self.reasons.iter_mut().for_each(|r| *r = None);
+        for head in heads {
+            let Some(why) = head.why.as_ref().filter(|why| why.holds()) else {
+                continue;
+            };
+            let lane = match &head.thread {
+                Some(name) => match self.threads.iter().position(|t| &t.name == name) {
+                    Some(t) => t,
+                    None => continue,
+                },
+                None => self.threads.len(),
+            };
+            self.reasons[lane] = Some(format!("{}: {why}", head.host));
+        }
+    }
+
+    /// ` — web3: group ... is full`, or nothing.
+    fn reason(&self, lane: usize) -> String {
+        self.reasons[lane]
+            .as_ref()
+            .map_or_else(String::new, |r| format!(" \u{2014} {r}"))
     }
 
     /// Whether there is anything to show: a plan without threads has only the overall bar.
@@ -595,10 +639,11 @@ impl Lanes {
                 Some(s) => {
                     let (id, tally) = &thread.slots[s];
                     format!(
-                        "{}  step {}/{steps} {id}  {}",
+                        "{}  step {}/{steps} {id}  {}{}",
                         name(&thread.name),
                         s + 1,
-                        tally.text()
+                        tally.text(),
+                        self.reason(t)
                     )
                 }
                 None => {
@@ -632,7 +677,16 @@ impl Lanes {
             lines.push(format!("+{more} more threads ({})", counts.join(", ")));
         }
         if self.unordered.total > 0 {
-            lines.push(format!("{}  {}", name("unordered"), self.unordered.text()));
+            let reason = if self.unordered.complete() {
+                String::new()
+            } else {
+                self.reason(self.threads.len())
+            };
+            lines.push(format!(
+                "{}  {}{reason}",
+                name("unordered"),
+                self.unordered.text()
+            ));
         }
         lines
     }
@@ -648,6 +702,14 @@ impl Reporter for Tee<'_> {
     fn report(&mut self, event: &Event) {
         self.ledger.record(event);
         self.view.report(event);
+    }
+
+    fn explains(&self) -> bool {
+        self.view.explains()
+    }
+
+    fn waiting(&mut self, heads: &[HostWhy]) {
+        self.view.waiting(heads);
     }
 }
 
@@ -1338,6 +1400,63 @@ mod tests {
                 "bar        1 step done (1 failed)",
                 "unordered  2/2 done (1 skipped)",
             ]
+        );
+    }
+
+    #[test]
+    fn a_waiting_lane_says_why_its_head_waits() {
+        use pogo_executor::why::{Holder, Why};
+        let plan = plan(&[("foo", &[&["h1", "h2"]]), ("bar", &[&["h3"]])], &["u1"]);
+        let mut lanes = Lanes::new(&plan);
+        for event in [run_started(false), started("h1")] {
+            lanes.record(&event);
+        }
+        let full = Why::Group {
+            group: "$colo.east".into(),
+            fleet: Some("prod".into()),
+            revision: Some(1),
+            max_parallel: 1,
+            down: 1,
+            holders: vec![Holder {
+                host: "h1".into(),
+                state: "running".into(),
+                job: Some("J2".into()),
+            }],
+        };
+        lanes.explain(&[
+            HostWhy::new(
+                "h2".into(),
+                Some("foo".into()),
+                "pending".into(),
+                Some(full),
+            ),
+            // Nothing holds h3: it is not worth a word.
+            HostWhy::new(
+                "h3".into(),
+                Some("bar".into()),
+                "pending".into(),
+                Some(Why::Ready),
+            ),
+            HostWhy::new(
+                "u1".into(),
+                None,
+                "pending".into(),
+                Some(Why::Busy { job: "J9".into() }),
+            ),
+        ]);
+        assert_eq!(
+            lanes.lines(),
+            [
+                "foo        step 1/1 foo.s1  0/2 done, 1 running \u{2014} h2: group `$colo.east` \
+                 (fleet prod, revision 1) is full, 1 of 1 down: h1 running in job J2",
+                "bar        step 1/1 bar.s1  0/1 done, waiting",
+                "unordered  0/1 done, waiting \u{2014} u1: busy in job J9",
+            ]
+        );
+        lanes.explain(&[]);
+        assert_eq!(
+            lanes.lines()[0],
+            "foo        step 1/1 foo.s1  0/2 done, 1 running"
         );
     }
 

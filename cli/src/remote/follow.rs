@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use pogo_executor::events::{Event, RunResult};
 use pogo_executor::runner::Reporter;
 use pogo_model::Plan;
-use pogo_remote::api::{EventRecord, HaltJob, JobState, OutputRecord, SubmitJob};
+use pogo_remote::api::{EventRecord, HaltJob, HostWhy, JobState, OutputRecord, SubmitJob};
 use pogo_remote::client::{Client, ClientError, RecordStream};
 use tokio::sync::mpsc;
 
@@ -402,6 +402,52 @@ fn whats_next(id: &str, repeat: &str) -> String {
 enum Step {
     Update(Option<Update<EventRecord>>),
     Interrupted,
+    Waiting(Vec<HostWhy>),
+}
+
+/// How often the live view asks the dispatcher why the heads of the job's threads wait.
+const WHY_EVERY: Duration = Duration::from_secs(2);
+
+/// Asks the dispatcher why the heads of job `id`'s threads wait, every [`WHY_EVERY`], for
+/// the live view; stops when dropped. A failed ask is left out: the event stream says when
+/// the dispatcher is out of reach.
+struct WhyPoller {
+    task: tokio::task::JoinHandle<()>,
+    answers: mpsc::Receiver<Vec<HostWhy>>,
+}
+
+impl WhyPoller {
+    fn spawn(client: &Client, id: &str) -> WhyPoller {
+        let (tx, answers) = mpsc::channel(1);
+        let (client, id) = (client.clone(), id.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WHY_EVERY).await;
+                if let Ok(whys) = client.why(&id, &[]).await {
+                    if tx.send(whys).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        WhyPoller { task, answers }
+    }
+
+    async fn next(poller: &mut Option<WhyPoller>) -> Vec<HostWhy> {
+        match poller {
+            Some(poller) => match poller.answers.recv().await {
+                Some(whys) => whys,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for WhyPoller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 async fn follow_job(
@@ -433,12 +479,15 @@ async fn follow_job(
     let notice = view.notice();
     let mut ledger = Ledger::new(&plan.hosts);
     let mut presses = 0;
+    let mut poller = live.then(|| WhyPoller::spawn(client, id));
     loop {
         let step = tokio::select! {
             update = updates.recv() => Step::Update(update),
             () = signals.next() => Step::Interrupted,
+            whys = WhyPoller::next(&mut poller) => Step::Waiting(whys),
         };
         match step {
+            Step::Waiting(whys) => view.reporter().waiting(&whys),
             Step::Update(Some(Update::Record(record))) => {
                 ledger.record(&record.event);
                 view.reporter().report(&record.event);
@@ -493,6 +542,7 @@ async fn follow_job(
             }
         }
     }
+    drop(poller);
     drop(view);
     let result = match ledger.result {
         Some(result) => result,

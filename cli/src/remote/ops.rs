@@ -11,7 +11,9 @@ use pogo_remote::client::Client;
 use super::follow::{self, Feed, Update};
 use super::{ask_password, client_failure, find_job, restore_first, runtime, DispatcherFlags};
 use crate::failure::{emit, invalid, usage, Failure};
-use pogo_views::jobs::{jobs_table, state_line, status_text, workers_table, LogText};
+use pogo_views::jobs::{
+    jobs_table, state_line, status_text, waiting_hint, why_text, workers_table, LogText,
+};
 
 #[derive(Args)]
 #[command(
@@ -43,6 +45,11 @@ pub struct JobsArgs {
          attempts, the worker that ran the last attempt, how it ended). Up to 20 hosts every \
          host is listed; past that only the hosts that are running or did not succeed, unless \
          --full.\n\n\
+         --why says why hosts have not started: the first host not started of each thread's \
+         current step, or the HOSTs named. A host waits for a step of the plan before it, for \
+         room in a full group (naming the hosts that hold it, and on a fleet the job each is \
+         running or failed in), or for the job it is busy in; `pogo close JOB` frees the \
+         places of a finished job's failed hosts.\n\n\
          JOB is a job id, the start of one (`job-` may be left out), or `last` for the newest \
          job.\n\n",
         config_help!()
@@ -50,6 +57,8 @@ pub struct JobsArgs {
     after_help = "Examples:\n  \
         pogo status last\n  \
         pogo status job-20261124T230102Z-3f9a --full\n  \
+        pogo status last --why\n  \
+        pogo status last --why web03 web04\n  \
         pogo status 20261124T2301 --json | jq '.host_states[] | select(.state != \"succeeded\")'"
 )]
 pub struct StatusArgs {
@@ -59,7 +68,10 @@ pub struct StatusArgs {
     /// List every host
     #[arg(long)]
     full: bool,
-    /// Print the job and its hosts as JSON
+    /// Say why hosts have not started: these HOSTs, or the head of each thread
+    #[arg(long, value_name = "HOST", num_args = 0.., value_delimiter = ',')]
+    why: Option<Vec<String>>,
+    /// Print the job and its hosts as JSON (with --why HOST: why those hosts wait)
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -200,14 +212,30 @@ pub fn jobs(args: JobsArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 pub fn status(mut args: StatusArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let given = job_argument(&mut args.connection, args.job.take(), None)?;
     let client = args.connection.client()?;
-    let detail = runtime()?.block_on(async {
+    let asked = args.why.clone().unwrap_or_default();
+    let (detail, whys) = runtime()?.block_on(async {
         let id = find_job(&client, &given).await?;
-        client.job(&id).await.map_err(client_failure)
+        let detail = client.job(&id).await.map_err(client_failure)?;
+        let whys = if asked.is_empty() {
+            detail.waiting.clone()
+        } else {
+            client.why(&id, &asked).await.map_err(client_failure)?
+        };
+        Ok::<_, Failure>((detail, whys))
     })?;
-    let text = if args.json {
-        json_text(&detail)?
-    } else {
-        status_text(&detail, args.full, &args.connection.repeat())
+    let text = match (args.json, &args.why) {
+        (true, Some(hosts)) if !hosts.is_empty() => json_text(&whys)?,
+        (true, _) => json_text(&detail)?,
+        (false, why) => {
+            let repeat = args.connection.repeat();
+            let mut text = status_text(&detail, args.full, &repeat);
+            if why.is_some() {
+                text.push_str(&why_text(&detail.summary, &whys, !asked.is_empty()));
+            } else {
+                text.push_str(&waiting_hint(&detail, &repeat));
+            }
+            text
+        }
     };
     emit(out, &text).map(|()| crate::failure::exit::OK)
 }

@@ -19,6 +19,7 @@ use pogo_executor::scheduler::{
     StopReason,
 };
 use pogo_executor::transport::TransportSpec;
+use pogo_executor::why::Heads;
 use pogo_model::{LoweredLimits, Plan, SealState, ALLOW_EDITED};
 use tokio::sync::{oneshot, watch};
 
@@ -73,6 +74,12 @@ pub enum Cmd {
     Plan {
         id: String,
         reply: Reply<Plan>,
+    },
+    /// Why these hosts (the heads of its threads, when `None`) have not started.
+    Why {
+        id: String,
+        hosts: Option<Vec<String>>,
+        reply: Reply<Vec<HostWhy>>,
     },
     Events {
         id: String,
@@ -796,6 +803,10 @@ impl Core {
                 let value = self.detail(&id);
                 self.answer(reply, value);
             }
+            Cmd::Why { id, hosts, reply } => {
+                let value = self.why(&id, hosts);
+                self.answer(reply, value);
+            }
             Cmd::Plan { id, reply } => {
                 let value = match self.jobs.get(&id) {
                     Some(job) => Ok(job.plan.clone()),
@@ -998,7 +1009,63 @@ impl Core {
                     duration_ms: None,
                 })
                 .collect(),
+            waiting: self.why(id, None)?,
         })
+    }
+
+    /// Why hosts of job `id` have not started: `hosts`, or the heads of its threads (only
+    /// those that wait for something, while its session goes on).
+    fn why(&self, id: &str, hosts: Option<Vec<String>>) -> Result<Vec<HostWhy>, ApiErr> {
+        let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
+        let in_fleet = self.fleet.has_job(id);
+        let explain = |idx: usize, thread: Option<String>| {
+            let host = &job.hosts[idx];
+            let why = if in_fleet && host.state == HState::Pending {
+                self.fleet
+                    .why(id, HostIdx::new(idx))
+                    .ok()
+                    .and_then(|wait| Why::fleet(wait, |h| job.plan.hosts[h.index()].clone()))
+            } else {
+                None
+            };
+            HostWhy::new(
+                job.plan.hosts[idx].clone(),
+                thread,
+                host.state.as_str().to_string(),
+                why,
+            )
+        };
+        let Some(hosts) = hosts else {
+            if !job.live {
+                return Ok(Vec::new());
+            }
+            let mut heads = Heads::new(&job.plan);
+            return Ok(heads
+                .find(|h| job.hosts[h.index()].scheduler_state())
+                .into_iter()
+                .map(|head| {
+                    explain(
+                        head.host.index(),
+                        head.thread.map(|t| heads.thread_name(t).to_string()),
+                    )
+                })
+                .filter(|wait| wait.why.as_ref().is_some_and(Why::holds))
+                .collect());
+        };
+        let index: HashMap<&str, usize> = job
+            .plan
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
+        hosts
+            .iter()
+            .map(|name| match index.get(name.as_str()) {
+                Some(&idx) => Ok(explain(idx, None)),
+                None => Err(ApiErr::new(404, format!("job {id} has no host `{name}`"))),
+            })
+            .collect()
     }
 
     fn output(

@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/jobs/{job}", get(job))
         .route("/v1/jobs/{job}/plan", get(plan))
+        .route("/v1/jobs/{job}/why", get(why))
         .route("/v1/jobs/{job}/events", get(events))
         .route("/v1/jobs/{job}/output", get(output))
         .route("/v1/jobs/{job}/halt", post(halt))
@@ -241,6 +242,17 @@ async fn plan(
     Path(id): Path<String>,
 ) -> Result<Json<pogo_model::Plan>, ApiErr> {
     Ok(Json(app.core.call(|reply| Cmd::Plan { id, reply }).await?))
+}
+
+async fn why(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<WhyQuery>,
+) -> Result<Json<Vec<HostWhy>>, ApiErr> {
+    let hosts = query.hosts();
+    Ok(Json(
+        app.core.call(|reply| Cmd::Why { id, hosts, reply }).await?,
+    ))
 }
 
 async fn events(

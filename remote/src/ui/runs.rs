@@ -146,6 +146,8 @@ impl LocalRuns {
         Ok(JobDetail {
             summary,
             host_states,
+            // Only the running pogo knows its scheduler: a live view shows why its hosts wait.
+            waiting: Vec::new(),
         })
     }
 
