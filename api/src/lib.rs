@@ -224,6 +224,12 @@ pub struct JobSummary {
     /// Closed by an operator (`pogo close`): its failed hosts count as down in no budget.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub closed: bool,
+    /// Who closed it (their certificate's common name), and when (seconds since the Unix
+    /// epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<u64>,
 }
 
 /// One host of a job.

@@ -231,6 +231,11 @@ fn jobs_share_a_fleet_budget_whatever_their_plans_say_until_an_operator_closes_a
     );
     let closed = d.pogo(&["close", &broken]).expect(0).stdout();
     assert!(closed.contains("2 hosts no longer down"), "{closed}");
+    let status = d.pogo(&["status", &broken]).expect(0).stdout();
+    assert!(
+        status.contains(" UTC by alice: its failed hosts hold no place in a fleet's budget"),
+        "{status}"
+    );
     d.pogo(&["resume", &held]).expect(0);
     d.wait_for_state(&held, "succeeded");
     assert_eq!(peak(&d.spans(), &EAST), 2);

@@ -100,6 +100,19 @@ pub fn status_text(detail: &JobDetail, full: bool, repeat: &str) -> String {
     for reason in &job.reasons {
         out.push_str(&format!("  because {reason}\n"));
     }
+    if job.closed {
+        out.push_str(&format!(
+            "Closed{}{}: its failed hosts hold no place in a fleet's budget; it cannot be \
+             resumed\n",
+            job.closed_at
+                .map(|at| format!(" {} UTC", utc(at)))
+                .unwrap_or_default(),
+            job.closed_by
+                .as_deref()
+                .map(|by| format!(" by {by}"))
+                .unwrap_or_default()
+        ));
+    }
     if job.state == JobState::NeedsPassword {
         out.push_str(&format!(
             "  give the password with: pogo resume {} --password{repeat}\n",
@@ -329,6 +342,8 @@ mod tests {
             reasons: Vec::new(),
             last_event: 0,
             closed: false,
+            closed_by: None,
+            closed_at: None,
         }
     }
 

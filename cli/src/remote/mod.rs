@@ -303,6 +303,8 @@ mod tests {
             reasons: Vec::new(),
             last_event: 0,
             closed: false,
+            closed_by: None,
+            closed_at: None,
         }
     }
 

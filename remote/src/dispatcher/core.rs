@@ -371,6 +371,8 @@ impl Job {
             reasons: self.reasons.clone(),
             last_event: self.last_event,
             closed: self.closed.is_some(),
+            closed_by: self.closed.as_ref().map(|(by, _)| by.clone()),
+            closed_at: self.closed.as_ref().map(|&(_, at)| at),
         }
     }
 
@@ -1780,6 +1782,10 @@ impl Core {
 
     /// Ends the job's session when nothing runs and nothing can start.
     fn check_end(&mut self, id: &str) {
+        // The fleet scheduler may have ended this job too in the step just taken (blocked by
+        // a budget full of its own failed hosts): its `run_blocked` and skipped hosts are
+        // told first, so that `run_finished` is the job's last event, where clients stop.
+        self.others_ended();
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };

@@ -229,6 +229,8 @@ fn summary(dir: &RunDir, tale: &Tale) -> Result<JobSummary, RunsError> {
         reasons,
         last_event: tale.last_event,
         closed: false,
+        closed_by: None,
+        closed_at: None,
     })
 }
 

@@ -298,3 +298,33 @@ async fn a_database_of_the_previous_release_is_migrated_and_its_failures_count_o
         .unwrap();
     assert_eq!(version, 3);
 }
+
+#[tokio::test]
+async fn a_job_its_own_failure_blocks_says_why_and_what_it_skips_before_it_ends() {
+    let rig = Rig::new();
+    rig.push("prod", EAST_1).await.unwrap();
+    // b fails and stays down in `$colo.east` (max 1): c can never start.
+    let job = rig.submit(Plan::sketch("b c").with_max_failures(5)).await;
+    rig.drain(&[], |task| if task.host == "b" { 1 } else { 0 })
+        .await;
+    assert_eq!(rig.job(&job.id).await.summary.state, JobState::Stopped);
+    let kinds: Vec<String> = rig
+        .events(&job.id)
+        .await
+        .iter()
+        .map(|record| {
+            let value = serde_json::to_value(&record.event).unwrap();
+            value["event"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    // A client that reads until `run_finished` hears why, and of the skipped host.
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("run_finished"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|k| k == "run_blocked"), "{kinds:?}");
+    assert!(kinds.iter().any(|k| k == "hosts_skipped"), "{kinds:?}");
+    let detail = rig.job(&job.id).await;
+    assert_eq!(detail.host_states[1].state, "skipped");
+}
