@@ -202,6 +202,19 @@ pub struct Counts {
     pub cancelled: usize,
 }
 
+impl Counts {
+    /// Hosts that failed: failed, timed out, unreachable or lost.
+    pub fn failures(&self) -> usize {
+        self.failed + self.timed_out + self.unreachable + self.lost
+    }
+
+    /// Hosts that ended down (the failures and the cancelled): in a job that is not closed,
+    /// each holds its place in its fleet budgets until it succeeds.
+    pub fn ended_down(&self) -> usize {
+        self.failures() + self.cancelled
+    }
+}
+
 /// A job, in a list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobSummary {

@@ -22,10 +22,6 @@ const COMMAND_SHOWN: usize = 40;
 const MESSAGE_SHOWN: usize = 60;
 
 /// Failed in any way: failed, timed out, unreachable or lost.
-fn failures(counts: &Counts) -> usize {
-    counts.failed + counts.timed_out + counts.unreachable + counts.lost
-}
-
 /// The table of `pogo jobs`.
 pub fn jobs_table(jobs: &[JobSummary]) -> String {
     let mut table = new_table();
@@ -45,7 +41,7 @@ pub fn jobs_table(jobs: &[JobSummary]) -> String {
             Cell::new(job.state.word()),
             Cell::new(job.hosts),
             Cell::new(format!("{}/{}", job.counts.succeeded, job.hosts)),
-            Cell::new(failures(&job.counts)),
+            Cell::new(job.counts.failures()),
             Cell::new(utc(job.submitted_at)),
             Cell::new(&job.submitted_by),
             Cell::new(cut(&job.command, COMMAND_SHOWN)),

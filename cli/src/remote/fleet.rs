@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use pogo_planner::spec::normalize;
 use pogo_planner::{Config, Recording};
 use pogo_remote::api::PushFleet;
+use pogo_views::text::plural;
 
 use super::ops::json_text;
 use super::{client_failure, find_job, restore_first, runtime, DispatcherFlags};
@@ -213,10 +214,6 @@ fn push(mut args: PushArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     emit(out, &text).map(|()| exit::OK)
 }
 
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
 fn list(args: ListArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let client = args.connection.client()?;
     let fleets = runtime()?
@@ -347,11 +344,7 @@ pub fn close(mut args: CloseArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let text = if args.json {
         json_text(&summary)?
     } else {
-        let down = summary.counts.failed
-            + summary.counts.timed_out
-            + summary.counts.unreachable
-            + summary.counts.lost
-            + summary.counts.cancelled;
+        let down = summary.counts.ended_down();
         format!(
             "Job {} closed: {} no longer down in the fleets' budgets.\n",
             summary.id,

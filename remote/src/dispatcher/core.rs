@@ -2407,19 +2407,14 @@ mod tests {
         }
 
         async fn submit(&self, plan: Plan) -> JobSummary {
-            self.send(SubmitJob {
-                plan,
-                limits: Default::default(),
-                overrides: Vec::new(),
-                transport: TransportSpec::Local,
-                retry_delay_ms: 0,
-                password: None,
-                submission: None,
-            })
-            .await
+            self.send(submission(plan, Default::default(), &[])).await
         }
 
         async fn send(&self, job: SubmitJob) -> JobSummary {
+            self.try_send(job).await.unwrap()
+        }
+
+        async fn try_send(&self, job: SubmitJob) -> Result<JobSummary, ApiErr> {
             self.handle
                 .call(|reply| Cmd::Submit {
                     job: Box::new(job),
@@ -2427,7 +2422,6 @@ mod tests {
                     reply,
                 })
                 .await
-                .unwrap()
         }
 
         /// Takes tasks and confirms them, as a worker does before it runs them.
@@ -2561,14 +2555,9 @@ mod tests {
     #[tokio::test]
     async fn a_submission_sent_twice_makes_one_job() {
         let mut rig = Rig::new();
-        let submit = |submission: &str| SubmitJob {
-            plan: Plan::sketch("a b"),
-            limits: Default::default(),
-            overrides: Vec::new(),
-            transport: TransportSpec::Local,
-            retry_delay_ms: 0,
-            password: None,
-            submission: Some(submission.into()),
+        let submit = |id: &str| SubmitJob {
+            submission: Some(id.into()),
+            ..submission(Plan::sketch("a b"), Default::default(), &[])
         };
         let first = rig.send(submit("s-1")).await;
         assert_eq!(rig.send(submit("s-1")).await.id, first.id);
@@ -2580,6 +2569,7 @@ mod tests {
         assert_eq!(jobs.len(), 2);
     }
 
+    /// A job of `plan` with the local transport and no retry delay, as tests submit them.
     fn submission(plan: Plan, limits: LoweredLimits, overrides: &[&str]) -> SubmitJob {
         SubmitJob {
             plan,

@@ -13,6 +13,7 @@ use pogo_api::{BudgetInfo, FleetRevision, FleetRevisionInfo, PushFleet, ALLOW_UN
 use pogo_executor::fleet::{self, BudgetSpec, FleetScheduler};
 use pogo_model::{Plan, ALLOW_STALE};
 use pogo_planner::fleet::{budgets, compile_fleet};
+use pogo_views::text::{list_cut, plural};
 
 use super::core::ApiErr;
 use super::store::FleetRow;
@@ -306,23 +307,10 @@ impl Fleets {
     }
 }
 
-fn plural(n: usize, word: &str) -> String {
-    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
-}
-
-/// The first few of `names`, and how many more.
+/// The first few of `names`, quoted, and how many more.
 fn first_names(names: &[&str]) -> String {
-    const SHOWN: usize = 5;
-    let mut text = names
-        .iter()
-        .take(SHOWN)
-        .map(|name| format!("`{name}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        text.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    text
+    let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    list_cut(&quoted, 5)
 }
 
 /// What changed between two revisions' budgets and hosts, named: `` `$colo.east` max_parallel

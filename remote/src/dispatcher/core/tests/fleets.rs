@@ -28,21 +28,7 @@ impl Rig {
     }
 
     async fn try_submit(&self, plan: Plan, overrides: &[&str]) -> Result<JobSummary, ApiErr> {
-        let job = SubmitJob {
-            plan,
-            limits: Default::default(),
-            overrides: overrides.iter().map(|o| o.to_string()).collect(),
-            transport: TransportSpec::Local,
-            retry_delay_ms: 0,
-            password: None,
-            submission: None,
-        };
-        self.handle
-            .call(|reply| Cmd::Submit {
-                job: Box::new(job),
-                by: "alice".into(),
-                reply,
-            })
+        self.try_send(submission(plan, Default::default(), overrides))
             .await
     }
 
