@@ -43,6 +43,7 @@
 //! what renders them (`pogo-views`) needs no server or client to do so.
 
 use pogo_executor::events::Event;
+use pogo_executor::phases::{Phase, Phases};
 use pogo_executor::transport::TransportSpec;
 pub use pogo_executor::why::{Holder, HostWhy, Why};
 use pogo_model::{LoweredLimits, Plan};
@@ -408,7 +409,15 @@ pub struct Poll {
     /// Its whole capacity (shown by `pogo workers`).
     pub capacity: u32,
     pub wait_ms: u64,
+    /// What it can do beyond running a command: [`FEATURE_PHASES`]. Workers of the previous
+    /// release send none, and get no task of a job with phases (they would run the command
+    /// alone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
 }
+
+/// A worker runs a task's `before`, `verify` and `after` around its command.
+pub const FEATURE_PHASES: &str = "phases";
 
 /// One attempt of one host of one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -431,6 +440,9 @@ pub struct Task {
     /// previous release send none: then 10 MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output: Option<u64>,
+    /// What the attempt runs around the command (only to workers with [`FEATURE_PHASES`]).
+    #[serde(default, skip_serializing_if = "Phases::is_empty")]
+    pub phases: Phases,
 }
 
 /// Tasks handed to a worker; it must run each (they are recorded as started).
@@ -484,6 +496,9 @@ pub struct TaskResult {
     /// How many output chunks the worker sent for the task, so the dispatcher can tell
     /// whether it has all of them.
     pub chunks: u64,
+    /// The phase that failed, when it was not the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

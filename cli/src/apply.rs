@@ -751,6 +751,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
             .max_output
             .unwrap_or(pogo_executor::hostlog::DEFAULT_MAX_OUTPUT),
         log_reserve: pogo_executor::hostlog::RESERVE,
+        phases: pogo_executor::phases::Phases::of(&plan.options),
     };
     let mut ledger = Ledger::new(&plan.hosts);
     for event in &earlier {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use pogo_model::Plan;
+use pogo_model::{Plan, Verify};
 use pogo_planner::spec::{normalize, parse_duration, read_hostfile};
 use pogo_planner::{
     compile, Config, FailureLimit, JobLimit, JobSpec, Limit, PlanRequest, Source, Span, TargetSpec,
@@ -71,6 +71,34 @@ pub struct PlanFlags {
     /// Refuse targets the config does not name (by default they run unordered)
     #[arg(long)]
     strict_targets: bool,
+    /// Run this on each host before its command (drain it); if it fails, the command does
+    /// not run and the host has failed
+    #[arg(long, value_name = "CMD", help_heading = "Phases of each host")]
+    before: Option<String>,
+    /// A health check run on each host after its command, tried until it exits 0 (within
+    /// --verify-within, every --verify-every); a host that never passes has failed
+    #[arg(long, value_name = "CMD", help_heading = "Phases of each host")]
+    verify: Option<String>,
+    /// How long the health check may take to pass [default: 1m]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "verify",
+        help_heading = "Phases of each host"
+    )]
+    verify_within: Option<String>,
+    /// The pause between two tries of the health check [default: 5s]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "verify",
+        help_heading = "Phases of each host"
+    )]
+    verify_every: Option<String>,
+    /// Run this on each host after its command succeeded and the health check passed (put
+    /// it back); never after a failure, so a broken host stays out
+    #[arg(long, value_name = "CMD", help_heading = "Phases of each host")]
+    after: Option<String>,
 }
 
 impl PlanFlags {
@@ -87,6 +115,9 @@ impl PlanFlags {
             || self.run_timeout.is_some()
             || self.max_output.is_some()
             || self.strict_targets
+            || self.before.is_some()
+            || self.verify.is_some()
+            || self.after.is_some()
     }
 }
 
@@ -179,6 +210,41 @@ pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Fa
     }
     if args.strict_targets {
         request.strict_targets = true;
+    }
+    for (flag, value, slot) in [
+        ("--before", &args.before, &mut request.before),
+        ("--after", &args.after, &mut request.after),
+    ] {
+        match value {
+            Some(command) if command.trim().is_empty() => {
+                errors.push(format!("error: {flag} is an empty command\n"))
+            }
+            Some(command) => *slot = Some(command.clone()),
+            None => {}
+        }
+    }
+    if let Some(command) = &args.verify {
+        if command.trim().is_empty() {
+            errors.push("error: --verify is an empty command\n".to_string());
+        }
+        request.verify = Some(Verify {
+            command: command.clone(),
+            within: Verify::WITHIN,
+            every: Verify::EVERY,
+        });
+    }
+    if let Some(verify) = request.verify.as_mut() {
+        for (flag, value, slot) in [
+            ("--verify-within", &args.verify_within, &mut verify.within),
+            ("--verify-every", &args.verify_every, &mut verify.every),
+        ] {
+            if let Some(text) = value {
+                match parse_duration(text) {
+                    Ok(seconds) => *slot = seconds,
+                    Err(problem) => errors.push(format!("error: invalid {flag}: {problem}\n")),
+                }
+            }
+        }
     }
     if errors.is_empty() {
         Ok(())

@@ -76,6 +76,14 @@ pub struct SimulateArgs {
     /// Lower the job-wide limit, as a run can: a number, or a percentage of the targets
     #[arg(long, value_name = "N|P%")]
     concurrent: Option<String>,
+    /// How long the plan's `before` and `after` take on each host, each: seconds, or 45s,
+    /// 10m [default: 0s; only for a plan that has them]
+    #[arg(long, value_name = "DURATION")]
+    hook_time: Option<String>,
+    /// How long the plan's health check (`verify`) takes to pass on each host, tries and
+    /// pauses included [default: 0s; only for a plan that has one]
+    #[arg(long, value_name = "DURATION")]
+    verify_time: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value_t = SimulateFormat::Text)]
     format: SimulateFormat,
@@ -161,6 +169,26 @@ fn policy(args: &SimulateArgs, plan: &Plan) -> Result<SimulationPolicy, Failure>
             }
         },
     };
+    let mut span = |flag: &str, value: &Option<String>| match value.as_deref().map(str::trim) {
+        None | Some("0" | "0s") => 0,
+        Some(text) => match parse_duration(text) {
+            Ok(seconds) => seconds.saturating_mul(1000),
+            Err(problem) => {
+                errors.push(format!("invalid {flag}: {problem}"));
+                0
+            }
+        },
+    };
+    let hook_ms = span("--hook-time", &args.hook_time);
+    let verify_ms = span("--verify-time", &args.verify_time);
+    let options = &plan.options;
+    let before_ms = if options.before.is_some() { hook_ms } else { 0 };
+    let after_ms = if options.after.is_some() { hook_ms } else { 0 }
+        + if options.verify.is_some() {
+            verify_ms
+        } else {
+            0
+        };
     let targets = plan.hosts.len() as u64;
     let mut overrides = LimitOverrides::default();
     if let Some(text) = &args.max_failures {
@@ -195,6 +223,8 @@ fn policy(args: &SimulateArgs, plan: &Plan) -> Result<SimulationPolicy, Failure>
         failing,
         retry_delay_ms,
         overrides,
+        before_ms,
+        after_ms,
     })
 }
 

@@ -53,6 +53,7 @@ const GRAPHS: &[&str] = &[
     "cfgs/targets-not-in-config",
     "cfgs/names-special-characters",
     "examples/canary-first",
+    "examples/canary-drain",
     "examples/db-before-web",
     "examples/east-hotfix",
     "examples/rolling-restart",

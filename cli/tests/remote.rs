@@ -747,6 +747,7 @@ fn a_certificate_reaches_only_the_endpoints_of_its_role() {
             free: 1,
             capacity: 1,
             wait_ms: 0,
+            features: Vec::new(),
         };
         forbidden(alice.poll(&poll).await.map(drop), "worker");
         forbidden(

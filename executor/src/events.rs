@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::phases::Phase;
 use crate::scheduler::{Changes, HostIdx, HostState, RunStatus, Scheduler, Tally};
 
 /// One thing that happened in a run. `at_ms` counts from the start of the run (of this
@@ -46,8 +47,13 @@ pub enum Event {
         result: FinalState,
         attempts: u32,
         duration_ms: u64,
-        /// How it ended, for a person (`exit code 3`, `timed out; the command was killed`).
+        /// How it ended, for a person (`exit code 3`, `timed out; the command was killed`,
+        /// `verify failed: exit code 1`).
         message: String,
+        /// The phase of its last attempt that failed, when it was not the command
+        /// (`before`, `verify`, `after`; spec `semantics.md` §9).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        phase: Option<Phase>,
         at_ms: u64,
     },
     /// Output of the host that could not be kept: a write failed, or the disk was nearly full
@@ -306,6 +312,7 @@ mod tests {
             attempts: 2,
             duration_ms: 1500,
             message: "exit code 3".into(),
+            phase: None,
             at_ms: 4000,
         };
         let json = serde_json::to_string(&event).unwrap();
@@ -325,6 +332,7 @@ mod tests {
             attempts: 1,
             duration_ms: 1,
             message: String::new(),
+            phase: None,
             at_ms: 1,
         };
         let started = |host: &str| Event::HostStarted {

@@ -23,6 +23,7 @@ pub mod events;
 pub mod fleet;
 pub mod hostlog;
 pub mod journal;
+pub mod phases;
 pub mod rundir;
 pub mod runner;
 pub mod scheduler;

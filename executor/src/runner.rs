@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::events::{self, Event, FinalState, RunResult};
 use crate::hostlog;
 use crate::journal::{Journal, JournalError};
+use crate::phases::{self, Phase, Phases};
 use crate::rundir::log_file_name;
 use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, StopReason, Tally};
 use crate::transport::{self, CancelToken, Output, Transport};
@@ -46,6 +47,8 @@ pub struct RunSettings {
     pub max_output: u64,
     /// Room kept free for the journal on the logs' disk ([`hostlog::RESERVE`]).
     pub log_reserve: u64,
+    /// What each attempt runs around the command ([`Phases::of`] the plan's options).
+    pub phases: Phases,
 }
 
 /// The operator's hold on a running run: halt (stop starting hosts) and kill (also cancel the
@@ -139,6 +142,8 @@ struct Attempted {
     /// The attempt did not start: the run was halted while it waited for its retry delay.
     /// `attempt` and `result` are then the previous attempt's.
     not_retried: bool,
+    /// The phase that decided it.
+    phase: Phase,
     /// How its output was written.
     log: hostlog::LogReport,
 }
@@ -288,6 +293,7 @@ impl Run<'_> {
             attempt,
             result,
             not_retried,
+            phase,
             log,
         } = done;
         if let Some(reason) = log.lost {
@@ -302,6 +308,11 @@ impl Run<'_> {
             });
         }
         let outcome = &result.outcome;
+        let failed_phase = (!outcome.is_success() && phase != Phase::Command).then_some(phase);
+        let how = match failed_phase {
+            Some(phase) => format!("{phase} failed: {outcome}"),
+            None => outcome.to_string(),
+        };
         // After a halt no retry starts: the host ends with the attempt it had.
         let halted = not_retried || self.control.is_halted();
         let retry = !outcome.is_success()
@@ -313,7 +324,7 @@ impl Run<'_> {
             self.batch.push(Event::HostRetrying {
                 host: self.name(host).to_string(),
                 attempt: attempt + 1,
-                after: outcome.to_string(),
+                after: how,
                 delay_ms: self.settings.retry_delay.as_millis() as u64,
                 at_ms: self.now_ms(),
             });
@@ -322,7 +333,7 @@ impl Run<'_> {
                 host,
                 attempt + 1,
                 self.settings.retry_delay,
-                Some(result),
+                Some(phases::Attempt { result, phase }),
                 done_tx,
             );
             return Ok(());
@@ -356,9 +367,9 @@ impl Run<'_> {
             && !matches!(outcome, transport::Outcome::Cancelled(_))
             && attempt <= self.settings.retries;
         let message = if halted && would_retry {
-            format!("{outcome}; not retried: the run was halted")
+            format!("{how}; not retried: the run was halted")
         } else {
-            outcome.to_string()
+            how
         };
         self.batch.push(Event::HostFinished {
             host: self.name(host).to_string(),
@@ -366,6 +377,7 @@ impl Run<'_> {
             attempts: attempt,
             duration_ms: started.elapsed().as_millis() as u64,
             message,
+            phase: failed_phase,
             at_ms: self.now_ms(),
         });
         self.note_changes(scheduler, &changes);
@@ -448,12 +460,13 @@ impl Run<'_> {
         host: HostIdx,
         attempt: u32,
         delay: Duration,
-        previous: Option<transport::RunResult>,
+        previous: Option<phases::Attempt>,
         done_tx: &mpsc::UnboundedSender<Attempted>,
     ) {
         self.running += 1;
         let name = self.plan.hosts[host.index()].clone();
         let command = self.settings.command.clone();
+        let phases = self.settings.phases.clone();
         let timeout = self.settings.timeout;
         let transport = Arc::clone(&self.transport);
         let cancel = self.control.kill.clone();
@@ -485,7 +498,8 @@ impl Run<'_> {
                     let _ = done_tx.send(Attempted {
                         host,
                         attempt: attempt - 1,
-                        result: previous,
+                        result: previous.result,
+                        phase: previous.phase,
                         not_retried: true,
                         log: hostlog::LogReport::default(),
                     });
@@ -494,16 +508,25 @@ impl Run<'_> {
             }
             let (out_tx, out_rx) = mpsc::channel::<Output>(64);
             let writer = tokio::spawn(hostlog::write(log, out_rx));
-            let result = transport
-                .run(&name, &command, timeout, &cancel, out_tx)
-                .await;
-            // The output is complete once the transport returns and drops its sender.
+            let ended = phases::attempt(
+                transport.as_ref(),
+                &name,
+                &command,
+                &phases,
+                timeout,
+                &cancel,
+                &out_tx,
+            )
+            .await;
+            // The output is complete once the last sender is dropped.
+            drop(out_tx);
             let log = writer.await.unwrap_or_default();
             transport.close(&name).await;
             let _ = done_tx.send(Attempted {
                 host,
                 attempt,
-                result,
+                result: ended.result,
+                phase: ended.phase,
                 not_retried: false,
                 log,
             });

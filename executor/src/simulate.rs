@@ -65,6 +65,11 @@ pub struct SimulationPolicy {
     pub retry_delay_ms: u64,
     /// Run-time limits, as `pogo apply` takes them (they can only lower the plan's).
     pub overrides: LimitOverrides,
+    /// How long each attempt's `before` takes, in milliseconds (0 without one).
+    pub before_ms: u64,
+    /// How long `verify` (until it passes) and `after` take together, in milliseconds: only
+    /// after a command that succeeded (0 without them).
+    pub after_ms: u64,
 }
 
 /// The seed used when none is given: any fixed value keeps output reproducible.
@@ -79,6 +84,8 @@ impl Default for SimulationPolicy {
             failing: Vec::new(),
             retry_delay_ms: DEFAULT_RETRY_DELAY_MS,
             overrides: LimitOverrides::default(),
+            before_ms: 0,
+            after_ms: 0,
         }
     }
 }
@@ -276,6 +283,8 @@ pub fn simulate(plan: &Plan, policy: &SimulationPolicy) -> Result<Simulation, Si
         run_timeout_ms: plan.options.run_timeout.map(|s| s.saturating_mul(1000)),
         retries: plan.options.retries,
         retry_delay_ms: policy.retry_delay_ms,
+        before_ms: policy.before_ms,
+        after_ms: policy.after_ms,
         fails,
         hosts,
         ready_at: vec![0; n],
@@ -496,6 +505,8 @@ struct Loop {
     run_timeout_ms: Option<u64>,
     retries: u32,
     retry_delay_ms: u64,
+    before_ms: u64,
+    after_ms: u64,
     fails: Vec<bool>,
     hosts: Vec<HostRun>,
     /// Per host: when its last predecessor slot completed (0: ready from the start).
@@ -580,7 +591,9 @@ impl Loop {
             let record = &mut self.hosts[h as usize];
             let start = record.start_ms.expect("a running host started");
             // Attempts begun by the time of the kill: one every attempt plus pause.
-            let period = (record.duration_ms.min(self.timeout_ms) + self.retry_delay_ms).max(1);
+            let period =
+                (self.before_ms + record.duration_ms.min(self.timeout_ms) + self.retry_delay_ms)
+                    .max(1);
             let begun = u32::try_from((limit - start) / period + 1).unwrap_or(u32::MAX);
             record.attempts = record.attempts.min(begun);
             record.end_ms = Some(limit);
@@ -647,7 +660,8 @@ impl Loop {
                 self.cause[h] = Cause::Start;
             }
             let record = &mut self.hosts[h];
-            let attempt = record.duration_ms.min(self.timeout_ms);
+            // An attempt: `before`, the command, and when it succeeded `verify` and `after`.
+            let attempt = self.before_ms + record.duration_ms.min(self.timeout_ms);
             let (state, attempts) = if record.duration_ms > self.timeout_ms {
                 (HostState::TimedOut, 1 + self.retries)
             } else if self.fails[h] {
@@ -655,8 +669,15 @@ impl Loop {
             } else {
                 (HostState::Succeeded, 1)
             };
-            let end =
-                now + attempt * u64::from(attempts) + self.retry_delay_ms * u64::from(attempts - 1);
+            let finishing = if state == HostState::Succeeded {
+                self.after_ms
+            } else {
+                0
+            };
+            let end = now
+                + attempt * u64::from(attempts)
+                + finishing
+                + self.retry_delay_ms * u64::from(attempts - 1);
             record.start_ms = Some(now);
             record.end_ms = Some(end);
             record.state = state;
@@ -695,7 +716,8 @@ impl Loop {
                 unreachable!("the loop runs until the run ends")
             }
         };
-        let wave_ms = policy.duration_ms.min(self.timeout_ms).max(1);
+        let wave_ms =
+            (policy.before_ms + policy.duration_ms.min(self.timeout_ms) + policy.after_ms).max(1);
         let waves = self.waves(wave_ms);
         let groups = self
             .layout
@@ -893,6 +915,24 @@ mod tests {
             sim.critical_path[2].waited_for,
             WaitedFor::Slot { slot: "t.1".into() }
         );
+        assert_path_spans_the_run(&sim);
+    }
+
+    #[test]
+    fn phases_lengthen_each_attempt_and_a_failed_command_skips_verify_and_after() {
+        let plan = thread(hosts("a b c"), "t", &["a", "b", "c"]);
+        let policy = SimulationPolicy {
+            before_ms: 5_000,
+            after_ms: 20_000,
+            failing: vec![HostIdx::new(2)],
+            ..SimulationPolicy::default()
+        };
+        let sim = simulate(&plan, &policy).unwrap();
+        // a and b: 5 s before, 30 s command, 20 s verify and after; c fails after its
+        // before and command, with no verify or after.
+        assert_eq!(sim.hosts[1].start_ms, Some(55_000));
+        assert_eq!(sim.hosts[2].start_ms, Some(110_000));
+        assert_eq!(sim.makespan_ms, 110_000 + 35_000);
         assert_path_spans_the_run(&sim);
     }
 
@@ -1353,6 +1393,8 @@ mod tests {
                                 failing: (0..n).filter(|&h| fails[h]).map(HostIdx::new).collect(),
                                 retry_delay_ms,
                                 overrides: LimitOverrides::default(),
+                                before_ms: 0,
+                                after_ms: 0,
                             };
                             (plan, policy)
                         },

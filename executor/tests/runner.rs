@@ -195,6 +195,7 @@ fn settings(dir: &tempfile::TempDir) -> RunSettings {
         overrides: Vec::new(),
         max_output: pogo_executor::hostlog::DEFAULT_MAX_OUTPUT,
         log_reserve: 0,
+        phases: Default::default(),
     }
 }
 
@@ -644,6 +645,7 @@ async fn a_crash_leaves_started_hosts_interrupted_and_they_do_not_rerun_by_defau
                 attempts: 1,
                 duration_ms: 10,
                 message: "exit code 0".into(),
+                phase: None,
                 at_ms: 10,
             },
         ])
@@ -710,6 +712,7 @@ async fn a_resumed_run_over_at_once_journals_why_and_what_it_skips() {
                 attempts: 1,
                 duration_ms: 10,
                 message: "exit code 0".into(),
+                phase: None,
                 at_ms: 10,
             },
         ])

@@ -173,6 +173,53 @@ async fn one_connection_per_host_is_reused_across_runs_and_closed_on_request() {
     );
 }
 
+#[tokio::test]
+async fn the_phases_of_one_attempt_share_one_connection() {
+    use pogo_executor::phases::{self, Phase, Phases, VerifyRun};
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let phases = Phases {
+        before: Some("echo before $SSH_CONNECTION".into()),
+        verify: Some(VerifyRun {
+            command: "echo verify $SSH_CONNECTION".into(),
+            within_ms: 10_000,
+            every_ms: 1_000,
+        }),
+        after: Some("echo after $SSH_CONNECTION".into()),
+    };
+    let (tx, mut rx) = mpsc::channel(64);
+    let ended = phases::attempt(
+        &ssh,
+        "ok",
+        "echo command $SSH_CONNECTION",
+        &phases,
+        TEN_SECONDS,
+        &CancelToken::new(),
+        &tx,
+    )
+    .await;
+    drop(tx);
+    assert!(ended.result.outcome.is_success(), "{:?}", ended.result);
+    assert_eq!(ended.phase, Phase::After);
+    let mut connections = std::collections::BTreeSet::new();
+    let mut ran = Vec::new();
+    while let Some(output) = rx.recv().await {
+        for line in output.lines() {
+            let text = String::from_utf8_lossy(line).to_string();
+            if let Some((phase, connection)) = text.split_once(' ') {
+                if !phase.starts_with("---") {
+                    ran.push(phase.to_string());
+                    connections.insert(connection.to_string());
+                }
+            }
+        }
+    }
+    assert_eq!(ran, ["before", "command", "verify", "after"]);
+    // SSH_CONNECTION names the client's port: one port, one TCP connection for all four.
+    assert_eq!(connections.len(), 1, "{connections:?}");
+    assert_eq!(sshd.masters().len(), 1, "one master for the attempt");
+}
+
 /// On a terminal, Ctrl-C sends SIGINT to the whole foreground process group. The ssh the
 /// transport starts must not be in it (the test's group stands for pogo's): pogo alone decides
 /// what a Ctrl-C does, and a halt lets running hosts finish over their connections.

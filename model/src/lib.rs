@@ -102,6 +102,43 @@ pub struct RunOptions {
     /// Absent: 10 MiB (`pogo_executor::hostlog::DEFAULT_MAX_OUTPUT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output: Option<u64>,
+    /// Run on each host before its command (drain it from a load balancer); a failure fails
+    /// the host, and its command does not run. Runs again on a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
+    /// The health check after the command, tried until it passes (spec `semantics.md` §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+    /// Run on each host once its command succeeded and `verify` passed (put it back); never
+    /// after a failed phase, so a broken host stays out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+impl RunOptions {
+    /// Whether a host's attempt is more than its command.
+    pub fn has_phases(&self) -> bool {
+        self.before.is_some() || self.verify.is_some() || self.after.is_some()
+    }
+}
+
+/// A health check: `command` run after a host's command until it exits 0, every `every`
+/// seconds, for at most `within` seconds in all; a host whose check never passes has failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    pub command: String,
+    #[serde(deserialize_with = "read::seconds")]
+    pub within: u64,
+    #[serde(deserialize_with = "read::seconds")]
+    pub every: u64,
+}
+
+impl Verify {
+    /// `within` when none is given.
+    pub const WITHIN: u64 = 60;
+    /// `every` when none is given.
+    pub const EVERY: u64 = 5;
 }
 
 /// A resolved limit: the number that applies, and the percentage and its base when the user

@@ -12,7 +12,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use pogo_model::{
     Amount, ConstraintSpec, Digests, EdgeSpec, ExternalTagSpec, Plan, RunOptions, SlotSpec,
-    SourceSpec, ThreadSpec, FORMAT_VERSION, JOB_GROUP_ID,
+    SourceSpec, ThreadSpec, Verify, FORMAT_VERSION, JOB_GROUP_ID,
 };
 use sha2::{Digest, Sha256};
 
@@ -106,6 +106,10 @@ pub struct PlanRequest {
     pub run_timeout: Option<u64>,
     /// The most a host's log keeps, in bytes; `None`: the default (10 MiB), not written.
     pub max_output: Option<u64>,
+    /// A host's phases around its command (spec `semantics.md` §9).
+    pub before: Option<String>,
+    pub verify: Option<Verify>,
+    pub after: Option<String>,
     /// Refuse targets the config does not name, instead of running them unordered.
     pub strict_targets: bool,
     /// The config and spec paths, recorded in the plan as given.
@@ -399,6 +403,9 @@ impl Compiler<'_> {
                 max_failures: request.max_failures.resolve(target_count),
                 run_timeout: request.run_timeout,
                 max_output: request.max_output,
+                before: request.before.clone(),
+                verify: request.verify.clone(),
+                after: request.after.clone(),
             },
             hosts: self.names(&order),
             threads,

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use pogo_model::{Amount, ConstraintSpec, EdgeSpec, Plan, JOB_GROUP_ID};
+use pogo_model::{Amount, ConstraintSpec, EdgeSpec, Plan, Verify, JOB_GROUP_ID};
 use serde::Serialize;
 
 /// Every difference between two plans that matters to a rollout, section by section.
@@ -56,9 +56,25 @@ pub struct OptionChanges {
     pub retries: Option<Change<u32>>,
     pub max_failures: Option<Change<Amount>>,
     pub run_timeout: Option<Change<Option<u64>>>,
+    /// A host's phases around its command (`None` inside: no such phase).
+    pub before: Option<Change<Option<String>>>,
+    pub verify: Option<Change<Option<Verify>>>,
+    pub after: Option<Change<Option<String>>>,
 }
 
 impl OptionChanges {
+    /// The phases that changed, by name: a reviewer must see a changed health check.
+    pub fn phases_changed(&self) -> Vec<&'static str> {
+        [
+            ("before", self.before.is_some()),
+            ("verify", self.verify.is_some()),
+            ("after", self.after.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == OptionChanges::default()
     }
@@ -311,6 +327,10 @@ impl PlanDiff {
         if options.command.is_some() {
             parts.say("command changed");
         }
+        let phases = options.phases_changed();
+        if !phases.is_empty() {
+            parts.say(format!("phases changed: {}", phases.join(", ")));
+        }
         parts.count(
             options.run_options_changed(),
             "run option changed",
@@ -447,6 +467,9 @@ fn options(old: &Plan, new: &Plan) -> OptionChanges {
         retries: Change::of(o.retries, n.retries),
         max_failures: Change::of(o.max_failures, n.max_failures),
         run_timeout: Change::of(o.run_timeout, n.run_timeout),
+        before: Change::of(o.before.clone(), n.before.clone()),
+        verify: Change::of(o.verify.clone(), n.verify.clone()),
+        after: Change::of(o.after.clone(), n.after.clone()),
     }
 }
 

@@ -12,8 +12,9 @@ use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
 use crate::files::{Files, Filesystem};
 use crate::resolve::TagResolver;
 use crate::yaml::{self, Node, Value};
+use pogo_model::Verify;
 
-const SPEC_KEYS: [&str; 12] = [
+const SPEC_KEYS: [&str; 15] = [
     "config",
     "targets",
     "hostfile",
@@ -26,6 +27,9 @@ const SPEC_KEYS: [&str; 12] = [
     "run_timeout",
     "max_output",
     "strict_targets",
+    "before",
+    "verify",
+    "after",
 ];
 
 /// A plan spec, loaded: its config and the request it makes.
@@ -172,6 +176,9 @@ impl JobSpec {
                     }
                 }
                 "command" => request.command = scalar(&mut errors).map(str::to_string),
+                "before" => request.before = phase_command(value, key_text, at, &mut errors),
+                "after" => request.after = phase_command(value, key_text, at, &mut errors),
+                "verify" => request.verify = verify_of(&source, value, &mut errors),
                 "concurrent" => {
                     if let Some(text) = scalar(&mut errors) {
                         match Limit::parse(text) {
@@ -283,6 +290,106 @@ impl JobSpec {
             request,
         })
     }
+}
+
+/// `before: CMD` or `after: CMD`: a command, not empty.
+fn phase_command(value: &Node, key: &str, at: Span, errors: &mut Errors) -> Option<String> {
+    match value.as_str() {
+        Some(text) if !text.trim().is_empty() => Some(text.to_string()),
+        Some(_) => {
+            errors.push(Diagnostic::at(at, format!("`{key}` is an empty command")));
+            None
+        }
+        None => {
+            errors.push(Diagnostic::at(
+                at,
+                format!("`{key}` must be a command, not {}", value.kind()),
+            ));
+            None
+        }
+    }
+}
+
+/// `verify: CMD`, or `verify: {command: CMD, within: 2m, every: 5s}`.
+fn verify_of(source: &Arc<Source>, value: &Node, errors: &mut Errors) -> Option<Verify> {
+    let at = span(source, value);
+    let entries = match &value.value {
+        Value::Scalar(_) => {
+            let command = phase_command(value, "verify", at, errors)?;
+            return Some(Verify {
+                command,
+                within: Verify::WITHIN,
+                every: Verify::EVERY,
+            });
+        }
+        Value::Map(entries) => entries,
+        _ => {
+            errors.push(
+                Diagnostic::at(
+                    at,
+                    format!(
+                        "`verify` must be a command or a mapping, not {}",
+                        value.kind()
+                    ),
+                )
+                .with_help("write `verify: {command: CMD, within: 2m, every: 5s}`"),
+            );
+            return None;
+        }
+    };
+    let (mut command, mut within, mut every) = (None, Verify::WITHIN, Verify::EVERY);
+    let mut ok = true;
+    for (key, item) in entries {
+        let item_at = span(source, item);
+        match key.as_str() {
+            Some("command") => command = phase_command(item, "verify.command", item_at, errors),
+            Some(name @ ("within" | "every")) => match item.as_str().map(parse_duration) {
+                Some(Ok(seconds)) if name == "within" => within = seconds,
+                Some(Ok(seconds)) => every = seconds,
+                Some(Err(problem)) => {
+                    errors.push(Diagnostic::at(
+                        item_at,
+                        format!("invalid verify.{name}: {problem}"),
+                    ));
+                    ok = false;
+                }
+                None => {
+                    errors.push(Diagnostic::at(
+                        item_at,
+                        format!("`verify.{name}` must be a duration, not {}", item.kind()),
+                    ));
+                    ok = false;
+                }
+            },
+            other => {
+                const KEYS: [&str; 3] = ["command", "within", "every"];
+                let help = match other.and_then(|o| suggest(o, KEYS)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "`verify` has `command`, `within` and `every`".to_string(),
+                };
+                errors.push(
+                    Diagnostic::at(span(source, key), "unknown key in `verify`").with_help(help),
+                );
+                ok = false;
+            }
+        }
+    }
+    let Some(command) = command else {
+        errors.push(Diagnostic::at(at, "`verify` has no `command`"));
+        return None;
+    };
+    if within == 0 || every == 0 {
+        errors.push(Diagnostic::at(
+            at,
+            "`verify.within` and `verify.every` are 1 second or more",
+        ));
+        return None;
+    }
+    ok.then_some(Verify {
+        command,
+        within,
+        every,
+    })
 }
 
 fn conflict(at: Span) -> Diagnostic {

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use pogo_executor::phases::{self, Phase};
 use pogo_executor::transport::TransportSpec;
 use pogo_executor::transport::{
     self, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Outcome, RunResult, Secret,
@@ -33,7 +34,9 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::api::{self, Heartbeat, OutputChunk, Poll, Results, Task, TaskOutcome, TaskResult};
+use crate::api::{
+    self, Heartbeat, OutputChunk, Poll, Results, Task, TaskOutcome, TaskResult, FEATURE_PHASES,
+};
 use crate::client::{Client, ClientError};
 use crate::tls::TlsFiles;
 
@@ -365,6 +368,7 @@ async fn poll_loop(
             free,
             capacity: shared.settings.capacity,
             wait_ms: u64::try_from(shared.settings.poll_wait.as_millis()).unwrap_or(u64::MAX),
+            features: vec![FEATURE_PHASES.to_string()],
         };
         // Stopping abandons a poll that waits: tasks the dispatcher hands out as it is
         // abandoned never show in a heartbeat, which is how the dispatcher can tell.
@@ -478,12 +482,20 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
     let command = async {
         let (result, generation) = match &transport {
             Ok((transport, generation)) => {
-                let result = transport
-                    .run(&task.host, &task.command, timeout, &cancel, lines_tx)
-                    .await;
+                let ended = phases::attempt(
+                    transport.as_ref(),
+                    &task.host,
+                    &task.command,
+                    &task.phases,
+                    timeout,
+                    &cancel,
+                    &lines_tx,
+                )
+                .await;
+                drop(lines_tx);
                 let _ = ended_tx.send(());
                 transport.close(&task.host).await;
-                (result, Some(*generation))
+                (ended, Some(*generation))
             }
             Err(message) => {
                 drop(lines_tx);
@@ -495,7 +507,11 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
                     }),
                     duration: started.elapsed(),
                 };
-                (result, None)
+                let ended = phases::Attempt {
+                    result,
+                    phase: Phase::Command,
+                };
+                (ended, None)
             }
         };
         shared.command_done(&task, generation);
@@ -505,14 +521,20 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
         .max_output
         .unwrap_or(pogo_executor::hostlog::DEFAULT_MAX_OUTPUT);
     let output = forward_output(&shared, &task.id, max_output, lines_rx, ended_rx);
-    let (result, chunks) = tokio::join!(command, output);
-
+    let (ended, chunks) = tokio::join!(command, output);
+    let result = &ended.result;
+    let failed =
+        (!result.outcome.is_success() && ended.phase != Phase::Command).then_some(ended.phase);
     shared.queue_result(TaskResult {
         task: task.id.clone(),
         outcome: task_outcome(&result.outcome),
         duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
-        message: result.outcome.to_string(),
+        message: match failed {
+            Some(phase) => format!("{phase} failed: {}", result.outcome),
+            None => result.outcome.to_string(),
+        },
         chunks,
+        phase: failed,
     });
 }
 
@@ -1167,6 +1189,7 @@ mod tests {
             duration_ms: 1,
             message: "exit code 0".into(),
             chunks: 0,
+            phase: None,
         }
     }
 
@@ -1642,6 +1665,7 @@ mod tests {
             transport: TransportSpec::Local,
             password: None,
             max_output: None,
+            phases: Default::default(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use pogo_model::{Amount, Plan};
+use pogo_model::{Amount, Plan, Verify};
 use pogo_planner::diff::{
     Change, Direction, HostMove, HostOrder, OptionChanges, PlanDiff, SlotOrder, ThreadSummary,
 };
@@ -380,8 +380,15 @@ fn option_rows(o: &OptionChanges) -> Vec<(&'static str, String, String, Option<D
     let seconds = |s: &u64| format!("{s}s");
     let job =
         |a: &Option<Amount>| a.map_or("none (--unconstrained)".to_string(), |a| a.to_string());
+    let verify = |v: &Option<Verify>| match v {
+        Some(v) => format!("`{}` within {}s, every {}s", v.command, v.within, v.every),
+        None => "none".to_string(),
+    };
     [
         row("command", &o.command, command),
+        row("before", &o.before, command),
+        row("verify", &o.verify, verify),
+        row("after", &o.after, command),
         o.concurrent
             .as_ref()
             .map(|c| ("job limit", job(&c.old), job(&c.new), Some(c.direction))),

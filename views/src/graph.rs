@@ -75,6 +75,8 @@ struct Graph {
     edges: Vec<(usize, usize)>,
     /// Slots that share hosts across threads, with a label naming the hosts.
     shared_links: Vec<(usize, usize, String)>,
+    /// Each host's attempt, when it has phases around its command: one line each.
+    phases: Vec<String>,
 }
 
 impl Graph {
@@ -264,8 +266,32 @@ impl Graph {
             groups,
             edges,
             shared_links,
+            phases: phase_lines(&plan.options),
         }
     }
+}
+
+/// `each host:`, then `before `…``, `the command`, `verify `…` (every 5s, within 60s)`,
+/// `after `…``; nothing for a plan whose hosts run their command alone.
+fn phase_lines(options: &pogo_model::RunOptions) -> Vec<String> {
+    if !options.has_phases() {
+        return Vec::new();
+    }
+    let mut lines = vec!["each host:".to_string()];
+    if let Some(before) = &options.before {
+        lines.push(format!("before `{before}`"));
+    }
+    lines.push("the command".to_string());
+    if let Some(verify) = &options.verify {
+        lines.push(format!(
+            "verify `{}` (every {}s, within {}s)",
+            verify.command, verify.every, verify.within
+        ));
+    }
+    if let Some(after) = &options.after {
+        lines.push(format!("after `{after}`"));
+    }
+    lines
 }
 
 /// `3 hosts: a, b, c`, or `200 hosts: web01 … +199 more` past [`HOSTS_LISTED`].
@@ -344,6 +370,9 @@ pub fn mermaid(plan: &Plan) -> String {
     for node in graph.nodes.iter().filter(|n| n.kind == NodeKind::Lane) {
         node_line(&mut out, node);
     }
+    if !graph.phases.is_empty() {
+        let _ = writeln!(out, "  phases[\"{}\"]:::phases", label(&graph.phases));
+    }
     if !graph.groups.is_empty() {
         out.push_str("  subgraph groups[\"constraint groups\"]\n");
         // Side by side under the threads rather than one tall column.
@@ -375,6 +404,7 @@ pub fn mermaid(plan: &Plan) -> String {
         ("lane", "stroke-dasharray:5 5"),
         ("shared", "stroke:#d97706,stroke-width:3px"),
         ("group", "stroke-dasharray:2 2"),
+        ("phases", "stroke-dasharray:2 2"),
     ] {
         if out.contains(&format!(":::{class}\n")) {
             let _ = writeln!(out, "  classDef {class} {style}");
@@ -476,6 +506,13 @@ pub fn dot(plan: &Plan) -> String {
     // With rankdir=LR, dot stacks what is declared first at the bottom: declaring the
     // groups, the lane and then the threads from last to first puts the first thread on top,
     // as in the schedule table.
+    if !graph.phases.is_empty() {
+        let _ = writeln!(
+            out,
+            "  phases [shape=note, style=\"\", label=\"{}\"];",
+            label(&graph.phases)
+        );
+    }
     if !graph.groups.is_empty() {
         out.push_str("  subgraph cluster_groups {\n");
         out.push_str("    label=\"constraint groups\";\n");
@@ -595,6 +632,9 @@ mod tests {
                 max_failures: Amount::number(0),
                 run_timeout: None,
                 max_output: None,
+                before: None,
+                verify: None,
+                after: None,
             },
             hosts: hosts.clone(),
             threads: vec![
@@ -697,10 +737,12 @@ mod tests {
                 );
                 assert!(declared.contains(to), "link to undeclared {to}: {line}");
             } else {
-                // A node: `id("…")`, `id(["…"])` or `id>"…"]`, with an optional `:::class`.
+                // A node: `id("…")`, `id(["…"])`, `id>"…"]` or `id["…"]` (the phases), with
+                // an optional `:::class`.
                 let shape = t[head.len()..].split(":::").next().unwrap();
                 assert!(
                     (shape.starts_with("(\"") && shape.ends_with("\")"))
+                        || (shape.starts_with("[\"") && shape.ends_with("\"]"))
                         || (shape.starts_with("([\"") && shape.ends_with("\"])"))
                         || (shape.starts_with(">\"") && shape.ends_with("\"]")),
                     "unknown node shape: {line}"

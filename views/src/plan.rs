@@ -4,9 +4,32 @@
 
 use comfy_table::{Cell, Table};
 use pogo_executor::hostlog;
-use pogo_model::{Plan, JOB_GROUP_ID};
+use pogo_model::{Plan, RunOptions, JOB_GROUP_ID};
 
 use crate::text::{host_list, new_table, plural};
+
+/// Each host's attempt in phases, a line each: what runs `before` its command, the health
+/// check that must pass after it (`verify`), and what runs `after`.
+pub fn phases_text(options: &RunOptions) -> String {
+    let mut out = String::from("Each host: ");
+    let mut steps = Vec::new();
+    if let Some(before) = &options.before {
+        steps.push(format!("before `{before}`"));
+    }
+    steps.push("the command".to_string());
+    if let Some(verify) = &options.verify {
+        steps.push(format!(
+            "verify `{}` (until it passes, every {}s, within {}s)",
+            verify.command, verify.every, verify.within
+        ));
+    }
+    if let Some(after) = &options.after {
+        steps.push(format!("after `{after}`"));
+    }
+    out.push_str(&steps.join(", then "));
+    out.push_str("; a failed phase fails the host, and what follows it does not run\n");
+    out
+}
 
 pub fn plan_text(plan: &Plan, full: bool) -> String {
     let mut out = String::new();
@@ -43,6 +66,12 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
             hostlog::bytes(m)
         ))
     ));
+    if options.has_phases() {
+        // Drop the blank line the options left: the phases belong with them.
+        out.pop();
+        out.push_str(&phases_text(options));
+        out.push('\n');
+    }
 
     out.push_str("Schedule\n");
     out.push_str(&schedule_table(plan, full).to_string());

@@ -1217,6 +1217,7 @@ mod tests {
             attempts,
             duration_ms: 10,
             message: message.into(),
+            phase: None,
             at_ms: 0,
         };
         let line = |e: Event| event_lines(&e).join("\n");
@@ -1327,6 +1328,7 @@ mod tests {
             attempts: 1,
             duration_ms: 1,
             message: String::new(),
+            phase: None,
             at_ms: 0,
         }
     }
@@ -1556,6 +1558,7 @@ mod tests {
             attempts: 1,
             duration_ms: 5,
             message: String::new(),
+            phase: None,
             at_ms: 5,
         });
         // The process dies; a new session starts.
@@ -1575,6 +1578,7 @@ mod tests {
             attempts: 1,
             duration_ms: 5,
             message: String::new(),
+            phase: None,
             at_ms: 5,
         };
         ledger.record(&Event::RunStarted {

@@ -99,6 +99,13 @@ fn durations(plan: &Plan, policy: &SimulationPolicy) -> String {
         ));
     }
     text.push_str(" per host");
+    if policy.before_ms > 0 || policy.after_ms > 0 {
+        text.push_str(&format!(
+            " (plus {} before it, {} of verify and after once it succeeded)",
+            span(policy.before_ms),
+            span(policy.after_ms)
+        ));
+    }
     let timeout = plan.options.timeout.saturating_mul(1000);
     let longest = policy.duration_ms + policy.duration_ms * u64::from(policy.jitter_percent) / 100;
     if longest > timeout {
@@ -497,6 +504,16 @@ struct JsonSettings {
     retry_delay_ms: u64,
     /// The plan's run timeout, or `null`.
     run_timeout_ms: Option<u64>,
+    /// Each attempt's `before`, and `verify` with `after` after a command that succeeded
+    /// (absent for a plan without phases).
+    #[serde(skip_serializing_if = "is_zero")]
+    before_ms: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    after_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(serde::Serialize)]
@@ -659,6 +676,8 @@ pub fn json(plan: &Plan, source: &str, policy: &SimulationPolicy, sim: &Simulati
             retries: plan.options.retries,
             retry_delay_ms: policy.retry_delay_ms,
             run_timeout_ms: plan.options.run_timeout.map(|s| s.saturating_mul(1000)),
+            before_ms: policy.before_ms,
+            after_ms: policy.after_ms,
         },
         outcome: JsonOutcome {
             result,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pogo_executor::events::{self, Event, FinalState, RunResult, LOST_EXIT_CODE};
 use pogo_executor::fleet::{FleetScheduler, JobStart};
+use pogo_executor::phases::{Phase, Phases};
 use pogo_executor::rundir::{random_suffix, RunId};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
@@ -436,6 +437,28 @@ struct Held {
     handed_at: Instant,
 }
 
+/// How a host's last attempt ended, for a person: the message, and the phase that failed
+/// when it was not the command.
+struct Said {
+    message: String,
+    phase: Option<Phase>,
+}
+
+impl From<String> for Said {
+    fn from(message: String) -> Said {
+        Said {
+            message,
+            phase: None,
+        }
+    }
+}
+
+impl From<&str> for Said {
+    fn from(message: &str) -> Said {
+        message.to_string().into()
+    }
+}
+
 #[derive(Debug)]
 struct WorkerRt {
     last_seen: Instant,
@@ -443,6 +466,8 @@ struct WorkerRt {
     capacity: u32,
     tasks: HashMap<String, Held>,
     finished: u64,
+    /// Whether it runs phases around commands (its polls say [`FEATURE_PHASES`]).
+    phases: bool,
 }
 
 impl WorkerRt {
@@ -453,6 +478,7 @@ impl WorkerRt {
             capacity: 0,
             tasks: HashMap::new(),
             finished: 0,
+            phases: false,
         }
     }
 }
@@ -881,6 +907,7 @@ impl Core {
                 let now = Instant::now();
                 let w = self.seen(&worker, now);
                 w.capacity = poll.capacity;
+                w.phases = poll.features.iter().any(|f| f == FEATURE_PHASES);
                 let wait = Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT);
                 self.waiters.push_back(Waiter {
                     worker,
@@ -1334,10 +1361,13 @@ impl Core {
     /// The next task for `worker`, marked as handed out to it: a retry that is due (its host
     /// holds its places already), else the host the fleet scheduler starts next (jobs take
     /// turns; every limit is checked at once).
+    /// A worker that does not run phases gets no task of a job that has them: it would run
+    /// the command alone.
     fn next_task(&mut self, worker: &str, now: Instant) -> Option<Task> {
+        let phases = self.workers.get(worker).is_some_and(|w| w.phases);
         for i in 0..self.running.len() {
             let job = self.jobs.get_mut(&self.running[i])?;
-            if !job.active() {
+            if !job.active() || (!phases && job.plan.options.has_phases()) {
                 continue;
             }
             if let Some((host, attempt)) = job.ready.pop_front() {
@@ -1347,6 +1377,13 @@ impl Core {
         }
         let (id, host) = self.fleet.next_to_start()?;
         let id = id.to_string();
+        if !phases && self.jobs.get(&id)?.plan.options.has_phases() {
+            // The host waits for a worker that runs phases; this one gets nothing now.
+            if let Err(error) = self.fleet.unstart(&id, host) {
+                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+            }
+            return None;
+        }
         let attempt = self.jobs.get(&id)?.hosts[host.index()].attempts + 1;
         Some(self.hand_out(&id, host.index(), attempt, true, worker, now))
     }
@@ -1386,6 +1423,7 @@ impl Core {
             transport: job.transport.clone(),
             password: job.password.clone(),
             max_output: job.plan.options.max_output,
+            phases: Phases::of(&job.plan.options),
         };
         if let Some(w) = self.workers.get_mut(worker) {
             w.tasks.insert(
@@ -1643,7 +1681,17 @@ impl Core {
         } else {
             result.message.clone()
         };
-        self.finish_host(id, idx, in_session, state, outcome, message);
+        self.finish_host(
+            id,
+            idx,
+            in_session,
+            state,
+            outcome,
+            Said {
+                message,
+                phase: result.phase,
+            },
+        );
     }
 
     /// Ends the hosts of a halted job that wait for a retry: no retry starts after a halt, and
@@ -1679,7 +1727,7 @@ impl Core {
             .collect();
         self.retries.retain(|std::cmp::Reverse(t)| t.job != id);
         for (idx, attempts, state, outcome, message) in waiting {
-            self.finish_host(id, idx, attempts, state, Some(outcome), message);
+            self.finish_host(id, idx, attempts, state, Some(outcome), message.into());
         }
     }
 
@@ -1691,8 +1739,9 @@ impl Core {
         attempts: u32,
         state: FinalState,
         outcome: Option<Outcome>,
-        message: String,
+        said: Said,
     ) {
+        let Said { message, phase } = said;
         if !self.jobs.get(id).is_some_and(|job| job.live) {
             return;
         }
@@ -1728,6 +1777,7 @@ impl Core {
                 attempts,
                 duration_ms,
                 message,
+                phase,
                 at_ms,
             },
         );
@@ -2260,7 +2310,7 @@ impl Core {
             Some(Outcome::Failed {
                 exit_code: LOST_EXIT_CODE,
             }),
-            message,
+            message.into(),
         );
     }
 
@@ -2442,6 +2492,7 @@ mod tests {
                 free,
                 capacity: free,
                 wait_ms: 0,
+                features: vec![FEATURE_PHASES.to_string()],
             };
             let worker = worker.to_string();
             self.handle
@@ -2463,6 +2514,7 @@ mod tests {
                     duration_ms: 1,
                     message: format!("exit code {exit_code}"),
                     chunks: 0,
+                    phase: None,
                 }],
             };
             let worker = worker.to_string();
@@ -2550,6 +2602,51 @@ mod tests {
             .filter(|r| matches!(r.event, Event::HostFinished { .. }))
             .count();
         assert_eq!(finished, 4);
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_does_not_run_phases_gets_no_task_of_a_job_with_phases() {
+        let rig = Rig::new();
+        let mut plan = Plan::sketch("a b");
+        plan.options.verify = Some(pogo_model::Verify {
+            command: "curl -fs localhost/healthz".into(),
+            within: 30,
+            every: 2,
+        });
+        let job = rig
+            .send(submission(plan, Default::default(), &[ALLOW_EDITED]))
+            .await;
+        // A worker of the previous release says nothing of phases: it would run the command
+        // alone, so it gets nothing, again and again, and the hosts stay pending.
+        for _ in 0..3 {
+            let poll = Poll {
+                free: 4,
+                capacity: 4,
+                wait_ms: 0,
+                features: Vec::new(),
+            };
+            let old = rig
+                .handle
+                .call(|reply| Cmd::Poll {
+                    worker: "old".into(),
+                    poll,
+                    reply,
+                })
+                .await
+                .unwrap();
+            assert!(old.tasks.is_empty(), "{:?}", old.tasks);
+        }
+        let detail = rig.job(&job.id).await;
+        assert!(detail.host_states.iter().all(|h| h.state == "pending"));
+        // A worker that runs phases gets both hosts, with the check.
+        let tasks = rig.poll("w1", 4).await;
+        assert_eq!(tasks.len(), 2);
+        let verify = tasks[0].phases.verify.as_ref().expect("the check travels");
+        assert_eq!((verify.within_ms, verify.every_ms), (30_000, 2_000));
+        for task in &tasks {
+            rig.report("w1", task, 0).await;
+        }
+        assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
     }
 
     #[tokio::test]
