@@ -752,6 +752,21 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
             .unwrap_or(pogo_executor::hostlog::DEFAULT_MAX_OUTPUT),
         log_reserve: pogo_executor::hostlog::RESERVE,
         phases: pogo_executor::phases::Phases::of(&plan.options),
+        run_dir: Some(dir.path().to_path_buf()),
+        gates_passed: earlier
+            .iter()
+            .filter_map(|e| match e {
+                Event::GatePassed { step, .. } => Some(step.clone()),
+                _ => None,
+            })
+            .collect(),
+        approved: earlier
+            .iter()
+            .filter_map(|e| match e {
+                Event::Approved { step, .. } => Some(step.clone()),
+                _ => None,
+            })
+            .collect(),
     };
     let mut ledger = Ledger::new(&plan.hosts);
     for event in &earlier {

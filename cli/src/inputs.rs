@@ -5,10 +5,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use pogo_model::{Plan, Verify};
+use pogo_model::{Approval, Plan, Verify};
 use pogo_planner::spec::{normalize, parse_duration, read_hostfile};
 use pogo_planner::{
-    compile, Config, FailureLimit, JobLimit, JobSpec, Limit, PlanRequest, Source, Span, TargetSpec,
+    compile, Config, FailureLimit, GateRequest, JobLimit, JobSpec, Limit, PlanRequest, Source,
+    Span, TargetSpec,
 };
 
 use crate::failure::{exit, invalid, Failure};
@@ -99,6 +100,19 @@ pub struct PlanFlags {
     /// it back); never after a failure, so a broken host stays out
     #[arg(long, value_name = "CMD", help_heading = "Phases of each host")]
     after: Option<String>,
+    /// After STEP (a slot id, as `pogo plan` lists them), run CMD on this machine once every
+    /// host of the step has finished; the steps after it wait until it exits 0, and a
+    /// failure stops the run. Repeatable
+    #[arg(long, value_name = "STEP=CMD", help_heading = "Gates between steps")]
+    gate: Vec<String>,
+    /// After STEP, wait for an operator's `pogo approve RUN STEP` (for at most DURATION when
+    /// given; unapproved by then, the run stops). Repeatable
+    #[arg(
+        long,
+        value_name = "STEP[=DURATION]",
+        help_heading = "Gates between steps"
+    )]
+    approve: Vec<String>,
 }
 
 impl PlanFlags {
@@ -118,6 +132,8 @@ impl PlanFlags {
             || self.before.is_some()
             || self.verify.is_some()
             || self.after.is_some()
+            || !self.gate.is_empty()
+            || !self.approve.is_empty()
     }
 }
 
@@ -245,6 +261,43 @@ pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Fa
                 }
             }
         }
+    }
+    for text in &args.gate {
+        let Some((step, command)) = text.split_once('=') else {
+            errors.push(format!(
+                "error: --gate {text}: write STEP=CMD (the step's slot id, then the command)\n"
+            ));
+            continue;
+        };
+        if command.trim().is_empty() {
+            errors.push(format!("error: --gate {text}: the command is empty\n"));
+            continue;
+        }
+        request.gates.push(GateRequest {
+            step: step.to_string(),
+            span: Span::start(&Source::argument("--gate", text.as_str())),
+            gate: Some(command.to_string()),
+            approve: None,
+        });
+    }
+    for text in &args.approve {
+        // A step id may hold `=` only in odd configs; the last `=` splits a time limit off.
+        let (step, within) = match text.rsplit_once('=') {
+            Some((step, limit)) => match parse_duration(limit) {
+                Ok(seconds) => (step, Some(seconds)),
+                Err(problem) => {
+                    errors.push(format!("error: invalid --approve {text}: {problem}\n"));
+                    continue;
+                }
+            },
+            None => (text.as_str(), None),
+        };
+        request.gates.push(GateRequest {
+            step: step.to_string(),
+            span: Span::start(&Source::argument("--approve", text.as_str())),
+            gate: None,
+            approve: Some(Approval { within }),
+        });
     }
     if errors.is_empty() {
         Ok(())

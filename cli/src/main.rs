@@ -128,6 +128,8 @@ enum Command {
     Runs(runs::RunsArgs),
     /// Show a run's summary, or the output of its hosts; or a job's output
     Log(runs::LogArgs),
+    /// Approve a step a local run waits for: the steps after it go on
+    Approve(runs::ApproveArgs),
     /// Serve the dispatcher of remote apply (HTTPS, mutual TLS, jobs kept in SQLite)
     Dispatcher(remote::serve::DispatcherArgs),
     /// Run a worker of remote apply: take tasks from the dispatcher and run them
@@ -189,6 +191,7 @@ fn main() -> ExitCode {
         Command::Run(args) => apply::run(*args, &mut stdout),
         Command::Runs(args) => runs::runs(args, &mut stdout).map(|()| exit::OK),
         Command::Log(args) => runs::log(args, &mut stdout).map(|()| exit::OK),
+        Command::Approve(args) => runs::approve(args, &mut stdout).map(|()| exit::OK),
         Command::Dispatcher(args) => remote::serve::dispatcher(args, &mut stdout),
         Command::Worker(args) => remote::serve::worker(args),
         Command::Jobs(args) => remote::ops::jobs(args, &mut stdout),

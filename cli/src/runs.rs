@@ -298,3 +298,101 @@ fn job_log(args: &LogArgs, job: &str, out: &mut dyn Write) -> Result<(), Failure
         out,
     )
 }
+
+#[derive(Args)]
+#[command(
+    long_about = "Approve a step of a local run that waits for it (a plan with `approve` after \
+        that step): the steps ordered after it go on. The running pogo records who approved \
+        and when in the run's journal; a run that is not running records it when it is \
+        resumed (`pogo apply --resume RUN`).\n\n\
+        STEP is the step's slot id, as `pogo plan` lists it and the run's line `Step STEP: \
+        waiting for approval` says. The approval is recorded under your user name ($USER).",
+    after_help = "Examples:\n  \
+        pogo approve last 'main.$canary'\n  \
+        pogo approve 20261207T031323Z-040e '$role.web.$canary'"
+)]
+pub struct ApproveArgs {
+    /// The run: its id, the start of its id, or `last`
+    #[arg(value_name = "RUN")]
+    run: String,
+    /// The step to approve: its slot id
+    #[arg(value_name = "STEP")]
+    step: String,
+    /// Where runs are kept [default: $POGO_STATE_DIR, or .pogo in the current directory]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// `pogo approve RUN STEP`.
+pub fn approve(args: ApproveArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    if args.run.starts_with("job-") {
+        return Err(usage(format!(
+            "`{}` is a dispatcher's job, and a dispatcher runs no approvals: `pogo approve` \
+             approves steps of local runs",
+            args.run
+        )));
+    }
+    let (state_dir, _) = state_dir(args.state_dir.as_deref());
+    let dir = RunDir::find(&state_dir, &args.run).map_err(failed)?;
+    let plan = dir
+        .read_plan()
+        .map_err(|e| invalid(format!("cannot read run {}: {e}", dir.id())))?;
+    let approvable: Vec<&str> = plan
+        .slots()
+        .filter(|(_, slot)| slot.approve.is_some())
+        .map(|(_, slot)| slot.id.as_str())
+        .collect();
+    if !approvable.contains(&args.step.as_str()) {
+        let steps = if approvable.is_empty() {
+            "its plan has no step that waits for an approval".to_string()
+        } else {
+            format!("its steps that wait for one: {}", approvable.join(", "))
+        };
+        return Err(invalid(format!(
+            "run {} has no step `{}` that waits for an approval; {steps}",
+            dir.id(),
+            args.step
+        )));
+    }
+    let events = dir.read_events().map_err(failed)?;
+    if let Some((by, at)) = events.iter().rev().find_map(|e| match e {
+        pogo_executor::events::Event::Approved { step, by, at, .. } if *step == args.step => {
+            Some((by.clone(), *at))
+        }
+        _ => None,
+    }) {
+        return emit(
+            out,
+            &format!(
+                "Step {} of run {} was approved already, by {by} at {} UTC.\n",
+                args.step,
+                dir.id(),
+                pogo_views::text::utc(at)
+            ),
+        );
+    }
+    let by = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
+    let record = pogo_executor::gates::ApprovalRecord::now(&args.step, &by);
+    pogo_executor::gates::write_approval(dir.path(), &record).map_err(|e| {
+        invalid(format!(
+            "cannot leave the approval in `{}`: {e}",
+            dir.path().display()
+        ))
+    })?;
+    let running = dir.is_locked().unwrap_or(false);
+    emit(
+        out,
+        &format!(
+            "Step {} of run {} approved by {by}.\n{}\n",
+            args.step,
+            dir.id(),
+            if running {
+                "The running pogo goes on with the steps after it."
+            } else {
+                "No pogo runs it now: `pogo apply --resume RUN` goes on from there."
+            }
+        ),
+    )
+}

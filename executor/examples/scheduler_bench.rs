@@ -67,6 +67,8 @@ fn fleet(n: usize, max_failures: u64) -> Plan {
                 id: format!("$role.{role}.$colo.c{colo:04}"),
                 step: format!("$colo.c{colo:04}"),
                 hosts: (0..20).map(|i| name(role, colo, i)).collect(),
+                gate: None,
+                approve: None,
             })
             .collect();
         for pair in slots.windows(2) {

@@ -69,6 +69,33 @@ pub enum Event {
     RunStopping { reason: String, at_ms: u64 },
     /// Nothing could start any more, for these reasons.
     RunBlocked { reasons: Vec<String>, at_ms: u64 },
+    /// Every host of a step has finished: its gate runs, on the machine that drives the run.
+    GateStarted { step: String, at_ms: u64 },
+    /// The gate after a step passed.
+    GatePassed { step: String, at_ms: u64 },
+    /// The gate after a step did not pass (`message`: how, for a person): the run stops.
+    GateFailed {
+        step: String,
+        message: String,
+        at_ms: u64,
+    },
+    /// A step waits for an operator's approval (`pogo approve RUN STEP`), for at most
+    /// `within_ms` when there is a limit.
+    ApprovalWaiting {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within_ms: Option<u64>,
+        at_ms: u64,
+    },
+    /// An operator approved a step: who, and when (`at`: seconds since the Unix epoch).
+    Approved {
+        step: String,
+        by: String,
+        at: u64,
+        at_ms: u64,
+    },
+    /// A step's approval did not come in time: the run stops.
+    ApprovalExpired { step: String, at_ms: u64 },
     /// The run ended.
     RunFinished {
         result: RunResult,

@@ -21,6 +21,7 @@
 
 pub mod events;
 pub mod fleet;
+pub mod gates;
 pub mod hostlog;
 pub mod journal;
 pub mod phases;

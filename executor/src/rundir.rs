@@ -610,6 +610,13 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> RunDirError
 /// A file name for a host's log: host names are mostly safe already, but a name from a config
 /// could hold a `/` or start with a dot.
 pub fn log_file_name(host: &str) -> String {
+    file_name(host, "log")
+}
+
+/// A safe file name for `name` with extension `ext`: the name itself when it is safe, else a
+/// cleaned name with a hash of the real one, so different names never share a file.
+pub fn file_name(name: &str, ext: &str) -> String {
+    let host = name;
     let safe: String = host
         .chars()
         .map(|c| {
@@ -622,13 +629,13 @@ pub fn log_file_name(host: &str) -> String {
         .collect();
     let trimmed = safe.trim_start_matches('.');
     if trimmed == host {
-        return format!("{host}.log");
+        return format!("{host}.{ext}");
     }
     // Changed names get a hash of the real one, so `a b` and `a_b` keep separate logs.
     let hash = host.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    format!("{trimmed}-{:08x}.log", hash as u32)
+    format!("{trimmed}-{:08x}.{ext}", hash as u32)
 }
 
 #[cfg(test)]

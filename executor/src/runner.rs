@@ -5,7 +5,7 @@
 //! Time comes from tokio's clock, so tests run a whole rollout, timeouts and retry delays
 //! included, under a paused clock in no real time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,11 +15,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::events::{self, Event, FinalState, RunResult};
+use crate::gates::{self, GateEnd};
 use crate::hostlog;
 use crate::journal::{Journal, JournalError};
 use crate::phases::{self, Phase, Phases};
 use crate::rundir::log_file_name;
-use crate::scheduler::{Changes, HostIdx, Outcome, Scheduler, SchedulerError, StopReason, Tally};
+use crate::scheduler::{
+    Changes, HostIdx, Outcome, Scheduler, SchedulerError, SlotIdx, StopReason, Tally,
+};
 use crate::transport::{self, CancelToken, Output, Transport};
 use crate::why::{self, Heads, HostWhy};
 
@@ -49,6 +52,24 @@ pub struct RunSettings {
     pub log_reserve: u64,
     /// What each attempt runs around the command ([`Phases::of`] the plan's options).
     pub phases: Phases,
+    /// The run's directory: where approvals are left ([`gates::write_approval`]) and the
+    /// gates' output goes. A plan with gates needs one.
+    pub run_dir: Option<PathBuf>,
+    /// Steps whose gate passed, and steps approved, in earlier sessions of the run: they are
+    /// not asked again.
+    pub gates_passed: BTreeSet<String>,
+    pub approved: BTreeSet<String>,
+}
+
+/// How often a run that waits for an approval looks for it in the run directory.
+pub const APPROVAL_POLL: Duration = Duration::from_millis(250);
+
+/// A step whose completion the runner is deciding.
+enum Deciding {
+    /// Its gate runs.
+    Gate(tokio::task::AbortHandle),
+    /// It waits for an approval, until the deadline when there is one.
+    Approval(Option<Instant>),
 }
 
 /// The operator's hold on a running run: halt (stop starting hosts) and kill (also cancel the
@@ -167,6 +188,7 @@ pub async fn run(
     let mut run = Run {
         plan,
         explainer,
+        deciding: BTreeMap::new(),
         settings,
         transport,
         control,
@@ -195,6 +217,8 @@ struct Explainer {
 struct Run<'a> {
     plan: &'a Plan,
     explainer: Option<Explainer>,
+    /// Steps whose gate or approval is being decided, by slot index.
+    deciding: BTreeMap<usize, Deciding>,
     settings: &'a RunSettings,
     transport: Arc<dyn Transport>,
     control: &'a Control,
@@ -209,9 +233,10 @@ struct Run<'a> {
     output_lost: Vec<String>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     async fn go(&mut self, scheduler: &mut Scheduler) -> Result<RunEnd, RunError> {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Attempted>();
+        let (gate_tx, mut gate_rx) = mpsc::unbounded_channel::<(usize, GateEnd)>();
         let mut halt = self.control.halt.subscribe();
         let mut halted = false;
         let run_timeout = async {
@@ -245,6 +270,7 @@ impl Run<'_> {
                 };
                 let changes = scheduler.stop(reason);
                 self.note_changes(scheduler, &changes);
+                self.stop_deciding();
             }
             let mut starting = Vec::new();
             while let Some(host) = scheduler.next_to_start() {
@@ -262,11 +288,21 @@ impl Run<'_> {
             for host in starting {
                 self.spawn_attempt(host, 1, Duration::ZERO, None, &done_tx);
             }
-            if self.running == 0 {
+            if self.decide_gates(scheduler, &gate_tx)? {
+                // A step completed: hosts after it may start now.
+                continue;
+            }
+            // A gate started, an approval awaited: said before waiting for either.
+            self.commit()?;
+            if self.running == 0 && self.deciding.is_empty() {
                 break;
             }
             self.explain(scheduler);
             let explain_due = self.explainer.as_ref().and_then(|e| e.due);
+            let approvals = self
+                .deciding
+                .values()
+                .any(|d| matches!(d, Deciding::Approval(_)));
             tokio::select! {
                 Some(done) = done_rx.recv() => self.attempted(scheduler, done, &done_tx)?,
                 Ok(()) = halt.changed(), if !halted => {}
@@ -275,6 +311,8 @@ impl Run<'_> {
                     self.control.kill();
                 }
                 () = sleep_until(explain_due), if explain_due.is_some() => {}
+                Some((slot, end)) = gate_rx.recv() => self.gate_ended(scheduler, slot, end)?,
+                () = tokio::time::sleep(APPROVAL_POLL), if approvals => {}
             }
         }
         self.finish(scheduler)
@@ -404,6 +442,209 @@ impl Run<'_> {
             reasons,
             output_lost: std::mem::take(&mut self.output_lost),
         })
+    }
+
+    /// Starts deciding the steps whose gates are due, and decides the approvals that came or
+    /// expired. Returns whether a step completed (hosts may start).
+    fn decide_gates(
+        &mut self,
+        scheduler: &mut Scheduler,
+        gate_tx: &mpsc::UnboundedSender<(usize, GateEnd)>,
+    ) -> Result<bool, RunError> {
+        let mut completed = false;
+        for slot in scheduler.gates_due() {
+            let s = slot.index();
+            if self.deciding.contains_key(&s) {
+                continue;
+            }
+            let spec = self.slot(s);
+            let step = spec.id.clone();
+            if spec.gate.is_some() && !self.settings.gates_passed.contains(&step) {
+                self.start_gate(scheduler, s, gate_tx);
+            } else {
+                completed |= self.after_gate(scheduler, s)?;
+            }
+        }
+        let now = Instant::now();
+        let waiting: Vec<(usize, Option<Instant>)> = self
+            .deciding
+            .iter()
+            .filter_map(|(&s, d)| match d {
+                Deciding::Approval(deadline) => Some((s, *deadline)),
+                Deciding::Gate(_) => None,
+            })
+            .collect();
+        for (s, deadline) in waiting {
+            let step = self.slot(s).id.clone();
+            let given = self
+                .settings
+                .run_dir
+                .as_deref()
+                .and_then(|dir| gates::read_approval(dir, &step));
+            if let Some(record) = given {
+                self.deciding.remove(&s);
+                self.batch.push(Event::Approved {
+                    step,
+                    by: record.by,
+                    at: record.at,
+                    at_ms: self.now_ms(),
+                });
+                let changes = scheduler.pass_gate(SlotIdx::new(s))?;
+                self.note_changes(scheduler, &changes);
+                completed = true;
+            } else if deadline.is_some_and(|d| now >= d) {
+                self.deciding.remove(&s);
+                self.batch.push(Event::ApprovalExpired {
+                    step: step.clone(),
+                    at_ms: self.now_ms(),
+                });
+                let changes =
+                    scheduler.fail_gate(SlotIdx::new(s), StopReason::ApprovalExpired { step })?;
+                self.note_changes(scheduler, &changes);
+                self.stop_deciding();
+            }
+        }
+        Ok(completed)
+    }
+
+    /// The step's gate passed (or it has none, or it passed in an earlier session): wait for
+    /// its approval, or complete it. Returns whether it completed.
+    fn after_gate(&mut self, scheduler: &mut Scheduler, s: usize) -> Result<bool, RunError> {
+        let spec = self.slot(s);
+        let step = spec.id.clone();
+        if let Some(approval) = spec.approve {
+            if !self.settings.approved.contains(&step) {
+                let within = approval.within.map(Duration::from_secs);
+                self.batch.push(Event::ApprovalWaiting {
+                    step,
+                    within_ms: within.map(|w| w.as_millis() as u64),
+                    at_ms: self.now_ms(),
+                });
+                self.deciding
+                    .insert(s, Deciding::Approval(within.map(|w| Instant::now() + w)));
+                return Ok(false);
+            }
+        }
+        let changes = scheduler.pass_gate(SlotIdx::new(s))?;
+        self.note_changes(scheduler, &changes);
+        Ok(true)
+    }
+
+    /// Runs the gate after step `s` on this machine, with the step's hosts and how they
+    /// ended in its environment.
+    fn start_gate(
+        &mut self,
+        scheduler: &Scheduler,
+        s: usize,
+        gate_tx: &mpsc::UnboundedSender<(usize, GateEnd)>,
+    ) {
+        let spec = self.slot(s);
+        let step = spec.id.clone();
+        let command = spec.gate.clone().unwrap_or_default();
+        let index: HashMap<&str, usize> = self
+            .plan
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
+        let results: Vec<String> = spec
+            .hosts
+            .iter()
+            .map(|h| {
+                let state = index
+                    .get(h.as_str())
+                    .map(|&i| scheduler.host_state(HostIdx::new(i)));
+                format!(
+                    "{h} {}",
+                    state.map_or("unknown".to_string(), |s| s.to_string())
+                )
+            })
+            .collect();
+        let failed = spec
+            .hosts
+            .iter()
+            .filter_map(|h| index.get(h.as_str()))
+            .filter(|&&i| {
+                scheduler.host_state(HostIdx::new(i)) != crate::scheduler::HostState::Succeeded
+            })
+            .count();
+        let env = vec![
+            ("POGO_RUN_ID".to_string(), self.settings.run_id.clone()),
+            ("POGO_STEP".to_string(), step.clone()),
+            ("POGO_STEP_HOSTS".to_string(), spec.hosts.join(" ")),
+            ("POGO_STEP_RESULTS".to_string(), results.join("\n")),
+            ("POGO_STEP_FAILED".to_string(), failed.to_string()),
+        ];
+        let log = match &self.settings.run_dir {
+            Some(dir) => gates::gate_log(dir, &step),
+            None => std::env::temp_dir().join(crate::rundir::file_name(&step, "gate.log")),
+        };
+        self.batch.push(Event::GateStarted {
+            step,
+            at_ms: self.now_ms(),
+        });
+        let cancel = self.control.kill.clone();
+        let gate_tx = gate_tx.clone();
+        let task = tokio::spawn(async move {
+            let end = gates::run_gate(&command, &env, &log, &cancel).await;
+            let _ = gate_tx.send((s, end));
+        });
+        self.deciding.insert(s, Deciding::Gate(task.abort_handle()));
+    }
+
+    /// A gate ended.
+    fn gate_ended(
+        &mut self,
+        scheduler: &mut Scheduler,
+        s: usize,
+        end: GateEnd,
+    ) -> Result<(), RunError> {
+        if self.deciding.remove(&s).is_none() {
+            // The run stopped meanwhile: its gates decide nothing any more.
+            return Ok(());
+        }
+        let step = self.slot(s).id.clone();
+        match end {
+            GateEnd::Passed => {
+                self.batch.push(Event::GatePassed {
+                    step,
+                    at_ms: self.now_ms(),
+                });
+                self.after_gate(scheduler, s)?;
+            }
+            GateEnd::Failed(how) => {
+                self.batch.push(Event::GateFailed {
+                    step: step.clone(),
+                    message: how.clone(),
+                    at_ms: self.now_ms(),
+                });
+                let changes =
+                    scheduler.fail_gate(SlotIdx::new(s), StopReason::GateFailed { step, how })?;
+                self.note_changes(scheduler, &changes);
+                self.stop_deciding();
+            }
+            GateEnd::Cancelled => {}
+        }
+        Ok(())
+    }
+
+    /// The run stopped: gates that run are killed, approvals no longer awaited.
+    fn stop_deciding(&mut self) {
+        for (_, deciding) in std::mem::take(&mut self.deciding) {
+            if let Deciding::Gate(task) = deciding {
+                task.abort();
+            }
+        }
+    }
+
+    /// Slot `s` of the plan, in [`Plan::slots`] order.
+    fn slot(&self, s: usize) -> &'a pogo_model::SlotSpec {
+        self.plan
+            .slots()
+            .nth(s)
+            .map(|(_, slot)| slot)
+            .expect("the scheduler's slots are the plan's")
     }
 
     /// Tells the reporter why the heads wait, if it shows that, when it changed and

@@ -230,7 +230,7 @@ pub enum FailedHosts {
 }
 
 /// Why a run stopped starting hosts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
     /// More than `max_failures` hosts failed; `failures` is the count when the run stopped.
     FailureBudget { failures: usize, max_failures: u64 },
@@ -238,6 +238,10 @@ pub enum StopReason {
     Halted,
     /// The run's `run_timeout` expired (the running commands are killed).
     RunTimeout,
+    /// The gate after a step did not pass (`how`: `exit code 1`).
+    GateFailed { step: String, how: String },
+    /// A step's approval did not come within its time limit.
+    ApprovalExpired { step: String },
 }
 
 impl fmt::Display for StopReason {
@@ -254,6 +258,12 @@ impl fmt::Display for StopReason {
             StopReason::Halted => write!(f, "halted by the operator"),
             StopReason::RunTimeout => {
                 write!(f, "the run timeout expired; running commands are killed")
+            }
+            StopReason::GateFailed { step, how } => {
+                write!(f, "the gate after step `{step}` failed: {how}")
+            }
+            StopReason::ApprovalExpired { step } => {
+                write!(f, "step `{step}` was not approved in time")
             }
         }
     }
@@ -367,6 +377,8 @@ impl Blocker {
 pub enum OwnWait {
     /// It waits for this slot to complete (the first of them, in plan order).
     Slot { slot: String },
+    /// Its slots before it are done, but one's gate or approval is still to decide.
+    Gate { slot: String },
     /// A group of the plan is full (the job-wide limit is the group `job`): its down hosts,
     /// in plan order, with their states.
     Group {
@@ -488,6 +500,9 @@ pub struct Changes {
     pub stopped: Option<StopReason>,
     /// Whether this call ended the run (its status is now `Complete`, `Stopped` or `Blocked`).
     pub ended: bool,
+    /// Steps whose hosts have all finished and whose gate or approval the driver must now
+    /// decide ([`Scheduler::pass_gate`], [`Scheduler::fail_gate`]).
+    pub gates_due: Vec<SlotIdx>,
 }
 
 /// Why a scheduler could not be built, or a call was refused.
@@ -503,6 +518,8 @@ pub enum SchedulerError {
     Cycle { slots: Vec<String> },
     #[error("the plan has {0} hosts, more than a run can hold")]
     TooManyHosts(usize),
+    #[error("step #{} has no gate waiting for a decision", .0.index())]
+    GateNotDue(SlotIdx),
     #[error("a max_failures of {given} would raise the plan's ({plan}); a run can only lower it")]
     RaisesMaxFailures { given: u64, plan: Amount },
     #[error(
@@ -580,6 +597,20 @@ struct SlotState {
     id: String,
     /// Unfinished hosts plus incoming edges from incomplete slots; complete at 0.
     remaining: u32,
+    gate: Gate,
+}
+
+/// Where a step's gate (or approval) stands: its completion waits for the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// The step has none.
+    None,
+    /// Its hosts have not all finished yet.
+    Closed,
+    /// Its hosts have all finished: the driver runs the gate or waits for the approval.
+    Due,
+    /// It passed: the step completed.
+    Passed,
 }
 
 /// Marks a candidate that no group offered.
@@ -617,6 +648,8 @@ pub struct Scheduler {
     stop: Option<StopReason>,
     blocked: Option<Vec<Blocker>>,
     ended: bool,
+    /// How many steps wait for the driver's gate or approval: the run goes on meanwhile.
+    gates_due: usize,
 }
 
 impl Scheduler {
@@ -838,6 +871,11 @@ impl Scheduler {
             .map(|(_, spec)| SlotState {
                 id: spec.id.clone(),
                 remaining: 0,
+                gate: if spec.is_gated() {
+                    Gate::Closed
+                } else {
+                    Gate::None
+                },
             })
             .collect();
 
@@ -867,6 +905,7 @@ impl Scheduler {
             stop: None,
             blocked: None,
             ended: false,
+            gates_due: 0,
         };
         run.check_acyclic()?;
         Ok(run)
@@ -991,14 +1030,24 @@ impl Scheduler {
             return None;
         }
         if self.waiting[h] > 0 {
-            let slot = self
-                .host_slots
-                .get(h)
-                .iter()
-                .flat_map(|&s| self.slot_preds.get(s as usize))
+            let preds = || {
+                self.host_slots
+                    .get(h)
+                    .iter()
+                    .flat_map(|&s| self.slot_preds.get(s as usize))
+            };
+            if let Some(&slot) = preds()
                 .filter(|&&p| self.slots[p as usize].remaining > 0)
+                .min()
+            {
+                return Some(OwnWait::Slot {
+                    slot: self.slots[slot as usize].id.clone(),
+                });
+            }
+            let slot = preds()
+                .filter(|&&p| self.slots[p as usize].gate == Gate::Due)
                 .min()?;
-            return Some(OwnWait::Slot {
+            return Some(OwnWait::Gate {
                 slot: self.slots[*slot as usize].id.clone(),
             });
         }
@@ -1126,6 +1175,58 @@ impl Scheduler {
 
     /// Stops starting hosts, for `reason` (an operator's halt, the run timeout). A run that
     /// has stopped already keeps its first reason.
+    /// Steps whose hosts have all finished and whose gate or approval is not decided yet, in
+    /// plan order.
+    pub fn gates_due(&self) -> Vec<SlotIdx> {
+        (0..self.slots.len())
+            .filter(|&s| self.slots[s].gate == Gate::Due)
+            .map(SlotIdx::new)
+            .collect()
+    }
+
+    /// The gate (and approval) of `slot` passed: the step completes, and the steps ordered
+    /// after it may start.
+    /// Once the run has stopped its gates are no longer due, and a decision that comes
+    /// after (a gate that was running when the operator halted) changes nothing.
+    pub fn pass_gate(&mut self, slot: SlotIdx) -> Result<Changes, SchedulerError> {
+        let s = slot.index();
+        if self.stop.is_some() && s < self.slots.len() {
+            return Ok(Changes::default());
+        }
+        if self.slots.get(s).map(|slot| slot.gate) != Some(Gate::Due) {
+            return Err(SchedulerError::GateNotDue(slot));
+        }
+        let mut changes = Changes::default();
+        self.slots[s].gate = Gate::Passed;
+        self.gates_due -= 1;
+        if self.stop.is_none() {
+            self.complete_slot(s, &mut changes);
+            self.settle();
+        }
+        self.check_end(&mut changes);
+        Ok(changes)
+    }
+
+    /// The gate of `slot` failed, or its approval did not come in time: the run stops
+    /// (`reason`). Resumable: a new session runs the gate again.
+    pub fn fail_gate(
+        &mut self,
+        slot: SlotIdx,
+        reason: StopReason,
+    ) -> Result<Changes, SchedulerError> {
+        let s = slot.index();
+        if self.stop.is_some() && s < self.slots.len() {
+            return Ok(Changes::default());
+        }
+        if self.slots.get(s).map(|slot| slot.gate) != Some(Gate::Due) {
+            return Err(SchedulerError::GateNotDue(slot));
+        }
+        let mut changes = Changes::default();
+        self.stop_run(reason, &mut changes);
+        self.check_end(&mut changes);
+        Ok(changes)
+    }
+
     pub fn stop(&mut self, reason: StopReason) -> Changes {
         let mut changes = Changes::default();
         if self.stop.is_none() && !self.ended {
@@ -1143,6 +1244,7 @@ impl Scheduler {
         match &self.stop {
             Some(reason) if self.tally.running > 0 => RunStatus::Stopping(reason),
             Some(reason) => RunStatus::Stopped(reason),
+            None if self.gates_due > 0 => RunStatus::Running,
             None if self.tally.running == 0 && self.tally.pending == 0 => RunStatus::Complete,
             None => RunStatus::Running,
         }
@@ -1273,6 +1375,13 @@ impl Scheduler {
     fn complete_slot(&mut self, first: usize, changes: &mut Changes) {
         let mut completed = vec![first];
         while let Some(s) = completed.pop() {
+            if self.slots[s].gate == Gate::Closed {
+                // Its completion waits for the driver: the gate, or the approval.
+                self.slots[s].gate = Gate::Due;
+                self.gates_due += 1;
+                changes.gates_due.push(SlotIdx::new(s));
+                continue;
+            }
             changes.slots_completed.push(SlotIdx::new(s));
             for &next in self.slot_succs.get(s) {
                 let next = next as usize;
@@ -1306,7 +1415,14 @@ impl Scheduler {
     }
 
     fn stop_run(&mut self, reason: StopReason, changes: &mut Changes) {
-        self.stop = Some(reason);
+        // A stopped run decides no more gates: their steps stay incomplete.
+        for slot in &mut self.slots {
+            if slot.gate == Gate::Due {
+                slot.gate = Gate::Closed;
+            }
+        }
+        self.gates_due = 0;
+        self.stop = Some(reason.clone());
         changes.stopped = Some(reason);
         self.skip_pending(changes);
     }
@@ -1349,6 +1465,7 @@ impl Scheduler {
             || self.tally.running > 0
             || !self.candidates.is_empty()
             || self.held_count > 0
+            || (self.stop.is_none() && self.gates_due > 0)
         {
             return;
         }
@@ -1683,6 +1800,110 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_holds_the_steps_after_its_step_and_no_other_thread() {
+        let plan = hosts("a b c x y")
+            .with_thread("t", &["a", "b c"])
+            .with_thread("u", &["x", "y"])
+            .with_gate("t.0", "check");
+        let mut run = Run::new(&plan);
+        assert_eq!(run.start(), ["a", "x"]);
+        let changes = run.ok("a");
+        // a's step is done, but its completion waits for the gate: b and c do not start.
+        assert_eq!(changes.gates_due, [SlotIdx::new(0)]);
+        assert!(changes.slots_completed.is_empty());
+        assert_eq!(run.run.gates_due(), [SlotIdx::new(0)]);
+        assert_eq!(
+            run.run.why(run.h("b")),
+            Some(OwnWait::Gate { slot: "t.0".into() })
+        );
+        // The other thread goes on meanwhile.
+        run.ok("x");
+        assert_eq!(run.start(), ["y"]);
+        run.ok("y");
+        assert_eq!(
+            run.run.status(),
+            RunStatus::Running,
+            "the gate is still to decide"
+        );
+        assert!(
+            run.run.pass_gate(SlotIdx::new(1)).is_err(),
+            "t.1 has no gate due"
+        );
+        let changes = run.run.pass_gate(SlotIdx::new(0)).unwrap();
+        assert_eq!(changes.slots_completed, [SlotIdx::new(0)]);
+        assert_eq!(run.start(), ["b", "c"]);
+        run.ok("b");
+        let changes = run.ok("c");
+        assert!(changes.ended);
+        assert_eq!(run.run.status(), RunStatus::Complete);
+    }
+
+    #[test]
+    fn a_failed_gate_stops_the_run_and_a_resume_runs_it_again() {
+        let plan = hosts("a b")
+            .with_thread("t", &["a", "b"])
+            .with_approval("t.0", Some(60));
+        let mut run = Run::new(&plan);
+        run.start();
+        run.ok("a");
+        let reason = StopReason::ApprovalExpired { step: "t.0".into() };
+        let changes = run.run.fail_gate(SlotIdx::new(0), reason.clone()).unwrap();
+        assert_eq!(changes.stopped, Some(reason.clone()));
+        assert_eq!(run.names(&changes.hosts_skipped), ["b"]);
+        assert!(changes.ended);
+        assert_eq!(run.run.status(), RunStatus::Stopped(&reason));
+        // A new session: a's step is complete again, and its gate due again.
+        let mut run = Run::resume(
+            &plan,
+            &[("a", HostState::Succeeded)],
+            FailedHosts::StayFailed,
+        );
+        assert_eq!(run.run.gates_due(), [SlotIdx::new(0)]);
+        assert!(run.start().is_empty());
+        run.run.pass_gate(SlotIdx::new(0)).unwrap();
+        assert_eq!(run.start(), ["b"]);
+    }
+
+    #[test]
+    fn a_gate_on_the_last_step_decides_before_the_run_ends() {
+        let plan = hosts("a")
+            .with_thread("t", &["a"])
+            .with_gate("t.0", "check");
+        let mut run = Run::new(&plan);
+        run.start();
+        let changes = run.ok("a");
+        assert!(!changes.ended);
+        let changes = run
+            .run
+            .fail_gate(
+                SlotIdx::new(0),
+                StopReason::GateFailed {
+                    step: "t.0".into(),
+                    how: "exit code 1".into(),
+                },
+            )
+            .unwrap();
+        assert!(changes.ended);
+        assert!(matches!(
+            run.run.status(),
+            RunStatus::Stopped(StopReason::GateFailed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_halt_while_a_gate_is_due_ends_the_run() {
+        let plan = hosts("a b")
+            .with_thread("t", &["a", "b"])
+            .with_gate("t.0", "check");
+        let mut run = Run::new(&plan);
+        run.start();
+        run.ok("a");
+        let changes = run.run.stop(StopReason::Halted);
+        assert!(changes.ended);
+        assert_eq!(run.names(&changes.hosts_skipped), ["b"]);
+    }
+
+    #[test]
     fn plan_order_decides_among_hosts_that_may_start() {
         let plan = job(hosts("c b a"), 1);
         let mut run = Run::new(&plan);
@@ -1876,7 +2097,7 @@ mod tests {
             failures: 1,
             max_failures: 0,
         };
-        assert_eq!(changes.stopped, Some(reason));
+        assert_eq!(changes.stopped, Some(reason.clone()));
         assert_eq!(run.names(&changes.hosts_skipped), ["c", "d"]);
         assert!(!changes.ended, "b is still running");
         assert_eq!(run.run.status(), RunStatus::Stopping(&reason));

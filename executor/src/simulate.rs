@@ -262,7 +262,11 @@ pub fn simulate(plan: &Plan, policy: &SimulationPolicy) -> Result<Simulation, Si
     if let Some(&bad) = policy.failing.iter().find(|h| h.index() >= n) {
         return Err(SimulationError::NoSuchHost(bad));
     }
-    let run = Scheduler::new(plan, policy.overrides)?;
+    let mut run = Scheduler::new(plan, policy.overrides)?;
+    // A gate of an empty first step is due at once; like every gate, it passes at once.
+    while let Some(&gate) = run.gates_due().first() {
+        run.pass_gate(gate)?;
+    }
     let layout = Layout::new(plan, policy.overrides);
     let mut fails = vec![false; n];
     for h in &policy.failing {
@@ -616,7 +620,13 @@ impl Loop {
         if !state.is_down() {
             self.peaks.down(&self.layout, h as usize, self.now);
         }
-        let changes = self.run.finish(HostIdx::new(h as usize), outcome)?;
+        let mut changes = self.run.finish(HostIdx::new(h as usize), outcome)?;
+        // Gates and approvals are taken as passing the moment their step's hosts are done.
+        while let Some(&gate) = self.run.gates_due().first() {
+            let passed = self.run.pass_gate(gate)?;
+            changes.slots_completed.extend(passed.slots_completed);
+            changes.hosts_ready.extend(passed.hosts_ready);
+        }
         for ready in changes.hosts_ready {
             let r = ready.index();
             self.ready_at[r] = self.now;
@@ -705,7 +715,7 @@ impl Loop {
             _ if self.expired => SimulatedEnd::RunTimeout { at_ms: self.now },
             RunStatus::Complete => SimulatedEnd::Complete,
             RunStatus::Stopped(reason) => SimulatedEnd::Stopped {
-                reason: *reason,
+                reason: reason.clone(),
                 at_ms: self.stopped_at.unwrap_or(self.now),
             },
             RunStatus::Blocked(blockers) => SimulatedEnd::Blocked {

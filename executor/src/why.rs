@@ -49,6 +49,8 @@ impl fmt::Display for Holder {
 pub enum Why {
     /// It waits for this step to complete (the first of them, in plan order).
     Slot { slot: String },
+    /// It waits for the gate or the approval after this step.
+    Gate { slot: String },
     /// A group is full: one of its plan's (`fleet` absent; the job-wide limit is the group
     /// `job`) or a budget of a fleet's revision. `down` counts every host holding a place;
     /// `holders` names the first [`HOLDERS_KEPT`] of them, by host name.
@@ -77,6 +79,7 @@ impl Why {
     pub fn own(wait: OwnWait, name: impl Fn(HostIdx) -> String) -> Why {
         match wait {
             OwnWait::Slot { slot } => Why::Slot { slot },
+            OwnWait::Gate { slot } => Why::Gate { slot },
             OwnWait::Group {
                 group,
                 max_parallel,
@@ -156,6 +159,7 @@ impl fmt::Display for Why {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Why::Slot { slot } => write!(f, "waits for step `{slot}`"),
+            Why::Gate { slot } => write!(f, "waits for the gate or approval after step `{slot}`"),
             Why::Group {
                 group,
                 fleet,

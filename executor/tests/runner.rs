@@ -196,6 +196,9 @@ fn settings(dir: &tempfile::TempDir) -> RunSettings {
         max_output: pogo_executor::hostlog::DEFAULT_MAX_OUTPUT,
         log_reserve: 0,
         phases: Default::default(),
+        run_dir: None,
+        gates_passed: Default::default(),
+        approved: Default::default(),
     }
 }
 

@@ -198,6 +198,8 @@ fn build_plan(
                 id: format!("t{t}.{k}"),
                 step: format!("step{k}"),
                 hosts: Vec::new(),
+                gate: None,
+                approve: None,
             })
             .collect();
         for &g in order {
@@ -623,7 +625,7 @@ impl Harness<'_> {
         match self.run.status() {
             RunStatus::Blocked(_) => prop_assert!(model.blocked),
             RunStatus::Stopping(reason) | RunStatus::Stopped(reason) => {
-                prop_assert_eq!(Some(*reason), model.stopped)
+                prop_assert_eq!(Some(reason.clone()), model.stopped.clone())
             }
             RunStatus::Complete => {
                 prop_assert!(model.stopped.is_none() && !model.blocked);
@@ -827,6 +829,7 @@ fn run_scenario(s: &Scenario) -> Result<(), TestCaseError> {
         },
         stopped: None,
         ended: harness.run.status().is_ended(),
+        gates_due: Vec::new(),
     };
     harness.check(&before, &built_changes)?;
 
@@ -842,9 +845,9 @@ fn run_scenario(s: &Scenario) -> Result<(), TestCaseError> {
             if harness.model.stopped.is_none() && !before.ended {
                 harness.model.stopped = Some(StopReason::Halted);
                 harness.model.skip_pending();
-                prop_assert_eq!(changes.stopped, Some(StopReason::Halted));
+                prop_assert_eq!(&changes.stopped, &Some(StopReason::Halted));
             } else {
-                prop_assert_eq!(changes.stopped, None);
+                prop_assert_eq!(&changes.stopped, &None);
             }
             harness.check(&before, &changes)?;
         }
@@ -855,7 +858,7 @@ fn run_scenario(s: &Scenario) -> Result<(), TestCaseError> {
                 let changes = harness.run.cancel(HostIdx::new(h)).unwrap();
                 harness.model.states[h] = HostState::Cancelled;
                 harness.settle_model()?;
-                prop_assert_eq!(changes.stopped, None);
+                prop_assert_eq!(&changes.stopped, &None);
                 harness.check(&before, &changes)?;
             }
         }
@@ -901,15 +904,15 @@ fn run_scenario(s: &Scenario) -> Result<(), TestCaseError> {
             let outcome = s.outcomes[h].0;
             let before = harness.before();
             let changes = harness.run.finish(HostIdx::new(h), outcome).unwrap();
-            let was_stopped = harness.model.stopped;
+            let was_stopped = harness.model.stopped.clone();
             harness.model.states[h] = HostState::from(outcome);
             harness.settle_model()?;
             let expected = if was_stopped.is_none() {
-                harness.model.stopped
+                harness.model.stopped.clone()
             } else {
                 None
             };
-            prop_assert_eq!(changes.stopped, expected);
+            prop_assert_eq!(&changes.stopped, &expected);
             harness.check(&before, &changes)?;
             // Once a host has finished, the scheduler refuses to finish it again.
             prop_assert!(harness.run.finish(HostIdx::new(h), outcome).is_err());

@@ -256,6 +256,36 @@ pub struct SlotSpec {
     /// The step as written in the config.
     pub step: String,
     pub hosts: Vec<String>,
+    /// Run on the machine that drives the run once every host of the step has finished, with
+    /// the step's hosts and results in its environment; the steps ordered after it wait until
+    /// it exits 0, and a failure stops the run (spec `semantics.md` §9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<String>,
+    /// The steps ordered after it wait for an operator's approval (`pogo approve`), after the
+    /// gate when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<Approval>,
+}
+
+impl SlotSpec {
+    /// Whether the step's completion waits for a gate or an approval.
+    pub fn is_gated(&self) -> bool {
+        self.gate.is_some() || self.approve.is_some()
+    }
+}
+
+/// An approval a step waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Seconds the step waits, from when its hosts have all finished; unapproved by then, the
+    /// run stops (resumable). None: no limit.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "read::optional_seconds"
+    )]
+    pub within: Option<u64>,
 }
 
 /// A group of hosts of which at most `max_parallel` may be down at once.

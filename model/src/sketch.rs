@@ -12,8 +12,8 @@
 //! ```
 
 use crate::{
-    Amount, ConstraintSpec, Digests, EdgeSpec, Plan, RunOptions, SlotSpec, SourceSpec, ThreadSpec,
-    FORMAT_VERSION, JOB_GROUP_ID,
+    Amount, Approval, ConstraintSpec, Digests, EdgeSpec, Plan, RunOptions, SlotSpec, SourceSpec,
+    ThreadSpec, FORMAT_VERSION, JOB_GROUP_ID,
 };
 
 fn words(text: &str) -> Vec<String> {
@@ -74,6 +74,8 @@ impl Plan {
                 id: format!("{name}.{i}"),
                 step: hosts.to_string(),
                 hosts: words(hosts),
+                gate: None,
+                approve: None,
             })
             .collect();
         for pair in slots.windows(2) {
@@ -112,5 +114,31 @@ impl Plan {
     pub fn with_max_failures(mut self, value: u64) -> Plan {
         self.options.max_failures = Amount::number(value);
         self.sealed()
+    }
+
+    /// Puts a gate after slot `slot` (`NAME.0`...).
+    ///
+    /// # Panics
+    /// If the plan has no such slot.
+    pub fn with_gate(mut self, slot: &str, command: &str) -> Plan {
+        self.slot_mut(slot).gate = Some(command.to_string());
+        self.sealed()
+    }
+
+    /// Makes slot `slot` wait for an approval, for at most `within` seconds when given.
+    ///
+    /// # Panics
+    /// If the plan has no such slot.
+    pub fn with_approval(mut self, slot: &str, within: Option<u64>) -> Plan {
+        self.slot_mut(slot).approve = Some(Approval { within });
+        self.sealed()
+    }
+
+    fn slot_mut(&mut self, id: &str) -> &mut SlotSpec {
+        self.threads
+            .iter_mut()
+            .flat_map(|t| t.slots.iter_mut())
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no slot `{id}` in the sketch"))
     }
 }

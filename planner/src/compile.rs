@@ -11,8 +11,8 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use pogo_model::{
-    Amount, ConstraintSpec, Digests, EdgeSpec, ExternalTagSpec, Plan, RunOptions, SlotSpec,
-    SourceSpec, ThreadSpec, Verify, FORMAT_VERSION, JOB_GROUP_ID,
+    Amount, Approval, ConstraintSpec, Digests, EdgeSpec, ExternalTagSpec, Plan, RunOptions,
+    SlotSpec, SourceSpec, ThreadSpec, Verify, FORMAT_VERSION, JOB_GROUP_ID,
 };
 use sha2::{Digest, Sha256};
 
@@ -36,6 +36,17 @@ pub struct TargetSpec {
     pub text: String,
     /// Where it is written (a spec file, a host file line, a command-line argument).
     pub span: Span,
+}
+
+/// A gate or an approval asked for after a step (spec key `gates`, `--gate`, `--approve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRequest {
+    /// The step: a slot id of the plan (`$role.web.$canary`).
+    pub step: String,
+    /// Where it is written, for an error about it.
+    pub span: Span,
+    pub gate: Option<String>,
+    pub approve: Option<Approval>,
 }
 
 /// The job-wide limit.
@@ -110,6 +121,9 @@ pub struct PlanRequest {
     pub before: Option<String>,
     pub verify: Option<Verify>,
     pub after: Option<String>,
+    /// Gates and approvals after steps, in the order given; a later one for the same step
+    /// replaces what it gives (flags after a spec).
+    pub gates: Vec<GateRequest>,
     /// Refuse targets the config does not name, instead of running them unordered.
     pub strict_targets: bool,
     /// The config and spec paths, recorded in the plan as given.
@@ -299,6 +313,57 @@ fn resolve_targets(
     targets
 }
 
+/// Puts the gates and approvals asked for on their steps, and warns when unordered hosts do
+/// not wait for them.
+fn with_gates(mut plan: Plan, gates: &[GateRequest]) -> Result<Plan, PlanError> {
+    if gates.is_empty() {
+        return Ok(plan);
+    }
+    let mut errors = Errors::default();
+    let ids: Vec<String> = plan.slots().map(|(_, s)| s.id.clone()).collect();
+    for request in gates {
+        let slot = plan
+            .threads
+            .iter_mut()
+            .flat_map(|t| t.slots.iter_mut())
+            .find(|s| s.id == request.step);
+        let Some(slot) = slot else {
+            let mut diagnostic = Diagnostic::at(
+                request.span.clone(),
+                format!("no step `{}` in the plan to put a gate after", request.step),
+            );
+            diagnostic = match suggest(&request.step, ids.iter().map(String::as_str)) {
+                Some(s) => diagnostic.with_help(format!("did you mean `{s}`?")),
+                None if ids.is_empty() => diagnostic
+                    .with_help("the plan has no steps: gates go after steps of a sequence"),
+                None => diagnostic.with_help(format!(
+                    "steps are named by their slot ids: {}",
+                    abbreviate(&ids.iter().map(String::as_str).collect::<Vec<_>>(), 10)
+                )),
+            };
+            errors.push(diagnostic);
+            continue;
+        };
+        if request.gate.is_some() {
+            slot.gate.clone_from(&request.gate);
+        }
+        if request.approve.is_some() {
+            slot.approve = request.approve;
+        }
+    }
+    errors.finish(())?;
+    if !plan.unordered.is_empty() {
+        let names: Vec<&str> = plan.unordered.iter().map(String::as_str).collect();
+        plan.warnings.push(format!(
+            "{} in no step, and so {} not wait for any gate or approval: {}",
+            count(names.len(), "target is", "targets are"),
+            if names.len() == 1 { "does" } else { "do" },
+            abbreviate(&names, 20)
+        ));
+    }
+    Ok(plan)
+}
+
 struct Compiler<'a> {
     config: &'a Config,
     inventory: &'a Inventory,
@@ -426,6 +491,7 @@ impl Compiler<'_> {
             warnings: self.warnings,
             seal: None,
         };
+        let plan = with_gates(plan, &request.gates)?;
         debug_assert_eq!(plan.validate(), Ok(()));
         Ok(plan.sealed())
     }
@@ -502,6 +568,8 @@ impl Compiler<'_> {
                     id: id.clone(),
                     step,
                     hosts: self.names(&ids),
+                    gate: None,
+                    approve: None,
                 });
                 slots.push(Slot { thread, id, ids });
             }

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use pogo_model::{Amount, ConstraintSpec, EdgeSpec, Plan, Verify, JOB_GROUP_ID};
+use pogo_model::{Amount, Approval, ConstraintSpec, EdgeSpec, Plan, Verify, JOB_GROUP_ID};
 use serde::Serialize;
 
 /// Every difference between two plans that matters to a rollout, section by section.
@@ -60,6 +60,17 @@ pub struct OptionChanges {
     pub before: Option<Change<Option<String>>>,
     pub verify: Option<Change<Option<Verify>>>,
     pub after: Option<Change<Option<String>>>,
+    /// Gates and approvals after steps that changed, by step, in plan order (old plan's
+    /// first): a removed approval is a change a reviewer must see.
+    pub gates: Vec<GateChange>,
+}
+
+/// What waits after one step, before and after; a field is `None` when it did not change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateChange {
+    pub step: String,
+    pub gate: Option<Change<Option<String>>>,
+    pub approve: Option<Change<Option<Approval>>>,
 }
 
 impl OptionChanges {
@@ -331,6 +342,10 @@ impl PlanDiff {
         if !phases.is_empty() {
             parts.say(format!("phases changed: {}", phases.join(", ")));
         }
+        if !options.gates.is_empty() {
+            let steps: Vec<&str> = options.gates.iter().map(|g| g.step.as_str()).collect();
+            parts.say(format!("gates changed after {}", steps.join(", ")));
+        }
         parts.count(
             options.run_options_changed(),
             "run option changed",
@@ -470,7 +485,44 @@ fn options(old: &Plan, new: &Plan) -> OptionChanges {
         before: Change::of(o.before.clone(), n.before.clone()),
         verify: Change::of(o.verify.clone(), n.verify.clone()),
         after: Change::of(o.after.clone(), n.after.clone()),
+        gates: gate_changes(old, new),
     }
+}
+
+/// The steps whose gate or approval differ between the plans (a step only one plan has
+/// counts with none on the other side).
+fn gate_changes(old: &Plan, new: &Plan) -> Vec<GateChange> {
+    let waits = |plan: &Plan| -> Vec<(String, Option<String>, Option<Approval>)> {
+        plan.slots()
+            .map(|(_, s)| (s.id.clone(), s.gate.clone(), s.approve))
+            .collect()
+    };
+    let (old, new) = (waits(old), waits(new));
+    let find = |list: &[(String, Option<String>, Option<Approval>)], id: &str| {
+        list.iter()
+            .find(|(s, _, _)| s == id)
+            .map(|(_, g, a)| (g.clone(), *a))
+            .unwrap_or_default()
+    };
+    let mut steps: Vec<&str> = old.iter().map(|(s, _, _)| s.as_str()).collect();
+    for (s, _, _) in &new {
+        if !steps.contains(&s.as_str()) {
+            steps.push(s);
+        }
+    }
+    steps
+        .into_iter()
+        .filter_map(|step| {
+            let (old_gate, old_approve) = find(&old, step);
+            let (new_gate, new_approve) = find(&new, step);
+            let change = GateChange {
+                step: step.to_string(),
+                gate: Change::of(old_gate, new_gate),
+                approve: Change::of(old_approve, new_approve),
+            };
+            (change.gate.is_some() || change.approve.is_some()).then_some(change)
+        })
+        .collect()
 }
 
 fn warnings(old: &Plan, new: &Plan) -> WarningChanges {

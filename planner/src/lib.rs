@@ -18,7 +18,7 @@ pub mod spec;
 pub mod stale;
 pub mod yaml;
 
-pub use compile::{compile, FailureLimit, JobLimit, PlanRequest, TargetSpec};
+pub use compile::{compile, FailureLimit, GateRequest, JobLimit, PlanRequest, TargetSpec};
 pub use config::{Config, Limit};
 pub use diag::{Diagnostic, PlanError, Source, Span};
 pub use diff::{diff, PlanDiff};

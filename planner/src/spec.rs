@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::compile::{FailureLimit, JobLimit, PlanRequest, TargetSpec};
+use crate::compile::{FailureLimit, GateRequest, JobLimit, PlanRequest, TargetSpec};
 use crate::config::{yaml_error, Config, Limit};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Source, Span};
 use crate::files::{Files, Filesystem};
 use crate::resolve::TagResolver;
 use crate::yaml::{self, Node, Value};
-use pogo_model::Verify;
+use pogo_model::{Approval, Verify};
 
-const SPEC_KEYS: [&str; 15] = [
+const SPEC_KEYS: [&str; 16] = [
     "config",
     "targets",
     "hostfile",
@@ -30,6 +30,7 @@ const SPEC_KEYS: [&str; 15] = [
     "before",
     "verify",
     "after",
+    "gates",
 ];
 
 /// A plan spec, loaded: its config and the request it makes.
@@ -179,6 +180,7 @@ impl JobSpec {
                 "before" => request.before = phase_command(value, key_text, at, &mut errors),
                 "after" => request.after = phase_command(value, key_text, at, &mut errors),
                 "verify" => request.verify = verify_of(&source, value, &mut errors),
+                "gates" => request.gates = gates_of(&source, value, &mut errors),
                 "concurrent" => {
                     if let Some(text) = scalar(&mut errors) {
                         match Limit::parse(text) {
@@ -308,6 +310,93 @@ fn phase_command(value: &Node, key: &str, at: Span, errors: &mut Errors) -> Opti
             None
         }
     }
+}
+
+/// `gates: {STEP: {gate: CMD, approve: true | {within: 1h}}}`: what waits after each step.
+fn gates_of(source: &Arc<Source>, value: &Node, errors: &mut Errors) -> Vec<GateRequest> {
+    let Value::Map(entries) = &value.value else {
+        errors.push(
+            Diagnostic::at(
+                span(source, value),
+                format!("`gates` must be a mapping of steps, not {}", value.kind()),
+            )
+            .with_help("write `gates: {$canary: {approve: true}}`, steps named by slot ids"),
+        );
+        return Vec::new();
+    };
+    let mut gates = Vec::new();
+    for (key, item) in entries {
+        let Some(step) = key.as_str() else {
+            errors.push(Diagnostic::at(span(source, key), "a step must be a name"));
+            continue;
+        };
+        let mut request = GateRequest {
+            step: step.to_string(),
+            span: span(source, key),
+            gate: None,
+            approve: None,
+        };
+        let Value::Map(fields) = &item.value else {
+            errors.push(
+                Diagnostic::at(
+                    span(source, item),
+                    format!(
+                        "what waits after `{step}` must be a mapping, not {}",
+                        item.kind()
+                    ),
+                )
+                .with_help("`gate: CMD` and/or `approve: true` (or `approve: {within: 1h}`)"),
+            );
+            continue;
+        };
+        for (field, v) in fields {
+            let at = span(source, v);
+            match field.as_str() {
+                Some("gate") => request.gate = phase_command(v, "gate", at, errors),
+                Some("approve") => match (&v.value, v.as_str()) {
+                    (_, Some("true")) => request.approve = Some(Approval { within: None }),
+                    (_, Some("false")) => {}
+                    (Value::Map(limits), _) => {
+                        let mut approval = Approval { within: None };
+                        for (name, limit) in limits {
+                            match (name.as_str(), limit.as_str().map(parse_duration)) {
+                                (Some("within"), Some(Ok(seconds))) => {
+                                    approval.within = Some(seconds)
+                                }
+                                (Some("within"), Some(Err(problem))) => {
+                                    errors.push(Diagnostic::at(
+                                        span(source, limit),
+                                        format!("invalid approve.within: {problem}"),
+                                    ))
+                                }
+                                _ => errors.push(
+                                    Diagnostic::at(span(source, name), "unknown key in `approve`")
+                                        .with_help("`approve` has `within` (a duration)"),
+                                ),
+                            }
+                        }
+                        request.approve = Some(approval);
+                    }
+                    _ => errors.push(Diagnostic::at(
+                        at,
+                        "`approve` is `true`, `false` or `{within: DURATION}`",
+                    )),
+                },
+                other => {
+                    let help = match other.and_then(|o| suggest(o, ["gate", "approve"])) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "after a step wait a `gate` and/or an `approve`".to_string(),
+                    };
+                    errors.push(
+                        Diagnostic::at(span(source, field), "unknown key after a step")
+                            .with_help(help),
+                    );
+                }
+            }
+        }
+        gates.push(request);
+    }
+    gates
 }
 
 /// `verify: CMD`, or `verify: {command: CMD, within: 2m, every: 5s}`.

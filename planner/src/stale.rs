@@ -24,10 +24,10 @@ use std::collections::HashSet;
 
 use pogo_model::{Amount, Plan, JOB_GROUP_ID};
 
-use crate::compile::{compile, FailureLimit, JobLimit, PlanRequest};
+use crate::compile::{compile, FailureLimit, GateRequest, JobLimit, PlanRequest};
 use crate::config::Config;
 use crate::config::Limit;
-use crate::diag::PlanError;
+use crate::diag::{PlanError, Source, Span};
 use crate::inventory::Inventory;
 use crate::spec::digest;
 
@@ -177,6 +177,16 @@ fn request_of(plan: &Plan) -> PlanRequest {
         before: plan.options.before.clone(),
         verify: plan.options.verify.clone(),
         after: plan.options.after.clone(),
+        gates: plan
+            .slots()
+            .filter(|(_, slot)| slot.is_gated())
+            .map(|(_, slot)| GateRequest {
+                step: slot.id.clone(),
+                span: Span::start(&Source::argument("plan", slot.id.as_str())),
+                gate: slot.gate.clone(),
+                approve: slot.approve,
+            })
+            .collect(),
         strict_targets: false,
         config_name: plan.source.config.clone(),
         spec_name: plan.source.spec.clone(),

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use pogo_model::{Amount, Plan, Verify};
+use pogo_model::{Amount, Approval, Plan, Verify};
 use pogo_planner::diff::{
     Change, Direction, HostMove, HostOrder, OptionChanges, PlanDiff, SlotOrder, ThreadSummary,
 };
@@ -363,15 +363,15 @@ fn suffix(direction: Option<Direction>) -> &'static str {
 }
 
 /// Rows of the options that changed: name, old, new, and which way a limit moved.
-fn option_rows(o: &OptionChanges) -> Vec<(&'static str, String, String, Option<Direction>)> {
+fn option_rows(o: &OptionChanges) -> Vec<(String, String, String, Option<Direction>)> {
     fn row<T>(
-        name: &'static str,
+        name: &str,
         change: &Option<Change<T>>,
         show: impl Fn(&T) -> String,
-    ) -> Option<(&'static str, String, String, Option<Direction>)> {
+    ) -> Option<(String, String, String, Option<Direction>)> {
         change
             .as_ref()
-            .map(|c| (name, show(&c.old), show(&c.new), None))
+            .map(|c| (name.to_string(), show(&c.old), show(&c.new), None))
     }
     let command = |c: &Option<String>| match c {
         Some(c) => format!("`{c}`"),
@@ -384,22 +384,41 @@ fn option_rows(o: &OptionChanges) -> Vec<(&'static str, String, String, Option<D
         Some(v) => format!("`{}` within {}s, every {}s", v.command, v.within, v.every),
         None => "none".to_string(),
     };
+    let approval = |a: &Option<Approval>| match a {
+        Some(Approval { within: Some(s) }) => format!("wait for it, within {s}s"),
+        Some(Approval { within: None }) => "wait for it".to_string(),
+        None => "none".to_string(),
+    };
+    let gates = o.gates.iter().flat_map(|g| {
+        [
+            row(&format!("gate after {}", g.step), &g.gate, command),
+            row(&format!("approval after {}", g.step), &g.approve, approval),
+        ]
+    });
     [
         row("command", &o.command, command),
         row("before", &o.before, command),
         row("verify", &o.verify, verify),
         row("after", &o.after, command),
-        o.concurrent
-            .as_ref()
-            .map(|c| ("job limit", job(&c.old), job(&c.new), Some(c.direction))),
+    ]
+    .into_iter()
+    .chain(gates)
+    .chain([
+        o.concurrent.as_ref().map(|c| {
+            (
+                "job limit".to_string(),
+                job(&c.old),
+                job(&c.new),
+                Some(c.direction),
+            )
+        }),
         row("timeout", &o.timeout, seconds),
         row("retries", &o.retries, u32::to_string),
         row("max_failures", &o.max_failures, Amount::to_string),
         row("run_timeout", &o.run_timeout, |s: &Option<u64>| {
             s.map_or("none".to_string(), |s| format!("{s}s"))
         }),
-    ]
-    .into_iter()
+    ])
     .flatten()
     .collect()
 }

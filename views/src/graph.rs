@@ -98,7 +98,20 @@ impl Graph {
                         NodeKind::Slot
                     },
                     shared: false,
-                    lines: vec![slot.id.clone(), host_summary(&slot.hosts)],
+                    lines: {
+                        let mut lines = vec![slot.id.clone(), host_summary(&slot.hosts)];
+                        if let Some(gate) = &slot.gate {
+                            lines.push(format!("then gate `{gate}`"));
+                        }
+                        match slot.approve.map(|a| a.within) {
+                            Some(Some(within)) => {
+                                lines.push(format!("then approval (within {within}s)"))
+                            }
+                            Some(None) => lines.push("then approval".to_string()),
+                            None => {}
+                        }
+                        lines
+                    },
                 });
             }
             clusters.push(Cluster {
@@ -607,6 +620,8 @@ mod tests {
             id: id.to_string(),
             step: id.to_string(),
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            gate: None,
+            approve: None,
         }
     }
 

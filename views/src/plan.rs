@@ -31,6 +31,34 @@ pub fn phases_text(options: &RunOptions) -> String {
     out
 }
 
+/// What waits after each gated step: `- after $canary: gate `…`, then an approval (within
+/// 1h)`, under a heading; nothing for a plan without gates.
+pub fn gates_text(plan: &Plan) -> String {
+    let lines: Vec<String> = plan
+        .slots()
+        .filter(|(_, slot)| slot.is_gated())
+        .map(|(_, slot)| {
+            let mut waits = Vec::new();
+            if let Some(gate) = &slot.gate {
+                waits.push(format!("gate `{gate}`"));
+            }
+            match slot.approve.map(|a| a.within) {
+                Some(Some(within)) => waits.push(format!("an approval (within {within}s)")),
+                Some(None) => waits.push("an approval".to_string()),
+                None => {}
+            }
+            format!("- after {}: {}\n", slot.id, waits.join(", then "))
+        })
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nGates and approvals (the steps ordered after each wait for it)\n{}",
+        lines.concat()
+    )
+}
+
 pub fn plan_text(plan: &Plan, full: bool) -> String {
     let mut out = String::new();
     let slot_count: usize = plan.threads.iter().map(|t| t.slots.len()).sum();
@@ -87,6 +115,7 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
     if plan.constraint(JOB_GROUP_ID).is_none() {
         out.push_str("No job-wide limit (--unconstrained).\n");
     }
+    out.push_str(&gates_text(plan));
 
     if !plan.external_tags.is_empty() {
         // An operator reviewing the plan should see which hosts came from a command, not
@@ -129,11 +158,18 @@ fn schedule_table(plan: &Plan, full: bool) -> Table {
             _ => thread.name.clone(),
         })];
         for slot in &thread.slots {
-            row.push(Cell::new(format!(
-                "[{}]\n{}",
-                slot.id,
-                host_list(&slot.hosts, full)
-            )));
+            let mut cell = format!("[{}]\n{}", slot.id, host_list(&slot.hosts, full));
+            let waits: Vec<&str> = [
+                slot.gate.as_ref().map(|_| "gate"),
+                slot.approve.as_ref().map(|_| "approval"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !waits.is_empty() {
+                cell.push_str(&format!("\nthen: {}", waits.join(", ")));
+            }
+            row.push(Cell::new(cell));
         }
         row.resize(width + 1, Cell::new(""));
         table.add_row(row);

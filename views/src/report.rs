@@ -114,6 +114,27 @@ pub fn event_lines(event: &Event) -> Vec<String> {
         Event::OutputLost { host, reason, .. } => {
             vec![format!("{host}: Output lost ({})", printable(reason))]
         }
+        Event::GateStarted { step, .. } => vec![format!("Step {step}: gate running")],
+        Event::GatePassed { step, .. } => vec![format!("Step {step}: gate passed")],
+        Event::GateFailed { step, message, .. } => {
+            vec![format!("Step {step}: gate failed ({})", printable(message))]
+        }
+        Event::ApprovalWaiting {
+            step, within_ms, ..
+        } => vec![format!(
+            "Step {step}: waiting for approval{} (pogo approve RUN {step})",
+            within_ms.map_or(String::new(), |ms| format!(
+                ", for at most {}",
+                short_duration(ms)
+            ))
+        )],
+        Event::Approved { step, by, at, .. } => vec![format!(
+            "Step {step}: approved by {by} at {} UTC",
+            crate::text::utc(*at)
+        )],
+        Event::ApprovalExpired { step, .. } => {
+            vec![format!("Step {step}: not approved in time")]
+        }
         Event::RunFinished { .. } => Vec::new(),
     }
 }
@@ -337,9 +358,15 @@ impl Reporter for Progress {
         // Successes, starts and skips show in the counts; the rest is worth a line.
         let worth_a_line = match event {
             Event::HostFinished { result, .. } => *result != FinalState::Succeeded,
-            Event::HostRetrying { .. } | Event::RunStopping { .. } | Event::RunBlocked { .. } => {
-                true
-            }
+            Event::HostRetrying { .. }
+            | Event::RunStopping { .. }
+            | Event::RunBlocked { .. }
+            | Event::GateStarted { .. }
+            | Event::GatePassed { .. }
+            | Event::GateFailed { .. }
+            | Event::ApprovalWaiting { .. }
+            | Event::Approved { .. }
+            | Event::ApprovalExpired { .. } => true,
             _ => false,
         };
         if worth_a_line {
@@ -853,6 +880,12 @@ impl Ledger {
                 }
             }
             Event::RunFinished { result, .. } => self.result = Some(*result),
+            Event::GateStarted { .. }
+            | Event::GatePassed { .. }
+            | Event::GateFailed { .. }
+            | Event::ApprovalWaiting { .. }
+            | Event::Approved { .. }
+            | Event::ApprovalExpired { .. } => {}
         }
     }
 

@@ -171,6 +171,9 @@ fn stop_reason(reason: &StopReason) -> String {
         ),
         StopReason::Halted => format!("as {reason}"),
         StopReason::RunTimeout => "by the run timeout".to_string(),
+        StopReason::GateFailed { .. } | StopReason::ApprovalExpired { .. } => {
+            format!("because {reason}")
+        }
     }
 }
 

@@ -1140,6 +1140,18 @@ impl Core {
         }
         plan.validate()
             .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
+        let gated: Vec<&str> = plan
+            .slots()
+            .filter(|(_, slot)| slot.is_gated())
+            .map(|(_, slot)| slot.id.as_str())
+            .collect();
+        if !gated.is_empty() {
+            return Err(ApiErr::bad(format!(
+                "the plan has gates or approvals after steps ({}), which a dispatcher does not \
+                 run: apply it without --dispatcher, where pogo runs them",
+                gated.join(", ")
+            )));
+        }
         let seal = plan.seal_state();
         if let Some(problem) = seal.problem() {
             let legacy = seal == SealState::Legacy;
@@ -2647,6 +2659,20 @@ mod tests {
             rig.report("w1", task, 0).await;
         }
         assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_plan_with_gates_is_refused_naming_its_gated_steps() {
+        let rig = Rig::new();
+        let plan = Plan::sketch("a b")
+            .with_thread("t", &["a", "b"])
+            .with_approval("t.0", None);
+        let refused = rig
+            .try_send(submission(plan, Default::default(), &[]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, 400);
+        assert!(refused.message.contains("(t.0)"), "{}", refused.message);
     }
 
     #[tokio::test]
