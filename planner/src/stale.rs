@@ -249,6 +249,24 @@ fn spec_keys_changed(old: &Plan, new: &Plan) -> Vec<&'static str> {
     if a.max_output != b.max_output {
         keys.push("max_output");
     }
+    for (key, changed) in [
+        ("before", a.before != b.before),
+        ("verify", a.verify != b.verify),
+        ("after", a.after != b.after),
+    ] {
+        if changed {
+            keys.push(key);
+        }
+    }
+    let gates = |plan: &Plan| -> Vec<(String, Option<String>, Option<pogo_model::Approval>)> {
+        plan.slots()
+            .filter(|(_, slot)| slot.is_gated())
+            .map(|(_, slot)| (slot.id.clone(), slot.gate.clone(), slot.approve))
+            .collect()
+    };
+    if gates(old) != gates(new) {
+        keys.push("gates");
+    }
     keys
 }
 
@@ -460,6 +478,38 @@ constraint:
         );
         // The config alone carries no request: its digests still match.
         assert!(check(&plan, &config, None).is_ok());
+    }
+
+    #[test]
+    fn a_spec_asking_for_other_phases_or_gates_names_them() {
+        let inventory = Service(RefCell::new("e1\n".to_string()));
+        let config = config(CONFIG, &inventory);
+        let request = PlanRequest {
+            command: Some("uptime".to_string()),
+            ..PlanRequest::default()
+        };
+        let plan = plan_of(&config, &request);
+        let changed = PlanRequest {
+            verify: Some(pogo_model::Verify {
+                command: "curl -f localhost".into(),
+                within: 60,
+                every: 5,
+            }),
+            gates: vec![GateRequest {
+                step: "main.$colo.east".into(),
+                span: Span::start(&Source::argument("--approve", "main.$colo.east")),
+                gate: None,
+                approve: Some(pogo_model::Approval { within: None }),
+            }],
+            ..request.clone()
+        };
+        let error = stale(check(&plan, &config, Some(&changed)));
+        assert_eq!(
+            error,
+            StaleError::Spec {
+                keys: vec!["verify", "gates"]
+            }
+        );
     }
 
     #[test]
