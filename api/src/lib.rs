@@ -15,6 +15,7 @@
 //! | `POST /v1/jobs/{job}/resume`                 | [`ResumeJob`] → [`JobSummary`]               |
 //! | `POST /v1/jobs/{job}/retry`                  | [`RetryJob`] → [`JobSummary`]                |
 //! | `POST /v1/jobs/{job}/close`                  | `{}` → [`JobSummary`]                        |
+//! | `POST /v1/jobs/{job}/approve`                | [`ApproveStep`] → [`JobSummary`]             |
 //! | `GET /v1/workers`                            | → `[WorkerInfo]`                             |
 //! | `GET /v1/fleets`                             | → `[FleetRevisionInfo]`, each fleet's current |
 //! | `POST /v1/fleets/{fleet}`                    | [`PushFleet`] → [`FleetRevisionInfo`] (201)  |
@@ -244,6 +245,20 @@ pub struct JobSummary {
     pub closed_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<u64>,
+    /// Steps it waits at for an operator's approval (`pogo approve JOB STEP`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<AwaitedApproval>,
+}
+
+/// A step a job waits at for an approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitedApproval {
+    pub step: String,
+    /// Since when, in seconds since the Unix epoch.
+    pub since: u64,
+    /// For at most this many seconds from then, when there is a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<u64>,
 }
 
 /// One host of a job.
@@ -267,6 +282,14 @@ pub struct HostEntry {
     /// How long its last attempt took, when known (local runs' journals say it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
+}
+
+/// `pogo approve JOB STEP`: the step the job waits at, approved by the caller (the name on
+/// their certificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveStep {
+    pub step: String,
 }
 
 /// A job with its hosts, in plan order.

@@ -301,15 +301,18 @@ fn job_log(args: &LogArgs, job: &str, out: &mut dyn Write) -> Result<(), Failure
 
 #[derive(Args)]
 #[command(
-    long_about = "Approve a step of a local run that waits for it (a plan with `approve` after \
-        that step): the steps ordered after it go on. The running pogo records who approved \
-        and when in the run's journal; a run that is not running records it when it is \
-        resumed (`pogo apply --resume RUN`).\n\n\
+    long_about = "Approve a step of a local run, or of a job on the dispatcher, that waits for \
+        it (a plan with `approve` after that step): the steps ordered after it go on. The \
+        running pogo records who approved and when in the run's journal; a run that is not \
+        running records it when it is resumed (`pogo apply --resume RUN`). A job (an id \
+        starting with `job-`, or with --dispatcher) is approved on the dispatcher, under the \
+        name on your operator certificate.\n\n\
         STEP is the step's slot id, as `pogo plan` lists it and the run's line `Step STEP: \
         waiting for approval` says. The approval is recorded under your user name ($USER).",
     after_help = "Examples:\n  \
         pogo approve last 'main.$canary'\n  \
-        pogo approve 20261207T031323Z-040e '$role.web.$canary'"
+        pogo approve 20261207T031323Z-040e '$role.web.$canary'\n  \
+        pogo approve job-20261207T031323Z-0f1e '$role.web.$canary'"
 )]
 pub struct ApproveArgs {
     /// The run: its id, the start of its id, or `last`
@@ -321,16 +324,28 @@ pub struct ApproveArgs {
     /// Where runs are kept [default: $POGO_STATE_DIR, or .pogo in the current directory]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    remote: DispatcherFlags,
 }
 
 /// `pogo approve RUN STEP`.
 pub fn approve(args: ApproveArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    if args.run.starts_with("job-") {
-        return Err(usage(format!(
-            "`{}` is a dispatcher's job, and a dispatcher runs no approvals: `pogo approve` \
-             approves steps of local runs",
-            args.run
-        )));
+    if args.remote.is_given() || args.run.starts_with("job-") {
+        let client = args.remote.client()?;
+        let summary = crate::remote::runtime()?.block_on(async {
+            let id = crate::remote::find_job(&client, &args.run).await?;
+            client
+                .approve(&id, &args.step)
+                .await
+                .map_err(crate::remote::client_failure)
+        })?;
+        return emit(
+            out,
+            &format!(
+                "Step {} of job {} approved; the steps after it go on.\n",
+                args.step, summary.id
+            ),
+        );
     }
     let (state_dir, _) = state_dir(args.state_dir.as_deref());
     let dir = RunDir::find(&state_dir, &args.run).map_err(failed)?;

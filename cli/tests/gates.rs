@@ -205,3 +205,61 @@ fn an_approval_not_given_in_time_stops_the_run_and_one_given_later_lets_the_resu
     let again = pogo(d, &["approve", "last", "one.$a"]).expect(0).stdout();
     assert!(again.contains("was approved already, by alice"), "{again}");
 }
+
+#[test]
+fn a_job_waiting_for_approval_waits_through_a_dispatcher_crash_until_an_operator_approves() {
+    use common::deploy::{free_port, Deployment};
+    let d = Deployment::new(&["w1"]);
+    let port = free_port();
+    let mut dispatcher = d.dispatcher(port, &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    std::fs::write(d.path().join("fleet.cfg"), CONFIG).unwrap();
+    d.pogo(&[
+        "plan",
+        "--config",
+        "fleet.cfg",
+        "--command",
+        "echo ran on $POGO_HOST",
+        "--approve",
+        "one.$a",
+        "-o",
+        "plan.json",
+    ])
+    .expect(0);
+    let job = d
+        .pogo(&[
+            "apply",
+            "plan.json",
+            "--dispatcher",
+            "--transport",
+            "local",
+            "--detach",
+        ])
+        .expect(0)
+        .stdout()
+        .trim()
+        .to_string();
+    let waiting = |d: &Deployment| {
+        let status = d.status(&job);
+        status["approvals"][0]["step"] == "one.$a" && status["counts"]["succeeded"] == 4
+    };
+    wait_for("the job to wait for the approval", || waiting(&d));
+    let status = d.pogo(&["status", &job]).expect(0).stdout();
+    assert!(
+        status.contains("Waiting for approval of step one.$a since "),
+        "{status}"
+    );
+    dispatcher.crash();
+    let _dispatcher = d.dispatcher(port, &[]);
+    wait_for("the restarted dispatcher to serve the job", || waiting(&d));
+    let approved = d.pogo(&["approve", &job, "one.$a"]).expect(0).stdout();
+    assert!(approved.contains("approved"), "{approved}");
+    d.wait_for_state(&job, "succeeded");
+    let events = d.events(&job);
+    let by = events
+        .iter()
+        .find(|e| e["event"] == "approved")
+        .map(|e| e["by"].clone());
+    assert_eq!(by, Some("alice".into()));
+}

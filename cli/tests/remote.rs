@@ -742,6 +742,7 @@ fn a_certificate_reaches_only_the_endpoints_of_its_role() {
             "operator",
         );
         forbidden(worker.workers().await.map(drop), "operator");
+        forbidden(worker.approve("job-x", "t.0").await.map(drop), "operator");
         // An operator's calling the workers'.
         let poll = Poll {
             free: 1,

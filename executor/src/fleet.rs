@@ -55,7 +55,7 @@ use pogo_model::Plan;
 
 use crate::scheduler::{
     Blocker, Changes, DownHost, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, OwnWait,
-    RunStatus, Scheduler, SchedulerError, StopReason,
+    RunStatus, Scheduler, SchedulerError, SlotIdx, StopReason,
 };
 
 /// A constraint group of a fleet's config, as the planner computed it over all the fleet's
@@ -1012,6 +1012,30 @@ impl FleetScheduler {
         let changes = call(self.sched_of(j)?)?;
         let g = self.jobs[j as usize].global[host.index()];
         self.mark_ended(j, g, state);
+        self.ended_job(j, &changes);
+        Ok(changes)
+    }
+
+    /// The gate (or approval) after slot `slot` of job `id` passed: the steps after it may
+    /// start ([`Scheduler::pass_gate`]).
+    pub fn pass_gate(&mut self, id: &str, slot: SlotIdx) -> Result<Changes, FleetError> {
+        let j = self.job(id)?;
+        let changes = self.sched_of(j)?.pass_gate(slot)?;
+        self.ended_job(j, &changes);
+        Ok(changes)
+    }
+
+    /// The gate (or approval) after slot `slot` of job `id` failed: the job stops
+    /// ([`Scheduler::fail_gate`]). Frees nothing, as a halt.
+    pub fn fail_gate(
+        &mut self,
+        id: &str,
+        slot: SlotIdx,
+        reason: StopReason,
+    ) -> Result<Changes, FleetError> {
+        let j = self.job(id)?;
+        let changes = self.sched_of(j)?.fail_gate(slot, reason)?;
+        self.jobs[j as usize].holds.clear();
         self.ended_job(j, &changes);
         Ok(changes)
     }

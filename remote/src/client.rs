@@ -264,6 +264,15 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/jobs/{job}/approve`: approves a step the job waits at.
+    pub async fn approve(&self, id: &str, step: &str) -> Result<JobSummary, ClientError> {
+        let body = ApproveStep {
+            step: step.to_string(),
+        };
+        self.call(Method::POST, &["jobs", id, "approve"], Some(&body))
+            .await
+    }
+
     /// `POST /v1/jobs/{job}/close`.
     pub async fn close(&self, id: &str) -> Result<JobSummary, ClientError> {
         self.call(

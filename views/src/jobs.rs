@@ -96,6 +96,18 @@ pub fn status_text(detail: &JobDetail, full: bool, repeat: &str) -> String {
     for reason in &job.reasons {
         out.push_str(&format!("  because {reason}\n"));
     }
+    for waiting in &job.approvals {
+        out.push_str(&format!(
+            "Waiting for approval of step {} since {} UTC{}: pogo approve {} '{}'{repeat}\n",
+            waiting.step,
+            utc(waiting.since),
+            waiting
+                .within
+                .map_or(String::new(), |w| format!(" (for at most {w}s)")),
+            job.id,
+            waiting.step
+        ));
+    }
     if job.closed {
         out.push_str(&format!(
             "Closed{}{}: its failed hosts hold no place in a fleet's budget; it cannot be \
@@ -340,6 +352,7 @@ mod tests {
             closed: false,
             closed_by: None,
             closed_at: None,
+            approvals: Vec::new(),
         }
     }
 

@@ -305,6 +305,7 @@ mod tests {
             closed: false,
             closed_by: None,
             closed_at: None,
+            approvals: Vec::new(),
         }
     }
 

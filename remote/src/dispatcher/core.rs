@@ -17,7 +17,7 @@ use pogo_executor::phases::{Phase, Phases};
 use pogo_executor::rundir::{random_suffix, RunId};
 use pogo_executor::scheduler::{
     Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
-    StopReason,
+    SlotIdx, StopReason,
 };
 use pogo_executor::transport::TransportSpec;
 use pogo_executor::why::Heads;
@@ -108,6 +108,12 @@ pub enum Cmd {
     },
     Close {
         id: String,
+        by: String,
+        reply: Reply<JobSummary>,
+    },
+    Approve {
+        id: String,
+        step: String,
         by: String,
         reply: Reply<JobSummary>,
     },
@@ -339,6 +345,9 @@ struct Job {
     last_event: u64,
     last_output: u64,
     run_deadline: Option<Instant>,
+    /// Steps (by slot index) that wait for an operator's approval, with when that wait
+    /// began (seconds since the epoch) and when it ends unapproved, if it does.
+    approvals: BTreeMap<usize, (u64, Option<Instant>)>,
 }
 
 impl Job {
@@ -374,6 +383,18 @@ impl Job {
             closed: self.closed.is_some(),
             closed_by: self.closed.as_ref().map(|(by, _)| by.clone()),
             closed_at: self.closed.as_ref().map(|&(_, at)| at),
+            approvals: self
+                .approvals
+                .iter()
+                .filter_map(|(&slot, &(since, _))| {
+                    let (_, spec) = self.plan.slots().nth(slot)?;
+                    Some(AwaitedApproval {
+                        step: spec.id.clone(),
+                        since,
+                        within: spec.approve.and_then(|a| a.within),
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -524,6 +545,10 @@ pub struct Core {
     dirty: bool,
 }
 
+fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -593,6 +618,8 @@ impl Core {
             if core.jobs[id].halted && !core.jobs[id].killed {
                 core.drop_retries(id);
             }
+            // A step that waited for its approval waits again; one approved goes on.
+            core.await_gates(id)?;
             core.check_end(id);
         }
         core.others_ended();
@@ -661,6 +688,7 @@ impl Core {
             last_event,
             last_output,
             run_deadline: None,
+            approvals: BTreeMap::new(),
         };
         let under: BTreeMap<String, u32> =
             serde_json::from_str(&row.under).map_err(|e| corrupt(format!("under: {e}")))?;
@@ -780,6 +808,13 @@ impl Core {
         }
         if let Some(std::cmp::Reverse(timer)) = self.retries.peek() {
             wake = wake.min(timer.due);
+        }
+        for id in &self.running {
+            for (_, deadline) in self.jobs[id].approvals.values() {
+                if let Some(deadline) = deadline {
+                    wake = wake.min(*deadline);
+                }
+            }
         }
         wake
     }
@@ -956,6 +991,15 @@ impl Core {
             }
             Cmd::Close { id, by, reply } => {
                 let value = self.close(&id, &by);
+                self.answer(reply, value);
+            }
+            Cmd::Approve {
+                id,
+                step,
+                by,
+                reply,
+            } => {
+                let value = self.approve(&id, &step, &by);
                 self.answer(reply, value);
             }
             Cmd::PushFleet {
@@ -1142,13 +1186,13 @@ impl Core {
             .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
         let gated: Vec<&str> = plan
             .slots()
-            .filter(|(_, slot)| slot.is_gated())
+            .filter(|(_, slot)| slot.gate.is_some())
             .map(|(_, slot)| slot.id.as_str())
             .collect();
         if !gated.is_empty() {
             return Err(ApiErr::bad(format!(
-                "the plan has gates or approvals after steps ({}), which a dispatcher does not \
-                 run: apply it without --dispatcher, where pogo runs them",
+                "the plan has gate commands after steps ({}), which a dispatcher does not run \
+                 (approvals it does): apply it without --dispatcher, where pogo runs them",
                 gated.join(", ")
             )));
         }
@@ -1243,6 +1287,7 @@ impl Core {
             last_event: 0,
             last_output: 0,
             run_deadline,
+            approvals: BTreeMap::new(),
         };
         self.fleet
             .add_job(
@@ -1810,6 +1855,132 @@ impl Core {
         for event in events {
             self.emit(id, event);
         }
+        if changes.stopped.is_some() {
+            // A stopped job waits for no approval any more.
+            if let Some(job) = self.jobs.get_mut(id) {
+                job.approvals.clear();
+            }
+        }
+        for &slot in &changes.gates_due {
+            self.gate_due(id, slot.index(), &[]);
+        }
+    }
+
+    /// The steps of job `id` whose gate is due and not yet awaited (after a restart or a
+    /// resume): approved before (its events say so), they complete; else they wait.
+    fn await_gates(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some(due) = self.fleet.scheduler(id).map(Scheduler::gates_due) else {
+            return Ok(());
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let approved: Vec<String> = self
+            .store
+            .events(id, 0, usize::MAX)?
+            .into_iter()
+            .filter_map(|record| match record.event {
+                Event::Approved { step, .. } => Some(step),
+                _ => None,
+            })
+            .collect();
+        for slot in due {
+            if !self.jobs[id].approvals.contains_key(&slot.index()) {
+                self.gate_due(id, slot.index(), &approved);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every host of step `slot` of job `id` has finished: its approval is awaited (a
+    /// dispatcher runs no gate commands: such plans are refused), unless `approved` names it.
+    fn gate_due(&mut self, id: &str, slot: usize, approved: &[String]) {
+        let Some(job) = self.jobs.get(id) else {
+            return;
+        };
+        let Some((_, spec)) = job.plan.slots().nth(slot) else {
+            return;
+        };
+        let step = spec.id.clone();
+        let within = spec.approve.and_then(|a| a.within);
+        if spec.approve.is_none() || approved.contains(&step) {
+            self.decide_gate(id, slot, None);
+            return;
+        }
+        let now = Instant::now();
+        let since = now_secs();
+        let job = self.jobs.get_mut(id).expect("looked up above");
+        job.approvals.insert(
+            slot,
+            (
+                since,
+                within.and_then(|w| now.checked_add(Duration::from_secs(w))),
+            ),
+        );
+        let at_ms = self.at_ms(id);
+        eprintln!("pogo dispatcher: job {id}: step {step} waits for an approval");
+        self.emit(
+            id,
+            Event::ApprovalWaiting {
+                step,
+                within_ms: within.map(|w| w.saturating_mul(1000)),
+                at_ms,
+            },
+        );
+    }
+
+    /// Decides the gate after step `slot` of job `id`: passed (`reason` None), or failed.
+    fn decide_gate(&mut self, id: &str, slot: usize, reason: Option<StopReason>) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.approvals.remove(&slot);
+        }
+        let decided = match reason {
+            None => self.fleet.pass_gate(id, SlotIdx::new(slot)),
+            Some(reason) => self.fleet.fail_gate(id, SlotIdx::new(slot), reason),
+        };
+        match decided {
+            Ok(changes) => {
+                self.note_changes(id, &changes);
+                self.check_end(id);
+            }
+            Err(error) => {
+                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+            }
+        }
+    }
+
+    /// `pogo approve JOB STEP`: an operator approves a step the job waits at.
+    fn approve(&mut self, id: &str, step: &str, by: &str) -> Result<JobSummary, ApiErr> {
+        let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
+        let slot = job.plan.slots().position(|(_, s)| s.id == step);
+        let waiting: Vec<&str> = job
+            .approvals
+            .keys()
+            .filter_map(|&s| job.plan.slots().nth(s).map(|(_, spec)| spec.id.as_str()))
+            .collect();
+        let Some(slot) = slot.filter(|s| job.approvals.contains_key(s)) else {
+            let what = if waiting.is_empty() {
+                "it waits for no approval now".to_string()
+            } else {
+                format!("it waits for: {}", waiting.join(", "))
+            };
+            return Err(ApiErr::conflict(format!(
+                "job {id} does not wait for an approval of step `{step}`; {what}"
+            )));
+        };
+        let at_ms = self.at_ms(id);
+        eprintln!("pogo dispatcher: job {id}: step {step} approved by {by}");
+        self.emit(
+            id,
+            Event::Approved {
+                step: step.to_string(),
+                by: by.to_string(),
+                at: now_secs(),
+                at_ms,
+            },
+        );
+        self.decide_gate(id, slot, None);
+        Ok(self.jobs[id].summary())
     }
 
     fn mark_skipped(&mut self, id: &str, skipped: &[usize]) {
@@ -2148,6 +2319,10 @@ impl Core {
         self.save_job(id);
         self.emit(id, event);
         self.note_ended_at_start(id);
+        // A step whose approval did not come in time, or whose hosts all ran before: its
+        // approval is awaited again (or, given before, not asked again).
+        self.await_gates(id)
+            .map_err(|e| ApiErr::new(500, e.to_string()))?;
         self.check_end(id);
         eprintln!(
             "pogo dispatcher: job {id} {}",
@@ -2350,6 +2525,32 @@ impl Core {
             .collect();
         for id in expired {
             let _ = self.stop(&id, true, StopReason::RunTimeout);
+        }
+        let lapsed: Vec<(String, usize)> = self
+            .running
+            .iter()
+            .flat_map(|id| {
+                self.jobs[id]
+                    .approvals
+                    .iter()
+                    .filter(|(_, (_, deadline))| deadline.is_some_and(|d| d <= now))
+                    .map(move |(&slot, _)| (id.clone(), slot))
+            })
+            .collect();
+        for (id, slot) in lapsed {
+            let Some((_, spec)) = self.jobs[&id].plan.slots().nth(slot) else {
+                continue;
+            };
+            let step = spec.id.clone();
+            let at_ms = self.at_ms(&id);
+            self.emit(
+                &id,
+                Event::ApprovalExpired {
+                    step: step.clone(),
+                    at_ms,
+                },
+            );
+            self.decide_gate(&id, slot, Some(StopReason::ApprovalExpired { step }));
         }
         self.others_ended();
         let timeout = self.timing.worker_timeout;
@@ -2662,17 +2863,115 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_plan_with_gates_is_refused_naming_its_gated_steps() {
+    async fn a_plan_with_gate_commands_is_refused_naming_its_gated_steps() {
         let rig = Rig::new();
         let plan = Plan::sketch("a b")
             .with_thread("t", &["a", "b"])
-            .with_approval("t.0", None);
+            .with_gate("t.0", "./check.sh");
         let refused = rig
             .try_send(submission(plan, Default::default(), &[]))
             .await
             .unwrap_err();
         assert_eq!(refused.status, 400);
         assert!(refused.message.contains("(t.0)"), "{}", refused.message);
+    }
+
+    async fn approve(rig: &Rig, job: &str, step: &str) -> Result<JobSummary, ApiErr> {
+        let (id, step) = (job.to_string(), step.to_string());
+        rig.handle
+            .call(|reply| Cmd::Approve {
+                id,
+                step,
+                by: "bob".into(),
+                reply,
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_step_waits_for_its_approval_through_a_restart_and_goes_on_once_approved() {
+        let mut rig = Rig::new();
+        let plan = Plan::sketch("a b c")
+            .with_thread("t", &["a", "b"])
+            .with_approval("t.0", None);
+        let job = rig.submit(plan).await;
+        let first = rig.poll("w1", 10).await;
+        let hosts: Vec<&str> = first.iter().map(|t| t.host.as_str()).collect();
+        assert_eq!(hosts, ["a", "c"], "c is in no step: it does not wait");
+        for task in &first {
+            rig.report("w1", task, 0).await;
+        }
+        assert!(
+            rig.poll("w1", 10).await.is_empty(),
+            "b waits for the approval"
+        );
+        let summary = rig.job(&job.id).await.summary;
+        assert_eq!(summary.state, JobState::Running);
+        assert_eq!(summary.approvals.len(), 1);
+        assert_eq!(summary.approvals[0].step, "t.0");
+        let refused = approve(&rig, &job.id, "t.1").await.unwrap_err();
+        assert_eq!(refused.status, 409);
+        assert!(
+            refused.message.contains("it waits for: t.0"),
+            "{}",
+            refused.message
+        );
+
+        // A restart keeps it waiting.
+        rig.restart().await;
+        assert!(rig.poll("w1", 10).await.is_empty());
+        assert_eq!(rig.job(&job.id).await.summary.approvals[0].step, "t.0");
+        approve(&rig, &job.id, "t.0").await.unwrap();
+        let next = rig.poll("w1", 10).await;
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].host, "b");
+        rig.report("w1", &next[0], 0).await;
+        assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
+        let approved: Vec<serde_json::Value> = rig
+            .events(&job.id)
+            .await
+            .iter()
+            .map(|r| serde_json::to_value(&r.event).unwrap())
+            .filter(|e| e["event"] == "approved")
+            .collect();
+        assert_eq!(approved.len(), 1);
+        assert_eq!(approved[0]["by"], "bob");
+
+        // Approved before a restart that lost nothing: the approval is not asked again.
+        rig.restart().await;
+        assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn an_approval_not_given_in_time_stops_the_job() {
+        let rig = Rig::new();
+        let plan = Plan::sketch("a b")
+            .with_thread("t", &["a", "b"])
+            .with_approval("t.0", Some(1));
+        let job = rig.submit(plan).await;
+        for task in rig.poll("w1", 10).await {
+            rig.report("w1", &task, 0).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let summary = rig.job(&job.id).await.summary;
+        assert_eq!(summary.state, JobState::Stopped, "{summary:?}");
+        assert!(
+            summary
+                .reasons
+                .join(" ")
+                .contains("step `t.0` was not approved in time"),
+            "{:?}",
+            summary.reasons
+        );
+        assert!(approve(&rig, &job.id, "t.0").await.is_err());
+        // Resumed, it waits again; approved, it goes on.
+        resume(&rig, &job.id, None).await.unwrap();
+        assert!(rig.poll("w1", 10).await.is_empty());
+        approve(&rig, &job.id, "t.0").await.unwrap();
+        let b = rig.poll("w1", 10).await;
+        assert_eq!(b.len(), 1);
+        rig.report("w1", &b[0], 0).await;
+        assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
     }
 
     #[tokio::test]

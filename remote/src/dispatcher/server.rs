@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{job}/resume", post(resume))
         .route("/v1/jobs/{job}/retry", post(retry))
         .route("/v1/jobs/{job}/close", post(close))
+        .route("/v1/jobs/{job}/approve", post(approve))
         .route("/v1/workers", get(workers))
         .route("/v1/fleets", get(fleets))
         .route(
@@ -458,6 +459,25 @@ async fn retry(
                 id,
                 password: body.password,
                 retry: Some(body.hosts),
+                reply,
+            })
+            .await?,
+    ))
+}
+
+async fn approve(
+    State(app): State<AppState>,
+    Extension(Caller(by)): Extension<Caller>,
+    Path(id): Path<String>,
+    Body_(body): Body_<ApproveStep>,
+) -> Result<Json<JobSummary>, ApiErr> {
+    let step = body.step;
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Approve {
+                id,
+                step,
+                by,
                 reply,
             })
             .await?,

@@ -231,6 +231,7 @@ fn summary(dir: &RunDir, tale: &Tale) -> Result<JobSummary, RunsError> {
         closed: false,
         closed_by: None,
         closed_at: None,
+        approvals: Vec::new(),
     })
 }
 
