@@ -84,6 +84,12 @@ pub struct SimulateArgs {
     /// pauses included [default: 0s; only for a plan that has one]
     #[arg(long, value_name = "DURATION")]
     verify_time: Option<String>,
+    /// How long each gate after a step takes to pass [default: 0s]
+    #[arg(long, value_name = "DURATION")]
+    gate_time: Option<String>,
+    /// How long each approval after a step takes to come [default: 0s]
+    #[arg(long, value_name = "DURATION")]
+    approval_wait: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value_t = SimulateFormat::Text)]
     format: SimulateFormat,
@@ -180,6 +186,8 @@ fn policy(args: &SimulateArgs, plan: &Plan) -> Result<SimulationPolicy, Failure>
         },
     };
     let hook_ms = span("--hook-time", &args.hook_time);
+    let gate_ms = span("--gate-time", &args.gate_time);
+    let approval_ms = span("--approval-wait", &args.approval_wait);
     let verify_ms = span("--verify-time", &args.verify_time);
     let options = &plan.options;
     let before_ms = if options.before.is_some() { hook_ms } else { 0 };
@@ -225,6 +233,8 @@ fn policy(args: &SimulateArgs, plan: &Plan) -> Result<SimulationPolicy, Failure>
         overrides,
         before_ms,
         after_ms,
+        gate_ms,
+        approval_ms,
     })
 }
 

@@ -505,6 +505,18 @@ pub struct Changes {
     pub gates_due: Vec<SlotIdx>,
 }
 
+impl Changes {
+    /// Adds what a later call changed.
+    pub fn extend(&mut self, later: Changes) {
+        self.slots_completed.extend(later.slots_completed);
+        self.hosts_ready.extend(later.hosts_ready);
+        self.hosts_skipped.extend(later.hosts_skipped);
+        self.stopped = self.stopped.take().or(later.stopped);
+        self.ended |= later.ended;
+        self.gates_due.extend(later.gates_due);
+    }
+}
+
 /// Why a scheduler could not be built, or a call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchedulerError {

@@ -45,8 +45,8 @@ use std::collections::{BinaryHeap, HashMap};
 use pogo_model::{Amount, Plan, JOB_GROUP_ID};
 
 use crate::scheduler::{
-    Blocker, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler, SchedulerError,
-    StopReason, Tally,
+    Blocker, Changes, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
+    SchedulerError, SlotIdx, StopReason, Tally,
 };
 
 /// How a simulated run goes: durations, failures and the run-time limits.
@@ -70,6 +70,10 @@ pub struct SimulationPolicy {
     /// How long `verify` (until it passes) and `after` take together, in milliseconds: only
     /// after a command that succeeded (0 without them).
     pub after_ms: u64,
+    /// How long a gate after a step takes to pass, and an approval to come, in milliseconds:
+    /// the steps after it wait that long once its hosts have ended.
+    pub gate_ms: u64,
+    pub approval_ms: u64,
 }
 
 /// The seed used when none is given: any fixed value keeps output reproducible.
@@ -86,6 +90,8 @@ impl Default for SimulationPolicy {
             overrides: LimitOverrides::default(),
             before_ms: 0,
             after_ms: 0,
+            gate_ms: 0,
+            approval_ms: 0,
         }
     }
 }
@@ -184,6 +190,9 @@ pub enum WaitedFor {
     /// It was ready but waited for room in a full group; the previous step of the path is the
     /// host whose end made room.
     Room { group: String },
+    /// It waited for the gate or the approval after a step, `wait_ms` from when the step's
+    /// last host ended (the previous step of the path); that wait is part of the path.
+    Gate { slot: String, wait_ms: u64 },
 }
 
 /// One host of the critical path.
@@ -199,8 +208,9 @@ pub enum WaitedFor {
 ///   just before `t` ([`WaitedFor::Room`]; failed hosts stay down, so they never make room).
 ///
 /// The walk stops at a host that started at 0 ([`WaitedFor::Start`]). Each step starts when the
-/// one before it ends, so the path's durations add up to the makespan exactly: shortening any
-/// host on it (or raising the limit it waited for) is what could shorten the run.
+/// one before it ends (or, after a gate or an approval, [`WaitedFor::Gate`] `wait_ms` later),
+/// so the path's durations and waits add up to the makespan exactly: shortening any host on it
+/// (or raising the limit, or speeding the gate, it waited for) is what could shorten the run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathStep {
     pub host: HostIdx,
@@ -262,11 +272,14 @@ pub fn simulate(plan: &Plan, policy: &SimulationPolicy) -> Result<Simulation, Si
     if let Some(&bad) = policy.failing.iter().find(|h| h.index() >= n) {
         return Err(SimulationError::NoSuchHost(bad));
     }
-    let mut run = Scheduler::new(plan, policy.overrides)?;
-    // A gate of an empty first step is due at once; like every gate, it passes at once.
-    while let Some(&gate) = run.gates_due().first() {
-        run.pass_gate(gate)?;
-    }
+    let run = Scheduler::new(plan, policy.overrides)?;
+    let gate_waits: Vec<u64> = plan
+        .slots()
+        .map(|(_, slot)| {
+            slot.gate.as_ref().map_or(0, |_| policy.gate_ms)
+                + slot.approve.map_or(0, |_| policy.approval_ms)
+        })
+        .collect();
     let layout = Layout::new(plan, policy.overrides);
     let mut fails = vec![false; n];
     for h in &policy.failing {
@@ -289,6 +302,9 @@ pub fn simulate(plan: &Plan, policy: &SimulationPolicy) -> Result<Simulation, Si
         retry_delay_ms: policy.retry_delay_ms,
         before_ms: policy.before_ms,
         after_ms: policy.after_ms,
+        gate_waits,
+        gates: BinaryHeap::new(),
+        gate_by: HashMap::new(),
         fails,
         hosts,
         ready_at: vec![0; n],
@@ -500,6 +516,12 @@ enum Cause {
         by: u32,
         group: u32,
     },
+    /// `by`'s end made the gate after `slot` due, and it passed `wait` later.
+    Gate {
+        by: u32,
+        slot: u32,
+        wait: u64,
+    },
 }
 
 /// The state of the event loop.
@@ -511,6 +533,12 @@ struct Loop {
     retry_delay_ms: u64,
     before_ms: u64,
     after_ms: u64,
+    /// Per slot: how long its gate and approval take (0: none, or passing at once).
+    gate_waits: Vec<u64>,
+    /// Gates waited for: (when they pass, slot).
+    gates: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Per slot waited for: the host whose end made its gate due.
+    gate_by: HashMap<u32, u32>,
     fails: Vec<bool>,
     hosts: Vec<HostRun>,
     /// Per host: when its last predecessor slot completed (0: ready from the start).
@@ -536,11 +564,14 @@ impl Loop {
         let mut made_room: Vec<Option<u32>> = vec![None; self.layout.groups.len()];
         let mut touched: Vec<u32> = Vec::new();
         let mut batch: Vec<u32> = Vec::new();
+        self.gates_due(u32::MAX)?;
         self.start_all(&made_room);
         while !self.run.status().is_ended() {
-            let Some(&Reverse((now, _))) = self.running.peek() else {
+            let next_end = self.running.peek().map(|&Reverse((end, _))| end);
+            let next_gate = self.gates.peek().map(|&Reverse((at, _))| at);
+            let Some(now) = next_end.into_iter().chain(next_gate).min() else {
                 // The scheduler promises a run never waits for nothing.
-                unreachable!("a run that has not ended has a running host")
+                unreachable!("a run that has not ended has a running host or a gate to pass")
             };
             if let Some(limit) = self.run_timeout_ms.filter(|&limit| now > limit) {
                 return self.expire(limit);
@@ -570,6 +601,23 @@ impl Loop {
             }
             for &h in &batch {
                 self.finish(h)?;
+            }
+            while let Some(&Reverse((at, slot))) = self.gates.peek() {
+                if at != now {
+                    break;
+                }
+                self.gates.pop();
+                let by = self.gate_by.remove(&slot).unwrap_or(u32::MAX);
+                let passed = self.run.pass_gate(SlotIdx::new(slot as usize))?;
+                for ready in passed.hosts_ready {
+                    self.ready_at[ready.index()] = now;
+                    self.cause[ready.index()] = Cause::Gate {
+                        by,
+                        slot,
+                        wait: self.gate_waits[slot as usize],
+                    };
+                }
+                self.gates_due(by)?;
             }
             if self.run_timeout_ms == Some(now) && !self.run.status().is_ended() {
                 return self.expire(now);
@@ -621,12 +669,8 @@ impl Loop {
             self.peaks.down(&self.layout, h as usize, self.now);
         }
         let mut changes = self.run.finish(HostIdx::new(h as usize), outcome)?;
-        // Gates and approvals are taken as passing the moment their step's hosts are done.
-        while let Some(&gate) = self.run.gates_due().first() {
-            let passed = self.run.pass_gate(gate)?;
-            changes.slots_completed.extend(passed.slots_completed);
-            changes.hosts_ready.extend(passed.hosts_ready);
-        }
+        // Gates that take no time pass at once, as if the step had no gate.
+        changes.extend(self.gates_due(h)?);
         for ready in changes.hosts_ready {
             let r = ready.index();
             self.ready_at[r] = self.now;
@@ -649,6 +693,30 @@ impl Loop {
             self.stopped_at = Some(self.now);
         }
         Ok(())
+    }
+
+    /// Passes the gates due that take no time, and schedules the others; `by` is the host
+    /// whose end made them due. Returns what the passes changed.
+    fn gates_due(&mut self, by: u32) -> Result<Changes, SimulationError> {
+        let mut changes = Changes::default();
+        loop {
+            let due = self
+                .run
+                .gates_due()
+                .into_iter()
+                .find(|g| !self.gate_by.contains_key(&(g.index() as u32)));
+            let Some(gate) = due else {
+                return Ok(changes);
+            };
+            let slot = gate.index() as u32;
+            match self.gate_waits[slot as usize] {
+                0 => changes.extend(self.run.pass_gate(gate)?),
+                wait => {
+                    self.gate_by.insert(slot, by);
+                    self.gates.push(Reverse((self.now + wait, slot)));
+                }
+            }
+        }
     }
 
     /// Starts every host that may start now, deciding how it will end.
@@ -820,6 +888,14 @@ impl Loop {
                     },
                     Some(by as usize),
                 ),
+                Cause::Gate { by, slot, wait } => (
+                    WaitedFor::Gate {
+                        slot: self.layout.slot_ids[slot as usize].clone(),
+                        wait_ms: wait,
+                    },
+                    // A gate of a first, empty step waits for no host.
+                    (by != u32::MAX).then_some(by as usize),
+                ),
             };
             path.push(PathStep {
                 host: HostIdx::new(h),
@@ -899,10 +975,18 @@ mod tests {
         let path = &sim.critical_path;
         assert_eq!(path.first().map(|s| s.start_ms), Some(0));
         assert_eq!(path.last().map(|s| s.end_ms), Some(sim.makespan_ms));
+        let wait = |step: &PathStep| match step.waited_for {
+            WaitedFor::Gate { wait_ms, .. } => wait_ms,
+            _ => 0,
+        };
         for pair in path.windows(2) {
-            assert_eq!(pair[0].end_ms, pair[1].start_ms, "{path:?}");
+            assert_eq!(
+                pair[0].end_ms + wait(&pair[1]),
+                pair[1].start_ms,
+                "{path:?}"
+            );
         }
-        let total: u64 = path.iter().map(|s| s.end_ms - s.start_ms).sum();
+        let total: u64 = path.iter().map(|s| s.end_ms - s.start_ms + wait(s)).sum();
         assert_eq!(total, sim.makespan_ms);
     }
 
@@ -943,6 +1027,47 @@ mod tests {
         assert_eq!(sim.hosts[1].start_ms, Some(55_000));
         assert_eq!(sim.hosts[2].start_ms, Some(110_000));
         assert_eq!(sim.makespan_ms, 110_000 + 35_000);
+        assert_path_spans_the_run(&sim);
+    }
+
+    #[test]
+    fn a_gate_and_an_approval_hold_the_steps_after_them_and_sit_on_the_critical_path() {
+        let plan = thread(hosts("a b c x"), "t", &["a", "b", "c"])
+            .with_gate("t.0", "check")
+            .with_approval("t.1", None);
+        let policy = SimulationPolicy {
+            gate_ms: 10_000,
+            approval_ms: 600_000,
+            ..SimulationPolicy::default()
+        };
+        let sim = simulate(&plan, &policy).unwrap();
+        // a: 0-30 s; its gate 10 s; b: 40-70 s; the approval 10 min; c: 670-700 s. x, in no
+        // step, runs at once.
+        assert_eq!(sim.hosts[1].start_ms, Some(40_000));
+        assert_eq!(sim.hosts[2].start_ms, Some(670_000));
+        assert_eq!(sim.hosts[3].start_ms, Some(0));
+        assert_eq!(sim.makespan_ms, 700_000);
+        assert_eq!(
+            sim.critical_path
+                .iter()
+                .map(|s| s.waited_for.clone())
+                .collect::<Vec<_>>(),
+            [
+                WaitedFor::Start,
+                WaitedFor::Gate {
+                    slot: "t.0".into(),
+                    wait_ms: 10_000
+                },
+                WaitedFor::Gate {
+                    slot: "t.1".into(),
+                    wait_ms: 600_000
+                },
+            ]
+        );
+        assert_path_spans_the_run(&sim);
+        // Without times, gates pass at once: the plan runs as if it had none.
+        let sim = simulate(&plan, &SimulationPolicy::default()).unwrap();
+        assert_eq!(sim.makespan_ms, 90_000);
         assert_path_spans_the_run(&sim);
     }
 
@@ -1405,6 +1530,8 @@ mod tests {
                                 overrides: LimitOverrides::default(),
                                 before_ms: 0,
                                 after_ms: 0,
+                                gate_ms: 0,
+                                approval_ms: 0,
                             };
                             (plan, policy)
                         },

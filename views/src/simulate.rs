@@ -106,6 +106,22 @@ fn durations(plan: &Plan, policy: &SimulationPolicy) -> String {
             span(policy.after_ms)
         ));
     }
+    let gated = plan.slots().any(|(_, slot)| slot.is_gated());
+    if gated {
+        text.push_str(&format!(
+            "; gates pass {}, approvals come {}",
+            if policy.gate_ms == 0 {
+                "at once".to_string()
+            } else {
+                format!("after {}", span(policy.gate_ms))
+            },
+            if policy.approval_ms == 0 {
+                "at once".to_string()
+            } else {
+                format!("after {}", span(policy.approval_ms))
+            }
+        ));
+    }
     let timeout = plan.options.timeout.saturating_mul(1000);
     let longest = policy.duration_ms + policy.duration_ms * u64::from(policy.jitter_percent) / 100;
     if longest > timeout {
@@ -418,6 +434,9 @@ fn waited_for(step: &PathStep) -> String {
         WaitedFor::Start => "nothing: it started with the run".to_string(),
         WaitedFor::Slot { slot } => format!("slot {slot} to complete"),
         WaitedFor::Room { group } => format!("room in {group}"),
+        WaitedFor::Gate { slot, wait_ms } => {
+            format!("the gate or approval after {slot} ({})", span(*wait_ms))
+        }
     }
 }
 
@@ -513,6 +532,11 @@ struct JsonSettings {
     before_ms: u64,
     #[serde(skip_serializing_if = "is_zero")]
     after_ms: u64,
+    /// Each gate's time and each approval's wait (absent when 0).
+    #[serde(skip_serializing_if = "is_zero")]
+    gate_ms: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    approval_ms: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -681,6 +705,8 @@ pub fn json(plan: &Plan, source: &str, policy: &SimulationPolicy, sim: &Simulati
             run_timeout_ms: plan.options.run_timeout.map(|s| s.saturating_mul(1000)),
             before_ms: policy.before_ms,
             after_ms: policy.after_ms,
+            gate_ms: policy.gate_ms,
+            approval_ms: policy.approval_ms,
         },
         outcome: JsonOutcome {
             result,
@@ -734,6 +760,7 @@ pub fn json(plan: &Plan, source: &str, policy: &SimulationPolicy, sim: &Simulati
                     WaitedFor::Start => ("start", None),
                     WaitedFor::Slot { slot } => ("slot", Some(slot.as_str())),
                     WaitedFor::Room { group } => ("room", Some(group.as_str())),
+                    WaitedFor::Gate { slot, .. } => ("gate", Some(slot.as_str())),
                 };
                 JsonStep {
                     host: &plan.hosts[s.host.index()],
