@@ -1201,22 +1201,30 @@ impl Scheduler {
     /// Once the run has stopped its gates are no longer due, and a decision that comes
     /// after (a gate that was running when the operator halted) changes nothing.
     pub fn pass_gate(&mut self, slot: SlotIdx) -> Result<Changes, SchedulerError> {
+        let mut changes = Changes::default();
+        if !self.gate_to_decide(slot)? {
+            return Ok(changes);
+        }
+        let s = slot.index();
+        self.slots[s].gate = Gate::Passed;
+        self.gates_due -= 1;
+        self.complete_slot(s, &mut changes);
+        self.settle();
+        self.check_end(&mut changes);
+        Ok(changes)
+    }
+
+    /// Whether `slot`'s gate is due and the run goes on (false: it stopped, so a decision
+    /// changes nothing); an error when the slot has no gate due.
+    fn gate_to_decide(&self, slot: SlotIdx) -> Result<bool, SchedulerError> {
         let s = slot.index();
         if self.stop.is_some() && s < self.slots.len() {
-            return Ok(Changes::default());
+            return Ok(false);
         }
         if self.slots.get(s).map(|slot| slot.gate) != Some(Gate::Due) {
             return Err(SchedulerError::GateNotDue(slot));
         }
-        let mut changes = Changes::default();
-        self.slots[s].gate = Gate::Passed;
-        self.gates_due -= 1;
-        if self.stop.is_none() {
-            self.complete_slot(s, &mut changes);
-            self.settle();
-        }
-        self.check_end(&mut changes);
-        Ok(changes)
+        Ok(true)
     }
 
     /// The gate of `slot` failed, or its approval did not come in time: the run stops
@@ -1226,14 +1234,10 @@ impl Scheduler {
         slot: SlotIdx,
         reason: StopReason,
     ) -> Result<Changes, SchedulerError> {
-        let s = slot.index();
-        if self.stop.is_some() && s < self.slots.len() {
-            return Ok(Changes::default());
-        }
-        if self.slots.get(s).map(|slot| slot.gate) != Some(Gate::Due) {
-            return Err(SchedulerError::GateNotDue(slot));
-        }
         let mut changes = Changes::default();
+        if !self.gate_to_decide(slot)? {
+            return Ok(changes);
+        }
         self.stop_run(reason, &mut changes);
         self.check_end(&mut changes);
         Ok(changes)
