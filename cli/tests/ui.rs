@@ -7,7 +7,7 @@
 //! the session's CSRF token. The browser test watches a job's hosts move from pending to
 //! running to succeeded on a page that is never reloaded, halts a job with the page's
 //! button, and reads a host's hostile output as text. Screenshots of the pages are written to
-//! `target/dashboard-screenshots/`.
+//! `dashboard-screenshots/` in the target directory (`target/` unless `CARGO_TARGET_DIR`).
 
 mod common;
 
@@ -253,9 +253,13 @@ fn pogo_ui_listens_on_loopback_only() {
 // In a real browser
 // ---------------------------------------------------------------------------------------------
 
-/// Where the tests leave their screenshots.
+/// Where the tests leave their screenshots: `dashboard-screenshots/` in the target directory
+/// (`CARGO_TARGET_DIR`, relative to the workspace when relative; else `target/`).
 fn screenshots() -> PathBuf {
-    let dir = common::root().join("target/dashboard-screenshots");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| common::root().join(dir))
+        .unwrap_or_else(|| common::root().join("target"));
+    let dir = target.join("dashboard-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -541,6 +541,25 @@ fn password_transport(sshd: &Sshd, password: &str) -> SshTransport {
     .unwrap()
 }
 
+#[test]
+fn the_password_tests_set_up_their_account_only_when_told() {
+    use std::collections::HashMap;
+    let consent = |vars: &[(&str, &str)]| {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        common::account_consent(|name| vars.get(name).cloned())
+    };
+    let refused = consent(&[]).unwrap_err();
+    assert!(refused.contains("POGO_TEST_ACCOUNT=1"), "{refused}");
+    assert!(refused.contains(TEST_USER), "{refused}");
+    assert!(consent(&[("CI", "1")]).is_err(), "CI must be `true`");
+    assert!(consent(&[("POGO_TEST_ACCOUNT", "yes")]).is_err());
+    assert_eq!(consent(&[("CI", "true")]), Ok(()));
+    assert_eq!(consent(&[("POGO_TEST_ACCOUNT", "1")]), Ok(()));
+}
+
 #[tokio::test]
 async fn password_authentication_goes_through_the_askpass_helper() {
     let sshd = Sshd::start(SshdOptions { password: true });

@@ -212,7 +212,7 @@ pub async fn assert_killed_on_target(
 
 pub const SSHD: &str = "/usr/sbin/sshd";
 /// The account the password tests log in as, with a password known to the tests. `.ci/run`
-/// creates it; [`ensure_test_user`] does too when it is missing.
+/// creates it; [`ensure_test_user`] does too when it is missing, with [`account_consent`].
 pub const TEST_USER: &str = "pogo-test";
 pub const TEST_PASSWORD: &str = "pogo-test-Pa55word";
 
@@ -244,11 +244,33 @@ fn id(flag: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The variable that lets the password tests set up [`TEST_USER`] on this machine.
+pub const ACCOUNT_CONSENT: &str = "POGO_TEST_ACCOUNT";
+
+/// Whether the password tests may create [`TEST_USER`] and set its published password on
+/// this machine: only in CI (`CI=true`) or when asked (`POGO_TEST_ACCOUNT=1`). Otherwise the
+/// reason, naming the variable: the tests fail with it, they never skip.
+pub fn account_consent(var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+    if var("CI").as_deref() == Some("true") || var(ACCOUNT_CONSENT).as_deref() == Some("1") {
+        return Ok(());
+    }
+    Err(format!(
+        "the password tests log in as the system account {TEST_USER}, whose password \
+         ({TEST_PASSWORD}) is written in these tests: they create it if need be and set that \
+         password on this machine. Set {ACCOUNT_CONSENT}=1 to let them (CI=true does too), \
+         as root"
+    ))
+}
+
 /// Makes sure [`TEST_USER`] exists with [`TEST_PASSWORD`]: creates it (no home directory, shell
 /// `/bin/sh`) if it is missing and this runs as root, sets the password once per test process.
+/// Only with [`account_consent`].
 pub fn ensure_test_user() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
+        if let Err(refused) = account_consent(|name| std::env::var(name).ok()) {
+            panic!("{refused}");
+        }
         let exists = Command::new("id")
             .arg(TEST_USER)
             .stdout(Stdio::null())
