@@ -13,6 +13,7 @@ mod plan;
 mod remote;
 mod resolver;
 mod runs;
+mod shell;
 mod simulate;
 mod stale;
 mod ui;
@@ -20,7 +21,7 @@ mod ui;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use failure::exit;
 
@@ -155,6 +156,10 @@ enum Command {
     /// Make and read the certificates of a remote deployment (CA, dispatcher, workers,
     /// operators)
     Certs(certs::CertsArgs),
+    /// Print the completion script of a shell (bash, zsh, fish) for pogo
+    Completions(shell::CompletionsArgs),
+    /// Write a man page for pogo and each of its commands into a directory
+    Man(shell::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -204,6 +209,10 @@ fn main() -> ExitCode {
         Command::Workers(args) => remote::ops::workers(args, &mut stdout),
         Command::Certs(args) => certs::run(args, &mut stdout),
         Command::Ui(args) => ui::run(args, &mut stdout),
+        Command::Completions(args) => {
+            shell::completions(args, Cli::command(), &mut stdout).map(|()| exit::OK)
+        }
+        Command::Man(args) => shell::man(args, Cli::command(), &mut stdout).map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),
