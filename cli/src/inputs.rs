@@ -21,15 +21,20 @@ pub struct PlanSource {
     /// A plan spec (YAML) declaring the config, targets, command and options
     #[arg(value_name = "SPEC")]
     pub spec: Option<PathBuf>,
-    /// The fleet config (tags, sequences, constraints)
+    /// The fleet config (tags, sequences, constraints); without one, --targets alone makes
+    /// an ad-hoc plan: the hosts given, unordered, under the job-wide limit
     #[arg(
         long,
         short = 'c',
         value_name = "FILE",
-        required_unless_present = "spec"
+        required_unless_present_any = ["spec", "targets", "hostfile"]
     )]
     pub config: Option<PathBuf>,
 }
+
+/// What a plan made without a config records as its config: an ad-hoc plan of the targets
+/// alone ([`pogo_model::NO_CONFIG`]).
+const NO_CONFIG_TEXT: &str = "tag: {}\n";
 
 /// What a plan is compiled with besides its config: `pogo plan` and both sides of `pogo diff`.
 #[derive(Args)]
@@ -149,15 +154,26 @@ pub fn compile_plan(source: &PlanSource, flags: &PlanFlags) -> Result<Plan, Fail
             let spec = JobSpec::load(spec, &resolver::Shell)?;
             (spec.config, spec.request)
         }
-        None => {
-            let path = normalize(source.config.as_deref().expect("clap requires --config"));
-            let config = Config::load(&path, &resolver::Shell)?;
-            let request = PlanRequest {
-                config_name: path.display().to_string(),
-                ..PlanRequest::default()
-            };
-            (config, request)
-        }
+        None => match source.config.as_deref() {
+            Some(path) => {
+                let path = normalize(path);
+                let config = Config::load(&path, &resolver::Shell)?;
+                let request = PlanRequest {
+                    config_name: path.display().to_string(),
+                    ..PlanRequest::default()
+                };
+                (config, request)
+            }
+            // Clap asks for --targets or --hostfile then: the plan is of those hosts alone.
+            None => {
+                let config = Config::parse(pogo_model::NO_CONFIG, NO_CONFIG_TEXT)?;
+                let request = PlanRequest {
+                    config_name: pogo_model::NO_CONFIG.to_string(),
+                    ..PlanRequest::default()
+                };
+                (config, request)
+            }
+        },
     };
     apply_flags(flags, &mut request)?;
     Ok(compile(&config, &request)?)

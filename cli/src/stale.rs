@@ -149,7 +149,7 @@ impl TagResolver for Recorded<'_> {
 fn source_candidates(plan_path: &Path, plan: &Plan) -> Vec<PathBuf> {
     let recorded = match (&plan.source.spec, plan.source.config.as_str()) {
         (Some(spec), _) => PathBuf::from(spec),
-        (None, "inline") => return Vec::new(),
+        (None, "inline" | pogo_model::NO_CONFIG) => return Vec::new(),
         (None, config) => PathBuf::from(config),
     };
     if recorded.is_absolute() {
@@ -175,7 +175,8 @@ pub fn check_sources(
 ) -> Result<Option<&'static str>, Failure> {
     let candidates = source_candidates(plan_path, plan);
     if candidates.is_empty() {
-        if plan.source.config != "inline" || plan.source.spec.is_some() {
+        let no_file = [pogo_model::NO_CONFIG, "inline"].contains(&plan.source.config.as_str());
+        if !no_file || plan.source.spec.is_some() {
             let recorded = plan.source.spec.as_deref().unwrap_or(&plan.source.config);
             let _ = writeln!(
                 std::io::stderr(),

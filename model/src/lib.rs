@@ -28,6 +28,10 @@ pub const FORMAT_VERSION: u32 = 2;
 /// with a warning, so that runs and jobs of the previous release still resume.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
+/// What an ad-hoc plan (`pogo run --targets ... --command ...`, no config) records as its
+/// config: its hosts are the targets alone, unordered, under the job-wide limit.
+pub const NO_CONFIG: &str = "none";
+
 /// Id of the job-wide constraint group (`--concurrent`). Tag expressions always start with
 /// `$`, so it cannot collide with a group that comes from the config.
 pub const JOB_GROUP_ID: &str = "job";

@@ -414,7 +414,8 @@ impl Compiler<'_> {
             .copied()
             .filter(|&h| h as usize >= self.config.hosts.len())
             .collect();
-        if !not_in_config.is_empty() {
+        // An ad-hoc plan has no config: its targets are all it has, nothing to warn about.
+        if !not_in_config.is_empty() && request.config_name != pogo_model::NO_CONFIG {
             let names: Vec<&str> = not_in_config.iter().map(|&h| self.hosts.name(h)).collect();
             self.warnings.push(format!(
                 "{} not in the config and run unordered, limited only by the job-wide limit: {}",

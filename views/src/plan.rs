@@ -74,7 +74,7 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
         plural(plan.threads.len(), "thread"),
         plural(slot_count, "slot"),
         plan.unordered.len(),
-        if plan.not_in_config.is_empty() {
+        if plan.not_in_config.is_empty() || plan.source.config == pogo_model::NO_CONFIG {
             String::new()
         } else {
             format!(" ({} not in the config)", plan.not_in_config.len())

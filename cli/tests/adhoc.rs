@@ -1,0 +1,104 @@
+//! Ad-hoc runs, the pssh habit: `pogo run --targets 'web[01-04]' --command ...` with no
+//! config makes a plan of the targets alone, unordered, under the job-wide limit.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{read_spans, Run};
+
+fn pogo(dir: &Path, args: &[&str]) -> Run {
+    Run(Command::new(env!("CARGO_BIN_EXE_pogo"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("POGO_STATE_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap())
+}
+
+/// Records each host's start and end in `rec/HOST`, as the apply tests do.
+const REC: &str = r#"rec="$(dirname "$0")/rec/$POGO_HOST"
+echo "start $(date +%s%N)" >> "$rec"
+sleep 0.3
+echo "end $(date +%s%N)" >> "$rec"
+"#;
+
+#[test]
+fn targets_alone_make_a_plan_run_under_the_job_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("rec.sh"), REC).unwrap();
+    std::fs::create_dir(d.join("rec")).unwrap();
+    let command = format!("sh {}/rec.sh", d.display());
+    let run = pogo(
+        d,
+        &[
+            "run",
+            "--targets",
+            "web[01-05]",
+            "--concurrent",
+            "2",
+            "--command",
+            &command,
+            "--transport",
+            "local",
+            "--yes",
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let schedule = run.stdout();
+    assert!(!schedule.contains("not in the config"), "{schedule}");
+    let spans = read_spans(&d.join("rec"));
+    assert_eq!(spans.len(), 5, "{spans:?}");
+    // At most 2 at once.
+    let mut edges: Vec<(u128, i32)> = spans
+        .values()
+        .flatten()
+        .flat_map(|&(s, e)| [(s, 1), (e, -1)])
+        .collect();
+    edges.sort();
+    let (mut open, mut most) = (0, 0);
+    for (_, delta) in edges {
+        open += delta;
+        most = most.max(open);
+    }
+    assert_eq!(most, 2, "{spans:?}");
+
+    // The same as a plan file: it records no config, and applies without a stale warning.
+    pogo(
+        d,
+        &[
+            "plan",
+            "--targets",
+            "db1,db2",
+            "--command",
+            "true",
+            "-o",
+            "db.json",
+        ],
+    )
+    .expect(0);
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("db.json")).unwrap()).unwrap();
+    assert_eq!(plan["source"]["config"], "none");
+    assert_eq!(plan["hosts"], serde_json::json!(["db1", "db2"]));
+    let applied = pogo(d, &["apply", "db.json", "--transport", "local"]);
+    assert_eq!(applied.code(), 0, "{}", applied.stderr());
+    assert!(
+        !applied.stderr().contains("warning"),
+        "{}",
+        applied.stderr()
+    );
+
+    // Neither a config, a spec nor targets: what to give is said.
+    let refused = pogo(d, &["plan", "--command", "true"]);
+    assert_eq!(refused.code(), 64);
+    assert!(
+        refused.stderr().contains("--config"),
+        "{}",
+        refused.stderr()
+    );
+}
