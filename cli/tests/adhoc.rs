@@ -3,21 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
-use common::{read_spans, Run};
-
-fn pogo(dir: &Path, args: &[&str]) -> Run {
-    Run(Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("POGO_STATE_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap())
-}
+use common::{pogo_in as pogo, read_spans};
 
 /// Records each host's start and end in `rec/HOST`, as the apply tests do.
 const REC: &str = r#"rec="$(dirname "$0")/rec/$POGO_HOST"

@@ -22,15 +22,10 @@ sequence:
   two: [$c, $d]
 ";
 
+/// `pogo ARGS` in `dir`, as operator alice.
 fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pogo"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("POGO_STATE_DIR")
-        .env("NO_COLOR", "1")
-        .env("USER", "alice")
-        .stdin(Stdio::null());
+    let mut command = common::pogo_command(dir, args);
+    command.env("USER", "alice");
     command
 }
 

@@ -6,9 +6,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use common::Run;
+use common::pogo_in as pogo;
 use serde_json::Value;
 
 /// `phase.sh PHASE`: records the phase, then fails when `fail-PHASE-HOST` exists. `verify`
@@ -25,17 +24,6 @@ fi
 "#;
 
 const CONFIG: &str = "tag:\n  web: [h1, h2, h3, h4]\n";
-
-fn pogo(dir: &Path, args: &[&str]) -> Run {
-    Run(Command::new(env!("CARGO_BIN_EXE_pogo"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("POGO_STATE_DIR")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap())
-}
 
 /// Each host's phases, in the order they ran.
 fn trace(dir: &Path) -> BTreeMap<String, Vec<String>> {

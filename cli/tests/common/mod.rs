@@ -7,7 +7,7 @@ pub mod deploy;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 
 use pogo_model::Plan;
 
@@ -146,6 +146,24 @@ impl Run {
 
 /// Live (not zombie) processes whose command line contains `needle`, as `pgrep -f` finds
 /// them, without needing procps.
+/// `pogo ARGS` in `dir`, as an operator runs it there: its own state dir (`.pogo` in `dir`),
+/// no colour, no stdin.
+pub fn pogo_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pogo"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("POGO_STATE_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+/// [`pogo_command`], run to its end.
+pub fn pogo_in(dir: &Path, args: &[&str]) -> Run {
+    Run(pogo_command(dir, args).output().unwrap())
+}
+
 pub fn processes_matching(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
