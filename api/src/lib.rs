@@ -432,15 +432,28 @@ pub struct Poll {
     /// Its whole capacity (shown by `pogo workers`).
     pub capacity: u32,
     pub wait_ms: u64,
-    /// What it can do beyond running a command: [`FEATURE_PHASES`]. Workers of the previous
-    /// release send none, and get no task of a job with phases (they would run the command
-    /// alone).
+    /// What it can do beyond running a command: [`FEATURE_PHASES`], [`FEATURE_GATES`].
+    /// Workers of the previous release send none, and get no task of a job with phases (they
+    /// would run the command alone) and no gate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
 }
 
 /// A worker runs a task's `before`, `verify` and `after` around its command.
 pub const FEATURE_PHASES: &str = "phases";
+
+/// A worker runs gates: a task with a [`Task::gate`] runs its command on the worker itself.
+pub const FEATURE_GATES: &str = "gates";
+
+/// The gate after a step, run by a worker (spec `semantics.md` §9): `sh -c COMMAND` on the
+/// worker's own machine, with `env` added to its environment (`POGO_STEP`,
+/// `POGO_STEP_HOSTS`, `POGO_STEP_RESULTS`, ...). Its exit code decides: 0 passes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateTask {
+    /// The step (slot id) it comes after.
+    pub step: String,
+    pub env: Vec<(String, String)>,
+}
 
 /// One attempt of one host of one job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -466,6 +479,11 @@ pub struct Task {
     /// What the attempt runs around the command (only to workers with [`FEATURE_PHASES`]).
     #[serde(default, skip_serializing_if = "Phases::is_empty")]
     pub phases: Phases,
+    /// Set for a gate, not a host's attempt (only to workers with [`FEATURE_GATES`]): its
+    /// id is `JOB/gate/SLOT/N`, `host` is empty, `command` is the gate's and `transport` is
+    /// not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateTask>,
 }
 
 /// Tasks handed to a worker; it must run each (they are recorded as started).

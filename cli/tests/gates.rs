@@ -234,6 +234,12 @@ fn a_job_waiting_for_approval_waits_through_a_dispatcher_crash_until_an_operator
         status.contains("Waiting for approval of step one.$a since "),
         "{status}"
     );
+    // What the live view of `pogo apply --dispatcher` polls, and `--why` prints.
+    let why = d.pogo(&["status", &job, "--why"]).expect(0).stdout();
+    assert!(
+        why.contains("b1 (thread one): waits for approval of step `one.$a` (since "),
+        "{why}"
+    );
     dispatcher.crash();
     let _dispatcher = d.dispatcher(port, &[]);
     wait_for("the restarted dispatcher to serve the job", || waiting(&d));
@@ -246,4 +252,48 @@ fn a_job_waiting_for_approval_waits_through_a_dispatcher_crash_until_an_operator
         .find(|e| e["event"] == "approved")
         .map(|e| e["by"].clone());
     assert_eq!(by, Some("alice".into()));
+}
+
+#[test]
+fn a_gate_runs_on_a_worker_stops_the_job_when_it_fails_and_runs_again_on_resume() {
+    use common::deploy::{free_port, Deployment};
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(free_port(), &[]);
+    let _w1 = d.worker("w1", 4);
+    d.wait_for_workers(&["w1"]);
+    std::fs::write(d.path().join("fleet.cfg"), CONFIG).unwrap();
+    d.pogo(&[
+        "plan",
+        "--config",
+        "fleet.cfg",
+        "--command",
+        "echo ran on $POGO_HOST",
+        "--gate",
+        "one.$a=test -e ok && echo checked $POGO_STEP_RESULTS",
+        "-o",
+        "plan.json",
+    ])
+    .expect(0);
+    let job = d.submit();
+    d.wait_for_state(&job, "stopped");
+    let status = d.pogo(&["status", &job]).expect(0).stdout();
+    assert!(
+        status.contains("one.$a") && status.contains("exit code 1"),
+        "{status}"
+    );
+    let events = d.events(&job);
+    assert!(position(&events, "gate_failed", "step", "one.$a").is_some());
+    assert!(position(&events, "host_started", "host", "b1").is_none());
+
+    // Fixed on the worker's machine: a resume runs the gate again, then the step after it.
+    std::fs::write(d.path().join("ok"), "").unwrap();
+    d.pogo(&["resume", &job]).expect(0);
+    d.wait_for_state(&job, "succeeded");
+    let events = d.events(&job);
+    let passed = position(&events, "gate_passed", "step", "one.$a").expect("gate_passed");
+    let b1 = position(&events, "host_started", "host", "b1").expect("b1 ran");
+    assert!(passed < b1);
+    let log = d.pogo(&["log", &job]).expect(0).stdout();
+    assert!(log.contains("checked a1 succeeded"), "{log}");
+    assert!(log.contains("gate one.$a"), "{log}");
 }

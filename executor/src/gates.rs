@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::rundir::file_name;
+use crate::scheduler::HostState;
 use crate::transport::CancelToken;
 
 /// The directory of a run's approvals, in its run directory.
@@ -74,6 +75,36 @@ pub fn read_approval(run_dir: &Path, step: &str) -> Option<ApprovalRecord> {
 /// Where the output of the gate after `step` goes.
 pub fn gate_log(run_dir: &Path, step: &str) -> PathBuf {
     run_dir.join(GATES).join(file_name(step, "log"))
+}
+
+/// The environment of the gate after `step`, run `run_id` (a local run's id, a job's id
+/// through a dispatcher): the step, its hosts, and how each ended (`state_of` a host; a
+/// host it does not know reads `unknown`).
+pub fn gate_env(
+    run_id: &str,
+    step: &str,
+    hosts: &[String],
+    state_of: impl Fn(&str) -> Option<HostState>,
+) -> Vec<(String, String)> {
+    let mut results = Vec::with_capacity(hosts.len());
+    let mut failed = 0;
+    for host in hosts {
+        let state = state_of(host);
+        if state != Some(HostState::Succeeded) {
+            failed += 1;
+        }
+        results.push(format!(
+            "{host} {}",
+            state.map_or("unknown".to_string(), |s| s.to_string())
+        ));
+    }
+    vec![
+        ("POGO_RUN_ID".to_string(), run_id.to_string()),
+        ("POGO_STEP".to_string(), step.to_string()),
+        ("POGO_STEP_HOSTS".to_string(), hosts.join(" ")),
+        ("POGO_STEP_RESULTS".to_string(), results.join("\n")),
+        ("POGO_STEP_FAILED".to_string(), failed.to_string()),
+    ]
 }
 
 /// How a gate ended.

@@ -68,8 +68,9 @@ pub const APPROVAL_POLL: Duration = Duration::from_millis(250);
 enum Deciding {
     /// Its gate runs.
     Gate(tokio::task::AbortHandle),
-    /// It waits for an approval, until the deadline when there is one.
-    Approval(Option<Instant>),
+    /// It waits for an approval, until the deadline when there is one; asked at the time
+    /// given (seconds since the Unix epoch).
+    Approval(Option<Instant>, u64),
 }
 
 /// The operator's hold on a running run: halt (stop starting hosts) and kill (also cancel the
@@ -302,7 +303,7 @@ impl<'a> Run<'a> {
             let approvals = self
                 .deciding
                 .values()
-                .any(|d| matches!(d, Deciding::Approval(_)));
+                .any(|d| matches!(d, Deciding::Approval(..)));
             tokio::select! {
                 Some(done) = done_rx.recv() => self.attempted(scheduler, done, &done_tx)?,
                 Ok(()) = halt.changed(), if !halted => {}
@@ -470,7 +471,7 @@ impl<'a> Run<'a> {
             .deciding
             .iter()
             .filter_map(|(&s, d)| match d {
-                Deciding::Approval(deadline) => Some((s, *deadline)),
+                Deciding::Approval(deadline, _) => Some((s, *deadline)),
                 Deciding::Gate(_) => None,
             })
             .collect();
@@ -520,8 +521,13 @@ impl<'a> Run<'a> {
                     within_ms: within.map(|w| w.as_millis() as u64),
                     at_ms: self.now_ms(),
                 });
-                self.deciding
-                    .insert(s, Deciding::Approval(within.map(|w| Instant::now() + w)));
+                let asked = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                self.deciding.insert(
+                    s,
+                    Deciding::Approval(within.map(|w| Instant::now() + w), asked),
+                );
                 return Ok(false);
             }
         }
@@ -548,34 +554,9 @@ impl<'a> Run<'a> {
             .enumerate()
             .map(|(i, h)| (h.as_str(), i))
             .collect();
-        let results: Vec<String> = spec
-            .hosts
-            .iter()
-            .map(|h| {
-                let state = index
-                    .get(h.as_str())
-                    .map(|&i| scheduler.host_state(HostIdx::new(i)));
-                format!(
-                    "{h} {}",
-                    state.map_or("unknown".to_string(), |s| s.to_string())
-                )
-            })
-            .collect();
-        let failed = spec
-            .hosts
-            .iter()
-            .filter_map(|h| index.get(h.as_str()))
-            .filter(|&&i| {
-                scheduler.host_state(HostIdx::new(i)) != crate::scheduler::HostState::Succeeded
-            })
-            .count();
-        let env = vec![
-            ("POGO_RUN_ID".to_string(), self.settings.run_id.clone()),
-            ("POGO_STEP".to_string(), step.clone()),
-            ("POGO_STEP_HOSTS".to_string(), spec.hosts.join(" ")),
-            ("POGO_STEP_RESULTS".to_string(), results.join("\n")),
-            ("POGO_STEP_FAILED".to_string(), failed.to_string()),
-        ];
+        let env = gates::gate_env(&self.settings.run_id, &step, &spec.hosts, |h| {
+            index.get(h).map(|&i| scheduler.host_state(HostIdx::new(i)))
+        });
         let log = match &self.settings.run_dir {
             Some(dir) => gates::gate_log(dir, &step),
             None => std::env::temp_dir().join(crate::rundir::file_name(&step, "gate.log")),
@@ -663,6 +644,18 @@ impl<'a> Run<'a> {
         explainer.at = Some(now);
         explainer.due = None;
         let names = &self.plan.hosts;
+        let slots: Vec<&str> = self
+            .plan
+            .slots()
+            .map(|(_, spec)| spec.id.as_str())
+            .collect();
+        let deciding = &self.deciding;
+        let approval_since = |step: &str| {
+            deciding.iter().find_map(|(&s, d)| match d {
+                Deciding::Approval(_, since) if slots.get(s) == Some(&step) => Some(*since),
+                _ => None,
+            })
+        };
         let heads = explainer.heads.find(|h| scheduler.host_state(h));
         let waits: Vec<HostWhy> = heads
             .into_iter()
@@ -672,7 +665,8 @@ impl<'a> Run<'a> {
                     head.thread
                         .map(|t| explainer.heads.thread_name(t).to_string()),
                     scheduler.host_state(head.host).to_string(),
-                    why::of_run(scheduler, head.host, |h| names[h.index()].clone()),
+                    why::of_run(scheduler, head.host, |h| names[h.index()].clone())
+                        .map(|why| why.approval(|step| approval_since(step))),
                 )
             })
             .collect();

@@ -51,6 +51,9 @@ pub enum Why {
     Slot { slot: String },
     /// It waits for the gate or the approval after this step.
     Gate { slot: String },
+    /// It waits for an operator's approval of this step, asked at `since` (seconds since the
+    /// Unix epoch): a [`Why::Gate`] told apart by the driver of the run, which knows.
+    Approval { slot: String, since: u64 },
     /// A group is full: one of its plan's (`fleet` absent; the job-wide limit is the group
     /// `job`) or a budget of a fleet's revision. `down` counts every host holding a place;
     /// `holders` names the first [`HOLDERS_KEPT`] of them, by host name.
@@ -129,6 +132,18 @@ impl Why {
         })
     }
 
+    /// A wait after a step, told apart: an approval of it is awaited since `approval(slot)`,
+    /// when that says so.
+    pub fn approval(self, approval: impl Fn(&str) -> Option<u64>) -> Why {
+        match self {
+            Why::Gate { slot } => match approval(&slot) {
+                Some(since) => Why::Approval { slot, since },
+                None => Why::Gate { slot },
+            },
+            other => other,
+        }
+    }
+
     /// Whether something holds the host back (not merely its turn).
     pub fn holds(&self) -> bool {
         !matches!(self, Why::Ready)
@@ -160,6 +175,18 @@ impl fmt::Display for Why {
         match self {
             Why::Slot { slot } => write!(f, "waits for step `{slot}`"),
             Why::Gate { slot } => write!(f, "waits for the gate or approval after step `{slot}`"),
+            Why::Approval { slot, since } => {
+                let asked = crate::rundir::RunId::new(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(*since),
+                    0,
+                )
+                .started();
+                write!(
+                    f,
+                    "waits for approval of step `{slot}` (since {} UTC)",
+                    asked.replace('T', " ").replace('Z', "")
+                )
+            }
             Why::Group {
                 group,
                 fleet,
@@ -374,6 +401,20 @@ mod tests {
         states[idx("a2").index()] = HostState::Failed { exit_code: 1 };
         states[idx("u2").index()] = HostState::Running;
         assert_eq!(found(&states), ["b1"]);
+    }
+
+    #[test]
+    fn a_wait_after_a_step_says_approval_only_when_one_is_awaited() {
+        let gate = || Why::Gate { slot: "t.0".into() };
+        assert_eq!(gate().approval(|_| None), gate());
+        assert_eq!(gate().approval(|s| (s == "t.1").then_some(0)), gate());
+        let awaited = gate().approval(|s| (s == "t.0").then_some(1_796_000_000));
+        assert_eq!(
+            awaited.to_string(),
+            "waits for approval of step `t.0` (since 2026-11-30 00:53:20 UTC)"
+        );
+        let slot = Why::Slot { slot: "t.0".into() };
+        assert_eq!(slot.clone().approval(|_| Some(0)), slot);
     }
 
     #[test]

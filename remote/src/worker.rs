@@ -35,7 +35,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::api::{
-    self, Heartbeat, OutputChunk, Poll, Results, Task, TaskOutcome, TaskResult, FEATURE_PHASES,
+    self, Heartbeat, OutputChunk, Poll, Results, Task, TaskOutcome, TaskResult, FEATURE_GATES,
+    FEATURE_PHASES,
 };
 use crate::client::{Client, ClientError};
 use crate::tls::TlsFiles;
@@ -368,7 +369,7 @@ async fn poll_loop(
             free,
             capacity: shared.settings.capacity,
             wait_ms: u64::try_from(shared.settings.poll_wait.as_millis()).unwrap_or(u64::MAX),
-            features: vec![FEATURE_PHASES.to_string()],
+            features: vec![FEATURE_PHASES.to_string(), FEATURE_GATES.to_string()],
         };
         // Stopping abandons a poll that waits: tasks the dispatcher hands out as it is
         // abandoned never show in a heartbeat, which is how the dispatcher can tell.
@@ -468,6 +469,9 @@ async fn confirm(
 
 /// Runs one task: its command, its output, then its result into the outbox.
 async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
+    if task.gate.is_some() {
+        return run_gate(shared, task, cancel).await;
+    }
     let started = Instant::now();
     let transport = shared.lock().transports.acquire(
         &task.job,
@@ -535,6 +539,45 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
         },
         chunks,
         phase: failed,
+    });
+}
+
+/// Runs a gate on this machine (`sh -c`, as the local transport runs a command, under the
+/// worker's supervisor), its output streamed as a task's is.
+async fn run_gate(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
+    let env = task
+        .gate
+        .as_ref()
+        .map(|g| g.env.clone())
+        .unwrap_or_default();
+    let supervisor = shared.lock().transports.supervisor.clone();
+    let local = match supervisor {
+        Some(pogo) => transport::LocalTransport::new().with_supervisor(pogo),
+        None => transport::LocalTransport::new(),
+    };
+    let (lines_tx, lines_rx) = mpsc::channel(1024);
+    let (ended_tx, ended_rx) = oneshot::channel();
+    let timeout = task.timeout_ms.map(Duration::from_millis);
+    let command = async {
+        let result = local
+            .run_here(&task.command, &env, timeout, &cancel, lines_tx)
+            .await;
+        let _ = ended_tx.send(());
+        shared.command_done(&task, None);
+        result
+    };
+    let max_output = task
+        .max_output
+        .unwrap_or(pogo_executor::hostlog::DEFAULT_MAX_OUTPUT);
+    let output = forward_output(&shared, &task.id, max_output, lines_rx, ended_rx);
+    let (result, chunks) = tokio::join!(command, output);
+    shared.queue_result(TaskResult {
+        task: task.id.clone(),
+        outcome: task_outcome(&result.outcome),
+        duration_ms: u64::try_from(result.duration.as_millis()).unwrap_or(u64::MAX),
+        message: result.outcome.to_string(),
+        chunks,
+        phase: None,
     });
 }
 
@@ -1666,6 +1709,7 @@ mod tests {
             password: None,
             max_output: None,
             phases: Default::default(),
+            gate: None,
         }
     }
 

@@ -67,9 +67,27 @@ impl LocalTransport {
         self
     }
 
+    /// Runs `command` on this machine for no host (`POGO_HOST` unset), with `env` added to its
+    /// environment: what a worker does with a gate. Killed as a host's command is.
+    pub async fn run_here(
+        &self,
+        command: &str,
+        env: &[(String, String)],
+        timeout: Option<Duration>,
+        cancel: &CancelToken,
+        output: mpsc::Sender<Output>,
+    ) -> RunResult {
+        timed(timeout, move |deadline| {
+            self.attempt(None, env, command, deadline, cancel, output)
+        })
+        .await
+    }
+
+    /// One attempt: for `host` (in `POGO_HOST`), or for none.
     async fn attempt(
         &self,
-        host: &str,
+        host: Option<&str>,
+        env: &[(String, String)],
         command: &str,
         deadline: Option<Instant>,
         cancel: &CancelToken,
@@ -92,10 +110,13 @@ impl LocalTransport {
             }
             None => Command::new("/bin/sh"),
         };
+        shell.arg("-c").arg(command);
+        match host {
+            Some(host) => shell.env(HOST_ENV, host),
+            None => shell.env_remove(HOST_ENV),
+        };
         let mut child = match shell
-            .arg("-c")
-            .arg(command)
-            .env(HOST_ENV, host)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -212,7 +233,7 @@ impl Transport for LocalTransport {
             return Box::pin(async move { refused });
         }
         Box::pin(timed(timeout, move |deadline| {
-            self.attempt(host, command, deadline, cancel, output)
+            self.attempt(Some(host), &[], command, deadline, cancel, output)
         }))
     }
 

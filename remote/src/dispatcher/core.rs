@@ -348,6 +348,18 @@ struct Job {
     /// Steps (by slot index) that wait for an operator's approval, with when that wait
     /// began (seconds since the epoch) and when it ends unapproved, if it does.
     approvals: BTreeMap<usize, (u64, Option<Instant>)>,
+    /// Steps (by slot index) whose gate is due: waiting for a worker that runs gates, or
+    /// handed to one. In memory only: after a restart a gate that had not passed runs again.
+    gates: BTreeMap<usize, GateRun>,
+}
+
+/// A gate to run on a worker.
+#[derive(Debug, Clone, Default)]
+struct GateRun {
+    /// The task and the worker it was handed to; `None` while it waits for one.
+    task: Option<(String, String)>,
+    /// Whether the worker said it has it: from then on the gate may run.
+    confirmed: bool,
 }
 
 impl Job {
@@ -454,8 +466,16 @@ fn parse_state(text: &str) -> Option<JobState> {
 #[derive(Debug, Clone)]
 struct Held {
     job: String,
-    host: usize,
+    of: TaskOf,
     handed_at: Instant,
+}
+
+/// What a task is for: an attempt of a host (its index), or the gate after a step (its slot
+/// index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskOf {
+    Host(usize),
+    Gate(usize),
 }
 
 /// How a host's last attempt ended, for a person: the message, and the phase that failed
@@ -489,6 +509,8 @@ struct WorkerRt {
     finished: u64,
     /// Whether it runs phases around commands (its polls say [`FEATURE_PHASES`]).
     phases: bool,
+    /// Whether it runs gates (its polls say [`FEATURE_GATES`]).
+    gates: bool,
 }
 
 impl WorkerRt {
@@ -500,6 +522,7 @@ impl WorkerRt {
             tasks: HashMap::new(),
             finished: 0,
             phases: false,
+            gates: false,
         }
     }
 }
@@ -543,6 +566,9 @@ pub struct Core {
     answers: Vec<Box<dyn FnOnce() + Send>>,
     commits: watch::Sender<u64>,
     dirty: bool,
+    /// Numbers gate tasks, from the clock at start: a gate run again after a restart gets an
+    /// id no earlier run had (their output chunks are told apart by task id).
+    gate_serial: u64,
 }
 
 fn now_secs() -> u64 {
@@ -565,10 +591,45 @@ fn task_id(job: &str, host: usize, attempt: u32) -> String {
     format!("{job}/{host}/{attempt}")
 }
 
-fn parse_task(id: &str) -> Option<(&str, usize, u32)> {
-    let (rest, attempt) = id.rsplit_once('/')?;
-    let (job, host) = rest.rsplit_once('/')?;
-    Some((job, host.parse().ok()?, attempt.parse().ok()?))
+fn gate_task_id(job: &str, slot: usize, serial: u64) -> String {
+    format!("{job}/gate/{slot}/{serial}")
+}
+
+/// A task id: `JOB/HOST/ATTEMPT` or `JOB/gate/SLOT/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskRef<'a> {
+    Host {
+        job: &'a str,
+        host: usize,
+        attempt: u32,
+    },
+    Gate {
+        job: &'a str,
+        slot: usize,
+    },
+}
+
+fn parse_task(id: &str) -> Option<TaskRef<'_>> {
+    let (rest, last) = id.rsplit_once('/')?;
+    let (job, index) = rest.rsplit_once('/')?;
+    let index = index.parse().ok()?;
+    let last: u64 = last.parse().ok()?;
+    match job.strip_suffix("/gate") {
+        Some(job) => Some(TaskRef::Gate { job, slot: index }),
+        None => Some(TaskRef::Host {
+            job,
+            host: index,
+            attempt: u32::try_from(last).ok()?,
+        }),
+    }
+}
+
+/// Where a line of output is kept: a host's index, or below 0 the gate after a slot.
+fn output_source(of: TaskOf) -> i64 {
+    match of {
+        TaskOf::Host(idx) => idx as i64,
+        TaskOf::Gate(slot) => -(slot as i64) - 1,
+    }
 }
 
 impl Core {
@@ -593,6 +654,7 @@ impl Core {
             answers: Vec::new(),
             commits,
             dirty: false,
+            gate_serial: now_ms(),
         };
         // The fleets first, in the order they were pushed: the budgets every job is held by.
         for row in core.store.fleets()? {
@@ -689,6 +751,7 @@ impl Core {
             last_output,
             run_deadline: None,
             approvals: BTreeMap::new(),
+            gates: BTreeMap::new(),
         };
         let under: BTreeMap<String, u32> =
             serde_json::from_str(&row.under).map_err(|e| corrupt(format!("under: {e}")))?;
@@ -742,7 +805,7 @@ impl Core {
                             task.clone(),
                             Held {
                                 job: job.id.clone(),
-                                host: idx,
+                                of: TaskOf::Host(idx),
                                 handed_at: now,
                             },
                         );
@@ -943,6 +1006,7 @@ impl Core {
                 let w = self.seen(&worker, now);
                 w.capacity = poll.capacity;
                 w.phases = poll.features.iter().any(|f| f == FEATURE_PHASES);
+                w.gates = poll.features.iter().any(|f| f == FEATURE_GATES);
                 let wait = Duration::from_millis(poll.wait_ms).min(MAX_POLL_WAIT);
                 self.waiters.push_back(Waiter {
                     worker,
@@ -1091,6 +1155,12 @@ impl Core {
     fn why(&self, id: &str, hosts: Option<Vec<String>>) -> Result<Vec<HostWhy>, ApiErr> {
         let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
         let in_fleet = self.fleet.has_job(id);
+        let approval_since = |step: &str| {
+            job.approvals.iter().find_map(|(&slot, &(since, _))| {
+                let (_, spec) = job.plan.slots().nth(slot)?;
+                (spec.id == step).then_some(since)
+            })
+        };
         let explain = |idx: usize, thread: Option<String>| {
             let host = &job.hosts[idx];
             let why = if in_fleet && host.state == HState::Pending {
@@ -1098,6 +1168,7 @@ impl Core {
                     .why(id, HostIdx::new(idx))
                     .ok()
                     .and_then(|wait| Why::fleet(wait, |h| job.plan.hosts[h.index()].clone()))
+                    .map(|why| why.approval(|step| approval_since(step)))
             } else {
                 None
             };
@@ -1161,9 +1232,19 @@ impl Core {
                 (Some(i), ended)
             }
         };
+        // A gate's lines are kept below 0 (see `output_source`): `gate STEP`, which no host
+        // name can be (it has a space).
+        let steps: Vec<&str> = job.plan.slots().map(|(_, spec)| spec.id.as_str()).collect();
+        let label = |source: i64| match usize::try_from(source) {
+            Ok(idx) => job.plan.hosts.get(idx).cloned().unwrap_or_default(),
+            Err(_) => {
+                let slot = usize::try_from(-(source + 1)).unwrap_or(usize::MAX);
+                format!("gate {}", steps.get(slot).copied().unwrap_or("?"))
+            }
+        };
         let records = self
             .store
-            .output(id, index, &job.plan.hosts, after, limit)
+            .output(id, index, &label, after, limit)
             .map_err(|e| ApiErr::new(500, e.to_string()))?;
         Ok((records, ended))
     }
@@ -1184,18 +1265,6 @@ impl Core {
         }
         plan.validate()
             .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
-        let gated: Vec<&str> = plan
-            .slots()
-            .filter(|(_, slot)| slot.gate.is_some())
-            .map(|(_, slot)| slot.id.as_str())
-            .collect();
-        if !gated.is_empty() {
-            return Err(ApiErr::bad(format!(
-                "the plan has gate commands after steps ({}), which a dispatcher does not run \
-                 (approvals it does): apply it without --dispatcher, where pogo runs them",
-                gated.join(", ")
-            )));
-        }
         let seal = plan.seal_state();
         if let Some(problem) = seal.problem() {
             let legacy = seal == SealState::Legacy;
@@ -1288,6 +1357,7 @@ impl Core {
             last_output: 0,
             run_deadline,
             approvals: BTreeMap::new(),
+            gates: BTreeMap::new(),
         };
         self.fleet
             .add_job(
@@ -1422,6 +1492,18 @@ impl Core {
     /// the command alone.
     fn next_task(&mut self, worker: &str, now: Instant) -> Option<Task> {
         let phases = self.workers.get(worker).is_some_and(|w| w.phases);
+        let gates = self.workers.get(worker).is_some_and(|w| w.gates);
+        // Gates first: each holds a step of its job.
+        if gates {
+            let due = self.running.iter().find_map(|id| {
+                let job = &self.jobs[id];
+                let (&slot, _) = job.gates.iter().find(|(_, g)| g.task.is_none())?;
+                job.active().then(|| (id.clone(), slot))
+            });
+            if let Some((id, slot)) = due {
+                return self.hand_out_gate(&id, slot, worker, now);
+            }
+        }
         for i in 0..self.running.len() {
             let job = self.jobs.get_mut(&self.running[i])?;
             if !job.active() || (!phases && job.plan.options.has_phases()) {
@@ -1481,19 +1563,176 @@ impl Core {
             password: job.password.clone(),
             max_output: job.plan.options.max_output,
             phases: Phases::of(&job.plan.options),
+            gate: None,
         };
         if let Some(w) = self.workers.get_mut(worker) {
             w.tasks.insert(
                 task,
                 Held {
                     job: id.to_string(),
-                    host: idx,
+                    of: TaskOf::Host(idx),
                     handed_at: now,
                 },
             );
         }
         self.save_host(id, idx);
         built
+    }
+
+    /// Hands out the gate after step `slot` of job `id`, with the step's hosts and how they
+    /// ended in its environment.
+    fn hand_out_gate(&mut self, id: &str, slot: usize, worker: &str, now: Instant) -> Option<Task> {
+        self.gate_serial += 1;
+        let task = gate_task_id(id, slot, self.gate_serial);
+        let job = self.jobs.get(id)?;
+        let (_, spec) = job.plan.slots().nth(slot)?;
+        let index: HashMap<&str, usize> = job
+            .plan
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
+        let scheduler = self.fleet.scheduler(id)?;
+        let env = pogo_executor::gates::gate_env(id, &spec.id, &spec.hosts, |h| {
+            index.get(h).map(|&i| scheduler.host_state(HostIdx::new(i)))
+        });
+        let built = Task {
+            id: task.clone(),
+            job: id.to_string(),
+            host: String::new(),
+            attempt: 1,
+            command: spec.gate.clone().unwrap_or_default(),
+            timeout_ms: None,
+            transport: job.transport.clone(),
+            password: None,
+            max_output: job.plan.options.max_output,
+            phases: Phases::default(),
+            gate: Some(GateTask {
+                step: spec.id.clone(),
+                env,
+            }),
+        };
+        let job = self.jobs.get_mut(id)?;
+        job.gates.insert(
+            slot,
+            GateRun {
+                task: Some((task.clone(), worker.to_string())),
+                confirmed: false,
+            },
+        );
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.tasks.insert(
+                task,
+                Held {
+                    job: id.to_string(),
+                    of: TaskOf::Gate(slot),
+                    handed_at: now,
+                },
+            );
+        }
+        Some(built)
+    }
+
+    /// The gate of `task` is the one job `id` runs after step `slot` now, on `worker`.
+    fn gate_is(&self, id: &str, slot: usize, task: &str, worker: &str) -> bool {
+        self.jobs
+            .get(id)
+            .and_then(|job| job.gates.get(&slot))
+            .and_then(|g| g.task.as_ref())
+            .is_some_and(|(t, w)| t == task && w == worker)
+    }
+
+    /// The worker has the gate's task: from now on it may run.
+    fn confirm_gate(&mut self, id: &str, slot: usize) {
+        let Some(gate) = self
+            .jobs
+            .get_mut(id)
+            .and_then(|job| job.gates.get_mut(&slot))
+        else {
+            return;
+        };
+        if gate.confirmed || gate.task.is_none() {
+            return;
+        }
+        gate.confirmed = true;
+        let worker = gate
+            .task
+            .as_ref()
+            .map(|(_, w)| w.clone())
+            .unwrap_or_default();
+        let step = self.step_id(id, slot);
+        eprintln!("pogo dispatcher: job {id}: the gate after step {step} runs on worker {worker}");
+        let at_ms = self.at_ms(id);
+        self.emit(id, Event::GateStarted { step, at_ms });
+    }
+
+    /// The id of step `slot` of job `id`.
+    fn step_id(&self, id: &str, slot: usize) -> String {
+        self.jobs
+            .get(id)
+            .and_then(|job| job.plan.slots().nth(slot))
+            .map(|(_, spec)| spec.id.clone())
+            .unwrap_or_default()
+    }
+
+    /// A gate's task that never reached its worker, or that its worker gave up unfinished
+    /// (cancelled as it stopped): the gate waits for a worker again.
+    fn requeue_gate(&mut self, worker: &str, task: &str, id: &str, slot: usize) {
+        if let Some(w) = self.workers.get_mut(worker) {
+            w.tasks.remove(task);
+        }
+        if !self.gate_is(id, slot, task, worker) {
+            return;
+        }
+        if let Some(gate) = self
+            .jobs
+            .get_mut(id)
+            .and_then(|job| job.gates.get_mut(&slot))
+        {
+            *gate = GateRun::default();
+        }
+    }
+
+    /// A gate ended on its worker: passed, or failed (the job stops).
+    fn gate_ended(&mut self, id: &str, slot: usize, result: &TaskResult) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.gates.remove(&slot);
+        }
+        let step = self.step_id(id, slot);
+        let at_ms = self.at_ms(id);
+        if matches!(result.outcome, TaskOutcome::Exited { exit_code: 0 }) {
+            eprintln!("pogo dispatcher: job {id}: the gate after step {step} passed");
+            self.emit(
+                id,
+                Event::GatePassed {
+                    step: step.clone(),
+                    at_ms,
+                },
+            );
+            self.await_approval(id, slot, &[]);
+        } else {
+            self.fail_gate(id, slot, result.message.clone());
+        }
+    }
+
+    /// The gate after step `slot` did not pass (`how`, for a person): the job stops.
+    fn fail_gate(&mut self, id: &str, slot: usize, how: String) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.gates.remove(&slot);
+        }
+        let step = self.step_id(id, slot);
+        eprintln!("pogo dispatcher: job {id}: the gate after step {step} failed: {how}");
+        let at_ms = self.at_ms(id);
+        self.emit(
+            id,
+            Event::GateFailed {
+                step: step.clone(),
+                message: how.clone(),
+                at_ms,
+            },
+        );
+        self.decide_gate(id, slot, Some(StopReason::GateFailed { step, how }));
     }
 
     /// The worker has the task: from now on its command may run. The first attempt of a
@@ -1522,13 +1761,16 @@ impl Core {
     /// A task that never reached its worker (never confirmed) is taken back: its command
     /// never ran, so the host is handed out again (or skipped, when the job stopped since).
     fn withdraw(&mut self, worker: &str, task: &str, held: &Held) {
+        let idx = match held.of {
+            TaskOf::Host(idx) => idx,
+            TaskOf::Gate(slot) => return self.requeue_gate(worker, task, &held.job, slot),
+        };
         if let Some(w) = self.workers.get_mut(worker) {
             w.tasks.remove(task);
         }
         let Some(job) = self.jobs.get_mut(&held.job) else {
             return;
         };
-        let idx = held.host;
         let host = &mut job.hosts[idx];
         if host.state != HState::Running || host.task.as_deref() != Some(task) || host.confirmed {
             return;
@@ -1582,8 +1824,31 @@ impl Core {
     }
 
     fn store_output(&mut self, worker: &str, chunk: OutputChunk) -> Result<(), ApiErr> {
-        let (id, idx, attempt) = parse_task(&chunk.task)
+        let task = parse_task(&chunk.task)
             .ok_or_else(|| ApiErr::bad(format!("`{}` is not a task id", chunk.task)))?;
+        let (id, idx, attempt) = match task {
+            TaskRef::Host { job, host, attempt } => (job, host, attempt),
+            TaskRef::Gate { job, slot } => {
+                // Output of a gate the job no longer runs (it stopped, or the dispatcher
+                // restarted since) is dropped.
+                if !self.gate_is(job, slot, &chunk.task, worker) {
+                    return Ok(());
+                }
+                let id = job.to_string();
+                self.confirm_gate(&id, slot);
+                let fresh = self
+                    .store
+                    .claim_chunk(&chunk.task, chunk.chunk)
+                    .map_err(|e| ApiErr::new(500, e.to_string()))?;
+                if fresh {
+                    for line in &chunk.lines {
+                        let source = output_source(TaskOf::Gate(slot));
+                        self.add_output(&id, source, 1, &line.stream, &line.text);
+                    }
+                }
+                return Ok(());
+            }
+        };
         let job = self.jobs.get(id).ok_or_else(|| ApiErr::not_found(id))?;
         let host = job
             .hosts
@@ -1607,12 +1872,14 @@ impl Core {
             return Ok(());
         }
         for line in &chunk.lines {
-            self.add_output(&id, idx, attempt, &line.stream, &line.text);
+            self.add_output(&id, idx as i64, attempt, &line.stream, &line.text);
         }
         Ok(())
     }
 
-    fn add_output(&mut self, id: &str, idx: usize, attempt: u32, stream: &str, text: &str) {
+    /// Keeps a line of output of a host (`source` its index) or a gate (see
+    /// [`output_source`]).
+    fn add_output(&mut self, id: &str, source: i64, attempt: u32, stream: &str, text: &str) {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
@@ -1621,7 +1888,7 @@ impl Core {
         self.dirty = true;
         if let Err(error) = self
             .store
-            .insert_output(id, seq, idx, attempt, stream, text)
+            .insert_output(id, seq, source, attempt, stream, text)
         {
             eprintln!("pogo dispatcher: cannot record output of job {id}: {error}");
         }
@@ -1629,9 +1896,28 @@ impl Core {
 
     /// Applies a result once; a result delivered again is accepted and ignored.
     fn result(&mut self, worker: &str, result: &TaskResult) -> Result<(), ApiErr> {
-        let Some((id, idx, attempt)) = parse_task(&result.task) else {
+        let (id, idx, attempt) = match parse_task(&result.task) {
+            Some(TaskRef::Host { job, host, attempt }) => (job, host, attempt),
+            Some(TaskRef::Gate { job, slot }) => {
+                // A gate the job no longer runs: nothing to apply.
+                if self.gate_is(job, slot, &result.task, worker) {
+                    let id = job.to_string();
+                    if result.outcome == TaskOutcome::Cancelled {
+                        // Its worker stopped and killed it: another runs it.
+                        self.requeue_gate(worker, &result.task, &id, slot);
+                    } else {
+                        self.confirm_gate(&id, slot);
+                        if let Some(w) = self.workers.get_mut(worker) {
+                            w.tasks.remove(&result.task);
+                            w.finished += 1;
+                        }
+                        self.gate_ended(&id, slot, result);
+                    }
+                }
+                return Ok(());
+            }
             // Nothing will ever apply it: let the worker forget it.
-            return Ok(());
+            None => return Ok(()),
         };
         let id = id.to_string();
         let Some(job) = self.jobs.get(&id) else {
@@ -1659,7 +1945,7 @@ impl Core {
                      lost: {}",
                     result.message
                 );
-                self.add_output(&id, idx, attempt, "stderr", &text);
+                self.add_output(&id, idx as i64, attempt, "stderr", &text);
                 let worker_rt = self.workers.get_mut(worker);
                 if let Some(w) = worker_rt {
                     w.tasks.remove(&result.task);
@@ -1856,18 +2142,31 @@ impl Core {
             self.emit(id, event);
         }
         if changes.stopped.is_some() {
-            // A stopped job waits for no approval any more.
-            if let Some(job) = self.jobs.get_mut(id) {
-                job.approvals.clear();
-            }
+            self.stop_deciding(id);
         }
         for &slot in &changes.gates_due {
-            self.gate_due(id, slot.index(), &[]);
+            self.gate_due(id, slot.index(), &Earlier::default());
         }
     }
 
-    /// The steps of job `id` whose gate is due and not yet awaited (after a restart or a
-    /// resume): approved before (its events say so), they complete; else they wait.
+    /// The job stopped: its gates decide nothing any more (a gate that runs is killed: its
+    /// worker's next heartbeat is told to cancel it), and no approval is awaited.
+    fn stop_deciding(&mut self, id: &str) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        job.approvals.clear();
+        let gates = std::mem::take(&mut job.gates);
+        for (task, worker) in gates.into_values().filter_map(|g| g.task) {
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.tasks.remove(&task);
+            }
+        }
+    }
+
+    /// The steps of job `id` whose gate is due and not yet run or awaited (after a restart
+    /// or a resume): a gate that passed before, or an approval given before (its events say
+    /// so), is not asked again; the rest runs or waits.
     fn await_gates(&mut self, id: &str) -> Result<(), StoreError> {
         let Some(due) = self.fleet.scheduler(id).map(Scheduler::gates_due) else {
             return Ok(());
@@ -1875,26 +2174,45 @@ impl Core {
         if due.is_empty() {
             return Ok(());
         }
-        let approved: Vec<String> = self
-            .store
-            .events(id, 0, usize::MAX)?
-            .into_iter()
-            .filter_map(|record| match record.event {
-                Event::Approved { step, .. } => Some(step),
-                _ => None,
-            })
-            .collect();
+        let mut earlier = Earlier::default();
+        for record in self.store.events(id, 0, usize::MAX)? {
+            match record.event {
+                Event::Approved { step, .. } => earlier.approved.push(step),
+                Event::GatePassed { step, .. } => earlier.passed.push(step),
+                _ => {}
+            }
+        }
         for slot in due {
-            if !self.jobs[id].approvals.contains_key(&slot.index()) {
-                self.gate_due(id, slot.index(), &approved);
+            let job = &self.jobs[id];
+            if !job.approvals.contains_key(&slot.index()) && !job.gates.contains_key(&slot.index())
+            {
+                self.gate_due(id, slot.index(), &earlier);
             }
         }
         Ok(())
     }
 
-    /// Every host of step `slot` of job `id` has finished: its approval is awaited (a
-    /// dispatcher runs no gate commands: such plans are refused), unless `approved` names it.
-    fn gate_due(&mut self, id: &str, slot: usize, approved: &[String]) {
+    /// Every host of step `slot` of job `id` has finished: its gate runs (on a worker that
+    /// runs gates), unless it passed before (`earlier`); then its approval is awaited.
+    fn gate_due(&mut self, id: &str, slot: usize, earlier: &Earlier) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let Some((_, spec)) = job.plan.slots().nth(slot) else {
+            return;
+        };
+        if spec.gate.is_some() && !earlier.passed.contains(&spec.id) {
+            let step = spec.id.clone();
+            job.gates.insert(slot, GateRun::default());
+            eprintln!("pogo dispatcher: job {id}: the gate after step {step} waits for a worker");
+            return;
+        }
+        self.await_approval(id, slot, &earlier.approved);
+    }
+
+    /// The gate after step `slot` of job `id` passed, or it has none: its approval is
+    /// awaited, unless `approved` names it (given in an earlier session).
+    fn await_approval(&mut self, id: &str, slot: usize, approved: &[String]) {
         let Some(job) = self.jobs.get(id) else {
             return;
         };
@@ -1933,6 +2251,7 @@ impl Core {
     fn decide_gate(&mut self, id: &str, slot: usize, reason: Option<StopReason>) {
         if let Some(job) = self.jobs.get_mut(id) {
             job.approvals.remove(&slot);
+            job.gates.remove(&slot);
         }
         let decided = match reason {
             None => self.fleet.pass_gate(id, SlotIdx::new(slot)),
@@ -2408,16 +2727,12 @@ impl Core {
                 None => cancel.push(task.clone()),
                 Some(held) => {
                     let killed = self.jobs.get(&held.job).is_some_and(|j| j.killed);
-                    let confirmed = self
-                        .jobs
-                        .get(&held.job)
-                        .is_some_and(|j| j.hosts[held.host].confirmed);
                     if killed {
                         // Killed: a command that runs is killed; one that has not started
                         // never will (its task is then taken back, unconfirmed).
                         cancel.push(task.clone());
-                    } else if !confirmed {
-                        confirm.push((held.job.clone(), held.host));
+                    } else if !self.confirmed(held) {
+                        confirm.push((held.job.clone(), held.of));
                     }
                 }
             }
@@ -2431,8 +2746,11 @@ impl Core {
             })
             .map(|(task, held)| (task.clone(), held.clone()))
             .collect();
-        for (job, host) in confirm {
-            self.confirm(&job, host);
+        for (job, of) in confirm {
+            match of {
+                TaskOf::Host(idx) => self.confirm(&job, idx),
+                TaskOf::Gate(slot) => self.confirm_gate(&job, slot),
+            }
         }
         for (task, held) in missing {
             self.gone(
@@ -2454,14 +2772,21 @@ impl Core {
     /// A task its worker does not have: taken back when the worker never confirmed it, lost
     /// when it did.
     fn gone(&mut self, worker: &str, task: &str, held: &Held, message: String) {
-        let confirmed = self
-            .jobs
-            .get(&held.job)
-            .is_some_and(|j| j.hosts[held.host].confirmed);
-        if confirmed {
+        if self.confirmed(held) {
             self.lose(worker, task, held, message);
         } else {
             self.withdraw(worker, task, held);
+        }
+    }
+
+    /// Whether the worker a task was handed to said it has it.
+    fn confirmed(&self, held: &Held) -> bool {
+        let Some(job) = self.jobs.get(&held.job) else {
+            return false;
+        };
+        match held.of {
+            TaskOf::Host(idx) => job.hosts.get(idx).is_some_and(|h| h.confirmed),
+            TaskOf::Gate(slot) => job.gates.get(&slot).is_some_and(|g| g.confirmed),
         }
     }
 
@@ -2473,25 +2798,40 @@ impl Core {
 
     /// A task's worker does not run it (any more): its host is lost.
     fn lose(&mut self, worker: &str, task: &str, held: &Held, message: String) {
+        let idx = match held.of {
+            TaskOf::Host(idx) => idx,
+            TaskOf::Gate(slot) => {
+                // A gate that may or may not have run decides nothing: the job stops, and a
+                // resume runs it again.
+                if self.gate_is(&held.job, slot, task, worker) {
+                    if let Some(w) = self.workers.get_mut(worker) {
+                        w.tasks.remove(task);
+                    }
+                    let how = message.replace("the command", "the gate");
+                    self.fail_gate(&held.job, slot, how);
+                }
+                return;
+            }
+        };
         if let Some(w) = self.workers.get_mut(worker) {
             w.tasks.remove(task);
         }
         let Some(job) = self.jobs.get(&held.job) else {
             return;
         };
-        let host = &job.hosts[held.host];
+        let host = &job.hosts[idx];
         if host.state != HState::Running || host.task.as_deref() != Some(task) {
             return;
         }
         eprintln!(
             "pogo dispatcher: job {}: host {} is lost ({message})",
-            held.job, job.plan.hosts[held.host]
+            held.job, job.plan.hosts[idx]
         );
         let attempts = host.attempts + 1 - host.first_attempt;
         let id = held.job.clone();
         self.finish_host(
             &id,
-            held.host,
+            idx,
             attempts,
             FinalState::Lost,
             Some(Outcome::Failed {
@@ -2585,6 +2925,15 @@ impl Core {
             }
         }
     }
+}
+
+/// What passed or was given in a job's earlier sessions (its events), not asked again.
+#[derive(Debug, Default)]
+struct Earlier {
+    /// Steps whose gate passed.
+    passed: Vec<String>,
+    /// Steps approved.
+    approved: Vec<String>,
 }
 
 /// `1 host`, `2 hosts`.
@@ -2705,7 +3054,7 @@ mod tests {
                 free,
                 capacity: free,
                 wait_ms: 0,
-                features: vec![FEATURE_PHASES.to_string()],
+                features: vec![FEATURE_PHASES.to_string(), FEATURE_GATES.to_string()],
             };
             let worker = worker.to_string();
             self.handle
@@ -2862,18 +3211,210 @@ mod tests {
         assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
     }
 
-    #[tokio::test]
-    async fn a_plan_with_gate_commands_is_refused_naming_its_gated_steps() {
-        let rig = Rig::new();
-        let plan = Plan::sketch("a b")
+    /// A plan of hosts `a b c`: `a` then `b` in thread `t`, with a gate after `a`'s step;
+    /// `c` in no step.
+    fn gated_plan() -> Plan {
+        Plan::sketch("a b c")
             .with_thread("t", &["a", "b"])
-            .with_gate("t.0", "./check.sh");
-        let refused = rig
-            .try_send(submission(plan, Default::default(), &[]))
+            .with_gate("t.0", "./check.sh")
+    }
+
+    /// Polls as a worker of the previous release would: no phases, no gates.
+    async fn poll_as_old_worker(rig: &Rig) -> Vec<Task> {
+        let poll = Poll {
+            free: 4,
+            capacity: 4,
+            wait_ms: 0,
+            features: Vec::new(),
+        };
+        rig.handle
+            .call(|reply| Cmd::Poll {
+                worker: "old".into(),
+                poll,
+                reply,
+            })
             .await
-            .unwrap_err();
-        assert_eq!(refused.status, 400);
-        assert!(refused.message.contains("(t.0)"), "{}", refused.message);
+            .unwrap()
+            .tasks
+    }
+
+    async fn event_names(rig: &Rig, job: &str) -> Vec<String> {
+        rig.events(job)
+            .await
+            .iter()
+            .map(|r| serde_json::to_value(&r.event).unwrap()["event"].to_string())
+            .map(|name| name.trim_matches('"').to_string())
+            .collect()
+    }
+
+    /// Runs `a` and `c` of [`gated_plan`] on `w1`; returns the job.
+    async fn up_to_the_gate(rig: &Rig) -> String {
+        let job = rig.submit(gated_plan()).await;
+        let first = rig.poll("w1", 10).await;
+        assert_eq!(
+            hosts_of(&first),
+            ["a", "c"],
+            "c is in no step: it does not wait"
+        );
+        for task in &first {
+            rig.report("w1", task, 0).await;
+        }
+        job.id
+    }
+
+    #[tokio::test]
+    async fn a_gate_runs_on_a_worker_that_runs_gates_once_its_step_ended_and_holds_what_follows() {
+        let rig = Rig::new();
+        let job = up_to_the_gate(&rig).await;
+        assert!(
+            poll_as_old_worker(&rig).await.is_empty(),
+            "a worker that runs no gates gets neither the gate nor b"
+        );
+        let gate = rig.poll("w1", 10).await;
+        assert_eq!(gate.len(), 1, "the gate alone, b waits for it: {gate:?}");
+        let gate = &gate[0];
+        let run = gate.gate.as_ref().expect("a gate task");
+        assert_eq!(
+            (run.step.as_str(), gate.command.as_str(), gate.host.as_str()),
+            ("t.0", "./check.sh", "")
+        );
+        let env: HashMap<&str, &str> = run
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(env["POGO_STEP_RESULTS"], "a succeeded");
+        assert_eq!(env["POGO_STEP_FAILED"], "0");
+        assert_eq!(env["POGO_RUN_ID"], job);
+        assert!(rig.poll("w1", 10).await.is_empty(), "b waits for the gate");
+
+        // Its output is the job's, under `gate STEP`.
+        let chunk = OutputChunk {
+            task: gate.id.clone(),
+            chunk: 1,
+            lines: vec![OutputLine {
+                stream: "stdout".into(),
+                text: "error rate 0.1%".into(),
+            }],
+        };
+        rig.handle
+            .call(|reply| Cmd::PutOutput {
+                worker: "w1".into(),
+                chunk,
+                reply,
+            })
+            .await
+            .unwrap();
+        let id = job.clone();
+        let (lines, _) = rig
+            .handle
+            .call(|reply| Cmd::Output {
+                id,
+                host: None,
+                after: 0,
+                limit: 100,
+                reply,
+            })
+            .await
+            .unwrap();
+        let gate_lines: Vec<(&str, &str)> = lines
+            .iter()
+            .filter(|l| l.host.starts_with("gate"))
+            .map(|l| (l.host.as_str(), l.text.as_str()))
+            .collect();
+        assert_eq!(gate_lines, [("gate t.0", "error rate 0.1%")]);
+
+        rig.report("w1", gate, 0).await;
+        let next = rig.poll("w1", 10).await;
+        assert_eq!(hosts_of(&next), ["b"]);
+        rig.report("w1", &next[0], 0).await;
+        assert_eq!(rig.job(&job).await.summary.state, JobState::Succeeded);
+        let names = event_names(&rig, &job).await;
+        let at = |name: &str| names.iter().position(|n| n == name).unwrap_or(usize::MAX);
+        assert!(at("gate_started") < at("gate_passed"), "{names:?}");
+        assert_eq!(names.iter().filter(|n| *n == "host_started").count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_gate_stops_the_job_and_a_resume_runs_it_again() {
+        let rig = Rig::new();
+        let job = up_to_the_gate(&rig).await;
+        let gate = rig.poll("w1", 10).await;
+        rig.report("w1", &gate[0], 3).await;
+        let summary = rig.job(&job).await.summary;
+        assert_eq!(summary.state, JobState::Stopped, "{summary:?}");
+        assert!(
+            summary
+                .reasons
+                .iter()
+                .any(|r| r.contains("t.0") && r.contains("exit code 3")),
+            "{:?}",
+            summary.reasons
+        );
+        assert_eq!(states(&rig, &job).await[1], "skipped");
+        // A result delivered again changes nothing.
+        rig.report("w1", &gate[0], 0).await;
+        assert_eq!(rig.job(&job).await.summary.state, JobState::Stopped);
+
+        resume(&rig, &job, None).await.unwrap();
+        let again = rig.poll("w1", 10).await;
+        assert_eq!(again.len(), 1);
+        assert!(again[0].gate.is_some(), "{again:?}");
+        assert_ne!(again[0].id, gate[0].id, "a new run of the gate");
+        rig.report("w1", &again[0], 0).await;
+        let next = rig.poll("w1", 10).await;
+        assert_eq!(hosts_of(&next), ["b"]);
+        rig.report("w1", &next[0], 0).await;
+        assert_eq!(rig.job(&job).await.summary.state, JobState::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_gate_running_through_a_restart_runs_again_and_the_first_is_cancelled() {
+        let mut rig = Rig::new();
+        let job = up_to_the_gate(&rig).await;
+        let first = rig.poll("w1", 10).await;
+        rig.restart().await;
+        let reply = rig.heartbeat("w1", &[&first[0]]).await;
+        assert_eq!(
+            reply.cancel,
+            [first[0].id.clone()],
+            "the first run is killed"
+        );
+        let second = rig.poll("w1", 10).await;
+        assert_eq!(second.len(), 1);
+        assert!(second[0].gate.is_some());
+        assert_ne!(second[0].id, first[0].id);
+        // The first run's result, late: it decides nothing.
+        rig.report("w1", &first[0], 1).await;
+        assert_eq!(rig.job(&job).await.summary.state, JobState::Running);
+        rig.report("w1", &second[0], 0).await;
+        assert_eq!(hosts_of(&rig.poll("w1", 10).await), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_gate_whose_worker_falls_silent_stops_the_job_and_one_never_confirmed_goes_to_another(
+    ) {
+        let rig = Rig::new();
+        let job = up_to_the_gate(&rig).await;
+        // Handed out, never confirmed: after the grace it goes to another worker.
+        let lost_on_the_way = rig.take("w1", 10).await;
+        assert_eq!(lost_on_the_way.len(), 1);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let second = rig.poll("w2", 10).await;
+        assert_eq!(second.len(), 1, "{second:?}");
+        assert!(second[0].gate.is_some());
+        // w2 confirmed it and falls silent: the gate may or may not have run.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let summary = rig.job(&job).await.summary;
+        assert_eq!(summary.state, JobState::Stopped, "{summary:?}");
+        assert!(
+            summary.reasons.iter().any(|r| r.contains("t.0")),
+            "{:?}",
+            summary.reasons
+        );
+        assert!(event_names(&rig, &job)
+            .await
+            .contains(&"gate_failed".to_string()));
     }
 
     async fn approve(rig: &Rig, job: &str, step: &str) -> Result<JobSummary, ApiErr> {

@@ -431,7 +431,7 @@ impl Store {
         &mut self,
         job: &str,
         seq: u64,
-        host: usize,
+        host: i64,
         attempt: u32,
         stream: &str,
         text: &str,
@@ -442,7 +442,7 @@ impl Store {
                 "INSERT INTO output (job, seq, host, attempt, stream, text)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![job, seq as i64, host as i64, attempt, stream, text])?;
+            .execute(params![job, seq as i64, host, attempt, stream, text])?;
         Ok(())
     }
 
@@ -556,7 +556,7 @@ impl Store {
         &self,
         job: &str,
         host: Option<usize>,
-        names: &[String],
+        label: &dyn Fn(i64) -> String,
         after: u64,
         limit: usize,
     ) -> Result<Vec<OutputRecord>, StoreError> {
@@ -591,7 +591,7 @@ impl Store {
             .into_iter()
             .map(|(seq, host, attempt, stream, text)| OutputRecord {
                 seq: seq as u64,
-                host: names.get(host as usize).cloned().unwrap_or_default(),
+                host: label(host),
                 attempt,
                 stream,
                 text,
