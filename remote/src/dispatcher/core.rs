@@ -2975,9 +2975,32 @@ mod tests {
 
     mod fleets;
 
+    #[path = "../../../../test-support/postgres_server.rs"]
+    mod postgres_server;
+
+    use super::super::store::postgres::{Database, PostgresStore};
+    use super::super::store::SqliteStore;
+    use rstest::rstest;
+
+    /// The store backend a test runs on: every test of the core that does not open a SQLite
+    /// file itself runs on both.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Sqlite,
+        Postgres,
+    }
+
+    /// Runs `work` on a thread of its own: the PostgreSQL client blocks on a runtime of its
+    /// own, which cannot run inside a test's.
+    fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|scope| scope.spawn(work).join().unwrap())
+    }
+
     struct Rig {
         _dir: tempfile::TempDir,
         path: std::path::PathBuf,
+        /// Its PostgreSQL database, on the PostgreSQL backend.
+        database: Option<Database>,
         handle: CoreHandle,
         thread: Option<std::thread::JoinHandle<Result<(), StoreError>>>,
     }
@@ -2988,12 +3011,17 @@ mod tests {
     };
 
     impl Rig {
-        fn new() -> Rig {
+        fn new(kind: Kind) -> Rig {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().to_path_buf();
+            let database = (kind == Kind::Postgres).then(|| {
+                let url = off_runtime(|| postgres_server::PostgresServer::shared().database());
+                Database::parse(&url).unwrap()
+            });
             let mut rig = Rig {
                 _dir: dir,
                 path,
+                database,
                 handle: CoreHandle::new(std::sync::mpsc::channel().0),
                 thread: None,
             };
@@ -3001,9 +3029,17 @@ mod tests {
             rig
         }
 
+        /// The store as the dispatcher opens it.
+        fn open_store(&self) -> Store {
+            match &self.database {
+                None => Box::new(SqliteStore::open(&self.path).unwrap()),
+                Some(database) => off_runtime(|| Box::new(PostgresStore::open(database).unwrap())),
+            }
+        }
+
         fn start(&mut self) {
-            let store = Store::open(&self.path).unwrap();
-            let core = Core::load(store, TIMING, watch::channel(0).0).unwrap();
+            let store = self.open_store();
+            let core = off_runtime(|| Core::load(store, TIMING, watch::channel(0).0).unwrap());
             let (tx, rx) = std::sync::mpsc::channel();
             self.handle = CoreHandle::new(tx);
             self.thread = Some(std::thread::spawn(move || core.run(rx)));
@@ -3135,9 +3171,12 @@ mod tests {
         tasks.iter().map(|t| t.host.as_str()).collect()
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_group_limit_holds_across_workers_and_results_apply_once() {
-        let rig = Rig::new();
+    async fn a_group_limit_holds_across_workers_and_results_apply_once(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let plan = Plan::sketch("a b c d").with_group("pair", Amount::number(2), "a b c d");
         let job = rig.submit(plan).await;
         let first = rig.poll("w1", 4).await;
@@ -3166,9 +3205,12 @@ mod tests {
         assert_eq!(finished, 4);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_worker_that_does_not_run_phases_gets_no_task_of_a_job_with_phases() {
-        let rig = Rig::new();
+    async fn a_worker_that_does_not_run_phases_gets_no_task_of_a_job_with_phases(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let mut plan = Plan::sketch("a b");
         plan.options.verify = Some(pogo_model::Verify {
             command: "curl -fs localhost/healthz".into(),
@@ -3262,9 +3304,12 @@ mod tests {
         job.id
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_gate_runs_on_a_worker_that_runs_gates_once_its_step_ended_and_holds_what_follows() {
-        let rig = Rig::new();
+    async fn a_gate_runs_on_a_worker_that_runs_gates_once_its_step_ended_and_holds_what_follows(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let job = up_to_the_gate(&rig).await;
         assert!(
             poll_as_old_worker(&rig).await.is_empty(),
@@ -3335,9 +3380,12 @@ mod tests {
         assert_eq!(names.iter().filter(|n| *n == "host_started").count(), 3);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_failed_gate_stops_the_job_and_a_resume_runs_it_again() {
-        let rig = Rig::new();
+    async fn a_failed_gate_stops_the_job_and_a_resume_runs_it_again(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let job = up_to_the_gate(&rig).await;
         let gate = rig.poll("w1", 10).await;
         rig.report("w1", &gate[0], 3).await;
@@ -3368,9 +3416,12 @@ mod tests {
         assert_eq!(rig.job(&job).await.summary.state, JobState::Succeeded);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_gate_running_through_a_restart_runs_again_and_the_first_is_cancelled() {
-        let mut rig = Rig::new();
+    async fn a_gate_running_through_a_restart_runs_again_and_the_first_is_cancelled(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let job = up_to_the_gate(&rig).await;
         let first = rig.poll("w1", 10).await;
         rig.restart().await;
@@ -3391,10 +3442,12 @@ mod tests {
         assert_eq!(hosts_of(&rig.poll("w1", 10).await), ["b"]);
     }
 
+    #[rstest]
     #[tokio::test]
     async fn a_gate_whose_worker_falls_silent_stops_the_job_and_one_never_confirmed_goes_to_another(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
     ) {
-        let rig = Rig::new();
+        let rig = Rig::new(kind);
         let job = up_to_the_gate(&rig).await;
         // Handed out, never confirmed: after the grace it goes to another worker.
         let lost_on_the_way = rig.take("w1", 10).await;
@@ -3429,9 +3482,12 @@ mod tests {
             .await
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_step_waits_for_its_approval_through_a_restart_and_goes_on_once_approved() {
-        let mut rig = Rig::new();
+    async fn a_step_waits_for_its_approval_through_a_restart_and_goes_on_once_approved(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let plan = Plan::sketch("a b c")
             .with_thread("t", &["a", "b"])
             .with_approval("t.0", None);
@@ -3483,9 +3539,12 @@ mod tests {
         assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn an_approval_not_given_in_time_stops_the_job() {
-        let rig = Rig::new();
+    async fn an_approval_not_given_in_time_stops_the_job(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let plan = Plan::sketch("a b")
             .with_thread("t", &["a", "b"])
             .with_approval("t.0", Some(1));
@@ -3515,9 +3574,12 @@ mod tests {
         assert_eq!(rig.job(&job.id).await.summary.state, JobState::Succeeded);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_submission_sent_twice_makes_one_job() {
-        let mut rig = Rig::new();
+    async fn a_submission_sent_twice_makes_one_job(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let submit = |id: &str| SubmitJob {
             submission: Some(id.into()),
             ..submission(Plan::sketch("a b"), Default::default(), &[])
@@ -3569,9 +3631,12 @@ mod tests {
     /// turned HOST from failed to skipped without running it. A named retry counts failures
     /// from the retry, keeps the other failed hosts down, and never overwrites a failed state
     /// with skipped; when the named host cannot start, the retry is refused saying why.
+    #[rstest]
     #[tokio::test]
-    async fn a_named_retry_runs_its_host_whatever_the_other_failures() {
-        let rig = Rig::new();
+    async fn a_named_retry_runs_its_host_whatever_the_other_failures(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let job = rig.submit(Plan::sketch("a b")).await;
         let tasks = rig.poll("w1", 4).await;
         assert_eq!(hosts_of(&tasks), ["a", "b"]);
@@ -3588,7 +3653,7 @@ mod tests {
         // A group of one with `a` failed and down in it: `b` could never start. A resume that
         // could start nothing is refused, naming the group, instead of recording a session
         // that skips `b` again.
-        let rig = Rig::new();
+        let rig = Rig::new(kind);
         let plan = Plan::sketch("a b")
             .with_group("$pair", Amount::number(1), "a b")
             .with_max_failures(5);
@@ -3612,9 +3677,12 @@ mod tests {
     /// A halt stops retries, as Ctrl-C does for a local run: a host waiting for its retry ends
     /// failed with the attempt it had, and one whose attempt fails after the halt is not
     /// retried. (Before, only a halt with kill dropped retries.)
+    #[rstest]
     #[tokio::test]
-    async fn a_halt_stops_retries_waiting_or_to_come() {
-        let mut rig = Rig::new();
+    async fn a_halt_stops_retries_waiting_or_to_come(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let mut plan = Plan::sketch("a b");
         plan.options.retries = 3;
         let mut job = submission(plan.sealed(), LoweredLimits::default(), &[]);
@@ -3670,9 +3738,12 @@ mod tests {
         assert!(rig.poll("w1", 4).await.is_empty());
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn an_edited_plan_is_refused_unless_allowed_and_the_job_records_it() {
-        let rig = Rig::new();
+    async fn an_edited_plan_is_refused_unless_allowed_and_the_job_records_it(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let mut plan = Plan::sketch("a b");
         plan.command = Some("rm -rf /".into());
         let refused = rig
@@ -3703,9 +3774,12 @@ mod tests {
         assert_eq!(overrides, &[ALLOW_EDITED]);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn lowered_limits_hold_across_a_restart_and_the_stored_plan_stays_sealed() {
-        let mut rig = Rig::new();
+    async fn lowered_limits_hold_across_a_restart_and_the_stored_plan_stays_sealed(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let plan = Plan::sketch("a b c").with_job_limit(3);
         let lowered = LoweredLimits {
             concurrent: Some(Amount::number(1)),
@@ -3735,7 +3809,7 @@ mod tests {
         assert_eq!(rig.poll("w1", 4).await.len(), 1);
         rig.restart().await;
         assert!(rig.poll("w1", 4).await.is_empty());
-        let rows = Store::open(&rig.path).unwrap().jobs().unwrap();
+        let rows = off_runtime(|| rig.open_store().jobs().unwrap());
         let stored = Plan::from_json(&rows[0].plan).unwrap();
         assert_eq!(stored, plan);
         assert!(stored.seal_state().is_intact());
@@ -3754,7 +3828,7 @@ mod tests {
             let conn =
                 rusqlite::Connection::open(dir.path().join(super::super::store::DB_FILE)).unwrap();
             // Version 1's tables are SCHEMA's: migrations bring them up, new and old alike.
-            let v1 = super::super::store::SCHEMA;
+            let v1 = super::super::store::sqlite::SCHEMA;
             assert!(
                 !v1.contains("applied"),
                 "the version 1 schema has no `applied`"
@@ -3783,6 +3857,7 @@ mod tests {
         let mut rig = Rig {
             _dir: dir,
             path: std::path::PathBuf::new(),
+            database: None,
             handle: CoreHandle::new(std::sync::mpsc::channel().0),
             thread: None,
         };
@@ -3804,9 +3879,12 @@ mod tests {
         assert_eq!(version, 3);
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_restarted_core_keeps_running_hosts_and_takes_their_results() {
-        let mut rig = Rig::new();
+    async fn a_restarted_core_keeps_running_hosts_and_takes_their_results(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let plan = Plan::sketch("a b c").with_thread("main", &["a", "b", "c"]);
         let job = rig.submit(plan).await;
         let a = rig.poll("w1", 4).await;
@@ -3826,9 +3904,12 @@ mod tests {
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_task_that_never_reached_its_worker_is_taken_back_and_runs_once() {
-        let mut rig = Rig::new();
+    async fn a_task_that_never_reached_its_worker_is_taken_back_and_runs_once(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
         let plan = Plan::sketch("a b").with_group("one", Amount::number(1), "a b");
         let job = rig.submit(plan).await;
         // w1's answer is lost on the way, and the dispatcher restarts: `a` stays handed out.
@@ -3871,9 +3952,12 @@ mod tests {
         assert_eq!(started, 1, "a started once, on w2");
     }
 
+    #[rstest]
     #[tokio::test]
-    async fn a_silent_worker_loses_its_hosts_and_a_late_result_changes_nothing() {
-        let rig = Rig::new();
+    async fn a_silent_worker_loses_its_hosts_and_a_late_result_changes_nothing(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let rig = Rig::new(kind);
         let plan = Plan::sketch("a b").with_max_failures(1);
         let job = rig.submit(plan).await;
         let tasks = rig.poll("w1", 1).await;

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::tls::TlsFiles;
 use core::{Cmd, Core, CoreHandle, Timing};
-use store::{Store, StoreError};
+use store::{SqliteStore, Store, StoreError};
 
 mod core;
 mod fleets;
@@ -54,7 +54,9 @@ impl Dispatcher {
         let tls = crate::tls::server_config(&config.tls)
             .map_err(|e| DispatchError(format!("cannot set up TLS: {e}")))?;
         create_state_dir(&config.state_dir)?;
-        let store = Store::open(&config.state_dir).map_err(|e| DispatchError(e.to_string()))?;
+        let store: Store = Box::new(
+            SqliteStore::open(&config.state_dir).map_err(|e| DispatchError(e.to_string()))?,
+        );
         let (commits_tx, commits) = watch::channel(0u64);
         let timing = Timing {
             heartbeat_interval: config.heartbeat_interval,

@@ -89,9 +89,12 @@ fn compiled(config: &str, targets: &str) -> Plan {
     pogo_planner::compile(&config, &request).unwrap()
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_fleet_budget_holds_every_job_whatever_their_plans_say() {
-    let rig = Rig::new();
+async fn a_fleet_budget_holds_every_job_whatever_their_plans_say(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let rig = Rig::new(kind);
     let pushed = rig.push("prod", EAST_1).await.unwrap();
     assert_eq!((pushed.revision, pushed.hosts, pushed.budgets), (1, 5, 2));
     // Pushing the same config again makes no new revision.
@@ -116,9 +119,12 @@ async fn a_fleet_budget_holds_every_job_whatever_their_plans_say() {
     }
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_stale_plan_is_refused_naming_the_change_and_runs_when_accepted() {
-    let rig = Rig::new();
+async fn a_stale_plan_is_refused_naming_the_change_and_runs_when_accepted(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let rig = Rig::new(kind);
     rig.push("prod", EAST_1).await.unwrap();
     let old = compiled(EAST_1, "a b");
     rig.push("prod", EAST_2).await.unwrap();
@@ -138,9 +144,12 @@ async fn a_stale_plan_is_refused_naming_the_change_and_runs_when_accepted() {
     rig.try_submit(old, &[ALLOW_STALE]).await.unwrap();
 }
 
+#[rstest]
 #[tokio::test]
-async fn hosts_in_no_fleet_are_refused_unless_allowed_and_without_fleets_all_go() {
-    let rig = Rig::new();
+async fn hosts_in_no_fleet_are_refused_unless_allowed_and_without_fleets_all_go(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let rig = Rig::new(kind);
     // No fleet yet: any host goes.
     rig.submit(Plan::sketch("z")).await;
     rig.push("prod", EAST_1).await.unwrap();
@@ -170,9 +179,12 @@ async fn hosts_in_no_fleet_are_refused_unless_allowed_and_without_fleets_all_go(
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_failed_host_holds_its_budget_across_jobs_and_restarts_until_its_job_is_closed() {
-    let mut rig = Rig::new();
+async fn a_failed_host_holds_its_budget_across_jobs_and_restarts_until_its_job_is_closed(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let mut rig = Rig::new(kind);
     rig.push("prod", EAST_1).await.unwrap();
     let breaker = rig.submit(Plan::sketch("a")).await;
     rig.drain(&[], |_| 1).await;
@@ -216,9 +228,10 @@ async fn a_failed_host_holds_its_budget_across_jobs_and_restarts_until_its_job_i
     );
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_running_job_cannot_be_closed() {
-    let rig = Rig::new();
+async fn a_running_job_cannot_be_closed(#[values(Kind::Sqlite, Kind::Postgres)] kind: Kind) {
+    let rig = Rig::new(kind);
     let job = rig.submit(Plan::sketch("a")).await;
     let refused = rig.close(&job.id).await.unwrap_err();
     assert_eq!(refused.status, 409);
@@ -242,6 +255,7 @@ async fn a_database_of_the_previous_release_is_migrated_and_its_failures_count_o
     let mut rig = Rig {
         path: dir.path().to_path_buf(),
         _dir: dir,
+        database: None,
         handle: CoreHandle::new(std::sync::mpsc::channel().0),
         thread: None,
     };
@@ -285,9 +299,12 @@ async fn a_database_of_the_previous_release_is_migrated_and_its_failures_count_o
     assert_eq!(version, 3);
 }
 
+#[rstest]
 #[tokio::test]
-async fn a_job_its_own_failure_blocks_says_why_and_what_it_skips_before_it_ends() {
-    let rig = Rig::new();
+async fn a_job_its_own_failure_blocks_says_why_and_what_it_skips_before_it_ends(
+    #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+) {
+    let rig = Rig::new(kind);
     rig.push("prod", EAST_1).await.unwrap();
     // b fails and stays down in `$colo.east` (max 1): c can never start.
     let job = rig.submit(Plan::sketch("b c").with_max_failures(5)).await;

@@ -1,4 +1,4 @@
-//! The dispatcher's durable state: one SQLite database, `pogo.db` in the state directory.
+//! The SQLite backend: one database, `pogo.db` in the state directory, the embedded default.
 //!
 //! Only the core thread writes, in one transaction per batch of work, committed before any
 //! answer of that batch leaves the dispatcher (so a worker never runs a task the database does
@@ -12,14 +12,11 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::{Backend, FleetRow, HostRow, JobRow, StoreError, SCHEMA_VERSION};
 use crate::api::{EventRecord, OutputRecord};
 
 /// The file in the state directory.
 pub const DB_FILE: &str = "pogo.db";
-
-/// The schema's version, in `PRAGMA user_version`. A database of an older version is migrated
-/// when it is opened ([`MIGRATIONS`]); one of a newer version is refused.
-const SCHEMA_VERSION: i64 = 3;
 
 /// The statements that bring a database of version `N` to `N + 1`, by `N - 1`. A new database
 /// is made as version 1 ([`SCHEMA`]) and brought up by them all, so that every database, new or
@@ -54,7 +51,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// The tables of schema version 1; [`MIGRATIONS`] bring them to [`SCHEMA_VERSION`].
-pub(super) const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE jobs (
     id TEXT PRIMARY KEY,
     plan TEXT NOT NULL,
@@ -114,91 +111,20 @@ CREATE TABLE chunks (
 ) WITHOUT ROWID;
 ";
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("the dispatcher's database {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "the dispatcher's database {path} has schema version {found}, and this pogo knows \
-         version {SCHEMA_VERSION}; use the pogo that made it, or another --state-dir"
-    )]
-    Version { path: String, found: i64 },
-    #[error("the dispatcher's database: {0}")]
-    Sql(#[from] rusqlite::Error),
-    #[error("the dispatcher's database holds a record it cannot read: {0}")]
-    Corrupt(String),
-}
-
-/// A job's row.
-#[derive(Debug, Clone)]
-pub struct JobRow {
-    pub id: String,
-    pub plan: String,
-    pub transport: String,
-    pub retry_delay_ms: u64,
-    pub has_password: bool,
-    pub submitted_at: u64,
-    pub submitted_by: String,
-    pub state: String,
-    pub reasons: Vec<String>,
-    pub halted: bool,
-    pub killed: bool,
-    pub session_started_ms: u64,
-    pub submission: Option<String>,
-    /// JSON of what was applied beside the plan (`{}` for jobs of schema version 1).
-    pub applied: String,
-    /// JSON: the revision of each fleet the job started under (`{}` before fleets).
-    pub under: String,
-    /// Who closed it and when (seconds since the epoch), once an operator did.
-    pub closed: Option<(String, u64)>,
-}
-
-/// A revision of a fleet's config.
-#[derive(Debug, Clone)]
-pub struct FleetRow {
-    pub name: String,
-    pub revision: u32,
-    pub digest: String,
-    pub inventory: String,
-    pub config_name: String,
-    pub config: String,
-    /// JSON: command -> what it printed.
-    pub outputs: String,
-    /// JSON: the plan compiled over all the fleet's hosts.
-    pub plan: String,
-    pub pushed_at: u64,
-    pub pushed_by: String,
-}
-
-/// A host's row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostRow {
-    pub state: String,
-    pub exit_code: Option<i32>,
-    pub attempts: u32,
-    pub first_attempt: u32,
-    pub worker: Option<String>,
-    pub task: Option<String>,
-    pub confirmed: bool,
-    pub message: String,
-}
-
-pub struct Store {
+/// The SQLite backend: `pogo.db` in the state directory.
+pub struct SqliteStore {
     conn: Connection,
     in_transaction: bool,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         let path = dir.join(DB_FILE);
         let shown = path.display().to_string();
-        let open = |source| StoreError::Open {
+        let open = |source: rusqlite::Error| StoreError::Open {
             path: shown.clone(),
-            source,
+            reason: source.to_string(),
         };
         let conn = Connection::open(&path).map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -234,7 +160,7 @@ impl Store {
             }
             found => return Err(StoreError::Version { path: shown, found }),
         }
-        Ok(Store {
+        Ok(SqliteStore {
             conn,
             in_transaction: false,
         })
@@ -247,9 +173,11 @@ impl Store {
         }
         Ok(())
     }
+}
 
+impl Backend for SqliteStore {
     /// Makes everything written since the last commit durable.
-    pub fn commit(&mut self) -> Result<(), StoreError> {
+    fn commit(&mut self) -> Result<(), StoreError> {
         if self.in_transaction {
             self.conn.execute_batch("COMMIT")?;
             self.in_transaction = false;
@@ -257,7 +185,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn insert_job(&mut self, job: &JobRow, hosts: usize) -> Result<(), StoreError> {
+    fn insert_job(&mut self, job: &JobRow, hosts: usize) -> Result<(), StoreError> {
         self.begin()?;
         self.conn.execute(
             "INSERT INTO jobs (id, plan, transport, retry_delay_ms, has_password, submitted_at,
@@ -294,7 +222,7 @@ impl Store {
     }
 
     /// Updates what changes in a job's row after it is submitted.
-    pub fn update_job(
+    fn update_job(
         &mut self,
         id: &str,
         state: &str,
@@ -321,7 +249,7 @@ impl Store {
     }
 
     /// Records the revisions a job's new session runs under.
-    pub fn update_under(&mut self, id: &str, under: &str) -> Result<(), StoreError> {
+    fn update_under(&mut self, id: &str, under: &str) -> Result<(), StoreError> {
         self.begin()?;
         self.conn
             .prepare_cached("UPDATE jobs SET under = ?2 WHERE id = ?1")?
@@ -330,7 +258,7 @@ impl Store {
     }
 
     /// Records that an operator closed a job.
-    pub fn close_job(&mut self, id: &str, by: &str, at: u64) -> Result<(), StoreError> {
+    fn close_job(&mut self, id: &str, by: &str, at: u64) -> Result<(), StoreError> {
         self.begin()?;
         self.conn
             .prepare_cached("UPDATE jobs SET closed_by = ?2, closed_at = ?3 WHERE id = ?1")?
@@ -338,7 +266,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn insert_fleet(&mut self, row: &FleetRow) -> Result<(), StoreError> {
+    fn insert_fleet(&mut self, row: &FleetRow) -> Result<(), StoreError> {
         self.begin()?;
         self.conn.execute(
             "INSERT INTO fleets (name, revision, digest, inventory, config_name, config, outputs,
@@ -361,7 +289,7 @@ impl Store {
     }
 
     /// Every revision of every fleet, by fleet name then revision.
-    pub fn fleets(&self) -> Result<Vec<FleetRow>, StoreError> {
+    fn fleets(&self) -> Result<Vec<FleetRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT name, revision, digest, inventory, config_name, config, outputs, plan,
                 pushed_at, pushed_by
@@ -384,7 +312,7 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn update_host(&mut self, job: &str, idx: usize, host: &HostRow) -> Result<(), StoreError> {
+    fn update_host(&mut self, job: &str, idx: usize, host: &HostRow) -> Result<(), StoreError> {
         self.begin()?;
         self.conn
             .prepare_cached(
@@ -407,7 +335,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn insert_event(&mut self, job: &str, record: &EventRecord) -> Result<(), StoreError> {
+    fn insert_event(&mut self, job: &str, record: &EventRecord) -> Result<(), StoreError> {
         self.begin()?;
         let body =
             serde_json::to_string(&record.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -418,7 +346,7 @@ impl Store {
     }
 
     /// Records that a task's output chunk is stored; false when it was already.
-    pub fn claim_chunk(&mut self, task: &str, chunk: u64) -> Result<bool, StoreError> {
+    fn claim_chunk(&mut self, task: &str, chunk: u64) -> Result<bool, StoreError> {
         self.begin()?;
         let inserted = self
             .conn
@@ -427,7 +355,7 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    pub fn insert_output(
+    fn insert_output(
         &mut self,
         job: &str,
         seq: u64,
@@ -447,7 +375,7 @@ impl Store {
     }
 
     /// Every job, oldest first.
-    pub fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
+    fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, plan, transport, retry_delay_ms, has_password, submitted_at,
                 submitted_by, state, reasons, halted, killed, session_started_ms, submission,
@@ -485,7 +413,7 @@ impl Store {
     }
 
     /// A job's hosts, by index.
-    pub fn hosts(&self, job: &str) -> Result<Vec<HostRow>, StoreError> {
+    fn hosts(&self, job: &str) -> Result<Vec<HostRow>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT state, exit_code, attempts, worker, task, message, first_attempt, confirmed
              FROM hosts
@@ -507,7 +435,7 @@ impl Store {
     }
 
     /// The last event's and output line's sequence numbers of a job.
-    pub fn last_seqs(&self, job: &str) -> Result<(u64, u64), StoreError> {
+    fn last_seqs(&self, job: &str) -> Result<(u64, u64), StoreError> {
         let events: Option<i64> = self
             .conn
             .query_row("SELECT MAX(seq) FROM events WHERE job = ?1", [job], |r| {
@@ -526,12 +454,7 @@ impl Store {
     }
 
     /// Up to `limit` events of a job after `after`.
-    pub fn events(
-        &self,
-        job: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    fn events(&self, job: &str, after: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, body FROM events WHERE job = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
@@ -552,7 +475,7 @@ impl Store {
     }
 
     /// Up to `limit` output lines of a job (of one host) after `after`.
-    pub fn output(
+    fn output(
         &self,
         job: &str,
         host: Option<usize>,
