@@ -12,7 +12,7 @@ use pogo_model::{Amount, Plan};
 use pogo_remote::api::{JobState, SubmitJob};
 use pogo_remote::certs::{self, InitOptions, Role, Validity};
 use pogo_remote::client::Client;
-use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig};
+use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig, StoreConfig};
 use pogo_remote::tls::TlsFiles;
 use pogo_remote::worker::{self, WorkerConfig};
 
@@ -70,7 +70,8 @@ async fn main() {
     let dispatcher = Dispatcher::start(DispatcherConfig {
         listen: "127.0.0.1:0".parse().expect("an address"),
         tls: files(&pki, Role::Dispatcher, "dispatcher"),
-        state_dir: dir.path().join("state"),
+        store: StoreConfig::StateDir(dir.path().join("state")),
+        advertise: None,
         heartbeat_interval: DispatcherConfig::DEFAULT_HEARTBEAT,
         worker_timeout: DispatcherConfig::DEFAULT_WORKER_TIMEOUT,
     })

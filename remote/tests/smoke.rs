@@ -11,7 +11,7 @@ use pogo_model::{Amount, Plan};
 use pogo_remote::api::{JobState, SubmitJob};
 use pogo_remote::certs::{self, InitOptions, Role, Validity};
 use pogo_remote::client::Client;
-use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig};
+use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig, StoreConfig};
 use pogo_remote::tls::TlsFiles;
 use pogo_remote::worker::{self, WorkerConfig};
 
@@ -41,7 +41,8 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
     let dispatcher = Dispatcher::start(DispatcherConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         tls: files(&pki, Role::Dispatcher, "dispatcher"),
-        state_dir: dir.path().join("state"),
+        store: StoreConfig::StateDir(dir.path().join("state")),
+        advertise: None,
         heartbeat_interval: Duration::from_millis(200),
         worker_timeout: Duration::from_secs(5),
     })

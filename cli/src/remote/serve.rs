@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Args;
 use pogo_executor::transport::CancelToken;
-use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig};
+use pogo_remote::dispatcher::lease;
+use pogo_remote::dispatcher::store::postgres::Database;
+use pogo_remote::dispatcher::{Dispatcher, DispatcherConfig, StoreConfig};
 use pogo_remote::tls::TlsFiles;
 use pogo_remote::worker::{self, WorkerConfig};
 
@@ -37,7 +39,8 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
 #[derive(Args)]
 #[command(
     long_about = "Serve the dispatcher of remote apply: an HTTPS server with mutual TLS that \
-        takes jobs (plans) from operators, keeps them in a SQLite database in --state-dir, \
+        takes jobs (plans) from operators, keeps them in a SQLite database in --state-dir (or \
+        in PostgreSQL, --database), \
         schedules their hosts with the rules of a local apply (constraint groups hold across \
         every worker, since only the dispatcher decides) and hands each host's task to a \
         worker. Every client shows a certificate from the CA (--ca), and a certificate grants \
@@ -47,11 +50,19 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         SIGTERM stops it: it stops accepting, ends open streams and makes everything durable; \
         started again on the same --state-dir, it goes on with the unfinished jobs. A worker \
         not heard from for --worker-timeout is lost, and so are the tasks it ran: they count \
-        as failed (their command may have run) and run again only when retried.",
+        as failed (their command may have run) and run again only when retried.\n\n\
+        On PostgreSQL (--database), any number of dispatchers share the database and one \
+        leads: the one holding the lease (--lease). The others redirect every request to it, \
+        and take over when its lease lapses (its machine lost, say), carrying on as a \
+        restarted dispatcher does. Each needs its own certificate and --advertise URL. The \
+        database's password comes from PGPASSWORD or the password file (PGPASSFILE, else \
+        ~/.pgpass), never from the URL.",
     after_help = "Examples:\n  \
         pogo dispatcher --listen 0.0.0.0:8443 --cert dispatcher.crt --key dispatcher.key --ca ca.crt --state-dir /var/lib/pogo\n  \
-        pogo dispatcher --listen 127.0.0.1:0 --cert d.crt --key d.key --ca ca.crt --state-dir state --heartbeat 500ms --worker-timeout 3s"
+        pogo dispatcher --listen 127.0.0.1:0 --cert d.crt --key d.key --ca ca.crt --state-dir state --heartbeat 500ms --worker-timeout 3s\n  \
+        pogo dispatcher --listen 0.0.0.0:8443 --advertise https://d1.example:8443 --cert d1.crt --key d1.key --ca ca.crt --database 'postgres://pogo@db.example/pogo?sslmode=require'"
 )]
+#[command(group(clap::ArgGroup::new("store").required(true).args(["state_dir", "database"])))]
 pub struct DispatcherArgs {
     /// Where to listen, ADDR:PORT (port 0 picks a free one)
     #[arg(long, value_name = "ADDR")]
@@ -65,9 +76,21 @@ pub struct DispatcherArgs {
     /// The deployment's CA certificate (PEM): clients must show a certificate it made
     #[arg(long, value_name = "FILE")]
     ca: PathBuf,
-    /// Where the jobs are kept (the database pogo.db)
+    /// Where the jobs are kept (the SQLite database pogo.db), by one dispatcher
     #[arg(long, value_name = "DIR")]
-    state_dir: PathBuf,
+    state_dir: Option<PathBuf>,
+    /// Keep the jobs in PostgreSQL instead, shared by several dispatchers, one leading:
+    /// postgres://USER@HOST[:PORT]/DB[?sslmode=require&sslrootcert=CA.pem] (no password in it)
+    #[arg(long, value_name = "URL", env = "POGO_DATABASE")]
+    database: Option<String>,
+    /// How long a leader's lease lasts on PostgreSQL: a standby takes over this long after
+    /// the leader was last heard from [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "database")]
+    lease: Option<Duration>,
+    /// The URL operators and workers reach this dispatcher at, which standbys redirect to
+    /// [default: https://ADDR of --listen]
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
     /// How often workers heartbeat: 500ms, 2s, 1m [default: 2s]
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     heartbeat: Option<Duration>,
@@ -121,7 +144,17 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
             key: args.key,
             ca: args.ca,
         },
-        state_dir: args.state_dir,
+        store: match (args.state_dir, args.database) {
+            (Some(dir), _) => StoreConfig::StateDir(dir),
+            (None, Some(url)) => StoreConfig::Postgres {
+                database: Box::new(
+                    Database::parse(&url).map_err(|e| usage(format!("--database: {e}")))?,
+                ),
+                lease: args.lease.unwrap_or(lease::DEFAULT_LEASE),
+            },
+            (None, None) => return Err(usage("give --state-dir or --database".to_string())),
+        },
+        advertise: args.advertise,
         heartbeat_interval: args
             .heartbeat
             .unwrap_or(DispatcherConfig::DEFAULT_HEARTBEAT),
@@ -129,6 +162,17 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
             .worker_timeout
             .unwrap_or(DispatcherConfig::DEFAULT_WORKER_TIMEOUT),
     };
+    if matches!(config.store, StoreConfig::Postgres { .. })
+        && config.advertise.is_none()
+        && config.listen.ip().is_unspecified()
+    {
+        return Err(usage(format!(
+            "with --database, give --advertise https://NAME:{}: standbys send operators and \
+             workers to the leader's URL, and {} is no address to reach",
+            config.listen.port(),
+            config.listen.ip()
+        )));
+    }
     if config.worker_timeout <= config.heartbeat_interval {
         return Err(usage(format!(
             "--worker-timeout ({:?}) must be longer than the heartbeat interval ({:?}), or \

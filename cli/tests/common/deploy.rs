@@ -128,6 +128,14 @@ impl Proc {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// Waits until its stderr has a line containing `needle`.
+    #[track_caller]
+    pub fn wait_for_stderr(&self, needle: &str) {
+        wait_until(&format!("{} to say `{needle}`", self.name), || {
+            self.stderr().contains(needle)
+        });
+    }
+
     pub fn exited(&mut self) -> bool {
         self.child.try_wait().unwrap().is_some()
     }
@@ -350,6 +358,32 @@ impl Deployment {
         dispatcher
     }
 
+    /// Starts a dispatcher on the PostgreSQL database at `database` (several may share it;
+    /// one leads) on `port`, and waits until it listens. Operators and workers started after
+    /// it talk to it (see [`Deployment::use_dispatcher`]).
+    pub fn dispatcher_on(&self, database: &str, port: u16, extra: &[&str]) -> Proc {
+        let certs = self.certs();
+        let file = |name: &str| path_text(&certs.join(name));
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec!["dispatcher", "--listen", &listen, "--database", database];
+        let (cert, key, ca) = (
+            file("dispatcher.pem"),
+            file("dispatcher-key.pem"),
+            file("ca.pem"),
+        );
+        args.extend(["--cert", &cert, "--key", &key, "--ca", &ca]);
+        args.extend_from_slice(extra);
+        let mut dispatcher = self.spawn("dispatcher", &args);
+        let url = dispatcher.first_line("pogo dispatcher listening on ");
+        *self.url.borrow_mut() = Some(url);
+        dispatcher
+    }
+
+    /// From now on, operators and workers started talk to the dispatcher at `url`.
+    pub fn use_dispatcher(&self, url: &str) {
+        *self.url.borrow_mut() = Some(url.to_string());
+    }
+
     /// Starts worker `name` with `capacity`: it reconnects quickly when the dispatcher is away.
     pub fn worker(&self, name: &str, capacity: u32) -> Proc {
         self.worker_with(name, capacity, &self.files(Role::Worker, name))
@@ -449,7 +483,12 @@ impl Deployment {
     pub fn wait_for_state(&self, job: &str, state: &str) -> Value {
         let mut status = Value::Null;
         wait_until(&format!("job {job} to be {state}"), || {
-            status = self.status(job);
+            // A dispatcher taking over answers 503 for a moment: asked again.
+            let run = self.pogo(&["status", job, "--json"]);
+            if run.code() != 0 && run.stderr().contains("no dispatcher leads now") {
+                return false;
+            }
+            status = run.json();
             status["state"] == state
         });
         status

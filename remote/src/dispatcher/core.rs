@@ -564,7 +564,7 @@ pub struct Core {
     retries: std::collections::BinaryHeap<std::cmp::Reverse<RetryTimer>>,
     /// Answers held until the batch is committed.
     answers: Vec<Box<dyn FnOnce() + Send>>,
-    commits: watch::Sender<u64>,
+    commits: std::sync::Arc<watch::Sender<u64>>,
     dirty: bool,
     /// Numbers gate tasks, from the clock at start: a gate run again after a restart gets an
     /// id no earlier run had (their output chunks are told apart by task id).
@@ -637,7 +637,7 @@ impl Core {
     pub fn load(
         store: Store,
         timing: Timing,
-        commits: watch::Sender<u64>,
+        commits: std::sync::Arc<watch::Sender<u64>>,
     ) -> Result<Core, StoreError> {
         let mut core = Core {
             store,
@@ -2944,23 +2944,35 @@ fn count(n: usize, one: &str, many: &str) -> String {
 /// The HTTP side's hold on the core.
 #[derive(Clone)]
 pub struct CoreHandle {
-    tx: Sender<Cmd>,
+    /// The running core's channel: a dispatcher that leads again runs a new core.
+    tx: std::sync::Arc<std::sync::RwLock<Sender<Cmd>>>,
 }
 
 impl CoreHandle {
     pub fn new(tx: Sender<Cmd>) -> CoreHandle {
-        CoreHandle { tx }
+        CoreHandle {
+            tx: std::sync::Arc::new(std::sync::RwLock::new(tx)),
+        }
+    }
+
+    /// From now on, commands go to the core on `tx`.
+    pub fn replace(&self, tx: Sender<Cmd>) {
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = tx;
+    }
+
+    fn sender(&self) -> Sender<Cmd> {
+        self.tx.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Sends a command and waits for its answer.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, ApiErr> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(make(reply)).map_err(|_| stopped())?;
+        self.sender().send(make(reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     pub fn send(&self, cmd: Cmd) -> bool {
-        self.tx.send(cmd).is_ok()
+        self.sender().send(cmd).is_ok()
     }
 }
 
@@ -3039,7 +3051,8 @@ mod tests {
 
         fn start(&mut self) {
             let store = self.open_store();
-            let core = off_runtime(|| Core::load(store, TIMING, watch::channel(0).0).unwrap());
+            let commits = std::sync::Arc::new(watch::channel(0).0);
+            let core = off_runtime(|| Core::load(store, TIMING, commits).unwrap());
             let (tx, rx) = std::sync::mpsc::channel();
             self.handle = CoreHandle::new(tx);
             self.thread = Some(std::thread::spawn(move || core.run(rx)));

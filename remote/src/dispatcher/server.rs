@@ -45,6 +45,8 @@ pub struct AppState {
     pub commits: watch::Receiver<u64>,
     /// Becomes true when the dispatcher stops: streams end.
     pub closing: watch::Receiver<bool>,
+    /// Whether this dispatcher leads: a standby sends every request to the leader.
+    pub serving: watch::Receiver<super::Serving>,
 }
 
 impl IntoResponse for ApiErr {
@@ -126,9 +128,56 @@ pub fn router(state: AppState) -> Router {
         // Before anything else, the body included: a certificate of the wrong role is refused
         // without the dispatcher reading (up to 512 MB of) what it sent.
         .layer(axum::middleware::from_fn(csrf))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            leader_only,
+        ))
         .layer(axum::middleware::from_fn(authorize))
         .with_state(state)
 }
+
+/// A standby answers every request with a redirect to the leader (307: the method and the
+/// body are kept), or 503 while none leads. It never proxies: the leader must see the
+/// caller's own certificate.
+async fn leader_only(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let serving = state.serving.borrow().clone();
+    match serving {
+        super::Serving::Leading => next.run(request).await,
+        super::Serving::Standby {
+            leader: Some(leader),
+        } => {
+            let target = format!(
+                "{}{}",
+                leader.trim_end_matches('/'),
+                request.uri().path_and_query().map_or("/", |pq| pq.as_str())
+            );
+            let body = Json(ApiError {
+                error: format!("this dispatcher is a standby; the leader is {leader}"),
+            });
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [
+                    (header::LOCATION, target),
+                    (header::HeaderName::from_static(LEADER_HEADER), leader),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        super::Serving::Standby { leader: None } => ApiErr::new(
+            503,
+            "no dispatcher leads now (a takeover is under way); try again in a few seconds",
+        )
+        .into_response(),
+    }
+}
+
+/// The header of a standby's redirect that names the leader's URL.
+pub const LEADER_HEADER: &str = "pogo-leader";
 
 /// Refuses a request whose certificate does not hold the role of its endpoint: `/v1/worker/...`
 /// is the workers', everything else the operators'.

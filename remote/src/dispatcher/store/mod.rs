@@ -92,10 +92,25 @@ pub enum StoreError {
     Version { path: String, found: i64 },
     #[error("the dispatcher's database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("the dispatcher's database: {0}")]
+    #[error("the dispatcher's database: {}", describe(.0))]
     Postgres(#[from] ::postgres::Error),
     #[error("the dispatcher's database holds a record it cannot read: {0}")]
     Corrupt(String),
+    /// A write of the batch failed, so the batch was not recorded.
+    #[error("the dispatcher's database failed a write, and the batch was lost: {0}")]
+    Lost(String),
+    /// A leader on PostgreSQL lost its lease: it writes and answers nothing more.
+    #[error("this dispatcher no longer leads: {0}")]
+    Fenced(String),
+}
+
+/// A PostgreSQL error, with the server's message when it sent one (the client's own text
+/// for those is only "db error").
+fn describe(error: &::postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 /// A job's row.

@@ -26,6 +26,7 @@ use postgres::{Client, Config, Statement};
 
 use super::{Backend, FleetRow, HostRow, JobRow, StoreError, SCHEMA_VERSION};
 use crate::api::{EventRecord, OutputRecord};
+use crate::dispatcher::lease::Lease;
 
 /// The tables of schema version 3 (the SQLite backend's, in PostgreSQL's types); later
 /// versions add [`MIGRATIONS`].
@@ -85,6 +86,15 @@ CREATE TABLE chunks (
     chunk BIGINT NOT NULL,
     PRIMARY KEY (task, chunk)
 );
+-- Which dispatcher leads (see the dispatcher's lease module): one row, its epoch going up
+-- by one at each takeover, its expiry timed by the database's clock.
+CREATE TABLE pogo_leader (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    url TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    expires TIMESTAMPTZ NOT NULL
+);
 CREATE TABLE fleets (
     name TEXT NOT NULL,
     revision BIGINT NOT NULL,
@@ -120,6 +130,11 @@ pub struct PostgresStore {
     in_transaction: bool,
     /// The URL, without secrets, for messages.
     shown: String,
+    /// The lease every write is fenced by, on a leader.
+    fence: Option<Lease>,
+    /// Why a write of the open transaction failed: PostgreSQL has aborted the transaction
+    /// (a COMMIT would quietly roll it back), so the batch is lost and the core must stop.
+    broken: Option<String>,
 }
 
 /// Where a dispatcher's PostgreSQL is, parsed from `--database`.
@@ -406,7 +421,23 @@ impl PostgresStore {
             statements: RefCell::new(HashMap::new()),
             in_transaction: false,
             shown,
+            fence: None,
+            broken: None,
         })
+    }
+
+    /// Fences every write by `lease`: each transaction begins by checking, and locking for
+    /// its duration, that the lease row still has its epoch and has not expired; without a
+    /// write, [`Backend::commit`] checks that the lease is still held. A session left idle in
+    /// a transaction (its process paused) is ended by the server after half a lease, so that
+    /// it cannot hold a takeover back.
+    pub fn fenced(mut self, lease: Lease, duration: Duration) -> Result<PostgresStore, StoreError> {
+        let idle = (duration / 2).as_millis().max(100);
+        self.client
+            .get_mut()
+            .batch_execute(&format!("SET idle_in_transaction_session_timeout = {idle}"))?;
+        self.fence = Some(lease);
+        Ok(self)
     }
 
     /// The URL it was opened with, for messages.
@@ -425,9 +456,33 @@ impl PostgresStore {
     }
 
     fn begin(&mut self) -> Result<(), StoreError> {
-        if !self.in_transaction {
-            self.client.get_mut().batch_execute("BEGIN")?;
-            self.in_transaction = true;
+        let begun = self.begin_fenced();
+        if let Err(error) = &begun {
+            self.broken.get_or_insert_with(|| error.to_string());
+        }
+        begun
+    }
+
+    fn begin_fenced(&mut self) -> Result<(), StoreError> {
+        if self.in_transaction {
+            return Ok(());
+        }
+        self.client.get_mut().batch_execute("BEGIN")?;
+        self.in_transaction = true;
+        if let Some(lease) = &self.fence {
+            let epoch = lease.epoch();
+            let statement = self.statement(
+                "SELECT 1 FROM pogo_leader WHERE id = 1 AND epoch = $1 AND expires > now()
+                 FOR SHARE",
+            )?;
+            let held = self.client.get_mut().query(&statement, &[&epoch])?;
+            if held.is_empty() {
+                self.client.get_mut().batch_execute("ROLLBACK")?;
+                self.in_transaction = false;
+                return Err(StoreError::Fenced(format!(
+                    "its lease (epoch {epoch}) is no longer valid in the database"
+                )));
+            }
         }
         Ok(())
     }
@@ -439,8 +494,13 @@ impl PostgresStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         self.begin()?;
-        let statement = self.statement(sql)?;
-        Ok(self.client.get_mut().execute(&statement, params)?)
+        let done = self
+            .statement(sql)
+            .and_then(|statement| Ok(self.client.get_mut().execute(&statement, params)?));
+        if let Err(error) = &done {
+            self.broken.get_or_insert_with(|| error.to_string());
+        }
+        done
     }
 
     fn read(
@@ -459,9 +519,27 @@ fn int(n: u64) -> i64 {
 
 impl Backend for PostgresStore {
     fn commit(&mut self) -> Result<(), StoreError> {
+        if let Some(reason) = self.broken.take() {
+            if self.in_transaction {
+                self.in_transaction = false;
+                let _ = self.client.get_mut().batch_execute("ROLLBACK");
+            }
+            return Err(StoreError::Lost(reason));
+        }
+        if self.client.get_mut().is_closed() {
+            return Err(StoreError::Lost("the connection to it closed".into()));
+        }
         if self.in_transaction {
-            self.client.get_mut().batch_execute("COMMIT")?;
             self.in_transaction = false;
+            self.client.get_mut().batch_execute("COMMIT")?;
+        } else if let Some(lease) = &self.fence {
+            // Nothing written: what is answered now is answered under a lease still held.
+            if !lease.held() {
+                return Err(StoreError::Fenced(format!(
+                    "its lease (epoch {}) ran out",
+                    lease.epoch()
+                )));
+            }
         }
         Ok(())
     }
