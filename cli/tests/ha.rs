@@ -85,18 +85,35 @@ fn a_standby_takes_over_from_a_killed_leader_and_the_job_finishes_with_nothing_t
     let server = PostgresServer::start();
     let database = server.database();
     let d = Deployment::new(&["w1", "w2"]);
-    let (mut first, second, _, second_url) = two_dispatchers(&d, &database);
-    d.use_dispatcher(&second_url);
+    let (mut first, second, first_url, second_url) = two_dispatchers(&d, &database);
+    // Workers and the operator know both, the leader first.
+    d.use_dispatcher(&format!("{first_url},{second_url}"));
     let _w1 = d.worker("w1", 6);
     let _w2 = d.worker("w2", 6);
     let plan = plan(&d, 100, 8, "0.1");
-    let job = d.submit();
+    // The operator follows the job live, as `pogo apply --dispatcher` does.
+    let mut apply = d.spawn(
+        "apply",
+        &["apply", "plan.json", "--dispatcher", "--transport", "local"],
+    );
+    let mut job = String::new();
+    wait_until("the job to be submitted", || {
+        let jobs = d.pogo(&["jobs", "--json"]).json();
+        job = jobs[0]["id"].as_str().unwrap_or_default().to_string();
+        !job.is_empty()
+    });
     wait_until("a third of the job to run", || {
         succeeded(&d.status(&job)) >= 30
     });
 
     first.crash();
     second.wait_for_stderr("leading (epoch 2)");
+    assert_eq!(apply.wait(), 0, "{}", apply.stderr());
+    assert!(
+        apply.stdout().contains("100 succeeded"),
+        "{}",
+        apply.stdout()
+    );
     let status = d.wait_for_state(&job, "succeeded");
     assert_eq!(succeeded(&status), 100, "{status}");
     wait_until("every command to end", || d.all_ended());

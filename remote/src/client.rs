@@ -8,6 +8,8 @@
 
 use std::error::Error as StdError;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
@@ -60,19 +62,25 @@ impl ClientError {
 /// A stream of records that ends when the dispatcher ends it.
 pub type RecordStream<T> = Pin<Box<dyn Stream<Item = Result<T, ClientError>> + Send>>;
 
-/// A connection pool to one dispatcher.
+/// A connection pool to a dispatcher, or to whichever of several leads.
+///
+/// Given several URLs (`https://d1:8443,https://d2:8443`), calls go to the current one; when
+/// it cannot be reached, or answers that no dispatcher leads, the next is tried, and a call
+/// waits up to [`Client::TAKEOVER_PATIENCE`] for a takeover to end. A standby's redirect is
+/// followed, and its leader becomes the current URL when it is one of them.
 #[derive(Clone)]
 pub struct Client {
-    /// The URL as given, without a trailing `/`.
-    base: String,
-    /// The URL that endpoint paths are appended to.
-    root: Url,
+    /// Each dispatcher: its URL as given (without a trailing `/`), and the URL that endpoint
+    /// paths are appended to.
+    dispatchers: Arc<Vec<(String, Url)>>,
+    /// The one calls go to now.
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("url", &self.base).finish()
+        f.debug_struct("Client").field("url", &self.url()).finish()
     }
 }
 
@@ -84,11 +92,15 @@ impl Client {
     /// How much longer than its `wait_ms` a poll may take before it is given up.
     pub const POLL_GRACE: Duration = Duration::from_secs(15);
 
-    /// `url` is `https://HOST:PORT` (a trailing `/` is fine).
+    /// How long a call waits, trying each dispatcher in turn, while none leads (a takeover
+    /// takes about a lease).
+    pub const TAKEOVER_PATIENCE: Duration = Duration::from_secs(20);
+
+    /// `url` is `https://HOST:PORT` (a trailing `/` is fine), or several, comma-separated:
+    /// dispatchers sharing one database, of which one leads.
     pub fn new(url: &str, files: &TlsFiles) -> Result<Client, ClientError> {
-        let root = parse_url(url, false)?;
         let tls = crate::tls::client_config(files)?;
-        Client::build(url, root, tls)
+        Client::build(url, tls, false)
     }
 
     /// A client with a TLS configuration made elsewhere. With `allow_http`, `http://` URLs
@@ -99,11 +111,30 @@ impl Client {
         tls: rustls::ClientConfig,
         allow_http: bool,
     ) -> Result<Client, ClientError> {
-        let root = parse_url(url, allow_http)?;
-        Client::build(url, root, tls)
+        Client::build(url, tls, allow_http)
     }
 
-    fn build(url: &str, root: Url, tls: rustls::ClientConfig) -> Result<Client, ClientError> {
+    fn build(
+        url: &str,
+        tls: rustls::ClientConfig,
+        allow_http: bool,
+    ) -> Result<Client, ClientError> {
+        let dispatchers = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                Ok((
+                    u.trim_end_matches('/').to_string(),
+                    parse_url(u, allow_http)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        if dispatchers.is_empty() {
+            return Err(ClientError::Invalid(
+                "no dispatcher URL given; expected https://HOST:PORT".into(),
+            ));
+        }
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .http1_only()
@@ -120,15 +151,45 @@ impl Client {
                 ))
             })?;
         Ok(Client {
-            base: url.trim_end_matches('/').to_string(),
-            root,
+            dispatchers: Arc::new(dispatchers),
+            current: Arc::new(AtomicUsize::new(0)),
             http,
         })
     }
 
-    /// The dispatcher's URL, without a trailing `/`.
+    /// The URL of the dispatcher calls go to now, without a trailing `/`.
     pub fn url(&self) -> &str {
-        &self.base
+        &self.dispatchers[self.index()].0
+    }
+
+    fn index(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.dispatchers.len()
+    }
+
+    fn root(&self) -> Url {
+        self.dispatchers[self.index()].1.clone()
+    }
+
+    /// After a failed call to dispatcher `from`: the next one gets the calls (unless another
+    /// call moved on already).
+    fn move_on(&self, from: usize) {
+        let next = (from + 1) % self.dispatchers.len();
+        let _ = self
+            .current
+            .compare_exchange(from, next, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// A call answered from `answered` (after a standby's redirect): the leader there gets
+    /// the calls from now on, when it is one of the dispatchers.
+    fn learn(&self, answered: &Url) {
+        let same = |root: &Url| {
+            root.scheme() == answered.scheme()
+                && root.host_str() == answered.host_str()
+                && root.port_or_known_default() == answered.port_or_known_default()
+        };
+        if let Some(at) = self.dispatchers.iter().position(|(_, root)| same(root)) {
+            self.current.store(at, Ordering::Relaxed);
+        }
     }
 
     // Operators.
@@ -172,7 +233,7 @@ impl Client {
                 "not an operator's endpoint: {path_and_query}"
             )));
         }
-        let mut url = self.root.clone();
+        let mut url = self.root();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}{path}"));
         url.set_query(query);
@@ -192,7 +253,7 @@ impl Client {
         request
             .send()
             .await
-            .map_err(|e| connect_error(&self.base, &e))
+            .map_err(|e| connect_error(self.url(), &e))
     }
 
     /// The job's events after sequence number `after`; with `follow`, new ones as they
@@ -208,7 +269,11 @@ impl Client {
             .append_pair("after", &after.to_string())
             .append_pair("follow", if follow { "true" } else { "false" });
         let response = self.send(self.http.get(url.clone()), &url).await?;
-        Ok(ndjson(response, self.base.clone(), url.path().to_string()))
+        Ok(ndjson(
+            response,
+            self.url().to_string(),
+            url.path().to_string(),
+        ))
     }
 
     /// Output lines of the job (of one host when `host` is given) after sequence number
@@ -231,7 +296,11 @@ impl Client {
                 .append_pair("follow", if follow { "true" } else { "false" });
         }
         let response = self.send(self.http.get(url.clone()), &url).await?;
-        Ok(ndjson(response, self.base.clone(), url.path().to_string()))
+        Ok(ndjson(
+            response,
+            self.url().to_string(),
+            url.path().to_string(),
+        ))
     }
 
     /// `GET /v1/jobs/{job}/why`: why these hosts have not started, or (`hosts` empty) the
@@ -352,7 +421,7 @@ impl Client {
         response
             .bytes()
             .await
-            .map_err(|e| connect_error(&self.base, &e))?;
+            .map_err(|e| connect_error(self.url(), &e))?;
         Ok(())
     }
 
@@ -370,7 +439,7 @@ impl Client {
 
     /// The URL of `/v1/SEGMENTS...`, each segment percent-encoded.
     fn endpoint(&self, segments: &[&str]) -> Url {
-        let mut url = self.root.clone();
+        let mut url = self.root();
         // `parse_url` made sure that the URL can take a path.
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty()
@@ -391,28 +460,64 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        let url = self.endpoint(segments);
-        let mut request = self
-            .http
-            .request(method, url.clone())
-            .timeout(Client::REQUEST_TIMEOUT);
-        if let Some(body) = body {
-            request = request.json(body);
+        let give_up = tokio::time::Instant::now() + Client::TAKEOVER_PATIENCE;
+        loop {
+            // One round: each dispatcher once, from the current one.
+            let mut last = None;
+            for _ in 0..self.dispatchers.len() {
+                let url = self.endpoint(segments);
+                let mut request = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .timeout(Client::REQUEST_TIMEOUT);
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                match self.send(request, &url).await {
+                    Ok(response) => return self.decode(response, &url).await,
+                    Err(error) if self.dispatchers.len() > 1 && fails_over(&error) => {
+                        last = Some(error)
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            let error = last.expect("at least one dispatcher");
+            // Several dispatchers and none leads: a takeover is under way.
+            if !leaderless(&error) || tokio::time::Instant::now() >= give_up {
+                return Err(error);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let response = self.send(request, &url).await?;
-        self.decode(response, &url).await
     }
 
-    /// Sends a request; an answer with an error status becomes [`ClientError::Status`].
+    /// Sends a request; an answer with an error status becomes [`ClientError::Status`]. A
+    /// dispatcher out of reach, or without a leader, passes the next calls to the next one.
     async fn send(&self, request: RequestBuilder, url: &Url) -> Result<Response, ClientError> {
-        let response = request
+        let from = self.index();
+        let sent = request
             .send()
             .await
-            .map_err(|e| connect_error(&self.base, &e))?;
+            .map_err(|e| connect_error(&self.dispatchers[from].0, &e));
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                if fails_over(&error) {
+                    self.move_on(from);
+                }
+                return Err(error);
+            }
+        };
+        if response.url() != url {
+            self.learn(response.url());
+        }
         if response.status().is_success() {
             Ok(response)
         } else {
-            Err(status_error(response, url).await)
+            let error = status_error(response, url).await;
+            if fails_over(&error) {
+                self.move_on(from);
+            }
+            Err(error)
         }
     }
 
@@ -424,10 +529,21 @@ impl Client {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| connect_error(&self.base, &e))?;
+            .map_err(|e| connect_error(self.url(), &e))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Decode(format!("{}: {e}", url.path())))
     }
+}
+
+/// Whether a call that failed so is worth trying on another dispatcher: it could not be
+/// reached, or it had no leader to send the call to.
+fn fails_over(error: &ClientError) -> bool {
+    matches!(error, ClientError::Connect { .. }) || leaderless(error)
+}
+
+/// A standby's answer while no dispatcher leads.
+fn leaderless(error: &ClientError) -> bool {
+    matches!(error, ClientError::Status { status: 503, message } if message.starts_with("no dispatcher leads"))
 }
 
 /// Whether `path` names an operator's endpoint of the API: under `/v1/`, not the workers',

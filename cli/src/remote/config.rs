@@ -4,6 +4,9 @@
 //! `$XDG_CONFIG_HOME/pogo/client.toml`, else `~/.config/pogo/client.toml`, with the keys
 //! `dispatcher`, `cert`, `key` and `ca` (relative paths are relative to the file's directory).
 //!
+//! Dispatchers that share a PostgreSQL database (one leads) are given together: a
+//! comma-separated list in the flag or the variable, a list (or such a string) in the file.
+//!
 //! The resolver is given the environment as a function, so that tests never read the real
 //! one (or the real home directory).
 
@@ -128,6 +131,15 @@ impl ConfigFile {
         };
         let dir = path.parent().unwrap_or(Path::new(""));
         for (key, value) in &table {
+            // Several dispatchers, one leading: a list of URLs.
+            if let (Some(list), "dispatcher") = (value.as_array(), key.as_str()) {
+                let urls: Option<Vec<&str>> = list.iter().map(toml::Value::as_str).collect();
+                match urls {
+                    Some(urls) if !urls.is_empty() => file.dispatcher = Some(urls.join(",")),
+                    _ => problems.push("`dispatcher` must be a URL or a list of URLs".into()),
+                }
+                continue;
+            }
             let Some(text) = value.as_str() else {
                 if SETTINGS.iter().any(|s| s.key == key) {
                     problems.push(format!("`{key}` must be a string"));
@@ -244,9 +256,13 @@ pub fn resolve(
     let url = url
         .into_string()
         .map_err(|u| format!("the dispatcher URL from {url_from} is not UTF-8: {u:?}"))?;
-    if !url.starts_with("https://") {
+    if let Some(bad) = url
+        .split(',')
+        .map(str::trim)
+        .find(|u| !u.starts_with("https://"))
+    {
         return Err(format!(
-            "the dispatcher URL from {url_from} is `{url}`; it must start with https:// (the \
+            "the dispatcher URL from {url_from} is `{bad}`; it must start with https:// (the \
              dispatcher speaks HTTPS only)"
         ));
     }
@@ -278,6 +294,27 @@ mod tests {
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
         std::fs::write(&path, text).expect("write");
         path
+    }
+
+    #[test]
+    fn several_dispatchers_come_as_a_list_in_the_file_or_a_comma_list_elsewhere() {
+        let home = tempfile::tempdir().expect("tempdir");
+        write(
+            home.path(),
+            ".config/pogo/client.toml",
+            "dispatcher = [\"https://d1:8443\", \"https://d2:8443\"]\ncert = \"c\"\n\
+             key = \"k\"\nca = \"a\"\n",
+        );
+        let home_dir = home.path().to_str().expect("utf-8");
+        let env = env_of(&[("HOME", home_dir)]);
+        let c = resolve(&Given::default(), &env).expect("resolves");
+        assert_eq!(c.url, "https://d1:8443,https://d2:8443");
+        let env = env_of(&[
+            ("HOME", home_dir),
+            ("POGO_DISPATCHER", "https://d1:8443, http://d2:8443"),
+        ]);
+        let refused = resolve(&Given::default(), &env).unwrap_err();
+        assert!(refused.contains("`http://d2:8443`"), "{refused}");
     }
 
     #[test]
