@@ -8,19 +8,25 @@
 #               `true`: the time per sequential step. Target: < 5 ms.
 #
 # Also runs the same N hosts with a local `pogo apply` (limit 256) for comparison: on a small
-# machine, starting the processes is what bounds both. See bench/README.md.
+# machine, starting the processes is what bounds both (--no-local skips it). With
+# --database URL the dispatcher keeps its state in that PostgreSQL database instead of SQLite
+# (bench/postgres.sh compares the two). See bench/README.md.
 set -euo pipefail
 
 hosts=10000
 chain=200
 bin=
+database=
+local=1
 while (($#)); do
     case $1 in
         --hosts) hosts=$2; shift 2 ;;
         --chain) chain=$2; shift 2 ;;
         --bin) bin=$2; shift 2 ;;
+        --database) database=$2; shift 2 ;;
+        --no-local) local=; shift ;;
         -h|--help)
-            echo "Usage: bench/remote.sh [--hosts N] [--chain M] [--bin PATH]"
+            echo "Usage: bench/remote.sh [--hosts N] [--chain M] [--bin PATH] [--database URL] [--no-local]"
             exit 0 ;;
         *) echo "remote bench: unknown option $1" >&2; exit 64 ;;
     esac
@@ -45,7 +51,14 @@ trap cleanup EXIT
 cd "$work"
 
 "$bin" certs init pki --worker w1 --worker w2 --worker w3 --worker w4 --operator bench >/dev/null
-"$bin" dispatcher --listen 127.0.0.1:0 --state-dir state \
+if [[ -n $database ]]; then
+    store=(--database "$database")
+    label="remote (PostgreSQL)"
+else
+    store=(--state-dir state)
+    label="remote (SQLite)"
+fi
+"$bin" dispatcher --listen 127.0.0.1:0 "${store[@]}" \
     --cert pki/dispatcher.pem --key pki/dispatcher-key.pem --ca pki/ca.pem \
     >dispatcher.out 2>dispatcher.err &
 pids+=($!)
@@ -80,12 +93,14 @@ seconds() { python3 -c 'import time; print(time.monotonic())'; }
 start=$(seconds)
 "$bin" apply --dispatcher fleet.plan.json --transport local >/dev/null
 end=$(seconds)
-python3 -c "d=$end-$start; print(f'remote: {$hosts} no-op tasks, 1 dispatcher + 4 workers x 64: {d:.2f} s, {$hosts/d:.0f} tasks/s')"
+python3 -c "d=$end-$start; print(f'$label: {$hosts} no-op tasks, 1 dispatcher + 4 workers x 64: {d:.2f} s, {$hosts/d:.0f} tasks/s')"
 
 start=$(seconds)
 "$bin" apply --dispatcher chain.plan.json --transport local >/dev/null
 end=$(seconds)
-python3 -c "d=$end-$start; print(f'remote: chain of {$chain} hosts at max_parallel 1: {d:.2f} s, {d*1000/$chain:.2f} ms per step')"
+python3 -c "d=$end-$start; print(f'$label: chain of {$chain} hosts at max_parallel 1: {d:.2f} s, {d*1000/$chain:.2f} ms per step')"
+
+[[ -n $local ]] || exit 0
 
 start=$(seconds)
 POGO_STATE_DIR=$work/local "$bin" apply fleet.plan.json --transport local --concurrent 256 >/dev/null

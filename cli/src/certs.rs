@@ -61,7 +61,8 @@ enum CertsCommand {
         long_about = "Issue a certificate with the CA in --dir (its ca.pem and ca-key.pem): \
             for a new worker or operator, or a dispatcher's for new names, or to renew one \
             that expires. The files are ROLE-NAME.pem and ROLE-NAME-key.pem \
-            (dispatcher.pem and dispatcher-key.pem for the dispatcher); pogo never overwrites \
+            (dispatcher.pem and dispatcher-key.pem for the dispatcher of the default name; \
+            several dispatchers on one PostgreSQL each take a name); pogo never overwrites \
             them: to renew a certificate, move the old pair away first.\n\n\
             A dispatcher's certificate names localhost, 127.0.0.1 and ::1, and each --name.\n\n\
             The CA may be an organisation's own, if its key is an unencrypted PKCS#8 PEM \
@@ -424,7 +425,7 @@ fn issue(args: IssueArgs, out: &mut dyn Write) -> Result<(), Failure> {
     let reach = match role {
         Role::Dispatcher => args.names.clone(),
         Role::Worker | Role::Operator => {
-            let cert = certs::issued_paths(&args.dir, Role::Dispatcher, "").cert;
+            let cert = certs::issued_paths(&args.dir, Role::Dispatcher, "dispatcher").cert;
             certs::inspect_file(&cert)
                 .ok()
                 .and_then(|infos| infos.into_iter().next())

@@ -27,10 +27,10 @@ const FAST: &[&str] = &[
 /// Two dispatchers on `database`: the first leads; operators and workers go through the
 /// second (a standby redirects them to the leader, and leads itself once the first is gone).
 fn two_dispatchers(d: &Deployment, database: &str) -> (Proc, Proc, String, String) {
-    let first = d.dispatcher_on(database, free_port(), FAST);
+    let first = d.dispatcher_on(database, "d1", free_port(), FAST);
     first.wait_for_stderr("leading (epoch");
     let first_url = d.url();
-    let second = d.dispatcher_on(database, free_port(), FAST);
+    let second = d.dispatcher_on(database, "d2", free_port(), FAST);
     let second_url = d.url();
     (first, second, first_url, second_url)
 }

@@ -165,9 +165,11 @@ pub struct Issued {
 /// Where the certificate of `role` and `name` lives in `dir`. There is one dispatcher
 /// certificate per directory, whatever its name.
 pub fn issued_paths(dir: &Path, role: Role, name: &str) -> Issued {
+    // The dispatcher of the default name keeps the plain names; several dispatchers (on
+    // one PostgreSQL) each have a pair of their own.
     let stem = match role {
-        Role::Dispatcher => "dispatcher".to_string(),
-        Role::Worker | Role::Operator => format!("{role}-{name}"),
+        Role::Dispatcher if name == "dispatcher" => "dispatcher".to_string(),
+        Role::Dispatcher | Role::Worker | Role::Operator => format!("{role}-{name}"),
     };
     Issued {
         cert: dir.join(format!("{stem}.pem")),
@@ -1138,8 +1140,10 @@ mod tests {
             "{err}"
         );
         let names = ["pogo.example.com".to_string(), "10.0.0.7".to_string()];
+        // A dispatcher of another name than the default has files of its own (several
+        // dispatchers share one PostgreSQL).
         let issued = issue(tmp.path(), Role::Dispatcher, "d", &names, validity()).unwrap();
-        assert_eq!(issued.cert, tmp.path().join("dispatcher.pem"));
+        assert_eq!(issued.cert, tmp.path().join("dispatcher-d.pem"));
         assert_eq!(inspect(&der_of(&issued.cert)).unwrap().names, names);
     }
 

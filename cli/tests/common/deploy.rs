@@ -361,15 +361,29 @@ impl Deployment {
     /// Starts a dispatcher on the PostgreSQL database at `database` (several may share it;
     /// one leads) on `port`, and waits until it listens. Operators and workers started after
     /// it talk to it (see [`Deployment::use_dispatcher`]).
-    pub fn dispatcher_on(&self, database: &str, port: u16, extra: &[&str]) -> Proc {
+    /// Each dispatcher has a certificate of its own: `name`'s is issued on its first start.
+    pub fn dispatcher_on(&self, database: &str, name: &str, port: u16, extra: &[&str]) -> Proc {
         let certs = self.certs();
-        let file = |name: &str| path_text(&certs.join(name));
+        let issued = certs::issued_paths(&certs, Role::Dispatcher, name);
+        if !issued.cert.exists() {
+            let dir = path_text(&certs);
+            self.pogo(&[
+                "certs",
+                "issue",
+                "--dir",
+                &dir,
+                "--role",
+                "dispatcher",
+                name,
+            ])
+            .expect(0);
+        }
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec!["dispatcher", "--listen", &listen, "--database", database];
         let (cert, key, ca) = (
-            file("dispatcher.pem"),
-            file("dispatcher-key.pem"),
-            file("ca.pem"),
+            path_text(&issued.cert),
+            path_text(&issued.key),
+            path_text(&certs.join(certs::CA_CERT)),
         );
         args.extend(["--cert", &cert, "--key", &key, "--ca", &ca]);
         args.extend_from_slice(extra);
