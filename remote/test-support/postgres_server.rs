@@ -29,6 +29,8 @@ pub struct PostgresServer {
     account: Option<String>,
     watchdog: Option<Child>,
     databases: AtomicUsize,
+    /// Settings added to the server's command line.
+    settings: String,
 }
 
 impl PostgresServer {
@@ -41,6 +43,15 @@ impl PostgresServer {
     /// Makes a cluster and starts its server. Panics, saying why, when PostgreSQL is not
     /// installed (`.ci/run` installs Debian's `postgresql`).
     pub fn start() -> PostgresServer {
+        PostgresServer::start_with(&[])
+    }
+
+    /// A server that also takes TLS connections, with this certificate and key (PEM).
+    pub fn start_tls(cert: &str, key: &str) -> PostgresServer {
+        PostgresServer::start_with(&[("server.crt", cert), ("server.key", key)])
+    }
+
+    fn start_with(files: &[(&str, &str)]) -> PostgresServer {
         let bin = find_bin();
         let account = is_root().then(|| "postgres".to_string());
         let root = std::env::temp_dir().join(format!(
@@ -52,6 +63,21 @@ impl PostgresServer {
         if let Some(account) = &account {
             let (uid, gid) = ids(account);
             std::os::unix::fs::chown(&root, Some(uid), Some(gid)).unwrap();
+        }
+        let mut settings = String::new();
+        for (name, text) in files {
+            let path = root.join(name);
+            std::fs::write(&path, text).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some(account) = &account {
+                let (uid, gid) = ids(account);
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        if !files.is_empty() {
+            settings = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+            settings = settings.replace("server.", &format!("{}/server.", text(&root)));
         }
         let data = root.join("data");
         let initdb = run_as(
@@ -83,6 +109,7 @@ impl PostgresServer {
             account,
             watchdog: None,
             databases: AtomicUsize::new(0),
+            settings,
         };
         server.run();
         server
@@ -93,7 +120,7 @@ impl PostgresServer {
         let script = r#"
 "$PG_BIN/postgres" -D "$PG_ROOT/data" -p "$PG_PORT" -k "$PG_ROOT" \
     -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off \
-    -c max_connections=200 >>"$PG_ROOT/server.log" 2>&1 &
+    -c max_connections=200 $PG_SETTINGS >>"$PG_ROOT/server.log" 2>&1 &
 pg=$!
 while [ -d "/proc/$PG_PARENT" ] && kill -0 "$pg" 2>/dev/null; do sleep 0.2; done
 kill -INT "$pg" 2>/dev/null
@@ -106,6 +133,7 @@ wait "$pg"
             .env("PG_ROOT", &self.root)
             .env("PG_PORT", self.port.to_string())
             .env("PG_PARENT", std::process::id().to_string())
+            .env("PG_SETTINGS", &self.settings)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

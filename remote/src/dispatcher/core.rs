@@ -163,6 +163,24 @@ pub enum Cmd {
     },
 }
 
+impl Cmd {
+    /// The job the command names, if any.
+    fn job(&self) -> Option<&str> {
+        match self {
+            Cmd::Job { id, .. }
+            | Cmd::Plan { id, .. }
+            | Cmd::Why { id, .. }
+            | Cmd::Events { id, .. }
+            | Cmd::Output { id, .. }
+            | Cmd::Halt { id, .. }
+            | Cmd::Resume { id, .. }
+            | Cmd::Close { id, .. }
+            | Cmd::Approve { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 /// Timing settings of the core.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -559,6 +577,10 @@ pub struct Core {
     fleets: Fleets,
     /// Job ids by the client's submission id.
     submissions: HashMap<String, String>,
+    /// Ended jobs not loaded yet: they hold no place in any budget (they succeeded, or an
+    /// operator closed them), so a dispatcher that starts (or takes over) loads them only when
+    /// a request names them, or lists the jobs.
+    unloaded: HashMap<String, JobRow>,
     workers: BTreeMap<String, WorkerRt>,
     waiters: VecDeque<Waiter>,
     retries: std::collections::BinaryHeap<std::cmp::Reverse<RetryTimer>>,
@@ -648,6 +670,7 @@ impl Core {
             fleet: FleetScheduler::new(),
             fleets: Fleets::default(),
             submissions: HashMap::new(),
+            unloaded: HashMap::new(),
             workers: BTreeMap::new(),
             waiters: VecDeque::new(),
             retries: Default::default(),
@@ -664,6 +687,15 @@ impl Core {
         }
         let now = Instant::now();
         for row in core.store.jobs()? {
+            let ended = parse_state(&row.state).is_some_and(JobState::is_ended);
+            if ended && (row.state == state_word(JobState::Succeeded) || row.closed.is_some()) {
+                if let Some(submission) = &row.submission {
+                    core.submissions.insert(submission.clone(), row.id.clone());
+                }
+                core.order.push(row.id.clone());
+                core.unloaded.insert(row.id.clone(), row);
+                continue;
+            }
             let job = core.reload(row, now)?;
             if let Some(submission) = &job.submission {
                 core.submissions.insert(submission.clone(), job.id.clone());
@@ -909,8 +941,35 @@ impl Core {
         }));
     }
 
+    /// Loads job `id` if it was left unloaded at start.
+    fn loaded(&mut self, id: &str) {
+        let Some(row) = self.unloaded.remove(id) else {
+            return;
+        };
+        match self.reload(row, Instant::now()) {
+            Ok(job) => {
+                self.jobs.insert(id.to_string(), job);
+            }
+            Err(error) => {
+                // Its row stays out: the job answers as unknown, and the error says why.
+                eprintln!("pogo dispatcher: cannot load job {id}: {error}");
+                self.order.retain(|other| other != id);
+            }
+        }
+    }
+
     /// Applies one command; `Some` when it says to stop.
     fn handle(&mut self, cmd: Cmd) -> Option<Option<oneshot::Sender<()>>> {
+        if let Some(id) = cmd.job() {
+            let id = id.to_string();
+            self.loaded(&id);
+        }
+        if matches!(cmd, Cmd::Jobs { .. }) {
+            let ids: Vec<String> = self.unloaded.keys().cloned().collect();
+            for id in ids {
+                self.loaded(&id);
+            }
+        }
         match cmd {
             Cmd::Submit { job, by, reply } => {
                 let value = self.submit(*job, by);
@@ -1261,7 +1320,11 @@ impl Core {
         } = submit;
         if let Some(first) = submission.as_ref().and_then(|s| self.submissions.get(s)) {
             // The same request again (its answer was lost): the job it made, not another.
-            return Ok(self.jobs[first].summary());
+            let first = first.clone();
+            self.loaded(&first);
+            if let Some(job) = self.jobs.get(&first) {
+                return Ok(job.summary());
+            }
         }
         plan.validate()
             .map_err(|e| ApiErr::bad(format!("the plan is invalid: {e}")))?;
@@ -3008,6 +3071,84 @@ mod tests {
         std::thread::scope(|scope| scope.spawn(work).join().unwrap())
     }
 
+    /// A CA and a server certificate for 127.0.0.1 (the deployment's own maker does).
+    fn ca_and_server(dir: &std::path::Path) -> (std::path::PathBuf, String, String) {
+        use crate::certs::{self, InitOptions, Role, Validity};
+        certs::init(
+            dir,
+            &InitOptions {
+                dispatcher_names: vec!["127.0.0.1".into()],
+                workers: vec![],
+                operators: vec![],
+                validity: Validity::days_from_now(1),
+            },
+        )
+        .unwrap();
+        let issued = certs::issued_paths(dir, Role::Dispatcher, "dispatcher");
+        (
+            dir.join(certs::CA_CERT),
+            std::fs::read_to_string(issued.cert).unwrap(),
+            std::fs::read_to_string(issued.key).unwrap(),
+        )
+    }
+
+    #[test]
+    fn tls_to_the_database_verifies_the_server_with_the_given_ca_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = ca_and_server(&dir.path().join("right"));
+        let (other_ca, _, _) = ca_and_server(&dir.path().join("other"));
+        let server = postgres_server::PostgresServer::start_tls(&cert, &key);
+        let plain = server.database();
+        let with = |mode: &str, root: Option<&std::path::Path>| {
+            let mut url = plain.replace("sslmode=disable", &format!("sslmode={mode}"));
+            if let Some(root) = root {
+                url.push_str(&format!("&sslrootcert={}", root.display()));
+            }
+            Database::parse(&url).unwrap()
+        };
+        let store = PostgresStore::open(&with("require", Some(&ca))).unwrap();
+        assert!(store.encrypted(), "the connection is encrypted");
+        let refused = PostgresStore::open(&with("require", Some(&other_ca)))
+            .err()
+            .expect("a server certificate of another CA is refused");
+        assert!(refused.to_string().contains("certificate"), "{refused}");
+        let Err(StoreError::Open { reason, .. }) = with("require", None).connect() else {
+            panic!("TLS without a CA to check the server with is refused");
+        };
+        assert!(reason.contains("sslrootcert"), "{reason}");
+    }
+
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused_and_one_of_the_same_opens() {
+        let server = postgres_server::PostgresServer::shared();
+        let database = Database::parse(&server.database()).unwrap();
+        drop(PostgresStore::open(&database).unwrap());
+        let mut client = database.connect().unwrap();
+        client
+            .execute(
+                "UPDATE pogo_schema SET version = $1",
+                &[&(super::super::store::SCHEMA_VERSION + 1)],
+            )
+            .unwrap();
+        match PostgresStore::open(&database) {
+            Err(StoreError::Version { found, .. }) => {
+                assert_eq!(found, super::super::store::SCHEMA_VERSION + 1)
+            }
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a newer schema opened"),
+        }
+        client
+            .execute(
+                "UPDATE pogo_schema SET version = $1",
+                &[&super::super::store::SCHEMA_VERSION],
+            )
+            .unwrap();
+        let store = PostgresStore::open(&database).unwrap();
+        assert!(super::super::store::Backend::jobs(&store)
+            .unwrap()
+            .is_empty());
+    }
+
     struct Rig {
         _dir: tempfile::TempDir,
         path: std::path::PathBuf,
@@ -3618,6 +3759,52 @@ mod tests {
             password: None,
             submission: None,
         }
+    }
+
+    #[rstest]
+    #[tokio::test]
+    async fn a_restart_loads_finished_jobs_only_when_they_are_asked_for(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
+        let mut first = submission(Plan::sketch("a"), Default::default(), &[]);
+        first.submission = Some("request-1".into());
+        let done = rig.send(first.clone()).await;
+        let a = rig.poll("w1", 4).await;
+        rig.report("w1", &a[0], 0).await;
+        assert_eq!(rig.job(&done.id).await.summary.state, JobState::Succeeded);
+        let running = rig.submit(Plan::sketch("b")).await;
+        rig.restart().await;
+
+        // Loaded at start: the running job only.
+        let commits = std::sync::Arc::new(watch::channel(0).0);
+        let (unloaded, loaded) = off_runtime(|| {
+            let core = Core::load(rig.open_store(), TIMING, commits).unwrap();
+            let seen = (
+                core.unloaded.keys().cloned().collect::<Vec<_>>(),
+                core.jobs.keys().cloned().collect::<Vec<_>>(),
+            );
+            drop(core);
+            seen
+        });
+        assert_eq!(unloaded, std::slice::from_ref(&done.id));
+        assert_eq!(loaded, std::slice::from_ref(&running.id));
+
+        // Asked for, it is there as it was; the same request again finds it; the list has
+        // every job, newest first.
+        assert_eq!(rig.job(&done.id).await.summary.state, JobState::Succeeded);
+        assert_eq!(rig.send(first).await.id, done.id);
+        let ids: Vec<String> = rig
+            .handle
+            .call(|reply| Cmd::Jobs { reply })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(ids, [running.id.clone(), done.id.clone()]);
+        let b = rig.poll("w1", 4).await;
+        assert_eq!(hosts_of(&b), ["b"]);
     }
 
     /// `pogo resume JOB` (`hosts` None) or `pogo retry JOB HOST...`.

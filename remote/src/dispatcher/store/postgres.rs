@@ -223,10 +223,10 @@ impl Database {
             SslMode::Disable => self
                 .config
                 .connect(postgres::NoTls)
-                .map_err(|e| open(e.to_string())),
+                .map_err(|e| open(with_causes(&e))),
             _ => {
                 let tls = self.tls().map_err(open)?;
-                self.config.connect(tls).map_err(|e| open(e.to_string()))
+                self.config.connect(tls).map_err(|e| open(with_causes(&e)))
             }
         }
     }
@@ -259,6 +259,22 @@ impl Database {
 }
 
 use rustls_pki_types::pem::PemObject as _;
+
+/// An error and what caused it, as one line: "error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer".
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
+}
 
 /// `url` without the query parameter `key`, and its value.
 fn take_param(url: &str, key: &str) -> (String, Option<String>) {
@@ -443,6 +459,19 @@ impl PostgresStore {
     /// The URL it was opened with, for messages.
     pub fn shown(&self) -> &str {
         &self.shown
+    }
+
+    /// Whether its connection is encrypted.
+    #[cfg(test)]
+    pub(crate) fn encrypted(&self) -> bool {
+        self.client
+            .borrow_mut()
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .map(|row| row.get(0))
+            .unwrap_or(false)
     }
 
     /// The prepared statement of `sql`, prepared once per connection.
