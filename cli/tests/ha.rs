@@ -218,3 +218,49 @@ fn a_second_dispatcher_on_the_same_state_dir_is_refused() {
         second.stderr()
     );
 }
+
+#[test]
+fn readyz_says_which_dispatcher_leads() {
+    let server = PostgresServer::start();
+    let database = server.database();
+    let d = Deployment::new(&[]);
+    let (m1, m2) = (free_port(), free_port());
+    let with = |port: u16| {
+        let mut flags: Vec<String> = FAST.iter().map(|f| f.to_string()).collect();
+        flags.extend(["--metrics-listen".to_string(), format!("127.0.0.1:{port}")]);
+        flags
+    };
+    let flags1 = with(m1);
+    let flags1: Vec<&str> = flags1.iter().map(String::as_str).collect();
+    let mut first = d.dispatcher_on(&database, "d1", free_port(), &flags1);
+    first.wait_for_stderr("leading (epoch");
+    let flags2 = with(m2);
+    let flags2: Vec<&str> = flags2.iter().map(String::as_str).collect();
+    let second = d.dispatcher_on(&database, "d2", free_port(), &flags2);
+    wait_until("the standby to know the leader", || {
+        common::http_get(m2, "/readyz").1.contains("the leader is")
+    });
+    assert_eq!(common::http_get(m1, "/readyz").0, 200);
+    let (status, why) = common::http_get(m2, "/readyz");
+    assert_eq!(status, 503, "{why}");
+    assert_eq!(
+        common::http_get(m2, "/healthz").0,
+        200,
+        "a standby is alive"
+    );
+    let leader = |port: u16| {
+        common::http_get(port, "/metrics")
+            .1
+            .lines()
+            .any(|line| line == "pogo_leader 1")
+    };
+    assert!(leader(m1), "{}", common::http_get(m1, "/metrics").1);
+    assert!(!leader(m2), "{}", common::http_get(m2, "/metrics").1);
+
+    first.crash();
+    second.wait_for_stderr("leading (epoch 2)");
+    wait_until("the new leader to be ready", || {
+        common::http_get(m2, "/readyz").0 == 200
+    });
+    assert!(leader(m2));
+}

@@ -198,6 +198,16 @@ impl Budget {
     }
 }
 
+/// A live budget's use: its hosts down (running or failed) against its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetUse {
+    pub fleet: String,
+    pub revision: u32,
+    pub group: String,
+    pub down: u64,
+    pub max_parallel: u64,
+}
+
 #[derive(Debug)]
 struct FleetRt {
     name: String,
@@ -289,6 +299,21 @@ impl FleetScheduler {
     }
 
     // ---- fleets ----------------------------------------------------------------------------
+
+    /// How full each live budget is (for metrics), in the order they were made.
+    pub fn budget_use(&self) -> Vec<BudgetUse> {
+        self.budgets
+            .iter()
+            .flatten()
+            .map(|b| BudgetUse {
+                fleet: self.fleets[b.fleet as usize].name.clone(),
+                revision: b.revision,
+                group: b.id.clone(),
+                down: b.down,
+                max_parallel: b.max_parallel,
+            })
+            .collect()
+    }
 
     /// Whether any fleet is registered.
     pub fn has_fleets(&self) -> bool {

@@ -74,6 +74,7 @@ async fn main() {
         advertise: None,
         heartbeat_interval: DispatcherConfig::DEFAULT_HEARTBEAT,
         worker_timeout: DispatcherConfig::DEFAULT_WORKER_TIMEOUT,
+        metrics_listen: None,
     })
     .await
     .expect("a dispatcher");
@@ -88,6 +89,7 @@ async fn main() {
                 capacity: 64,
                 max_backoff: Duration::from_secs(1),
                 supervisor: None,
+                metrics_listen: None,
             },
             stop.clone(),
             CancelToken::new(),

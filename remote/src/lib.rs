@@ -16,6 +16,7 @@ pub use pogo_api as api;
 pub mod certs;
 pub mod client;
 pub mod dispatcher;
+pub mod metrics;
 pub mod tls;
 pub mod ui;
 pub mod worker;

@@ -39,6 +39,7 @@ use crate::api::{
     FEATURE_PHASES,
 };
 use crate::client::{Client, ClientError};
+use crate::metrics::WorkerMetrics;
 use crate::tls::TlsFiles;
 
 /// How a worker runs.
@@ -55,6 +56,8 @@ pub struct WorkerConfig {
     /// worker, even one killed with SIGKILL (`pogo worker` gives itself; see
     /// `pogo_executor::transport::supervise`).
     pub supervisor: Option<std::path::PathBuf>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (plain HTTP), if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why a worker ended on its own: its dispatcher refused it, or it could not start.
@@ -104,7 +107,36 @@ pub async fn run(
         Client::new(&config.dispatcher, &config.tls).map_err(|e| WorkerError(e.to_string()))?;
     let mut settings = Settings::new(config.capacity, config.max_backoff);
     settings.supervisor = config.supervisor;
-    run_with(client, settings, stop, kill).await
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    if let Some(at) = config.metrics_listen {
+        let probe = Arc::new(Probe(settings.metrics.clone()));
+        let (bound, _task) = crate::metrics::serve(at, probe, closing_rx)
+            .await
+            .map_err(|e| WorkerError(format!("cannot listen on {at} for metrics: {e}")))?;
+        (settings.log)(&format!(
+            "pogo worker: metrics and health on http://{bound}/metrics, /healthz, /readyz"
+        ));
+    }
+    let ended = run_with(client, settings, stop, kill).await;
+    closing.send_replace(true);
+    ended
+}
+
+/// What the metrics listener asks of a worker.
+struct Probe(Arc<WorkerMetrics>);
+
+impl crate::metrics::Probe for Probe {
+    async fn metrics(&self) -> String {
+        self.0.render()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        if self.0.connected.get() == 1 {
+            Ok(())
+        } else {
+            Err("the dispatcher is out of reach".into())
+        }
+    }
 }
 
 /// The worker's knobs ([`run`] takes the defaults; tests shorten them).
@@ -120,6 +152,7 @@ pub(crate) struct Settings {
     pub(crate) log: Arc<dyn Fn(&str) + Send + Sync>,
     /// See [`WorkerConfig::supervisor`].
     pub(crate) supervisor: Option<std::path::PathBuf>,
+    pub(crate) metrics: Arc<WorkerMetrics>,
 }
 
 impl Settings {
@@ -134,6 +167,7 @@ impl Settings {
             give_up: GIVE_UP,
             log: Arc::new(|line| eprintln!("{line}")),
             supervisor: None,
+            metrics: WorkerMetrics::new(),
         }
     }
 }
@@ -228,7 +262,7 @@ impl Shared {
         let supervisor = settings.supervisor.clone();
         Shared {
             client,
-            link: Link::new(settings.log.clone()),
+            link: Link::new(settings.log.clone(), settings.metrics.clone()),
             settings,
             state: Mutex::new(State {
                 registry: Registry::default(),
@@ -401,7 +435,14 @@ async fn poll_loop(
                                 shared.lock().registry.forget(&task.id);
                             } else {
                                 shared.lock().registry.confirmed(&task.id);
-                                tasks.spawn(run_task(shared.clone(), task, cancel));
+                                let metrics = shared.settings.metrics.clone();
+                                let running = run_task(shared.clone(), task, cancel);
+                                tasks.spawn(async move {
+                                    metrics.tasks_running.inc();
+                                    running.await;
+                                    metrics.tasks_running.dec();
+                                    metrics.tasks_finished.inc();
+                                });
                             }
                         }
                     }
@@ -689,6 +730,8 @@ async fn deliver_chunk(shared: &Shared, chunk: OutputChunk) {
             Ok(()) => {
                 shared.link.up();
                 shared.delivered();
+                let bytes: usize = chunk.lines.iter().map(|line| line.text.len()).sum();
+                shared.settings.metrics.output_bytes.inc_by(bytes as u64);
                 return;
             }
             Err(error) if error.is_transient() => shared.link.down(&error),
@@ -828,13 +871,15 @@ fn seconds(duration: Duration) -> String {
 struct Link {
     away: Mutex<bool>,
     log: Arc<dyn Fn(&str) + Send + Sync>,
+    metrics: Arc<WorkerMetrics>,
 }
 
 impl Link {
-    fn new(log: Arc<dyn Fn(&str) + Send + Sync>) -> Link {
+    fn new(log: Arc<dyn Fn(&str) + Send + Sync>, metrics: Arc<WorkerMetrics>) -> Link {
         Link {
             away: Mutex::new(false),
             log,
+            metrics,
         }
     }
 
@@ -847,6 +892,7 @@ impl Link {
     }
 
     fn down(&self, error: &ClientError) {
+        self.metrics.connected.set(0);
         if !self.set(true) {
             (self.log)(&format!(
                 "pogo worker: dispatcher unreachable ({}); retrying",
@@ -856,13 +902,16 @@ impl Link {
     }
 
     fn up(&self) {
+        self.metrics.connected.set(1);
         if self.set(false) {
+            self.metrics.reconnects.inc();
             (self.log)("pogo worker: reconnected");
         }
     }
 
     /// Up, without saying so (the first connection says more).
     fn up_quietly(&self) {
+        self.metrics.connected.set(1);
         self.set(false);
     }
 }
@@ -1735,6 +1784,7 @@ mod tests {
                     Arc::new(move |line| log.lock().unwrap().push(line.to_string()))
                 },
                 supervisor: None,
+                metrics: WorkerMetrics::new(),
             };
             let (stop, kill) = (CancelToken::new(), CancelToken::new());
             let worker = tokio::spawn(run_with(

@@ -45,6 +45,7 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
         advertise: None,
         heartbeat_interval: Duration::from_millis(200),
         worker_timeout: Duration::from_secs(5),
+        metrics_listen: None,
     })
     .await
     .unwrap();
@@ -57,6 +58,7 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
             capacity: 4,
             max_backoff: Duration::from_secs(1),
             supervisor: None,
+            metrics_listen: None,
         },
         stop.clone(),
         kill,

@@ -98,6 +98,10 @@ pub struct DispatcherArgs {
     /// [default: 30s]
     #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     worker_timeout: Option<Duration>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on ADDR:PORT, for
+    /// loopback or a management network (they carry no host name, command or secret)
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// SIGINT and SIGTERM, installed before anything is started.
@@ -161,6 +165,7 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
         worker_timeout: args
             .worker_timeout
             .unwrap_or(DispatcherConfig::DEFAULT_WORKER_TIMEOUT),
+        metrics_listen: args.metrics_listen,
     };
     if matches!(config.store, StoreConfig::Postgres { .. })
         && config.advertise.is_none()
@@ -194,6 +199,11 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
                 dispatcher.local_addr()
             ),
         )?;
+        if let Some(at) = dispatcher.metrics_addr() {
+            eprintln!(
+                "pogo dispatcher: metrics and health on http://{at}/metrics, /healthz, /readyz"
+            );
+        }
         tokio::select! {
             _ = signals.next() => {}
             reason = dispatcher.failed() => {
@@ -236,6 +246,10 @@ pub struct WorkerArgs {
     /// The longest pause between two attempts to reach the dispatcher: 500ms, 30s, 2m
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_interval)]
     max_backoff: Duration,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over plain HTTP on ADDR:PORT, for
+    /// loopback or a management network (they carry no host name, command or secret)
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     connection: DispatcherFlags,
 }
@@ -250,6 +264,7 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
         max_backoff: args.max_backoff,
         // Local commands die with the worker, even one killed with SIGKILL.
         supervisor: std::env::current_exe().ok(),
+        metrics_listen: args.metrics_listen,
     };
     let runtime = daemon_runtime()?;
     let result = runtime.block_on(async {

@@ -405,6 +405,11 @@ impl Deployment {
 
     /// `pogo worker` with these certificate files (another deployment's, say).
     pub fn worker_with(&self, name: &str, capacity: u32, files: &TlsFiles) -> Proc {
+        self.worker_args(name, capacity, files, &[])
+    }
+
+    /// `pogo worker` with these certificate files and `extra` flags.
+    pub fn worker_args(&self, name: &str, capacity: u32, files: &TlsFiles, extra: &[&str]) -> Proc {
         let url = self.url();
         let capacity = capacity.to_string();
         let (cert, key, ca) = (
@@ -412,24 +417,23 @@ impl Deployment {
             path_text(&files.key),
             path_text(&files.ca),
         );
-        self.spawn(
-            name,
-            &[
-                "worker",
-                "--dispatcher",
-                &url,
-                "--cert",
-                &cert,
-                "--key",
-                &key,
-                "--ca",
-                &ca,
-                "--capacity",
-                &capacity,
-                "--max-backoff",
-                "200ms",
-            ],
-        )
+        let mut args = vec![
+            "worker",
+            "--dispatcher",
+            &url,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--ca",
+            &ca,
+            "--capacity",
+            &capacity,
+            "--max-backoff",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        self.spawn(name, &args)
     }
 
     /// `pogo workers --json`.

@@ -138,6 +138,11 @@ pub enum Cmd {
     Workers {
         reply: Reply<Vec<WorkerInfo>>,
     },
+    /// Brings the metrics' gauges up to date (`/metrics`); answered when the core runs,
+    /// which is what `/readyz` asks too.
+    Metrics {
+        reply: Reply<()>,
+    },
     Poll {
         worker: String,
         poll: Poll,
@@ -591,6 +596,7 @@ pub struct Core {
     /// Numbers gate tasks, from the clock at start: a gate run again after a restart gets an
     /// id no earlier run had (their output chunks are told apart by task id).
     gate_serial: u64,
+    metrics: std::sync::Arc<crate::metrics::DispatcherMetrics>,
 }
 
 fn now_secs() -> u64 {
@@ -678,6 +684,7 @@ impl Core {
             commits,
             dirty: false,
             gate_serial: now_ms(),
+            metrics: crate::metrics::DispatcherMetrics::new(),
         };
         // The fleets first, in the order they were pushed: the budgets every job is held by.
         for row in core.store.fleets()? {
@@ -916,7 +923,14 @@ impl Core {
 
     /// Commits the batch, then answers.
     fn flush(&mut self) -> Result<(), StoreError> {
-        if let Err(error) = self.store.commit() {
+        let started = Instant::now();
+        let committed = self.store.commit();
+        if self.dirty {
+            self.metrics
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if let Err(error) = committed {
             let message = format!("the dispatcher cannot write its database: {error}");
             for waiter in self.waiters.drain(..) {
                 let _ = waiter.reply.send(Err(ApiErr::new(503, message.clone())));
@@ -939,6 +953,89 @@ impl Core {
         self.answers.push(Box::new(move || {
             let _ = reply.send(value);
         }));
+    }
+
+    /// Counts into `metrics` from now on.
+    pub fn with_metrics(
+        mut self,
+        metrics: std::sync::Arc<crate::metrics::DispatcherMetrics>,
+    ) -> Core {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Brings the metrics' gauges up to date: jobs and hosts by state, workers, budgets.
+    fn measure(&mut self) {
+        use crate::metrics::{BudgetLabel, StateLabel};
+        let m = &self.metrics;
+        let mut jobs: BTreeMap<&str, i64> = BTreeMap::new();
+        for state in [
+            JobState::Running,
+            JobState::Stopping,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::Stopped,
+        ] {
+            jobs.insert(state.word(), 0);
+        }
+        for job in self.jobs.values() {
+            *jobs.entry(job.state.word()).or_default() += 1;
+        }
+        for row in self.unloaded.values() {
+            *jobs.entry(row.state.as_str()).or_default() += 1;
+        }
+        for (state, n) in jobs {
+            m.jobs
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+        let mut hosts: BTreeMap<&str, i64> = [
+            HState::Pending,
+            HState::Running,
+            HState::Succeeded,
+            HState::Failed,
+            HState::TimedOut,
+            HState::Unreachable,
+            HState::Lost,
+            HState::Skipped,
+            HState::Cancelled,
+        ]
+        .iter()
+        .map(|s| (s.as_str(), 0))
+        .collect();
+        for id in &self.running {
+            for host in &self.jobs[id].hosts {
+                *hosts.entry(host.state.as_str()).or_default() += 1;
+            }
+        }
+        for (state, n) in hosts {
+            m.hosts
+                .get_or_create(&StateLabel {
+                    state: state.to_string(),
+                })
+                .set(n);
+        }
+        let connected: Vec<&WorkerRt> = self.workers.values().filter(|w| w.connected).collect();
+        m.workers_connected.set(connected.len() as i64);
+        m.workers_capacity
+            .set(connected.iter().map(|w| i64::from(w.capacity)).sum());
+        m.budget_down.clear();
+        m.budget_limit.clear();
+        for budget in self.fleet.budget_use() {
+            let label = BudgetLabel {
+                fleet: budget.fleet,
+                revision: budget.revision.to_string(),
+                group: budget.group,
+            };
+            m.budget_down
+                .get_or_create(&label)
+                .set(i64::try_from(budget.down).unwrap_or(i64::MAX));
+            m.budget_limit
+                .get_or_create(&label)
+                .set(i64::try_from(budget.max_parallel).unwrap_or(i64::MAX));
+        }
     }
 
     /// Loads job `id` if it was left unloaded at start.
@@ -1039,6 +1136,10 @@ impl Core {
             } => {
                 let value = self.resume(&id, password, retry);
                 self.answer(reply, value);
+            }
+            Cmd::Metrics { reply } => {
+                self.measure();
+                self.answer(reply, Ok(()));
             }
             Cmd::Workers { reply } => {
                 let now = Instant::now();
@@ -1638,6 +1739,7 @@ impl Core {
                 },
             );
         }
+        self.metrics.tasks_handed_out.inc();
         self.save_host(id, idx);
         built
     }
@@ -1694,6 +1796,7 @@ impl Core {
                 },
             );
         }
+        self.metrics.tasks_handed_out.inc();
         Some(built)
     }
 
@@ -1974,6 +2077,7 @@ impl Core {
                             w.tasks.remove(&result.task);
                             w.finished += 1;
                         }
+                        self.finished(result);
                         self.gate_ended(&id, slot, result);
                     }
                 }
@@ -2026,8 +2130,17 @@ impl Core {
             w.tasks.remove(&result.task);
             w.finished += 1;
         }
+        self.finished(result);
         self.attempted(&id, idx, attempt, result);
         Ok(())
+    }
+
+    /// Counts a task that ended on its worker.
+    fn finished(&self, result: &TaskResult) {
+        self.metrics.tasks_finished.inc();
+        self.metrics
+            .task_seconds
+            .observe(result.duration_ms as f64 / 1000.0);
     }
 
     /// An attempt ended: retry the host, or tell the scheduler.
@@ -2871,6 +2984,7 @@ impl Core {
                         w.tasks.remove(task);
                     }
                     let how = message.replace("the command", "the gate");
+                    self.metrics.tasks_lost.inc();
                     self.fail_gate(&held.job, slot, how);
                 }
                 return;
@@ -2886,6 +3000,7 @@ impl Core {
         if host.state != HState::Running || host.task.as_deref() != Some(task) {
             return;
         }
+        self.metrics.tasks_lost.inc();
         eprintln!(
             "pogo dispatcher: job {}: host {} is lost ({message})",
             held.job, job.plan.hosts[idx]

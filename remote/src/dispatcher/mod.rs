@@ -52,6 +52,8 @@ pub struct DispatcherConfig {
     pub heartbeat_interval: Duration,
     /// A worker not heard from for this long is lost, and so are the tasks it ran.
     pub worker_timeout: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (plain HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl DispatcherConfig {
@@ -79,6 +81,7 @@ const LOCK_FILE: &str = "pogo.lock";
 /// A running dispatcher.
 pub struct Dispatcher {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     url: String,
     closing: watch::Sender<bool>,
     core: CoreHandle,
@@ -110,6 +113,7 @@ impl Dispatcher {
             worker_timeout: config.worker_timeout,
         };
         let commits = Arc::new(watch::channel(0u64).0);
+        let metrics = crate::metrics::DispatcherMetrics::new();
         let (failed_tx, failed) = watch::channel(None);
         let (closing, closing_rx) = watch::channel(false);
         let (tx, _) = std::sync::mpsc::channel();
@@ -123,7 +127,7 @@ impl Dispatcher {
                 let store: Store =
                     Box::new(SqliteStore::open(dir).map_err(|e| DispatchError(e.to_string()))?);
                 let core = load(store, timing, commits.clone()).await?;
-                Some((core, lock))
+                Some((core.with_metrics(metrics.clone()), lock))
             }
             StoreConfig::Postgres { database, .. } => {
                 // Creates or migrates the schema, and says at once when the database is
@@ -180,6 +184,7 @@ impl Dispatcher {
                     handle: handle.clone(),
                     serving: serving_tx,
                     closing: closing_rx.clone(),
+                    metrics: metrics.clone(),
                 }));
                 Running::Postgres { supervisor }
             }
@@ -192,9 +197,27 @@ impl Dispatcher {
             closing: closing_rx.clone(),
             serving: serving.clone(),
         });
-        let server = tokio::spawn(server::serve(listener, tls, router, closing_rx));
+        let server = tokio::spawn(server::serve(listener, tls, router, closing_rx.clone()));
+        let metrics_addr = match config.metrics_listen {
+            Some(at) => {
+                let probe = Arc::new(Probe {
+                    core: handle.clone(),
+                    serving: serving.clone(),
+                    metrics,
+                });
+                let (bound, _task) =
+                    crate::metrics::serve(at, probe, closing_rx)
+                        .await
+                        .map_err(|e| {
+                            DispatchError(format!("cannot listen on {at} for metrics: {e}"))
+                        })?;
+                Some(bound)
+            }
+            None => None,
+        };
         Ok(Dispatcher {
             addr,
+            metrics_addr,
             url,
             closing,
             core: handle,
@@ -208,6 +231,11 @@ impl Dispatcher {
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where it serves metrics and health, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The URL it gives for itself.
@@ -313,6 +341,41 @@ struct Leading {
     handle: CoreHandle,
     serving: watch::Sender<Serving>,
     closing: watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::DispatcherMetrics>,
+}
+
+/// What the metrics listener asks of a dispatcher.
+struct Probe {
+    core: CoreHandle,
+    serving: watch::Receiver<Serving>,
+    metrics: Arc<crate::metrics::DispatcherMetrics>,
+}
+
+impl crate::metrics::Probe for Probe {
+    async fn metrics(&self) -> String {
+        let leading = *self.serving.borrow() == Serving::Leading;
+        self.metrics.leader.set(i64::from(leading));
+        if leading {
+            // The gauges of a standby stay as they were when it last led.
+            let _ = self.core.call(|reply| Cmd::Metrics { reply }).await;
+        }
+        self.metrics.render()
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        match self.serving.borrow().clone() {
+            Serving::Leading => {}
+            Serving::Standby { leader: Some(url) } => {
+                return Err(format!("a standby; the leader is {url}"))
+            }
+            Serving::Standby { leader: None } => return Err("a standby; none leads".into()),
+        }
+        // Its core answers: it runs, and its last commit went through.
+        self.core
+            .call(|reply| Cmd::Metrics { reply })
+            .await
+            .map_err(|e| e.message)
+    }
 }
 
 /// Follows the lease: while this dispatcher holds it, runs the core on a store fenced by it;
@@ -357,7 +420,7 @@ async fn lead(mut leading: Leading) {
                     }
                 };
                 let core = match load(store, leading.timing, leading.commits.clone()).await {
-                    Ok(core) => core,
+                    Ok(core) => core.with_metrics(leading.metrics.clone()),
                     Err(error) => {
                         eprintln!("pogo dispatcher: cannot lead: {error}");
                         leading.keeper.release();

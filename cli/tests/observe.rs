@@ -1,0 +1,108 @@
+//! The dispatcher as a daemon that a monitoring system watches: `/metrics` read back with a
+//! Prometheus text-format parser, `/healthz` and `/readyz`, from real processes.
+
+mod common;
+
+use common::deploy::{free_port, Deployment};
+use common::http_get as get;
+
+/// The value of sample `name` with these labels.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(k).is_some_and(|l| l == *v))
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"));
+    match found.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn metrics_of_a_dispatcher_that_ran_a_job_parse_and_count_its_tasks() {
+    let d = Deployment::new(&["w1"]);
+    let metrics = free_port();
+    let listen = format!("127.0.0.1:{metrics}");
+    let _dispatcher = d.dispatcher(0, &["--metrics-listen", &listen]);
+    let worker_metrics = free_port();
+    let worker_listen = format!("127.0.0.1:{worker_metrics}");
+    let _w1 = d.worker_args(
+        "w1",
+        8,
+        &d.files(pogo_remote::certs::Role::Worker, "w1"),
+        &["--metrics-listen", &worker_listen],
+    );
+    d.wait_for_workers(&["w1"]);
+    d.pogo(&[
+        "plan",
+        "--targets",
+        "host-[01-20]",
+        "--concurrent",
+        "5",
+        "--command",
+        "echo secret-output-of $POGO_HOST",
+        "-o",
+        "plan.json",
+    ])
+    .expect(0);
+    let job = d.submit();
+    d.wait_for_state(&job, "succeeded");
+
+    let (status, text) = get(metrics, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the metrics parse");
+    assert_eq!(sample(&scrape, "pogo_tasks_finished_total", &[]), 20.0);
+    assert_eq!(sample(&scrape, "pogo_tasks_handed_out_total", &[]), 20.0);
+    assert_eq!(sample(&scrape, "pogo_tasks_lost_total", &[]), 0.0);
+    assert_eq!(sample(&scrape, "pogo_jobs", &[("state", "succeeded")]), 1.0);
+    assert_eq!(sample(&scrape, "pogo_jobs", &[("state", "running")]), 0.0);
+    assert_eq!(sample(&scrape, "pogo_workers_connected", &[]), 1.0);
+    assert_eq!(sample(&scrape, "pogo_workers_capacity", &[]), 8.0);
+    assert_eq!(sample(&scrape, "pogo_leader", &[]), 1.0);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "pogo_task_seconds_count"),
+        "{text}"
+    );
+    // Counts and durations only: no host name, no output.
+    assert!(!text.contains("host-"), "{text}");
+    assert!(!text.contains("secret-output"), "{text}");
+
+    assert_eq!(get(metrics, "/healthz").0, 200);
+    let (ready, why) = get(metrics, "/readyz");
+    assert_eq!(ready, 200, "{why}");
+    assert_eq!(get(metrics, "/nothing").0, 404);
+
+    // The worker's own.
+    let (status, text) = get(worker_metrics, "/metrics");
+    assert_eq!(status, 200, "{text}");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("the metrics parse");
+    assert_eq!(
+        sample(&scrape, "pogo_worker_tasks_finished_total", &[]),
+        20.0
+    );
+    assert_eq!(sample(&scrape, "pogo_worker_tasks_running", &[]), 0.0);
+    assert_eq!(sample(&scrape, "pogo_worker_connected", &[]), 1.0);
+    // Each host said `secret-output-of host-NN`: 24 bytes, twenty times.
+    assert_eq!(
+        sample(&scrape, "pogo_worker_output_bytes_total", &[]),
+        480.0
+    );
+    assert!(
+        !text.contains("host-") && !text.contains("secret-output"),
+        "{text}"
+    );
+    assert_eq!(get(worker_metrics, "/readyz").0, 200);
+}
