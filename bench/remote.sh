@@ -18,6 +18,7 @@ chain=200
 bin=
 database=
 local=1
+observe=
 while (($#)); do
     case $1 in
         --hosts) hosts=$2; shift 2 ;;
@@ -25,8 +26,9 @@ while (($#)); do
         --bin) bin=$2; shift 2 ;;
         --database) database=$2; shift 2 ;;
         --no-local) local=; shift ;;
+        --observe) observe=1; shift ;;
         -h|--help)
-            echo "Usage: bench/remote.sh [--hosts N] [--chain M] [--bin PATH] [--database URL] [--no-local]"
+            echo "Usage: bench/remote.sh [--hosts N] [--chain M] [--bin PATH] [--database URL] [--no-local] [--observe]"
             exit 0 ;;
         *) echo "remote bench: unknown option $1" >&2; exit 64 ;;
     esac
@@ -58,6 +60,11 @@ else
     store=(--state-dir state)
     label="remote (SQLite)"
 fi
+if [[ -n $observe ]]; then
+    # Metrics served (and scraped once a second) and JSON logs at debug (a line per task).
+    store+=(--metrics-listen 127.0.0.1:0 --log-format json --log-level debug)
+    label="$label, metrics + JSON logs"
+fi
 "$bin" dispatcher --listen 127.0.0.1:0 "${store[@]}" \
     --cert pki/dispatcher.pem --key pki/dispatcher-key.pem --ca pki/ca.pem \
     >dispatcher.out 2>dispatcher.err &
@@ -67,6 +74,11 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 url=$(sed -n 's/.*listening on //p' dispatcher.out)
+if [[ -n $observe ]]; then
+    metrics=$(sed -n 's/.*metrics and health on \(http:[^ ]*\/metrics\).*/\1/p' dispatcher.err | head -1)
+    ( while sleep 1; do curl -s "$metrics" >/dev/null 2>&1 || true; done ) &
+    pids+=($!)
+fi
 for w in w1 w2 w3 w4; do
     "$bin" worker --dispatcher "$url" --capacity 64 \
         --cert "pki/worker-$w.pem" --key "pki/worker-$w-key.pem" --ca pki/ca.pem \

@@ -106,3 +106,61 @@ fn metrics_of_a_dispatcher_that_ran_a_job_parse_and_count_its_tasks() {
     );
     assert_eq!(get(worker_metrics, "/readyz").0, 200);
 }
+
+#[test]
+fn json_logs_parse_line_by_line_and_carry_job_and_task_ids() {
+    let d = Deployment::new(&["w1"]);
+    let dispatcher = d.dispatcher(0, &["--log-format", "json", "--log-level", "debug"]);
+    let worker = d.worker_args(
+        "w1",
+        2,
+        &d.files(pogo_remote::certs::Role::Worker, "w1"),
+        &["--log-format", "json"],
+    );
+    d.wait_for_workers(&["w1"]);
+    d.pogo(&[
+        "plan",
+        "--targets",
+        "host-[1-3]",
+        "--command",
+        "true",
+        "-o",
+        "plan.json",
+    ])
+    .expect(0);
+    let job = d.submit();
+    d.wait_for_state(&job, "succeeded");
+    let lines = |text: String| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
+            .collect()
+    };
+    let said = lines(dispatcher.stderr());
+    let of_job: Vec<&serde_json::Value> = said.iter().filter(|l| l["job"] == job).collect();
+    assert!(
+        of_job.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("submitted by alice"))),
+        "{said:?}"
+    );
+    let handed: Vec<&&serde_json::Value> = of_job
+        .iter()
+        .filter(|l| l["message"] == "handed out")
+        .collect();
+    assert_eq!(handed.len(), 3, "{said:?}");
+    assert!(handed.iter().all(|l| l["task"]
+        .as_str()
+        .is_some_and(|t| t.starts_with(&format!("{job}/")))));
+    assert!(said
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    let worker_said = lines(worker.stderr());
+    assert!(
+        worker_said.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("connected to"))),
+        "{worker_said:?}"
+    );
+}

@@ -887,8 +887,14 @@ fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn the_ssh_password_is_never_written_down() {
     let d = Deployment::new(&["w1"]);
-    let mut dispatcher = d.dispatcher(0, &[]);
-    let mut w1 = d.worker("w1", 4);
+    // Logs at their most verbose, in both formats: no line may hold the password.
+    let mut dispatcher = d.dispatcher(0, &["--log-level", "trace", "--log-format", "json"]);
+    let mut w1 = d.worker_args(
+        "w1",
+        4,
+        &d.files(Role::Worker, "w1"),
+        &["--log-level", "trace"],
+    );
     d.wait_for_workers(&["w1"]);
     let password = format!("s3cret-Pa55-{}-{}", std::process::id(), now_nanos());
     // A command of its own, to show that the files searched do hold what the job wrote.

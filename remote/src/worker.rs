@@ -165,10 +165,22 @@ impl Settings {
             min_backoff: MIN_BACKOFF,
             max_backoff,
             give_up: GIVE_UP,
-            log: Arc::new(|line| eprintln!("{line}")),
+            log: Arc::new(log_line),
             supervisor: None,
             metrics: WorkerMetrics::new(),
         }
+    }
+}
+
+/// A line of the worker's, as a log event (the binary chooses how it looks): a warning when
+/// something went wrong.
+fn log_line(line: &str) {
+    let line = line.strip_prefix("pogo worker: ").unwrap_or(line);
+    let trouble = ["unreachable", "refused", "gave up", "cannot"];
+    if trouble.iter().any(|word| line.contains(word)) {
+        tracing::warn!("{line}");
+    } else {
+        tracing::info!("{line}");
     }
 }
 

@@ -102,6 +102,49 @@ pub struct DispatcherArgs {
     /// loopback or a management network (they carry no host name, command or secret)
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    logs: LogFlags,
+}
+
+/// How a daemon's log lines look, and how many there are.
+#[derive(Args)]
+pub struct LogFlags {
+    /// How log lines (on standard error) look: human, or json (one object a line, with the
+    /// job and task ids as fields)
+    #[arg(long, value_name = "FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
+    /// The least severe lines logged: error, warn, info, debug or trace [default: info];
+    /// without it, RUST_LOG says (with levels per crate, for dependencies too)
+    #[arg(long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    log_level: Option<String>,
+}
+
+/// Installs the log output the flags ask for (the library only emits events).
+fn init_logs(flags: &LogFlags) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    // Dependencies stay at warnings unless RUST_LOG says otherwise: their traces would
+    // show protocol details (and, at their most verbose, request contents).
+    let filter = match &flags.log_level {
+        Some(level) => EnvFilter::new(format!("warn,pogo_remote={level},pogo={level}")),
+        None => EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("warn,pogo_remote=info,pogo=info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if flags.log_format == "json" {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 /// SIGINT and SIGTERM, installed before anything is started.
@@ -141,6 +184,7 @@ pub(crate) fn daemon_runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// `pogo dispatcher`.
 pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    init_logs(&args.logs);
     let config = DispatcherConfig {
         listen: args.listen,
         tls: TlsFiles {
@@ -200,9 +244,7 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
             ),
         )?;
         if let Some(at) = dispatcher.metrics_addr() {
-            eprintln!(
-                "pogo dispatcher: metrics and health on http://{at}/metrics, /healthz, /readyz"
-            );
+            tracing::info!("metrics and health on http://{at}/metrics, /healthz, /readyz");
         }
         tokio::select! {
             _ = signals.next() => {}
@@ -211,7 +253,7 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
                 return Err(invalid(format!("the dispatcher stopped: {reason}")));
             }
         }
-        eprintln!("pogo dispatcher: shutting down");
+        tracing::info!("shutting down");
         dispatcher.shutdown().await;
         Ok(exit::OK)
     });
@@ -251,11 +293,14 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
+    logs: LogFlags,
+    #[command(flatten)]
     connection: DispatcherFlags,
 }
 
 /// `pogo worker`.
 pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
+    init_logs(&args.logs);
     let connection = args.connection.connection()?;
     let config = WorkerConfig {
         dispatcher: connection.url.clone(),
@@ -276,15 +321,15 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
             tokio::spawn(async move {
                 signals.next().await;
                 stop.cancel();
-                eprintln!(
-                    "pogo worker: stopping: no more tasks are taken, running ones finish; \
-                     Ctrl-C again kills them"
+                tracing::info!(
+                    "stopping: no more tasks are taken, running ones finish; Ctrl-C again \
+                     kills them"
                 );
                 signals.next().await;
                 kill.cancel();
-                eprintln!(
-                    "pogo worker: killing the running commands; Ctrl-C again exits without \
-                     delivering the results it holds"
+                tracing::warn!(
+                    "killing the running commands; Ctrl-C again exits without delivering the \
+                     results it holds"
                 );
                 signals.next().await;
                 give_up.cancel();

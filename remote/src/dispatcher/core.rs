@@ -1049,7 +1049,7 @@ impl Core {
             }
             Err(error) => {
                 // Its row stays out: the job answers as unknown, and the error says why.
-                eprintln!("pogo dispatcher: cannot load job {id}: {error}");
+                tracing::warn!(job = %id, "cannot load job {id}: {error}");
                 self.order.retain(|other| other != id);
             }
         }
@@ -1195,8 +1195,7 @@ impl Core {
                     match self.result(&worker, &result) {
                         Ok(()) => accepted.push(result.task),
                         Err(error) => {
-                            eprintln!(
-                                "pogo dispatcher: result of task {} from worker {worker} \
+                            tracing::warn!(worker = %worker, task = %result.task, "result of task {} from worker {worker} \
                                  not applied: {}",
                                 result.task, error.message
                             );
@@ -1272,7 +1271,7 @@ impl Core {
             .entry(worker.to_string())
             .or_insert_with(|| WorkerRt::new(now));
         if !w.connected {
-            eprintln!("pogo dispatcher: worker {worker} connected");
+            tracing::info!(worker = %worker, "worker {worker} connected");
         }
         w.last_seen = now;
         w.connected = true;
@@ -1541,8 +1540,7 @@ impl Core {
         self.store
             .insert_job(&row, job.hosts.len())
             .map_err(|e| ApiErr::new(500, e.to_string()))?;
-        eprintln!(
-            "pogo dispatcher: job {id} submitted by {}: {}, `{}`",
+        tracing::info!(job = %id, "job {id} submitted by {}: {}, `{}`",
             job.submitted_by,
             count(job.hosts.len(), "host", "hosts"),
             job.plan.command.as_deref().unwrap_or_default()
@@ -1580,7 +1578,7 @@ impl Core {
         self.dirty = true;
         if let Err(error) = self.store.insert_event(id, &record) {
             // The commit fails too, and stops the core.
-            eprintln!("pogo dispatcher: cannot record an event of job {id}: {error}");
+            tracing::warn!(job = %id, "cannot record an event of job {id}: {error}");
         }
     }
 
@@ -1589,7 +1587,7 @@ impl Core {
         let row = job.hosts[idx].row();
         self.dirty = true;
         if let Err(error) = self.store.update_host(id, idx, &row) {
-            eprintln!("pogo dispatcher: cannot record a host of job {id}: {error}");
+            tracing::warn!(job = %id, "cannot record a host of job {id}: {error}");
         }
     }
 
@@ -1605,7 +1603,7 @@ impl Core {
             row.killed,
             row.session_started_ms,
         ) {
-            eprintln!("pogo dispatcher: cannot record job {id}: {error}");
+            tracing::warn!(job = %id, "cannot record job {id}: {error}");
         }
     }
 
@@ -1683,7 +1681,7 @@ impl Core {
         if !phases && self.jobs.get(&id)?.plan.options.has_phases() {
             // The host waits for a worker that runs phases; this one gets nothing now.
             if let Err(error) = self.fleet.unstart(&id, host) {
-                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                tracing::warn!(job = %id, "job {id}: the scheduler refused a step: {error}");
             }
             return None;
         }
@@ -1740,6 +1738,7 @@ impl Core {
             );
         }
         self.metrics.tasks_handed_out.inc();
+        tracing::debug!(job = %id, task = %built.id, worker = %worker, "handed out");
         self.save_host(id, idx);
         built
     }
@@ -1828,7 +1827,7 @@ impl Core {
             .map(|(_, w)| w.clone())
             .unwrap_or_default();
         let step = self.step_id(id, slot);
-        eprintln!("pogo dispatcher: job {id}: the gate after step {step} runs on worker {worker}");
+        tracing::info!(job = %id, worker = %worker, "job {id}: the gate after step {step} runs on worker {worker}");
         let at_ms = self.at_ms(id);
         self.emit(id, Event::GateStarted { step, at_ms });
     }
@@ -1868,7 +1867,7 @@ impl Core {
         let step = self.step_id(id, slot);
         let at_ms = self.at_ms(id);
         if matches!(result.outcome, TaskOutcome::Exited { exit_code: 0 }) {
-            eprintln!("pogo dispatcher: job {id}: the gate after step {step} passed");
+            tracing::info!(job = %id, "job {id}: the gate after step {step} passed");
             self.emit(
                 id,
                 Event::GatePassed {
@@ -1888,7 +1887,7 @@ impl Core {
             job.gates.remove(&slot);
         }
         let step = self.step_id(id, slot);
-        eprintln!("pogo dispatcher: job {id}: the gate after step {step} failed: {how}");
+        tracing::warn!(job = %id, "job {id}: the gate after step {step} failed: {how}");
         let at_ms = self.at_ms(id);
         self.emit(
             id,
@@ -1941,8 +1940,7 @@ impl Core {
         if host.state != HState::Running || host.task.as_deref() != Some(task) || host.confirmed {
             return;
         }
-        eprintln!(
-            "pogo dispatcher: job {}: the task of host {} never reached worker {worker}; it \
+        tracing::warn!(job = %held.job, worker = %worker, task = %task, "job {}: the task of host {} never reached worker {worker}; it \
              did not run and is handed out again",
             held.job, job.plan.hosts[idx]
         );
@@ -1975,7 +1973,7 @@ impl Core {
         let changes = match self.fleet.unstart(&id, HostIdx::new(idx)) {
             Ok(changes) => changes,
             Err(error) => {
-                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                tracing::warn!(job = %id, "job {id}: the scheduler refused a step: {error}");
                 return;
             }
         };
@@ -2056,7 +2054,7 @@ impl Core {
             .store
             .insert_output(id, seq, source, attempt, stream, text)
         {
-            eprintln!("pogo dispatcher: cannot record output of job {id}: {error}");
+            tracing::warn!(job = %id, "cannot record output of job {id}: {error}");
         }
     }
 
@@ -2137,6 +2135,7 @@ impl Core {
 
     /// Counts a task that ended on its worker.
     fn finished(&self, result: &TaskResult) {
+        tracing::debug!(task = %result.task, outcome = %result.message, "finished");
         self.metrics.tasks_finished.inc();
         self.metrics
             .task_seconds
@@ -2272,7 +2271,7 @@ impl Core {
         let changes = match changes {
             Ok(changes) => changes,
             Err(error) => {
-                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                tracing::warn!(job = %id, "job {id}: the scheduler refused a step: {error}");
                 return;
             }
         };
@@ -2380,7 +2379,7 @@ impl Core {
         if spec.gate.is_some() && !earlier.passed.contains(&spec.id) {
             let step = spec.id.clone();
             job.gates.insert(slot, GateRun::default());
-            eprintln!("pogo dispatcher: job {id}: the gate after step {step} waits for a worker");
+            tracing::info!(job = %id, "job {id}: the gate after step {step} waits for a worker");
             return;
         }
         self.await_approval(id, slot, &earlier.approved);
@@ -2412,7 +2411,7 @@ impl Core {
             ),
         );
         let at_ms = self.at_ms(id);
-        eprintln!("pogo dispatcher: job {id}: step {step} waits for an approval");
+        tracing::info!(job = %id, "job {id}: step {step} waits for an approval");
         self.emit(
             id,
             Event::ApprovalWaiting {
@@ -2439,7 +2438,7 @@ impl Core {
                 self.check_end(id);
             }
             Err(error) => {
-                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                tracing::warn!(job = %id, "job {id}: the scheduler refused a step: {error}");
             }
         }
     }
@@ -2464,7 +2463,7 @@ impl Core {
             )));
         };
         let at_ms = self.at_ms(id);
-        eprintln!("pogo dispatcher: job {id}: step {step} approved by {by}");
+        tracing::info!(job = %id, "job {id}: step {step} approved by {by}");
         self.emit(
             id,
             Event::Approved {
@@ -2549,8 +2548,7 @@ impl Core {
             lost,
             now_ms().saturating_sub(job.session_started_ms),
         );
-        eprintln!(
-            "pogo dispatcher: job {id} {}",
+        tracing::info!(job = %id, "job {id} {}",
             match result {
                 RunResult::Succeeded => "succeeded",
                 RunResult::Failed => "ended with failed hosts",
@@ -2582,7 +2580,7 @@ impl Core {
             match self.fleet.stop(id, reason) {
                 Ok(stopped) => changes = stopped,
                 Err(error) => {
-                    eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}")
+                    tracing::warn!(job = %id, "job {id}: the scheduler refused a step: {error}")
                 }
             }
         }
@@ -2645,9 +2643,9 @@ impl Core {
             } else {
                 JobState::Running
             };
-            eprintln!("pogo dispatcher: job {id} has its password again and goes on");
+            tracing::info!(job = %id, "job {id} has its password again and goes on");
             if let Err(error) = self.fleet.pause(id, false) {
-                eprintln!("pogo dispatcher: job {id}: the scheduler refused a step: {error}");
+                tracing::warn!(job = %id, "job {id}: the scheduler refused a step: {error}");
             }
             return Ok(self.jobs[id].summary());
         }
@@ -2768,7 +2766,7 @@ impl Core {
         resumed.map_err(|e| ApiErr::bad(format!("cannot resume job {id}: {e}")))?;
         let under = serde_json::to_string(&self.fleet.under(id)).unwrap_or_default();
         if let Err(error) = self.store.update_under(id, &under) {
-            eprintln!("pogo dispatcher: cannot record job {id}: {error}");
+            tracing::warn!(job = %id, "cannot record job {id}: {error}");
         }
         let job = self.jobs.get_mut(id).expect("looked up above");
         // Hosts that run again start from pending, as in the new scheduler.
@@ -2819,8 +2817,7 @@ impl Core {
         self.await_gates(id)
             .map_err(|e| ApiErr::new(500, e.to_string()))?;
         self.check_end(id);
-        eprintln!(
-            "pogo dispatcher: job {id} {}",
+        tracing::info!(job = %id, "job {id} {}",
             if retry.is_some() {
                 "retried"
             } else {
@@ -2857,8 +2854,7 @@ impl Core {
             .map_err(|e| ApiErr::new(500, e.to_string()))?;
         self.dirty = true;
         let down = job.hosts.iter().filter(|h| h.state.retryable()).count();
-        eprintln!(
-            "pogo dispatcher: job {id} closed by {by}: {} no longer down in its budgets",
+        tracing::info!(job = %id, "job {id} closed by {by}: {} no longer down in its budgets",
             count(down, "host", "hosts")
         );
         let job = self.jobs.get_mut(id).expect("looked up above");
@@ -2880,8 +2876,8 @@ impl Core {
                 .insert_fleet(&row)
                 .map_err(|e| ApiErr::new(500, e.to_string()))?;
             self.dirty = true;
-            eprintln!(
-                "pogo dispatcher: fleet {fleet} revision {} pushed by {by}: {}, {}",
+            tracing::info!(
+                "fleet {fleet} revision {} pushed by {by}: {}, {}",
                 info.revision,
                 count(info.hosts, "host", "hosts"),
                 count(info.budgets, "budget", "budgets")
@@ -3001,8 +2997,7 @@ impl Core {
             return;
         }
         self.metrics.tasks_lost.inc();
-        eprintln!(
-            "pogo dispatcher: job {}: host {} is lost ({message})",
+        tracing::warn!(job = %held.job, task = %task, "job {}: host {} is lost ({message})",
             held.job, job.plan.hosts[idx]
         );
         let attempts = host.attempts + 1 - host.first_attempt;
@@ -3084,8 +3079,7 @@ impl Core {
             w.connected = false;
             let silent = now.duration_since(w.last_seen).as_secs();
             let tasks: Vec<(String, Held)> = w.tasks.drain().collect();
-            eprintln!(
-                "pogo dispatcher: worker {name} stopped heartbeating ({silent}s); {} lost",
+            tracing::warn!(worker = %name, "worker {name} stopped heartbeating ({silent}s); {} lost",
                 count(tasks.len(), "running task", "running tasks")
             );
             let mut tasks = tasks;

@@ -180,7 +180,7 @@ impl KeeperThread {
                     // The connection is dropped and made again; a lease held stays held until
                     // its time is up, and is lost then (see `Lease::held`).
                     if self.client.take().is_some() || backoff.is_zero() {
-                        eprintln!("pogo dispatcher: the lease: {error}");
+                        tracing::warn!("the lease: {error}");
                     }
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), self.period());
                     if let Some(lease) = self.current() {
@@ -258,7 +258,7 @@ impl KeeperThread {
                 };
                 lease.extend(sent, self.duration);
                 *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = Some(lease);
-                eprintln!("pogo dispatcher: leading (epoch {epoch})");
+                tracing::info!("leading (epoch {epoch})");
                 self.role.send_replace(Role::Leader { epoch });
                 Ok(())
             }
@@ -308,10 +308,7 @@ impl KeeperThread {
     fn lost(&mut self, why: &str) {
         if let Some(lease) = self.lease.lock().unwrap_or_else(|e| e.into_inner()).take() {
             lease.lose();
-            eprintln!(
-                "pogo dispatcher: stepping down (epoch {}): {why}",
-                lease.epoch
-            );
+            tracing::info!("stepping down (epoch {}): {why}", lease.epoch);
         }
         self.role.send_replace(Role::Standby { leader: None });
     }

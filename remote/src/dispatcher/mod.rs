@@ -322,7 +322,7 @@ fn spawn_core(
                 Err(_) => Some("an internal error (a panic, printed above)".to_string()),
             };
             if let Some(reason) = &failure {
-                eprintln!("pogo dispatcher: stopping: {reason}");
+                tracing::warn!("stopping: {reason}");
             }
             let _ = ended_tx.send(failure);
             ended.unwrap_or(Ok(()))
@@ -408,13 +408,13 @@ async fn lead(mut leading: Leading) {
                 let store = match opened {
                     Ok(Ok(store)) => store,
                     Ok(Err(error)) => {
-                        eprintln!("pogo dispatcher: cannot lead: {error}");
+                        tracing::warn!("cannot lead: {error}");
                         leading.keeper.release();
                         role.changed().await.ok();
                         continue;
                     }
                     Err(error) => {
-                        eprintln!("pogo dispatcher: cannot lead: {error}");
+                        tracing::warn!("cannot lead: {error}");
                         leading.keeper.release();
                         continue;
                     }
@@ -422,7 +422,7 @@ async fn lead(mut leading: Leading) {
                 let core = match load(store, leading.timing, leading.commits.clone()).await {
                     Ok(core) => core.with_metrics(leading.metrics.clone()),
                     Err(error) => {
-                        eprintln!("pogo dispatcher: cannot lead: {error}");
+                        tracing::warn!("cannot lead: {error}");
                         leading.keeper.release();
                         role.changed().await.ok();
                         continue;

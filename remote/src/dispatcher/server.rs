@@ -465,8 +465,7 @@ async fn halt(
     Path(id): Path<String>,
     Body_(body): Body_<HaltJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
-    eprintln!(
-        "pogo dispatcher: job {id}: halt{} asked by {by}",
+    tracing::info!(job = %id, "job {id}: halt{} asked by {by}",
         if body.kill { " with kill" } else { "" }
     );
     Ok(Json(
@@ -683,7 +682,7 @@ pub async fn serve(
                 Ok(pair) => pair,
                 Err(error) => {
                     // Out of file descriptors, typically: wait a little rather than spin.
-                    eprintln!("pogo dispatcher: cannot accept a connection: {error}");
+                    tracing::warn!("cannot accept a connection: {error}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -699,7 +698,7 @@ pub async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
-                    eprintln!("pogo dispatcher: refused a connection from {addr}: {error}");
+                    tracing::warn!("refused a connection from {addr}: {error}");
                     return;
                 }
                 Err(_) => return,

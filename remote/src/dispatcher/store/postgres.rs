@@ -331,8 +331,8 @@ fn password_for(config: &Config) -> Option<String> {
     {
         use std::os::unix::fs::PermissionsExt;
         if meta.permissions().mode() & 0o077 != 0 {
-            eprintln!(
-                "pogo dispatcher: the password file {} is readable by others; it is ignored \
+            tracing::warn!(
+                "the password file {} is readable by others; it is ignored \
                  (chmod 0600 it)",
                 file.display()
             );
@@ -424,8 +424,8 @@ impl PostgresStore {
                     tx.batch_execute(step)?;
                 }
                 tx.execute("UPDATE pogo_schema SET version = $1", &[&SCHEMA_VERSION])?;
-                eprintln!(
-                    "pogo dispatcher: {shown}: migrated from schema version {found} to \
+                tracing::info!(
+                    "{shown}: migrated from schema version {found} to \
                      {SCHEMA_VERSION}"
                 );
             }

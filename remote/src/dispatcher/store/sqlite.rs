@@ -153,8 +153,8 @@ impl SqliteStore {
                     "BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
                 ))
                 .map_err(open)?;
-                eprintln!(
-                    "pogo dispatcher: {shown}: migrated from schema version {found} to \
+                tracing::info!(
+                    "{shown}: migrated from schema version {found} to \
                      {SCHEMA_VERSION}"
                 );
             }
