@@ -326,6 +326,28 @@ impl WhyQuery {
     }
 }
 
+/// `GET /v1/audit`: one operator action the dispatcher took (its audit trail), numbered
+/// from 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: u64,
+    /// When, in seconds since the Unix epoch.
+    pub at: u64,
+    /// Who: the name in the operator's certificate.
+    pub by: String,
+    /// From where: the address the request came from.
+    pub from: String,
+    /// `submit`, `halt`, `halt --kill`, `resume`, `retry`, `close`, `approve`, `fleet push`.
+    pub action: String,
+    /// The job it was about, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// What else says what was done: the hosts retried, the step approved, the fleet and
+    /// revision pushed, the job's size and command.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
 /// One event of a job's stream: the executor's event, numbered from 1 in the job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {

@@ -151,6 +151,9 @@ enum Command {
     Fleet(remote::fleet::FleetArgs),
     /// List the workers the dispatcher knows
     Workers(remote::ops::WorkersArgs),
+    /// List the operators' actions the dispatcher took: who, when, from where, what
+    #[command(name = "audit-log")]
+    AuditLog(remote::ops::AuditLogArgs),
     /// Serve the web dashboard on this machine: jobs, workers and local runs, live
     Ui(ui::UiArgs),
     /// Make and read the certificates of a remote deployment (CA, dispatcher, workers,
@@ -207,6 +210,7 @@ fn main() -> ExitCode {
         Command::Close(args) => remote::fleet::close(args, &mut stdout),
         Command::Fleet(args) => remote::fleet::fleet(args, &mut stdout),
         Command::Workers(args) => remote::ops::workers(args, &mut stdout),
+        Command::AuditLog(args) => remote::ops::audit_log(args, &mut stdout),
         Command::Certs(args) => certs::run(args, &mut stdout),
         Command::Ui(args) => ui::run(args, &mut stdout),
         Command::Completions(args) => {

@@ -164,3 +164,61 @@ fn json_logs_parse_line_by_line_and_carry_job_and_task_ids() {
         "{worker_said:?}"
     );
 }
+
+#[test]
+fn the_audit_trail_lists_each_operators_action_with_who_and_from_where() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 2);
+    d.wait_for_workers(&["w1"]);
+    d.touch("fail-h1");
+    d.pogo(&[
+        "plan",
+        "--targets",
+        "h[1-2]",
+        "--concurrent",
+        "1",
+        "--command",
+        &d.rec("1"),
+        "-o",
+        "plan.json",
+    ])
+    .expect(0);
+    let job = d.submit();
+    d.pogo(&["halt", &job]).expect(0);
+    d.wait_for_state(&job, "stopped");
+    std::fs::remove_file(d.path().join("fail-h1")).unwrap();
+    d.pogo(&["retry", &job, "h1"]).expect(0);
+    common::deploy::wait_until("the retried host to succeed", || {
+        d.status(&job)["counts"]["succeeded"] == 1
+    });
+
+    let records = d.pogo(&["audit-log", "--json"]).json();
+    let actions: Vec<(&str, &str, &str, &str)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap(),
+                r["by"].as_str().unwrap(),
+                r["from"].as_str().unwrap(),
+                r["job"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("submit", "alice", "127.0.0.1", job.as_str()),
+            ("halt", "alice", "127.0.0.1", job.as_str()),
+            ("retry", "alice", "127.0.0.1", job.as_str()),
+        ]
+    );
+    assert_eq!(records[2]["detail"], "h1");
+    let table = d.pogo(&["audit-log"]).expect(0).stdout();
+    assert!(
+        table.contains("retry") && table.contains("alice"),
+        "{table}"
+    );
+}

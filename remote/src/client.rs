@@ -396,6 +396,25 @@ impl Client {
         self.call(Method::GET, &["workers"], None::<&()>).await
     }
 
+    /// `GET /v1/audit`: the operators' actions after `after`, oldest first, every page.
+    pub async fn audit(&self, after: u64) -> Result<Vec<AuditRecord>, ClientError> {
+        let mut all: Vec<AuditRecord> = Vec::new();
+        let mut after = after;
+        loop {
+            let mut url = self.endpoint(&["audit"]);
+            url.query_pairs_mut()
+                .append_pair("after", &after.to_string());
+            let request = self.http.get(url.clone()).timeout(Client::REQUEST_TIMEOUT);
+            let response = self.send(request, &url).await?;
+            let page: Vec<AuditRecord> = self.decode(response, &url).await?;
+            let Some(last) = page.last() else {
+                return Ok(all);
+            };
+            after = last.seq;
+            all.extend(page);
+        }
+    }
+
     // Workers.
 
     /// `POST /v1/worker/poll`: waits up to `body.wait_ms` for tasks (and gives up

@@ -333,6 +333,32 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
     format!("{table}\n")
 }
 
+/// The table of `pogo audit-log`: each operator action, oldest first.
+pub fn audit_table(records: &[pogo_api::AuditRecord]) -> String {
+    let mut table = new_table();
+    table.set_header(vec![
+        "#",
+        "When (UTC)",
+        "Who",
+        "From",
+        "Action",
+        "Job",
+        "What",
+    ]);
+    for r in records {
+        table.add_row(vec![
+            Cell::new(r.seq),
+            Cell::new(utc(r.at)),
+            Cell::new(&r.by),
+            Cell::new(&r.from),
+            Cell::new(&r.action),
+            Cell::new(r.job.as_deref().unwrap_or("")),
+            Cell::new(cut(&r.detail, 60)),
+        ]);
+    }
+    format!("{table}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

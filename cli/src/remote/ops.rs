@@ -175,6 +175,45 @@ pub struct WorkersArgs {
     connection: DispatcherFlags,
 }
 
+#[derive(Args)]
+#[command(
+    long_about = concat!(
+        "List the audit trail of the dispatcher: every operator action it took (submit, \
+         halt, resume, retry, close, approve, fleet push), with who (the operator \
+         certificate's name), when, from which address, and what. Oldest first.\n\n",
+        config_help!()
+    ),
+    after_help = "Examples:\n  \
+        pogo audit-log\n  \
+        pogo audit-log --json"
+)]
+pub struct AuditLogArgs {
+    /// Print the records as a JSON array
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    connection: DispatcherFlags,
+}
+
+/// `pogo audit-log`.
+pub fn audit_log(args: AuditLogArgs, out: &mut dyn Write) -> Result<u8, Failure> {
+    let client = args.connection.client()?;
+    let records = runtime()?
+        .block_on(client.audit(0))
+        .map_err(client_failure)?;
+    let text = if args.json {
+        json_text(&records)?
+    } else if records.is_empty() {
+        format!(
+            "No operator has acted through the dispatcher at {} yet.\n",
+            client.url()
+        )
+    } else {
+        pogo_views::jobs::audit_table(&records)
+    };
+    emit(out, &text).map(|()| crate::failure::exit::OK)
+}
+
 /// Pretty JSON and a newline.
 pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, Failure> {
     let mut text = serde_json::to_string_pretty(value)

@@ -143,6 +143,18 @@ pub enum Cmd {
     Metrics {
         reply: Reply<()>,
     },
+    /// An operator's command, recorded in the audit trail (in the same batch) when it does
+    /// what it was asked.
+    Audited {
+        who: Who,
+        cmd: Box<Cmd>,
+    },
+    /// The audit trail after `after`.
+    Audit {
+        after: u64,
+        limit: usize,
+        reply: Reply<Vec<AuditRecord>>,
+    },
     Poll {
         worker: String,
         poll: Poll,
@@ -168,10 +180,18 @@ pub enum Cmd {
     },
 }
 
+/// Who asked for an operator's command, and from where.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub name: String,
+    pub from: String,
+}
+
 impl Cmd {
     /// The job the command names, if any.
     fn job(&self) -> Option<&str> {
         match self {
+            Cmd::Audited { cmd, .. } => cmd.job(),
             Cmd::Job { id, .. }
             | Cmd::Plan { id, .. }
             | Cmd::Why { id, .. }
@@ -597,6 +617,9 @@ pub struct Core {
     /// id no earlier run had (their output chunks are told apart by task id).
     gate_serial: u64,
     metrics: std::sync::Arc<crate::metrics::DispatcherMetrics>,
+    /// Who asked for the command being handled, when it is an operator's (see
+    /// [`Cmd::Audited`]).
+    actor: Option<Who>,
 }
 
 fn now_secs() -> u64 {
@@ -685,6 +708,7 @@ impl Core {
             dirty: false,
             gate_serial: now_ms(),
             metrics: crate::metrics::DispatcherMetrics::new(),
+            actor: None,
         };
         // The fleets first, in the order they were pushed: the budgets every job is held by.
         for row in core.store.fleets()? {
@@ -1038,6 +1062,26 @@ impl Core {
         }
     }
 
+    /// Records what the operator of the command being handled had done, if it is one's.
+    fn audit(&mut self, action: &str, job: Option<&str>, detail: String) {
+        let Some(who) = self.actor.clone() else {
+            return;
+        };
+        let record = AuditRecord {
+            seq: 0,
+            at: now_secs(),
+            by: who.name,
+            from: who.from,
+            action: action.to_string(),
+            job: job.map(str::to_string),
+            detail,
+        };
+        self.dirty = true;
+        if let Err(error) = self.store.insert_audit(&record) {
+            tracing::warn!("cannot record an operator's action in the audit trail: {error}");
+        }
+    }
+
     /// Loads job `id` if it was left unloaded at start.
     fn loaded(&mut self, id: &str) {
         let Some(row) = self.unloaded.remove(id) else {
@@ -1068,8 +1112,37 @@ impl Core {
             }
         }
         match cmd {
+            Cmd::Audited { who, cmd } => {
+                self.actor = Some(who);
+                let stop = self.handle(*cmd);
+                self.actor = None;
+                return stop;
+            }
+            Cmd::Audit {
+                after,
+                limit,
+                reply,
+            } => {
+                let value = self
+                    .store
+                    .audit(after, limit)
+                    .map_err(|e| ApiErr::new(500, e.to_string()));
+                self.answer(reply, value);
+            }
             Cmd::Submit { job, by, reply } => {
+                let before = self.order.len();
                 let value = self.submit(*job, by);
+                if let Ok(summary) = &value {
+                    // A submission sent again made no new job: nothing new to record.
+                    if self.order.len() > before {
+                        let detail = format!(
+                            "{}, `{}`",
+                            count(summary.hosts, "host", "hosts"),
+                            summary.command
+                        );
+                        self.audit("submit", Some(&summary.id), detail);
+                    }
+                }
                 self.answer(reply, value);
             }
             Cmd::Jobs { reply } => {
@@ -1126,6 +1199,10 @@ impl Core {
             }
             Cmd::Halt { id, kill, reply } => {
                 let value = self.halt(&id, kill);
+                if value.is_ok() {
+                    let action = if kill { "halt --kill" } else { "halt" };
+                    self.audit(action, Some(&id), String::new());
+                }
                 self.answer(reply, value);
             }
             Cmd::Resume {
@@ -1134,7 +1211,16 @@ impl Core {
                 retry,
                 reply,
             } => {
+                let (action, detail) = match &retry {
+                    None if password.is_some() => ("resume", "with the SSH password".to_string()),
+                    None => ("resume", String::new()),
+                    Some(hosts) if hosts.is_empty() => ("retry", "every failed host".to_string()),
+                    Some(hosts) => ("retry", hosts.join(" ")),
+                };
                 let value = self.resume(&id, password, retry);
+                if value.is_ok() {
+                    self.audit(action, Some(&id), detail);
+                }
                 self.answer(reply, value);
             }
             Cmd::Metrics { reply } => {
@@ -1214,6 +1300,9 @@ impl Core {
             }
             Cmd::Close { id, by, reply } => {
                 let value = self.close(&id, &by);
+                if value.is_ok() {
+                    self.audit("close", Some(&id), String::new());
+                }
                 self.answer(reply, value);
             }
             Cmd::Approve {
@@ -1223,6 +1312,9 @@ impl Core {
                 reply,
             } => {
                 let value = self.approve(&id, &step, &by);
+                if value.is_ok() {
+                    self.audit("approve", Some(&id), step);
+                }
                 self.answer(reply, value);
             }
             Cmd::PushFleet {
@@ -1232,6 +1324,10 @@ impl Core {
                 reply,
             } => {
                 let value = self.push_fleet(&fleet, *push, &by);
+                if let Ok(info) = &value {
+                    let detail = format!("{fleet} revision {}", info.revision);
+                    self.audit("fleet push", None, detail);
+                }
                 self.answer(reply, value);
             }
             Cmd::Fleets { reply } => {
@@ -3136,6 +3232,20 @@ impl CoreHandle {
         self.tx.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Sends an operator's command, to be recorded in the audit trail as `who`'s when it
+    /// does what it was asked, and waits for its answer.
+    pub async fn call_as<T>(
+        &self,
+        who: Who,
+        make: impl FnOnce(Reply<T>) -> Cmd,
+    ) -> Result<T, ApiErr> {
+        self.call(|reply| Cmd::Audited {
+            who,
+            cmd: Box::new(make(reply)),
+        })
+        .await
+    }
+
     /// Sends a command and waits for its answer.
     pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, ApiErr> {
         let (reply, answer) = oneshot::channel();
@@ -3916,6 +4026,64 @@ mod tests {
         assert_eq!(hosts_of(&b), ["b"]);
     }
 
+    #[rstest]
+    #[tokio::test]
+    async fn an_operators_action_is_audited_once_it_is_done_and_survives_a_restart(
+        #[values(Kind::Sqlite, Kind::Postgres)] kind: Kind,
+    ) {
+        let mut rig = Rig::new(kind);
+        let job = rig.submit(Plan::sketch("a b")).await;
+        let bob = || Who {
+            name: "bob".into(),
+            from: "10.0.0.7".into(),
+        };
+        let id = job.id.clone();
+        rig.handle
+            .call_as(bob(), |reply| Cmd::Halt {
+                id,
+                kill: true,
+                reply,
+            })
+            .await
+            .unwrap();
+        // Refused (the job has ended): nothing is recorded.
+        let id = job.id.clone();
+        rig.handle
+            .call_as(bob(), |reply| Cmd::Halt {
+                id,
+                kill: false,
+                reply,
+            })
+            .await
+            .unwrap_err();
+        rig.restart().await;
+        let trail = rig
+            .handle
+            .call(|reply| Cmd::Audit {
+                after: 0,
+                limit: 100,
+                reply,
+            })
+            .await
+            .unwrap();
+        let seen: Vec<(u64, &str, &str, &str, Option<&str>)> = trail
+            .iter()
+            .map(|r| {
+                (
+                    r.seq,
+                    r.by.as_str(),
+                    r.from.as_str(),
+                    r.action.as_str(),
+                    r.job.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [(1, "bob", "10.0.0.7", "halt --kill", Some(job.id.as_str()))]
+        );
+    }
+
     /// `pogo resume JOB` (`hosts` None) or `pogo retry JOB HOST...`.
     async fn resume(rig: &Rig, job: &str, hosts: Option<&[&str]>) -> Result<JobSummary, ApiErr> {
         let id = job.to_string();
@@ -4185,7 +4353,7 @@ mod tests {
         let version: i64 = conn
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, super::super::store::SCHEMA_VERSION);
     }
 
     #[rstest]

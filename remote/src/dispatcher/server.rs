@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::core::{ApiErr, Cmd, CoreHandle};
+use super::core::{ApiErr, Cmd, CoreHandle, Who};
 use crate::api::*;
 use crate::certs::{self, Identity, Role};
 use crate::ui;
@@ -37,6 +37,10 @@ struct Peer(Result<Identity, String>);
 /// The name in the certificate of a request that [`authorize`] let through for its role.
 #[derive(Clone)]
 struct Caller(String);
+
+/// The address a connection came from.
+#[derive(Clone, Copy)]
+struct Origin(SocketAddr);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -100,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{job}/close", post(close))
         .route("/v1/jobs/{job}/approve", post(approve))
         .route("/v1/workers", get(workers))
+        .route("/v1/audit", get(audit))
         .route("/v1/fleets", get(fleets))
         .route(
             "/v1/fleets/{fleet}",
@@ -263,15 +268,22 @@ where
 async fn submit(
     State(app): State<AppState>,
     Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Body_(body): Body_<SubmitJob>,
 ) -> Result<Response, ApiErr> {
     let summary = app
         .core
-        .call(|reply| Cmd::Submit {
-            job: Box::new(body),
-            by,
-            reply,
-        })
+        .call_as(
+            Who {
+                name: by.clone(),
+                from: from.ip().to_string(),
+            },
+            |reply| Cmd::Submit {
+                job: Box::new(body),
+                by,
+                reply,
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
@@ -459,9 +471,36 @@ where
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 
+/// `GET /v1/audit?after=SEQ&limit=N`: the audit trail, oldest first.
+async fn audit(
+    State(app): State<AppState>,
+    Query(page): Query<AuditPage>,
+) -> Result<Json<Vec<AuditRecord>>, ApiErr> {
+    let (after, limit) = (
+        page.after.unwrap_or(0),
+        page.limit.unwrap_or(PAGE).min(PAGE),
+    );
+    Ok(Json(
+        app.core
+            .call(|reply| Cmd::Audit {
+                after,
+                limit,
+                reply,
+            })
+            .await?,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct AuditPage {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
 async fn halt(
     State(app): State<AppState>,
     Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Path(id): Path<String>,
     Body_(body): Body_<HaltJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
@@ -470,45 +509,67 @@ async fn halt(
     );
     Ok(Json(
         app.core
-            .call(|reply| Cmd::Halt {
-                id,
-                kill: body.kill,
-                reply,
-            })
+            .call_as(
+                Who {
+                    name: by.clone(),
+                    from: from.ip().to_string(),
+                },
+                |reply| Cmd::Halt {
+                    id,
+                    kill: body.kill,
+                    reply,
+                },
+            )
             .await?,
     ))
 }
 
 async fn resume(
     State(app): State<AppState>,
+    Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Path(id): Path<String>,
     Body_(body): Body_<ResumeJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
     Ok(Json(
         app.core
-            .call(|reply| Cmd::Resume {
-                id,
-                password: body.password,
-                retry: None,
-                reply,
-            })
+            .call_as(
+                Who {
+                    name: by.clone(),
+                    from: from.ip().to_string(),
+                },
+                |reply| Cmd::Resume {
+                    id,
+                    password: body.password,
+                    retry: None,
+                    reply,
+                },
+            )
             .await?,
     ))
 }
 
 async fn retry(
     State(app): State<AppState>,
+    Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Path(id): Path<String>,
     Body_(body): Body_<RetryJob>,
 ) -> Result<Json<JobSummary>, ApiErr> {
     Ok(Json(
         app.core
-            .call(|reply| Cmd::Resume {
-                id,
-                password: body.password,
-                retry: Some(body.hosts),
-                reply,
-            })
+            .call_as(
+                Who {
+                    name: by.clone(),
+                    from: from.ip().to_string(),
+                },
+                |reply| Cmd::Resume {
+                    id,
+                    password: body.password,
+                    retry: Some(body.hosts),
+                    reply,
+                },
+            )
             .await?,
     ))
 }
@@ -516,18 +577,25 @@ async fn retry(
 async fn approve(
     State(app): State<AppState>,
     Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Path(id): Path<String>,
     Body_(body): Body_<ApproveStep>,
 ) -> Result<Json<JobSummary>, ApiErr> {
     let step = body.step;
     Ok(Json(
         app.core
-            .call(|reply| Cmd::Approve {
-                id,
-                step,
-                by,
-                reply,
-            })
+            .call_as(
+                Who {
+                    name: by.clone(),
+                    from: from.ip().to_string(),
+                },
+                |reply| Cmd::Approve {
+                    id,
+                    step,
+                    by,
+                    reply,
+                },
+            )
             .await?,
     ))
 }
@@ -535,10 +603,19 @@ async fn approve(
 async fn close(
     State(app): State<AppState>,
     Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Path(id): Path<String>,
 ) -> Result<Json<JobSummary>, ApiErr> {
     Ok(Json(
-        app.core.call(|reply| Cmd::Close { id, by, reply }).await?,
+        app.core
+            .call_as(
+                Who {
+                    name: by.clone(),
+                    from: from.ip().to_string(),
+                },
+                |reply| Cmd::Close { id, by, reply },
+            )
+            .await?,
     ))
 }
 
@@ -549,17 +626,24 @@ async fn fleets(State(app): State<AppState>) -> Result<Json<Vec<FleetRevisionInf
 async fn push_fleet(
     State(app): State<AppState>,
     Extension(Caller(by)): Extension<Caller>,
+    Extension(Origin(from)): Extension<Origin>,
     Path(fleet): Path<String>,
     Body_(body): Body_<PushFleet>,
 ) -> Result<Response, ApiErr> {
     let info = app
         .core
-        .call(|reply| Cmd::PushFleet {
-            fleet,
-            push: Box::new(body),
-            by,
-            reply,
-        })
+        .call_as(
+            Who {
+                name: by.clone(),
+                from: from.ip().to_string(),
+            },
+            |reply| Cmd::PushFleet {
+                fleet,
+                push: Box::new(body),
+                by,
+                reply,
+            },
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
@@ -704,7 +788,9 @@ pub async fn serve(
                 Err(_) => return,
             };
             let peer = Peer(peer_identity(tls.get_ref().1));
-            let service = TowerToHyperService::new(router.layer(Extension(peer)));
+            let service = TowerToHyperService::new(
+                router.layer(Extension(peer)).layer(Extension(Origin(addr))),
+            );
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tls), service);
             tokio::pin!(connection);

@@ -9,7 +9,7 @@
 //!
 //! Secrets are never written: a job records only whether it has an SSH password.
 
-use crate::api::{EventRecord, OutputRecord};
+use crate::api::{AuditRecord, EventRecord, OutputRecord};
 
 pub mod postgres;
 pub mod sqlite;
@@ -18,7 +18,7 @@ pub use sqlite::{SqliteStore, DB_FILE};
 
 /// The schema's version, the same for both backends: a database of an older version is
 /// migrated when it is opened; one of a newer version is refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The dispatcher's store: one backend or the other.
 pub type Store = Box<dyn Backend>;
@@ -61,6 +61,10 @@ pub trait Backend: Send {
         stream: &str,
         text: &str,
     ) -> Result<(), StoreError>;
+    /// Records an operator's action (its `seq` is given by the store).
+    fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// Up to `limit` records of the audit trail after `after`, oldest first.
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
     /// Every job, oldest first.
     fn jobs(&self) -> Result<Vec<JobRow>, StoreError>;
     /// A job's hosts, by index.

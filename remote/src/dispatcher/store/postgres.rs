@@ -25,7 +25,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, Statement};
 
 use super::{Backend, FleetRow, HostRow, JobRow, StoreError, SCHEMA_VERSION};
-use crate::api::{EventRecord, OutputRecord};
+use crate::api::{AuditRecord, EventRecord, OutputRecord};
 use crate::dispatcher::lease::Lease;
 
 /// The tables of schema version 3 (the SQLite backend's, in PostgreSQL's types); later
@@ -114,7 +114,18 @@ CREATE TABLE fleets (
 const BASE_VERSION: i64 = 3;
 
 /// The statements that bring a database of version `BASE_VERSION + i` to the next.
-const MIGRATIONS: &[&str] = &[];
+const MIGRATIONS: &[&str] = &[
+    // 3 -> 4: the audit trail, every operator action with who, when and from where.
+    "CREATE TABLE audit (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        action TEXT NOT NULL,
+        job TEXT,
+        detail TEXT NOT NULL
+    );",
+];
 
 /// The key of the transaction-scoped advisory lock that serialises dispatchers creating or
 /// migrating the schema at the same moment (`pogo` in ASCII).
@@ -755,6 +766,43 @@ impl Backend for PostgresStore {
             ],
         )?;
         Ok(())
+    }
+
+    fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.write(
+            "INSERT INTO audit (at, actor, origin, action, job, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &int(record.at),
+                &record.by,
+                &record.from,
+                &record.action,
+                &record.job,
+                &clean(&record.detail).as_ref(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = self.read(
+            "SELECT seq, at, actor, origin, action, job, detail FROM audit
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&int(after), &int(limit as u64)],
+        )?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    seq: row.try_get::<_, i64>(0)? as u64,
+                    at: row.try_get::<_, i64>(1)? as u64,
+                    by: row.try_get(2)?,
+                    from: row.try_get(3)?,
+                    action: row.try_get(4)?,
+                    job: row.try_get(5)?,
+                    detail: row.try_get(6)?,
+                })
+            })
+            .collect()
     }
 
     fn jobs(&self) -> Result<Vec<JobRow>, StoreError> {

@@ -13,7 +13,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{Backend, FleetRow, HostRow, JobRow, StoreError, SCHEMA_VERSION};
-use crate::api::{EventRecord, OutputRecord};
+use crate::api::{AuditRecord, EventRecord, OutputRecord};
 
 /// The file in the state directory.
 pub const DB_FILE: &str = "pogo.db";
@@ -48,6 +48,16 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN under TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE jobs ADD COLUMN closed_by TEXT;
     ALTER TABLE jobs ADD COLUMN closed_at INTEGER;",
+    // 3 -> 4: the audit trail, every operator action with who, when and from where.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        action TEXT NOT NULL,
+        job TEXT,
+        detail TEXT NOT NULL
+    );",
 ];
 
 /// The tables of schema version 1; [`MIGRATIONS`] bring them to [`SCHEMA_VERSION`].
@@ -372,6 +382,43 @@ impl Backend for SqliteStore {
             )?
             .execute(params![job, seq as i64, host, attempt, stream, text])?;
         Ok(())
+    }
+
+    fn insert_audit(&mut self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.begin()?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit (at, actor, origin, action, job, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                record.at as i64,
+                record.by,
+                record.from,
+                record.action,
+                record.job,
+                record.detail
+            ])?;
+        Ok(())
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, actor, origin, action, job, detail FROM audit
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after as i64, limit as i64], |row| {
+            Ok(AuditRecord {
+                seq: row.get::<_, i64>(0)? as u64,
+                at: row.get::<_, i64>(1)? as u64,
+                by: row.get(2)?,
+                from: row.get(3)?,
+                action: row.get(4)?,
+                job: row.get(5)?,
+                detail: row.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every job, oldest first.

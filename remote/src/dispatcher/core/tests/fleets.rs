@@ -296,7 +296,7 @@ async fn a_database_of_the_previous_release_is_migrated_and_its_failures_count_o
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, super::super::super::store::SCHEMA_VERSION);
 }
 
 #[rstest]
