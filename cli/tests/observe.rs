@@ -68,11 +68,23 @@ fn metrics_of_a_dispatcher_that_ran_a_job_parse_and_count_its_tasks() {
     assert_eq!(sample(&scrape, "pogo_workers_connected", &[]), 1.0);
     assert_eq!(sample(&scrape, "pogo_workers_capacity", &[]), 8.0);
     assert_eq!(sample(&scrape, "pogo_leader", &[]), 1.0);
-    assert!(
+    let count = |name: &str| {
         scrape
             .samples
             .iter()
-            .any(|s| s.metric == "pogo_task_seconds_count"),
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Histogram(ref buckets) => {
+                    buckets.last().map_or(0.0, |b| b.count)
+                }
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => -1.0,
+            })
+    };
+    let timed = count("pogo_task_seconds_count").or(count("pogo_task_seconds"));
+    assert_eq!(timed, Some(20.0), "{text}");
+    assert!(
+        text.contains("# TYPE pogo_step_seconds histogram"),
         "{text}"
     );
     // Counts and durations only: no host name, no output.
@@ -110,12 +122,13 @@ fn metrics_of_a_dispatcher_that_ran_a_job_parse_and_count_its_tasks() {
 #[test]
 fn json_logs_parse_line_by_line_and_carry_job_and_task_ids() {
     let d = Deployment::new(&["w1"]);
-    let dispatcher = d.dispatcher(0, &["--log-format", "json", "--log-level", "debug"]);
+    // The most verbose level: still JSON on every line, and never a command's output.
+    let dispatcher = d.dispatcher(0, &["--log-format", "json", "--log-level", "trace"]);
     let worker = d.worker_args(
         "w1",
         2,
         &d.files(pogo_remote::certs::Role::Worker, "w1"),
-        &["--log-format", "json"],
+        &["--log-format", "json", "--log-level", "trace"],
     );
     d.wait_for_workers(&["w1"]);
     d.pogo(&[
@@ -123,13 +136,22 @@ fn json_logs_parse_line_by_line_and_carry_job_and_task_ids() {
         "--targets",
         "host-[1-3]",
         "--command",
-        "true",
+        // Its output is not in its text, which the log names.
+        "printf 'secret-%s-of-%s\\n' output $POGO_HOST",
         "-o",
         "plan.json",
     ])
     .expect(0);
     let job = d.submit();
     d.wait_for_state(&job, "succeeded");
+    let log = d.pogo(&["log", &job]).expect(0).stdout();
+    assert!(
+        log.contains("secret-output-of-host-1"),
+        "the job did print: {log}"
+    );
+    for text in [dispatcher.stderr(), worker.stderr()] {
+        assert!(!text.contains("secret-output"), "{text}");
+    }
     let lines = |text: String| -> Vec<serde_json::Value> {
         text.lines()
             .map(|line| {

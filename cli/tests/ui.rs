@@ -572,7 +572,20 @@ fn the_dashboard_shows_a_job_live_halts_one_and_shows_output_as_text() {
             .all(|h| h["state"] == "succeeded" && h["attempts"] == 1),
         "{status}"
     );
+    // The halt and the retry given on the dashboard are in the audit trail, as alice's.
     runtime.block_on(async {
+        let base = origin(&url);
+        browser.goto(&format!("{base}/ui/#/audit")).await.unwrap();
+        eventually(
+            &browser,
+            "the audit trail",
+            "const rows = [...document.querySelectorAll('#audit-rows tr')]; \
+             return rows.some(r => r.dataset.action === 'halt') \
+                 && rows.some(r => r.dataset.action === 'retry') \
+                 && rows.every(r => r.children[2].textContent === 'alice')",
+        )
+        .await;
+        shot(&browser, "audit.png").await;
         browser.close().await.unwrap();
     });
 }

@@ -49,6 +49,7 @@ pub struct DispatcherMetrics {
     pub tasks_finished: Counter,
     pub tasks_lost: Counter,
     pub task_seconds: Histogram,
+    pub step_seconds: Histogram,
     pub commit_seconds: Histogram,
     pub workers_connected: Gauge,
     pub workers_capacity: Gauge,
@@ -96,6 +97,12 @@ impl DispatcherMetrics {
             "How long tasks ran on their workers",
             task_seconds.clone(),
         );
+        let step_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 20));
+        registry.register(
+            "pogo_step_seconds",
+            "How long steps of jobs took, from their first host handed out to their last done",
+            step_seconds.clone(),
+        );
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
         registry.register(
             "pogo_store_commit_seconds",
@@ -140,6 +147,7 @@ impl DispatcherMetrics {
             tasks_finished,
             tasks_lost,
             task_seconds,
+            step_seconds,
             commit_seconds,
             workers_connected,
             workers_capacity,

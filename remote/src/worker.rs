@@ -749,10 +749,12 @@ async fn deliver_chunk(shared: &Shared, chunk: OutputChunk) {
             Err(error) if error.is_transient() => shared.link.down(&error),
             Err(error) => {
                 // Sending it again would be refused again; the result still goes.
-                shared.log(&format!(
-                    "pogo worker: output chunk {} of task {} was refused: {error}",
-                    chunk.chunk, chunk.task
-                ));
+                tracing::warn!(
+                    task = %chunk.task,
+                    "output chunk {} of task {} was refused: {error}",
+                    chunk.chunk,
+                    chunk.task
+                );
                 return;
             }
         }

@@ -343,6 +343,7 @@ function parseRoute(hash) {
   const p = parts.map(dec);
   if (p.length === 0) return { page: "home" };
   if (p.length === 1 && p[0] === "workers") return { page: "workers" };
+  if (p.length === 1 && p[0] === "audit") return { page: "audit" };
   if (p[0] === "jobs" || p[0] === "runs") {
     if (p.length === 2) return { page: "job", kind: p[0], id: p[1] };
     if (p.length === 4 && p[2] === "hosts") return { page: "host", kind: p[0], id: p[1], host: p[3] };
@@ -989,13 +990,16 @@ function renderHeader() {
   const nav = byId("nav");
   nav.replaceChildren(el("a", { href: "#/", id: "nav-home", text: "Jobs & runs" }));
   if (config.jobs) nav.appendChild(el("a", { href: "#/workers", id: "nav-workers", text: "Workers" }));
+  if (config.jobs) nav.appendChild(el("a", { href: "#/audit", id: "nav-audit", text: "Audit trail" }));
 }
 
 function markNav(page) {
   const home = byId("nav-home");
   const workers = byId("nav-workers");
-  if (home) home.classList.toggle("active", page !== "workers");
+  const audit = byId("nav-audit");
+  if (home) home.classList.toggle("active", page !== "workers" && page !== "audit");
   if (workers) workers.classList.toggle("active", page === "workers");
+  if (audit) audit.classList.toggle("active", page === "audit");
 }
 
 function route() {
@@ -1009,6 +1013,7 @@ function route() {
   let page;
   if (r.page === "home") page = pageHome(ctx);
   else if (r.page === "workers") page = config.jobs ? pageWorkers(ctx) : notAvailable("Workers");
+  else if (r.page === "audit") page = config.jobs ? pageAudit(ctx) : notAvailable("Audit trail");
   else if (r.page === "job" || r.page === "host") {
     if ((r.kind === "jobs" && !config.jobs) || (r.kind === "runs" && !config.runs)) {
       page = notAvailable(r.kind === "jobs" ? "Jobs" : "Local runs");
@@ -1161,6 +1166,66 @@ async function pageWorkers(ctx) {
     if (!ctx.signal.aborted) ctx.timeout(poll, POLL_MS);
   };
   await poll();
+}
+
+/* ---------- Audit trail ---------- */
+
+async function pageAudit(ctx) {
+  document.title = "pogo: audit trail";
+  const tbody = el("tbody", { id: "audit-rows" });
+  const table = el(
+    "table",
+    { class: "list", id: "audit-table", hidden: true },
+    el("thead", {}, el("tr", {}, ...["#", "When (UTC)", "Who", "From", "Action", "Job", "What"].map((h) => el("th", { text: h })))),
+    tbody
+  );
+  const empty = el("p", { class: "empty", id: "audit-empty", hidden: true, text: "No operator has acted yet." });
+  const loading = el("p", { class: "loading", text: "Loading…" });
+  show(el("h1", { text: "Audit trail" }), loading, empty, table);
+  let after = 0;
+  const poll = async () => {
+    try {
+      // Only what is new since the last poll; newest first on the page.
+      const list = await getJson("/v1/audit?after=" + encodeURIComponent(String(after)), ctx.signal);
+      clearError("audit");
+      const records = Array.isArray(list) ? list : [];
+      loading.hidden = true;
+      for (const r of records) {
+        after = Math.max(after, Number(r.seq) || 0);
+        const job = r.job ? String(r.job) : "";
+        const jobCell = job
+          ? el("td", { class: "mono" }, el("a", { href: "#/jobs/" + encodeURIComponent(job), text: sanitizeText(job) }))
+          : el("td", {});
+        tbody.prepend(
+          el(
+            "tr",
+            { "data-seq": String(r.seq), "data-action": sanitizeText(String(r.action)) },
+            el("td", { class: "num", text: String(r.seq) }),
+            el("td", { class: "mono", text: formatUtc(r.at) }),
+            el("td", { class: "mono", text: sanitizeText(String(r.by)) }),
+            el("td", { class: "mono", text: sanitizeText(String(r.from)) }),
+            el("td", { text: sanitizeText(String(r.action)) }),
+            jobCell,
+            el("td", { text: sanitizeText(String(r.detail || "")) })
+          )
+        );
+      }
+      empty.hidden = tbody.children.length > 0;
+      table.hidden = tbody.children.length === 0;
+    } catch (e) {
+      if (isAbort(e) || ctx.signal.aborted) return;
+      showError(e.message, "audit");
+    }
+    if (!ctx.signal.aborted) ctx.timeout(poll, POLL_MS);
+  };
+  await poll();
+}
+
+/** `2026-12-07 06:14:17`: seconds since the epoch, in UTC. */
+function formatUtc(secs) {
+  const n = Number(secs);
+  if (!Number.isFinite(n)) return "";
+  return new Date(n * 1000).toISOString().replace("T", " ").replace(/\.\d+Z$/, "");
 }
 
 /* ---------- Job / run ---------- */

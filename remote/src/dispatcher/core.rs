@@ -394,6 +394,30 @@ struct Job {
     /// Steps (by slot index) whose gate is due: waiting for a worker that runs gates, or
     /// handed to one. In memory only: after a restart a gate that had not passed runs again.
     gates: BTreeMap<usize, GateRun>,
+    /// Each host's step (slot index), if it is in one.
+    slot_of: Vec<Option<u32>>,
+    /// When each step of this session had its first host handed out (for the step latency
+    /// metric; in memory only).
+    step_started: HashMap<usize, Instant>,
+}
+
+/// Each host's step (slot index), if it is in one.
+fn slots_of(plan: &Plan) -> Vec<Option<u32>> {
+    let index: HashMap<&str, usize> = plan
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    let mut slot_of = vec![None; plan.hosts.len()];
+    for (s, (_, spec)) in plan.slots().enumerate() {
+        for host in &spec.hosts {
+            if let Some(&i) = index.get(host.as_str()) {
+                slot_of[i] = u32::try_from(s).ok();
+            }
+        }
+    }
+    slot_of
 }
 
 /// A gate to run on a worker.
@@ -815,7 +839,10 @@ impl Core {
             run_deadline: None,
             approvals: BTreeMap::new(),
             gates: BTreeMap::new(),
+            slot_of: Vec::new(),
+            step_started: HashMap::new(),
         };
+        job.slot_of = slots_of(&job.plan);
         let under: BTreeMap<String, u32> =
             serde_json::from_str(&row.under).map_err(|e| corrupt(format!("under: {e}")))?;
         let states: Vec<HostState> = job.hosts.iter().map(HostRt::scheduler_state).collect();
@@ -1617,6 +1644,12 @@ impl Core {
             run_deadline,
             approvals: BTreeMap::new(),
             gates: BTreeMap::new(),
+            slot_of: Vec::new(),
+            step_started: HashMap::new(),
+        };
+        let job = Job {
+            slot_of: slots_of(&job.plan),
+            ..job
         };
         self.fleet
             .add_job(
@@ -1807,6 +1840,9 @@ impl Core {
             host.first_attempt = attempt;
             host.message.clear();
             host.exit_code = None;
+            if let Some(slot) = job.slot_of.get(idx).copied().flatten() {
+                job.step_started.entry(slot as usize).or_insert(now);
+            }
         }
         let name = job.plan.hosts[idx].clone();
         let built = Task {
@@ -2401,6 +2437,15 @@ impl Core {
 
     /// Records what a scheduler step changed that a person should hear of.
     fn note_changes(&mut self, id: &str, changes: &Changes) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            for slot in &changes.slots_completed {
+                if let Some(started) = job.step_started.remove(&slot.index()) {
+                    self.metrics
+                        .step_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                }
+            }
+        }
         let at_ms = self.at_ms(id);
         let job = &self.jobs[id];
         let Some(scheduler) = self.fleet.scheduler(id) else {
