@@ -41,6 +41,8 @@ pub struct Journal<R> {
     file: File,
     path: PathBuf,
     buffer: Vec<u8>,
+    /// How many times records were made durable (one `fdatasync` each).
+    syncs: u64,
     _records: PhantomData<fn(R)>,
 }
 
@@ -57,6 +59,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             file,
             path: path.to_path_buf(),
             buffer: Vec::new(),
+            syncs: 0,
             _records: PhantomData,
         })
     }
@@ -78,6 +81,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             file,
             path: path.to_path_buf(),
             buffer: Vec::new(),
+            syncs: 0,
             _records: PhantomData,
         };
         Ok((journal, records))
@@ -94,10 +98,16 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             serde_json::to_writer(&mut self.buffer, record).expect("records serialise");
             self.buffer.push(b'\n');
         }
+        self.syncs += 1;
         self.file
             .write_all(&self.buffer)
             .and_then(|()| self.file.sync_data())
             .map_err(|source| io("write", &self.path, source))
+    }
+
+    /// How many batches were made durable so far (one `fdatasync` each).
+    pub fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     pub fn path(&self) -> &Path {

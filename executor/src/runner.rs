@@ -126,6 +126,11 @@ pub trait Reporter {
     fn waiting(&mut self, _heads: &[HostWhy]) {}
 }
 
+/// Under load, how long after the last commit the runner waits for more completions before
+/// the next (see `Run::gather`): the most a host's next start is delayed to share an
+/// `fdatasync` with others.
+pub const GROUP_WINDOW: Duration = Duration::from_millis(10);
+
 /// How often a live view's explanations are brought up to date, at most: finding them
 /// scans the full groups of the heads, so they are not computed per event.
 pub const EXPLAIN_EVERY: Duration = Duration::from_millis(500);
@@ -197,6 +202,7 @@ pub async fn run(
         reporter,
         start: Instant::now(),
         batch: Vec::new(),
+        last_commit: Instant::now(),
         attempts: HashMap::new(),
         started_at: HashMap::new(),
         running: 0,
@@ -228,6 +234,8 @@ struct Run<'a> {
     start: Instant,
     /// Events not yet durable.
     batch: Vec<Event>,
+    /// When the journal last made a batch durable.
+    last_commit: Instant,
     attempts: HashMap<HostIdx, u32>,
     started_at: HashMap<HostIdx, Instant>,
     running: usize,
@@ -305,7 +313,10 @@ impl<'a> Run<'a> {
                 .values()
                 .any(|d| matches!(d, Deciding::Approval(..)));
             tokio::select! {
-                Some(done) = done_rx.recv() => self.attempted(scheduler, done, &done_tx)?,
+                Some(done) = done_rx.recv() => {
+                    self.attempted(scheduler, done, &done_tx)?;
+                    self.gather(scheduler, &mut done_rx, &done_tx).await?;
+                }
                 Ok(()) = halt.changed(), if !halted => {}
                 () = &mut run_timeout, if !timed_out => {
                     timed_out = true;
@@ -317,6 +328,31 @@ impl<'a> Run<'a> {
             }
         }
         self.finish(scheduler)
+    }
+
+    /// Completions come in bursts under load: every one already waiting is taken before the
+    /// next commit, and while other hosts still run, more are waited for until
+    /// [`GROUP_WINDOW`] after the last commit, so that one `fdatasync` covers many. A run
+    /// with nothing else running (a sequential chain) commits at once.
+    async fn gather(
+        &mut self,
+        scheduler: &mut Scheduler,
+        done_rx: &mut mpsc::UnboundedReceiver<Attempted>,
+        done_tx: &mpsc::UnboundedSender<Attempted>,
+    ) -> Result<(), RunError> {
+        loop {
+            while let Ok(done) = done_rx.try_recv() {
+                self.attempted(scheduler, done, done_tx)?;
+            }
+            if self.running == 0 || self.control.is_halted() {
+                return Ok(());
+            }
+            let deadline = self.last_commit + GROUP_WINDOW;
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(done)) => self.attempted(scheduler, done, done_tx)?,
+                Ok(None) | Err(_) => return Ok(()),
+            }
+        }
     }
 
     /// A host's attempt ended: retry it, or tell the scheduler.
@@ -682,6 +718,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         self.journal.append(&self.batch)?;
+        self.last_commit = Instant::now();
         for event in self.batch.drain(..) {
             self.reporter.report(&event);
         }
