@@ -109,7 +109,7 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
             "give the JOB to show: its id, the start of its id, or `last`",
         ));
     };
-    if args.remote.is_given() || run.starts_with("job-") {
+    if args.remote.names_job(&run) {
         return job_log(&args, &run, out);
     }
     let mut remote_only = args.remote.tls_flags_given();
@@ -330,7 +330,7 @@ pub struct ApproveArgs {
 
 /// `pogo approve RUN STEP`.
 pub fn approve(args: ApproveArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    if args.remote.is_given() || args.run.starts_with("job-") {
+    if args.remote.names_job(&args.run) {
         let client = args.remote.client()?;
         let summary = crate::remote::runtime()?.block_on(async {
             let id = crate::remote::find_job(&client, &args.run).await?;

@@ -1162,3 +1162,33 @@ fn a_worker_that_lost_the_dispatcher_delivers_its_result_once() {
     let log = d.pogo(&["log", &job, "host1"]);
     assert_eq!(log.expect(0).stdout(), "ran on host1\n");
 }
+
+#[test]
+fn last_names_the_newest_job_when_a_dispatcher_is_configured() {
+    let d = Deployment::new(&["w1"]);
+    let _dispatcher = d.dispatcher(0, &[]);
+    let _w1 = d.worker("w1", 2);
+    d.wait_for_workers(&["w1"]);
+    d.pogo(&[
+        "plan",
+        "--targets",
+        "h[1-2]",
+        "--command",
+        "echo hello from $POGO_HOST",
+        "-o",
+        "plan.json",
+    ])
+    .expect(0);
+    let job = d.submit();
+    d.wait_for_state(&job, "succeeded");
+    // The dispatcher is configured (here, in the environment): `last` is its newest job, for
+    // `pogo log` as for `pogo status`, following included.
+    let followed = d.pogo(&["log", "last", "-f"]);
+    let text = followed.expect(0).stdout();
+    assert!(
+        text.contains("hello from h1") && text.contains("hello from h2"),
+        "{text}"
+    );
+    let status = d.pogo(&["status", "last", "--json"]).json();
+    assert_eq!(status["id"], job.as_str());
+}

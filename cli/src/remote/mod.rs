@@ -67,6 +67,18 @@ impl DispatcherFlags {
         self.dispatcher.is_some()
     }
 
+    /// Whether a dispatcher is given or configured (flags, environment or client config
+    /// file, with everything needed to reach it): then `last` names its newest job.
+    pub fn configured(&self) -> bool {
+        self.is_given() || self.connection().is_ok()
+    }
+
+    /// Whether `run` names a job on a dispatcher rather than a local run: given with
+    /// `--dispatcher`, an id starting with `job-`, or `last` while a dispatcher is configured.
+    pub fn names_job(&self, run: &str) -> bool {
+        self.is_given() || run.starts_with("job-") || (run == "last" && self.configured())
+    }
+
     /// A bare `--dispatcher` takes the word after it for its URL (`pogo apply --dispatcher
     /// plan.json`). A URL has `://` in it; a word without one was meant as the command's
     /// first argument: it is taken back and returned, and the flag left bare.
