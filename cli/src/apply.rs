@@ -796,7 +796,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
             let notice = progress.notice();
             (&mut progress, notice)
         } else {
-            lines = Lines { out: &mut *out };
+            lines = Lines::new(&mut *out, progress_every());
             (&mut lines, Notice::Stderr)
         };
         let mut tee = Tee {
@@ -902,4 +902,16 @@ fn watch_interrupts(
             }
         }
     }))
+}
+
+/// How often `pogo apply` without a terminal writes a progress line: `POGO_PROGRESS_EVERY`
+/// (`30s`, `2m`, `0` for never), else every 10 seconds.
+fn progress_every() -> Option<std::time::Duration> {
+    match std::env::var("POGO_PROGRESS_EVERY") {
+        Ok(text) if text.trim() == "0" => None,
+        Ok(text) => crate::remote::serve::parse_interval(text.trim())
+            .ok()
+            .or(Some(pogo_views::report::PROGRESS_EVERY)),
+        Err(_) => Some(pogo_views::report::PROGRESS_EVERY),
+    }
 }

@@ -1120,3 +1120,43 @@ fn pogo_log_streams_a_log_bigger_than_its_memory() {
     );
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), size);
 }
+
+#[test]
+fn without_a_terminal_a_progress_line_says_every_so_often_that_the_run_is_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    common::pogo_in(
+        dir.path(),
+        &[
+            "plan",
+            "--targets",
+            "h[1-3]",
+            "--concurrent",
+            "2",
+            "--command",
+            "sleep 1.5",
+            "-o",
+            "plan.json",
+        ],
+    )
+    .expect(0);
+    let mut apply =
+        common::pogo_command(dir.path(), &["apply", "plan.json", "--transport", "local"]);
+    apply.env("POGO_PROGRESS_EVERY", "1s");
+    let run = common::Run(apply.output().unwrap());
+    let out = run.expect(0).stdout();
+    let progress: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("Progress: "))
+        .collect();
+    assert!(progress.len() >= 2, "{out}");
+    assert!(
+        progress[0].starts_with("Progress: 0 of 3 done, 2 running, 1 left; "),
+        "{out}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("about ") && l.contains(" to go")),
+        "an estimate once a host is done: {out}"
+    );
+}

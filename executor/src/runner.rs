@@ -124,7 +124,19 @@ pub trait Reporter {
     /// Why the first host not started of each thread's current step waits
     /// ([`crate::why::Heads`]), in plan order of the threads, the unordered hosts' last.
     fn waiting(&mut self, _heads: &[HostWhy]) {}
+
+    /// Whether it wants [`Reporter::tick`] every [`TICK_EVERY`] while the run goes on (a
+    /// view without a terminal that says, now and then, that the run is alive).
+    fn ticks(&self) -> bool {
+        false
+    }
+
+    /// Called every [`TICK_EVERY`] when [`Reporter::ticks`].
+    fn tick(&mut self) {}
 }
+
+/// How often a reporter that asks for it is ticked.
+pub const TICK_EVERY: Duration = Duration::from_secs(1);
 
 /// Under load, how long after the last commit the runner waits for more completions before
 /// the next (see `Run::gather`): the most a host's next start is delayed to share an
@@ -256,6 +268,7 @@ impl<'a> Run<'a> {
         };
         tokio::pin!(run_timeout);
         let mut timed_out = false;
+        let mut next_tick = Instant::now() + TICK_EVERY;
 
         self.batch.push(Event::RunStarted {
             run_id: self.settings.run_id.clone(),
@@ -308,6 +321,7 @@ impl<'a> Run<'a> {
             }
             self.explain(scheduler);
             let explain_due = self.explainer.as_ref().and_then(|e| e.due);
+            let tick_due = self.reporter.ticks().then_some(next_tick);
             let approvals = self
                 .deciding
                 .values()
@@ -323,6 +337,10 @@ impl<'a> Run<'a> {
                     self.control.kill();
                 }
                 () = sleep_until(explain_due), if explain_due.is_some() => {}
+                () = sleep_until(tick_due), if tick_due.is_some() => {
+                    self.reporter.tick();
+                    next_tick = Instant::now() + TICK_EVERY;
+                }
                 Some((slot, end)) = gate_rx.recv() => self.gate_ended(scheduler, slot, end)?,
                 () = tokio::time::sleep(APPROVAL_POLL), if approvals => {}
             }

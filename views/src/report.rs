@@ -169,14 +169,112 @@ pub fn duration_cell(ms: u64) -> String {
 /// `host: message` lines (stdout not a terminal). Write errors are ignored: a closed pipe
 /// (`pogo apply plan.json | head`) must not stop a rollout.
 pub struct Lines<'a> {
-    pub out: &'a mut dyn Write,
+    out: &'a mut dyn Write,
+    /// How often a progress line is written (none when `None`).
+    every: Option<Duration>,
+    began: std::time::Instant,
+    last: std::time::Instant,
+    hosts: usize,
+    running: usize,
+    done: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+/// How often a view without a terminal writes a progress line, unless told otherwise.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+impl<'a> Lines<'a> {
+    /// A line per event worth one, and a progress line every `every` (done, running,
+    /// failed, left, elapsed, an estimate), so that a long rollout in a CI log shows it is
+    /// alive.
+    pub fn new(out: &'a mut dyn Write, every: Option<Duration>) -> Lines<'a> {
+        let now = std::time::Instant::now();
+        Lines {
+            out,
+            every,
+            began: now,
+            last: now,
+            hosts: 0,
+            running: 0,
+            done: 0,
+            failed: 0,
+            skipped: 0,
+        }
+    }
+
+    /// `Progress: 120 of 1000 done (3 failed), 8 running, 872 left; 1m30s elapsed, about
+    /// 10m59s to go`.
+    fn progress_line(&self) -> String {
+        let elapsed = self.began.elapsed();
+        let left = self
+            .hosts
+            .saturating_sub(self.done + self.running + self.skipped);
+        let mut line = format!("Progress: {} of {} done", self.done, self.hosts);
+        if self.failed > 0 {
+            line.push_str(&format!(" ({} failed)", self.failed));
+        }
+        line.push_str(&format!(
+            ", {} running, {left} left; {} elapsed",
+            self.running,
+            clock(elapsed)
+        ));
+        if self.done > 0 && left + self.running > 0 {
+            let per_host = elapsed.as_secs_f64() / self.done as f64;
+            let to_go = Duration::from_secs_f64(per_host * (left + self.running) as f64);
+            line.push_str(&format!(", about {} to go", clock(to_go)));
+        }
+        line
+    }
+}
+
+/// `1h02m`, `3m05s`, `42s`.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 impl Reporter for Lines<'_> {
     fn report(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { hosts, .. } => self.hosts = *hosts,
+            Event::HostStarted { .. } => self.running += 1,
+            Event::HostFinished { result, .. } => {
+                self.running = self.running.saturating_sub(1);
+                self.done += 1;
+                if *result != FinalState::Succeeded {
+                    self.failed += 1;
+                }
+            }
+            Event::HostsSkipped { hosts, .. } => self.skipped += hosts.len(),
+            _ => {}
+        }
         for line in event_lines(event) {
             let _ = writeln!(self.out, "{line}");
         }
+        let _ = self.out.flush();
+    }
+
+    fn ticks(&self) -> bool {
+        self.every.is_some()
+    }
+
+    fn tick(&mut self) {
+        let Some(every) = self.every else {
+            return;
+        };
+        if self.last.elapsed() < every {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let line = self.progress_line();
+        let _ = writeln!(self.out, "{line}");
         let _ = self.out.flush();
     }
 }
@@ -737,6 +835,14 @@ impl Reporter for Tee<'_> {
 
     fn waiting(&mut self, heads: &[HostWhy]) {
         self.view.waiting(heads);
+    }
+
+    fn ticks(&self) -> bool {
+        self.view.ticks()
+    }
+
+    fn tick(&mut self) {
+        self.view.tick();
     }
 }
 

@@ -474,7 +474,7 @@ async fn follow_job(
     } else if live {
         View::Live(Box::new(Progress::new(plan, 0, &[])))
     } else {
-        View::Lines(Lines { out: &mut *out })
+        View::Lines(Lines::new(&mut *out, None))
     };
     let notice = view.notice();
     let mut ledger = Ledger::new(&plan.hosts);
