@@ -35,8 +35,9 @@ use failure::exit;
         command into a plan: who runs, in which order, under which limits. Plans are \
         deterministic files you can review, diff and keep in a repository; `pogo apply` runs \
         them over SSH, and `pogo run` plans and runs in one step.",
-    after_help = "Start with: pogo plan --config t/cfgs/triple.cfg\n\
-        Then:       pogo run --config t/cfgs/triple.cfg --transport local --command 'echo $POGO_HOST'"
+    after_help = "Start with: pogo example    (writes example.cfg here)\n\
+        Then:       pogo plan --config example.cfg\n\
+        And:        pogo run --config example.cfg --transport local --command 'echo $POGO_HOST'"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -131,7 +132,8 @@ enum Command {
     Log(runs::LogArgs),
     /// Approve a step a local run waits for: the steps after it go on
     Approve(runs::ApproveArgs),
-    /// Serve the dispatcher of remote apply (HTTPS, mutual TLS, jobs kept in SQLite)
+    /// Serve the dispatcher of remote apply (HTTPS, mutual TLS; jobs kept in SQLite or
+    /// PostgreSQL)
     Dispatcher(remote::serve::DispatcherArgs),
     /// Run a worker of remote apply: take tasks from the dispatcher and run them
     Worker(remote::serve::WorkerArgs),
@@ -163,6 +165,8 @@ enum Command {
     Completions(shell::CompletionsArgs),
     /// Write a man page for pogo and each of its commands into a directory
     Man(shell::ManArgs),
+    /// Write an example config (example.cfg) to try pogo with
+    Example(shell::ExampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -217,6 +221,7 @@ fn main() -> ExitCode {
             shell::completions(args, Cli::command(), &mut stdout).map(|()| exit::OK)
         }
         Command::Man(args) => shell::man(args, Cli::command(), &mut stdout).map(|()| exit::OK),
+        Command::Example(args) => shell::example(args, &mut stdout).map(|()| exit::OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),

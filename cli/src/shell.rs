@@ -119,3 +119,48 @@ fn write_pages(
     }
     Ok(())
 }
+
+#[derive(Args)]
+#[command(
+    long_about = "Write a small example config, example.cfg (three colos of three hosts, a \
+        sequence over two of them, limits per colo), into the current directory or --dir, to \
+        try pogo with: `pogo plan --config example.cfg`, then `pogo run --config example.cfg \
+        --transport local --command 'echo $POGO_HOST'` (the local transport runs the command \
+        on this machine, once per host). An existing file is never overwritten.",
+    after_help = "Examples:\n  \
+        pogo example && pogo plan --config example.cfg\n  \
+        pogo example --dir /tmp/try"
+)]
+pub struct ExampleArgs {
+    /// Where to write example.cfg [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// The example config, the repository's `t/cfgs/triple.cfg`.
+const EXAMPLE: &str = include_str!("../../t/cfgs/triple.cfg");
+
+/// `pogo example`.
+pub fn example(args: ExampleArgs, out: &mut dyn Write) -> Result<(), Failure> {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from("."));
+    let path = dir.join("example.cfg");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(EXAMPLE.as_bytes()));
+    match written {
+        Ok(()) => emit(
+            out,
+            &format!(
+                "Wrote {}. Next:\n  pogo plan --config {0}\n  pogo run --config {0} --transport local --command 'echo $POGO_HOST'\n",
+                path.display()
+            ),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(invalid(format!(
+            "{} exists; pogo does not overwrite it (use it, or move it away)",
+            path.display()
+        ))),
+        Err(e) => Err(invalid(format!("cannot write {}: {e}", path.display()))),
+    }
+}

@@ -63,3 +63,57 @@ fn a_man_page_is_written_for_pogo_and_each_of_its_commands() {
     assert!(!out.join("pogo-help.1").exists(), "no page for `help`");
     assert!(said.contains(" pages; `man -M "), "{said}");
 }
+
+#[test]
+fn the_start_lines_of_pogo_help_work_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = common::pogo_in(dir.path(), &["--help"]).expect(0).stdout();
+    let commands: Vec<String> = help
+        .lines()
+        .filter_map(|l| {
+            ["Start with: ", "Then:       ", "And:        "]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+        })
+        .map(|rest| rest.split("    (").next().unwrap().trim().to_string())
+        .collect();
+    assert_eq!(commands.len(), 3, "{help}");
+    for command in &commands {
+        let words = split_shell(command);
+        assert_eq!(words[0], "pogo", "{command}");
+        let mut args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
+        if args[0] == "run" {
+            // Without a terminal to confirm on.
+            args.push("--yes");
+        }
+        let run = common::pogo_in(dir.path(), &args);
+        assert_eq!(run.code(), 0, "`{command}`: {}", run.stderr());
+    }
+    let again = common::pogo_in(dir.path(), &["example"]);
+    assert_ne!(again.code(), 0);
+    assert!(
+        again.stderr().contains("does not overwrite"),
+        "{}",
+        again.stderr()
+    );
+}
+
+/// Splits a command line on blanks, honouring single quotes.
+fn split_shell(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted) = (Vec::new(), String::new(), false);
+    for c in line.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
