@@ -73,7 +73,7 @@ use pogo_views::text::plural;
 )]
 pub struct ApplyArgs {
     /// The plan file to run
-    #[arg(value_name = "PLAN", required_unless_present_any = ["resume", "dispatcher"])]
+    #[arg(value_name = "PLAN", required_unless_present = "resume")]
     plan: Option<PathBuf>,
     /// Continue a halted, stopped or interrupted run instead of starting one: its id, the
     /// start of its id, or `last`
@@ -217,8 +217,10 @@ const RETRY_DELAY: Duration = Duration::from_secs(5);
         On a terminal it asks before running anything; --yes skips the question, and without \
         a terminal --yes is required. Exit status as `pogo apply`; 4 also when not confirmed.",
     after_help = "Examples:\n  \
-        pogo run --config t/cfgs/triple.cfg --transport local --command 'echo deployed on $POGO_HOST' --yes\n  \
-        pogo run --config fleet.cfg --targets '$colo.east' --command 'sudo systemctl restart app' --password\n  \
+        pogo run --config t/cfgs/triple.cfg --transport local --yes \\\n      \
+            --command 'echo deployed on $POGO_HOST'\n  \
+        pogo run --config fleet.cfg --targets '$colo.east' --password \\\n      \
+            --command 'sudo systemctl restart app'\n  \
         pogo run examples/plans/rolling-restart.yaml"
 )]
 pub struct RunArgs {
@@ -419,8 +421,7 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 /// `pogo apply --dispatcher`: the plan checked and lowered as for a local run, then submitted
 /// as a job and followed.
 fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let mut plan_arg = args.plan.take().map(|p| p.display().to_string());
-    crate::remote::restore_first(&mut args.remote, &mut plan_arg, None)?;
+    let plan_arg = args.plan.take().map(|p| p.display().to_string());
     if args.resume.is_some() {
         return Err(usage(
             "--resume is for local runs; a job on the dispatcher goes on with `pogo resume \

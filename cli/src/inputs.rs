@@ -12,7 +12,7 @@ use pogo_planner::{
     Span, TargetSpec,
 };
 
-use crate::failure::{exit, invalid, Failure};
+use crate::failure::{exit, invalid, usage, Failure};
 use crate::resolver;
 
 /// Where a plan comes from: a plan spec, or a config (`pogo plan` and `pogo run`).
@@ -23,12 +23,7 @@ pub struct PlanSource {
     pub spec: Option<PathBuf>,
     /// The fleet config (tags, sequences, constraints); without one, --targets alone makes
     /// an ad-hoc plan: the hosts given, unordered, under the job-wide limit
-    #[arg(
-        long,
-        short = 'c',
-        value_name = "FILE",
-        required_unless_present_any = ["spec", "targets", "hostfile"]
-    )]
+    #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
 
@@ -164,7 +159,13 @@ pub fn compile_plan(source: &PlanSource, flags: &PlanFlags) -> Result<Plan, Fail
                 };
                 (config, request)
             }
-            // Clap asks for --targets or --hostfile then: the plan is of those hosts alone.
+            None if flags.targets.is_empty() && flags.hostfile.is_none() => {
+                return Err(usage(
+                    "nothing to plan: give a plan spec (SPEC), a config (--config FILE), or \
+                     the hosts themselves (--targets LIST, --hostfile FILE)",
+                ))
+            }
+            // The plan is of the hosts given alone.
             None => {
                 let config = Config::parse(pogo_model::NO_CONFIG, NO_CONFIG_TEXT)?;
                 let request = PlanRequest {
@@ -372,17 +373,32 @@ pub enum FileKind {
     Spec,
 }
 
+/// A config has `tag:`, `sequence:` or `constraint:` at its top level (one that forgot `tag:`
+/// is told so as a config); a plan spec has none of them, or names its config with `config:`.
 pub fn file_kind(text: &str) -> FileKind {
+    use pogo_planner::config::TOP_LEVEL_KEYS;
+    use pogo_planner::yaml::{Node, Value};
     if text.trim_start().starts_with('{') {
         return FileKind::Plan;
     }
-    let has_tag = matches!(
-        pogo_planner::yaml::parse(text),
-        Ok(Some(pogo_planner::yaml::Node { value: pogo_planner::yaml::Value::Map(ref pairs), .. }))
-            if pairs.iter().any(|(k, _)| k.as_str() == Some("tag"))
-    );
-    // A config that does not parse as YAML is still most likely a config if it says `tag:`.
-    if has_tag || text.lines().any(|l| l.starts_with("tag:")) {
+    let config_like = match pogo_planner::yaml::parse(text) {
+        Ok(Some(Node {
+            value: Value::Map(ref pairs),
+            ..
+        })) => {
+            let has = |key: &str| pairs.iter().any(|(k, _)| k.as_str() == Some(key));
+            TOP_LEVEL_KEYS.iter().any(|key| has(key)) && !has("config")
+        }
+        // A config that does not parse as YAML is still most likely a config if it starts a
+        // line with one of a config's keys.
+        _ => text.lines().any(|line| {
+            TOP_LEVEL_KEYS.iter().any(|key| {
+                line.strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with(':'))
+            })
+        }),
+    };
+    if config_like {
         FileKind::Config
     } else {
         FileKind::Spec

@@ -180,7 +180,9 @@ fn main() -> ExitCode {
     if pogo_executor::transport::askpass_requested() {
         return pogo_executor::transport::askpass_main();
     }
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(remote::separate_bare_dispatcher(
+        std::env::args_os().collect(),
+    )) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -230,5 +232,187 @@ fn main() -> ExitCode {
             let _ = std::io::stderr().write_all(failure.message.as_bytes());
             ExitCode::from(failure.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command's help, as a terminal of `width` columns shows it.
+    fn helps(command: &mut clap::Command, width: usize, out: &mut Vec<(String, String)>) {
+        let name = command.get_name().to_string();
+        let text = command
+            .clone()
+            .term_width(width)
+            .render_long_help()
+            .to_string();
+        out.push((name, text));
+        for sub in command.get_subcommands_mut() {
+            helps(sub, width, out);
+        }
+    }
+
+    #[test]
+    fn help_examples_are_whole_commands_on_a_100_column_terminal() {
+        let mut all = Vec::new();
+        helps(&mut Cli::command(), 100, &mut all);
+        let mut checked = 0;
+        for (name, text) in &all {
+            let Some(start) = text.find("\nExamples:\n") else {
+                continue;
+            };
+            let mut continued = false;
+            for line in text[start + 11..].lines().take_while(|l| !l.is_empty()) {
+                assert!(line.starts_with("  "), "`{name}`: `{line}` in:\n{text}");
+                let word = line.trim_start();
+                let first = word
+                    .split(' ')
+                    .find(|w| !w.contains('=') && *w != "sudo")
+                    .unwrap_or("");
+                assert!(
+                    continued || first == "pogo",
+                    "`pogo {name} --help`: an example line does not start a command: \
+                     `{line}` (wrapped? end the line before with ` \\`):\n{text}"
+                );
+                assert!(
+                    !word.contains(".crt"),
+                    "`{name}`: certificates are .pem files: `{line}`"
+                );
+                continued = word.ends_with('\\');
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} example lines found");
+    }
+
+    #[test]
+    fn a_required_argument_is_shown_required() {
+        for args in [
+            ["status"],
+            ["log"],
+            ["halt"],
+            ["resume"],
+            ["retry"],
+            ["close"],
+        ] {
+            let line = std::iter::once("pogo").chain(args);
+            let error = Cli::try_parse_from(line).err().expect("refused");
+            let text = error.to_string();
+            assert!(text.contains("required arguments"), "{text}");
+            let usage = Cli::command()
+                .find_subcommand_mut(args[0])
+                .unwrap()
+                .render_usage()
+                .to_string();
+            assert!(usage.contains(" <"), "{usage}");
+            assert!(
+                !usage.contains("[JOB]") && !usage.contains("[RUN_ID]"),
+                "{usage}"
+            );
+        }
+    }
+}
+
+/// The `pogo` commands of the README's and the docs' shell blocks.
+#[cfg(test)]
+mod documented_commands {
+    use super::*;
+
+    const DOCS: [(&str, &str); 14] = [
+        ("README.md", include_str!("../../README.md")),
+        ("docs/apply.md", include_str!("../../docs/apply.md")),
+        ("docs/certs.md", include_str!("../../docs/certs.md")),
+        ("docs/config.md", include_str!("../../docs/config.md")),
+        ("docs/dashboard.md", include_str!("../../docs/dashboard.md")),
+        ("docs/diff.md", include_str!("../../docs/diff.md")),
+        ("docs/fleets.md", include_str!("../../docs/fleets.md")),
+        ("docs/gates.md", include_str!("../../docs/gates.md")),
+        ("docs/ha.md", include_str!("../../docs/ha.md")),
+        (
+            "docs/operations.md",
+            include_str!("../../docs/operations.md"),
+        ),
+        (
+            "docs/plan-format.md",
+            include_str!("../../docs/plan-format.md"),
+        ),
+        ("docs/plan-spec.md", include_str!("../../docs/plan-spec.md")),
+        ("docs/remote.md", include_str!("../../docs/remote.md")),
+        ("docs/simulate.md", include_str!("../../docs/simulate.md")),
+    ];
+
+    /// Splits a shell line into words: blanks, single and double quotes (enough for docs).
+    fn words(line: &str) -> Vec<String> {
+        let (mut words, mut word, mut quote, mut started) =
+            (Vec::new(), String::new(), None, false);
+        for c in line.chars() {
+            match (quote, c) {
+                (None, '\'' | '"') => (quote, started) = (Some(c), true),
+                (Some(q), c) if c == q => quote = None,
+                (None, ' ') => {
+                    if started {
+                        words.push(std::mem::take(&mut word));
+                    }
+                    started = false;
+                }
+                (_, c) => (word.push(c), started = true).1,
+            }
+        }
+        if started {
+            words.push(word);
+        }
+        words
+    }
+
+    /// Each `pogo ...` command of a ```sh block, continuation lines joined, comments and what
+    /// follows a pipe or a redirection dropped.
+    fn commands(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for block in text.split("```sh\n").skip(1) {
+            let block = &block[..block.find("```").expect("blocks are closed")];
+            let mut line = String::new();
+            for part in block.lines() {
+                let part = part.trim();
+                if let Some(head) = part.strip_suffix('\\') {
+                    line.push_str(head);
+                    continue;
+                }
+                line.push_str(part);
+                let whole = std::mem::take(&mut line);
+                let whole = whole.split(" # ").next().unwrap_or("");
+                let whole = whole.split(['|', '>']).next().unwrap_or("").trim();
+                let start = whole.split(' ').position(|w| w == "pogo");
+                let Some(start) = start else { continue };
+                let words: Vec<&str> = whole.split(' ').collect();
+                if words[..start]
+                    .iter()
+                    .all(|w| w.contains('=') || *w == "sudo")
+                {
+                    out.push(words[start..].join(" "));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_documented_command_line_is_one_pogo_accepts() {
+        let mut checked = 0;
+        for (file, text) in DOCS {
+            for command in commands(text) {
+                let args = words(&command);
+                if let Err(error) = Cli::try_parse_from(remote::separate_bare_dispatcher(
+                    args.iter().map(Into::into).collect(),
+                )) {
+                    // `--help` and `--version` end parsing early, as they should.
+                    if error.use_stderr() {
+                        panic!("{file}: `{command}` is refused:\n{error}");
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 60, "only {checked} commands found");
     }
 }

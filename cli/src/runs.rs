@@ -9,7 +9,7 @@ use pogo_executor::rundir::{self, RunDir, RunState};
 
 use crate::failure::{emit, invalid, usage, Failure};
 use crate::inputs::state_dir;
-use crate::remote::{restore_first, DispatcherFlags};
+use crate::remote::DispatcherFlags;
 use pogo_executor::events::FinalState;
 use pogo_views::report::{summary, Ledger, Standing, SummaryOptions, Where};
 
@@ -57,8 +57,8 @@ pub struct RunsArgs {
 )]
 pub struct LogArgs {
     /// The run: its id, the start of its id, or `last`; or a job, `job-...`
-    #[arg(value_name = "RUN_ID", required_unless_present = "dispatcher")]
-    run: Option<String>,
+    #[arg(value_name = "RUN_ID")]
+    run: String,
     /// Hosts whose output to show
     #[arg(value_name = "HOST")]
     hosts: Vec<String>,
@@ -102,13 +102,7 @@ pub fn runs(args: RunsArgs, out: &mut dyn Write) -> Result<(), Failure> {
 
 /// `pogo log`: a local run's, or a job's when the id says so or --dispatcher is given.
 pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let mut run = args.run.take();
-    restore_first(&mut args.remote, &mut run, Some(&mut args.hosts))?;
-    let Some(run) = run else {
-        return Err(usage(
-            "give the JOB to show: its id, the start of its id, or `last`",
-        ));
-    };
+    let run = std::mem::take(&mut args.run);
     if args.remote.names_job(&run) {
         return job_log(&args, &run, out);
     }

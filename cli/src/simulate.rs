@@ -43,7 +43,7 @@ use pogo_views::text::{list_cut, plural};
     after_help = "Examples:\n  \
         pogo simulate tests/golden/cfgs/triple.plan.json\n  \
         pogo simulate east.plan.json --duration 2m --jitter 50%\n  \
-        pogo simulate east.plan.json --fail 'web-e[1-3]' --max-failures 2\n  \
+        pogo simulate east.plan.json --fail 'web-e0[1-3]'\n  \
         pogo simulate east.plan.json --format json | jq .makespan_ms"
 )]
 pub struct SimulateArgs {

@@ -88,3 +88,42 @@ fn targets_alone_make_a_plan_run_under_the_job_limit() {
         refused.stderr()
     );
 }
+
+#[test]
+fn nothing_to_plan_names_the_three_ways_to_give_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["plan", "run"] {
+        let refused = pogo(dir.path(), &[command]);
+        assert_eq!(refused.code(), 64, "{}", refused.stderr());
+        let text = refused.stderr();
+        for way in ["plan spec", "--config FILE", "--targets LIST"] {
+            assert!(text.contains(way), "`pogo {command}`: {text}");
+        }
+        assert!(!text.contains("required"), "{text}");
+    }
+}
+
+#[test]
+fn a_config_without_tags_is_checked_as_a_config_not_as_a_plan_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("sequence.cfg"), "sequence:\n  - $web\n").unwrap();
+    std::fs::write(d.join("constraint.cfg"), "constraint:\n  $web: 1\n").unwrap();
+    std::fs::write(d.join("spec.yaml"), "config: fleet.cfg\nsequence: 1\n").unwrap();
+    let checked = pogo(d, &["validate", "sequence.cfg", "constraint.cfg"]);
+    assert_eq!(checked.code(), 1);
+    let text = checked.stderr();
+    assert_eq!(
+        text.matches("the config has no `tag:` section").count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("plan spec"), "{text}");
+    // A spec that names its config stays a spec, whatever else it says.
+    let spec = pogo(d, &["validate", "spec.yaml"]);
+    assert!(
+        spec.stderr().contains("in the plan spec"),
+        "{}",
+        spec.stderr()
+    );
+}

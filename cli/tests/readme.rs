@@ -161,3 +161,67 @@ fn readme_rendered_examples_are_real_output() {
     }
     assert!(checked >= 1, "the README should show a graph");
 }
+
+/// The README's shell examples that work on files alone (plan, validate, show, simulate) run
+/// as written, in order, in a directory holding what they name: the example fleet as
+/// `fleet.cfg`, a host file, and the repository's `examples/` and `t/`. The rest (a
+/// dispatcher, git history) are checked for flags by the binary's own tests.
+#[test]
+fn readme_local_shell_examples_run_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(root().join("examples/fleet.cfg"), d.join("fleet.cfg")).unwrap();
+    std::fs::write(d.join("incident-4711.hosts"), "web-e03\napi-w02 # paged\n").unwrap();
+    for shared in ["examples", "t"] {
+        std::os::unix::fs::symlink(root().join(shared), d.join(shared)).unwrap();
+    }
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_pogo"));
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = Vec::new();
+    for block in readme.split("```sh\n").skip(1) {
+        let block = &block[..block.find("```").expect("sh blocks are closed")];
+        let mut joined = Vec::new();
+        let mut pending = String::new();
+        for part in block.lines() {
+            match part.strip_suffix('\\') {
+                Some(head) => pending.push_str(head),
+                None => joined.push(std::mem::take(&mut pending) + part),
+            }
+        }
+        for line in &joined {
+            let words = split(line);
+            let local = ["plan", "validate", "show", "simulate"];
+            if words.first().map(String::as_str) != Some("pogo")
+                || !local.contains(&words[1].as_str())
+            {
+                continue;
+            }
+            let output = Command::new("bash")
+                .args(["-c", line])
+                .current_dir(d)
+                .env("PATH", &path)
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "the README's `{line}` fails:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            ran.push(words[1].clone());
+        }
+    }
+    for command in ["plan", "validate", "simulate"] {
+        assert!(
+            ran.iter().any(|c| c == command),
+            "no `pogo {command}` ran: {ran:?}"
+        );
+    }
+}

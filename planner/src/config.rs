@@ -169,7 +169,8 @@ fn sign_of_whole_number(text: &str) -> Option<Sign> {
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(sign)
 }
 
-const TOP_LEVEL_KEYS: [&str; 3] = ["tag", "sequence", "constraint"];
+/// The keys at the top level of a config.
+pub const TOP_LEVEL_KEYS: [&str; 3] = ["tag", "sequence", "constraint"];
 
 /// The name of the thread a list-form `sequence` makes.
 pub const LIST_THREAD_NAME: &str = "main";

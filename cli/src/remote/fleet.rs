@@ -11,9 +11,9 @@ use pogo_remote::api::PushFleet;
 use pogo_views::text::plural;
 
 use super::ops::json_text;
-use super::{client_failure, find_job, restore_first, runtime, DispatcherFlags};
+use super::{client_failure, find_job, runtime, DispatcherFlags};
 use crate::diff::DiffFormat;
-use crate::failure::{emit, exit, invalid, usage, Failure};
+use crate::failure::{emit, exit, invalid, Failure};
 use crate::resolver;
 
 #[derive(Args)]
@@ -76,11 +76,11 @@ enum FleetCommand {
 #[derive(Args)]
 pub struct PushArgs {
     /// The fleet's name: letters, digits, `.`, `_`, `-`
-    #[arg(value_name = "NAME", required_unless_present = "dispatcher")]
-    name: Option<String>,
+    #[arg(value_name = "NAME")]
+    name: String,
     /// The config file
     #[arg(value_name = "CONFIG")]
-    config: Option<String>,
+    config: String,
     /// Print the new revision as JSON
     #[arg(long)]
     json: bool,
@@ -100,8 +100,8 @@ pub struct ListArgs {
 #[derive(Args)]
 pub struct ShowArgs {
     /// The fleet
-    #[arg(value_name = "NAME", required_unless_present = "dispatcher")]
-    name: Option<String>,
+    #[arg(value_name = "NAME")]
+    name: String,
     /// The revision [default: the current one]
     #[arg(long, value_name = "N")]
     revision: Option<u32>,
@@ -124,8 +124,8 @@ pub struct ShowArgs {
 #[derive(Args)]
 pub struct DiffArgs {
     /// The fleet
-    #[arg(value_name = "NAME", required_unless_present = "dispatcher")]
-    name: Option<String>,
+    #[arg(value_name = "NAME")]
+    name: String,
     /// A config on this machine [default: compare the revision with the one before]
     #[arg(value_name = "CONFIG")]
     config: Option<String>,
@@ -151,22 +151,6 @@ pub fn fleet(args: FleetArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     }
 }
 
-/// The NAME and the argument after it, once a bare `--dispatcher` gave back what it took.
-fn name_and(
-    connection: &mut DispatcherFlags,
-    name: Option<String>,
-    second: Option<String>,
-) -> Result<(String, Option<String>), Failure> {
-    let mut name = name;
-    let mut rest: Vec<String> = second.into_iter().collect();
-    restore_first(connection, &mut name, Some(&mut rest))?;
-    let name = name.ok_or_else(|| usage("give the fleet's NAME"))?;
-    if rest.len() > 1 {
-        return Err(usage(format!("unexpected argument `{}`", rest[1])));
-    }
-    Ok((name, rest.pop()))
-}
-
 /// Reads a config and runs its external tags' commands here, keeping what they printed.
 fn read_config(path: &str) -> Result<PushFleet, Failure> {
     let path = normalize(Path::new(path));
@@ -183,8 +167,10 @@ fn read_config(path: &str) -> Result<PushFleet, Failure> {
 }
 
 fn push(mut args: PushArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let (name, config) = name_and(&mut args.connection, args.name.take(), args.config.take())?;
-    let config = config.ok_or_else(|| usage("give the CONFIG file to push"))?;
+    let (name, config) = (
+        std::mem::take(&mut args.name),
+        std::mem::take(&mut args.config),
+    );
     let body = read_config(&config)?;
     let client = args.connection.client()?;
     let before = runtime()?.block_on(async {
@@ -234,7 +220,7 @@ fn list(args: ListArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 }
 
 fn show(mut args: ShowArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let (name, _) = name_and(&mut args.connection, args.name.take(), None)?;
+    let name = std::mem::take(&mut args.name);
     let client = args.connection.client()?;
     if args.history {
         let list = runtime()?
@@ -261,7 +247,7 @@ fn show(mut args: ShowArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 }
 
 fn diff(mut args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let (name, config) = name_and(&mut args.connection, args.name.take(), args.config.take())?;
+    let (name, config) = (std::mem::take(&mut args.name), args.config.take());
     let client = args.connection.client()?;
     let (old, new, labels) = runtime()?.block_on(async {
         let at = client
@@ -322,8 +308,8 @@ fn diff(mut args: DiffArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 )]
 pub struct CloseArgs {
     /// The job: its id, the start of its id, or `last`
-    #[arg(value_name = "JOB", required_unless_present = "dispatcher")]
-    job: Option<String>,
+    #[arg(value_name = "JOB")]
+    job: String,
     /// Print the job's summary as JSON
     #[arg(long)]
     json: bool,
@@ -333,9 +319,7 @@ pub struct CloseArgs {
 
 /// `pogo close JOB`.
 pub fn close(mut args: CloseArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let mut job = args.job.take();
-    restore_first(&mut args.connection, &mut job, None)?;
-    let given = job.ok_or_else(|| usage("give the JOB: its id, the start of its id, or `last`"))?;
+    let given = std::mem::take(&mut args.job);
     let client = args.connection.client()?;
     let summary = runtime()?.block_on(async {
         let id = find_job(&client, &given).await?;

@@ -22,6 +22,7 @@ pub mod follow;
 pub mod ops;
 pub mod serve;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -30,7 +31,7 @@ use pogo_remote::client::{Client, ClientError};
 
 use pogo_views::text::shell_word;
 
-use crate::failure::{invalid, usage, Failure};
+use crate::failure::{invalid, Failure};
 use config::{Connection, Given};
 
 /// How to reach the dispatcher: the flags every command that talks to one shares. What they
@@ -77,18 +78,6 @@ impl DispatcherFlags {
     /// `--dispatcher`, an id starting with `job-`, or `last` while a dispatcher is configured.
     pub fn names_job(&self, run: &str) -> bool {
         self.is_given() || run.starts_with("job-") || (run == "last" && self.configured())
-    }
-
-    /// A bare `--dispatcher` takes the word after it for its URL (`pogo apply --dispatcher
-    /// plan.json`). A URL has `://` in it; a word without one was meant as the command's
-    /// first argument: it is taken back and returned, and the flag left bare.
-    pub fn take_misplaced(&mut self) -> Option<String> {
-        match &self.dispatcher {
-            Some(word) if !word.is_empty() && !word.contains("://") => {
-                self.dispatcher.replace(String::new())
-            }
-            _ => None,
-        }
     }
 
     /// The TLS flags that were given, for commands that use them only with `--dispatcher`.
@@ -143,31 +132,40 @@ impl DispatcherFlags {
     }
 }
 
-/// A bare `--dispatcher` took the command's first argument (see
-/// [`DispatcherFlags::take_misplaced`]): puts it back in front of the arguments clap saw.
-/// `rest` holds the arguments after the first, for a command that takes more than one.
-pub fn restore_first(
-    flags: &mut DispatcherFlags,
-    first: &mut Option<String>,
-    rest: Option<&mut Vec<String>>,
-) -> Result<(), Failure> {
-    let Some(word) = flags.take_misplaced() else {
-        return Ok(());
-    };
-    match (first.take(), rest) {
-        (None, _) => *first = Some(word),
-        (Some(old), Some(rest)) => {
-            rest.insert(0, old);
-            *first = Some(word);
+/// A bare `--dispatcher` would take the word after it for its URL (`pogo status --dispatcher
+/// last`). A URL has `://` in it: a word without one, and not a flag, is the command's first
+/// argument, so the flag is made bare (`--dispatcher=`) before the command line is parsed.
+/// Only the commands that talk to a configured dispatcher are rewritten (not `pogo worker`,
+/// whose `--dispatcher` always takes a URL), and nothing after `--`.
+pub fn separate_bare_dispatcher(args: Vec<OsString>) -> Vec<OsString> {
+    const OWN_URL: [&str; 2] = ["worker", "dispatcher"];
+    let command = args
+        .iter()
+        .skip(1)
+        .find(|arg| !arg.to_string_lossy().starts_with('-'))
+        .map(|arg| arg.to_string_lossy().into_owned());
+    if command.as_deref().is_some_and(|c| OWN_URL.contains(&c)) {
+        return args;
+    }
+    let mut out = Vec::with_capacity(args.len());
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            out.push(arg);
+            out.extend(args);
+            break;
         }
-        (Some(old), None) => {
-            return Err(usage(format!(
-                "unexpected argument `{old}` after `{word}`; to give the dispatcher's URL, \
-                 write --dispatcher https://HOST:PORT"
-            )))
+        let next_is_argument = args.peek().is_some_and(|next| {
+            let next = next.to_string_lossy();
+            !next.starts_with('-') && !next.contains("://")
+        });
+        if arg == "--dispatcher" && next_is_argument {
+            out.push(OsString::from("--dispatcher="));
+        } else {
+            out.push(arg);
         }
     }
-    Ok(())
+    out
 }
 
 /// The runtime a remote command runs its client on.
@@ -363,25 +361,34 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_dispatcher_flag_gives_back_the_argument_it_took() {
-        let mut flags = DispatcherFlags {
-            dispatcher: Some("job-1".into()),
-            ..DispatcherFlags::default()
+    fn a_bare_dispatcher_flag_leaves_the_argument_after_it_to_the_command() {
+        let words = |line: &str| -> Vec<OsString> { line.split(' ').map(OsString::from).collect() };
+        let seen = |line: &str| -> Vec<String> {
+            separate_bare_dispatcher(words(line))
+                .into_iter()
+                .map(|w| w.into_string().unwrap())
+                .collect()
         };
-        let (mut first, mut rest) = (Some("web1".to_string()), vec!["web2".to_string()]);
-        assert!(restore_first(&mut flags, &mut first, Some(&mut rest)).is_ok());
-        assert_eq!(first.as_deref(), Some("job-1"));
-        assert_eq!(rest, ["web1", "web2"]);
-        assert_eq!(flags.dispatcher.as_deref(), Some(""));
-
-        let mut flags = DispatcherFlags {
-            dispatcher: Some("https://d:1".into()),
-            ..DispatcherFlags::default()
-        };
-        let mut first = Some("job-1".to_string());
-        assert!(restore_first(&mut flags, &mut first, None).is_ok());
-        assert_eq!(first.as_deref(), Some("job-1"));
-        assert_eq!(flags.dispatcher.as_deref(), Some("https://d:1"));
+        assert_eq!(
+            seen("pogo status --dispatcher job-1 --why"),
+            ["pogo", "status", "--dispatcher=", "job-1", "--why"]
+        );
+        assert_eq!(
+            seen("pogo log --dispatcher https://d:1 last"),
+            ["pogo", "log", "--dispatcher", "https://d:1", "last"]
+        );
+        assert_eq!(
+            seen("pogo jobs --dispatcher --json"),
+            ["pogo", "jobs", "--dispatcher", "--json"]
+        );
+        assert_eq!(
+            seen("pogo worker --dispatcher d:1"),
+            ["pogo", "worker", "--dispatcher", "d:1"]
+        );
+        assert_eq!(
+            seen("pogo apply -- --dispatcher x"),
+            ["pogo", "apply", "--", "--dispatcher", "x"]
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use pogo_remote::api::{HaltJob, ResumeJob, RetryJob};
 use pogo_remote::client::Client;
 
 use super::follow::{self, Feed, Update};
-use super::{ask_password, client_failure, find_job, restore_first, runtime, DispatcherFlags};
-use crate::failure::{emit, invalid, usage, Failure};
+use super::{ask_password, client_failure, find_job, runtime, DispatcherFlags};
+use crate::failure::{emit, invalid, Failure};
 use pogo_views::jobs::{
     jobs_table, state_line, status_text, waiting_hint, why_text, workers_table, LogText,
 };
@@ -63,8 +63,8 @@ pub struct JobsArgs {
 )]
 pub struct StatusArgs {
     /// The job: its id, the start of its id, or `last`
-    #[arg(value_name = "JOB", required_unless_present = "dispatcher")]
-    job: Option<String>,
+    #[arg(value_name = "JOB")]
+    job: String,
     /// List every host
     #[arg(long)]
     full: bool,
@@ -93,8 +93,8 @@ pub struct StatusArgs {
 )]
 pub struct HaltArgs {
     /// The job: its id, the start of its id, or `last`
-    #[arg(value_name = "JOB", required_unless_present = "dispatcher")]
-    job: Option<String>,
+    #[arg(value_name = "JOB")]
+    job: String,
     /// Also kill the commands that run
     #[arg(long)]
     kill: bool,
@@ -119,8 +119,8 @@ pub struct HaltArgs {
 )]
 pub struct ResumeArgs {
     /// The job: its id, the start of its id, or `last`
-    #[arg(value_name = "JOB", required_unless_present = "dispatcher")]
-    job: Option<String>,
+    #[arg(value_name = "JOB")]
+    job: String,
     /// Ask for the SSH password, without echo, and give it to the job
     #[arg(long)]
     password: bool,
@@ -143,8 +143,8 @@ pub struct ResumeArgs {
 )]
 pub struct RetryArgs {
     /// The job: its id, the start of its id, or `last`
-    #[arg(value_name = "JOB", required_unless_present = "dispatcher")]
-    job: Option<String>,
+    #[arg(value_name = "JOB")]
+    job: String,
     /// The hosts to run again [default: every failed host]
     #[arg(value_name = "HOST")]
     hosts: Vec<String>,
@@ -222,17 +222,6 @@ pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, Failure
     Ok(text)
 }
 
-/// The job argument, once a bare `--dispatcher` gave back what it took.
-fn job_argument(
-    connection: &mut DispatcherFlags,
-    job: Option<String>,
-    rest: Option<&mut Vec<String>>,
-) -> Result<String, Failure> {
-    let mut job = job;
-    restore_first(connection, &mut job, rest)?;
-    job.ok_or_else(|| usage("give the JOB: its id, the start of its id, or `last`"))
-}
-
 /// `pogo jobs`.
 pub fn jobs(args: JobsArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     let client = args.connection.client()?;
@@ -249,7 +238,7 @@ pub fn jobs(args: JobsArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 
 /// `pogo status`.
 pub fn status(mut args: StatusArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let given = job_argument(&mut args.connection, args.job.take(), None)?;
+    let given = std::mem::take(&mut args.job);
     let client = args.connection.client()?;
     let asked = args.why.clone().unwrap_or_default();
     let (detail, whys) = runtime()?.block_on(async {
@@ -400,7 +389,7 @@ async fn check_host(client: &Client, id: &str, host: &str) -> Result<(), Failure
 
 /// `pogo halt`.
 pub fn halt(mut args: HaltArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let given = job_argument(&mut args.connection, args.job.take(), None)?;
+    let given = std::mem::take(&mut args.job);
     let client = args.connection.client()?;
     let job = runtime()?.block_on(async {
         let id = find_job(&client, &given).await?;
@@ -414,7 +403,7 @@ pub fn halt(mut args: HaltArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 
 /// `pogo resume`.
 pub fn resume(mut args: ResumeArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let given = job_argument(&mut args.connection, args.job.take(), None)?;
+    let given = std::mem::take(&mut args.job);
     let client = args.connection.client()?;
     let password = args.password.then(ask_password).transpose()?;
     let job = runtime()?.block_on(async {
@@ -429,7 +418,7 @@ pub fn resume(mut args: ResumeArgs, out: &mut dyn Write) -> Result<u8, Failure> 
 
 /// `pogo retry`.
 pub fn retry(mut args: RetryArgs, out: &mut dyn Write) -> Result<u8, Failure> {
-    let given = job_argument(&mut args.connection, args.job.take(), Some(&mut args.hosts))?;
+    let given = std::mem::take(&mut args.job);
     let client = args.connection.client()?;
     let password = args.password.then(ask_password).transpose()?;
     let body = RetryJob {

@@ -58,9 +58,13 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
         database's password comes from PGPASSWORD or the password file (PGPASSFILE, else \
         ~/.pgpass), never from the URL.",
     after_help = "Examples:\n  \
-        pogo dispatcher --listen 0.0.0.0:8443 --cert dispatcher.crt --key dispatcher.key --ca ca.crt --state-dir /var/lib/pogo\n  \
-        pogo dispatcher --listen 127.0.0.1:0 --cert d.crt --key d.key --ca ca.crt --state-dir state --heartbeat 500ms --worker-timeout 3s\n  \
-        pogo dispatcher --listen 0.0.0.0:8443 --advertise https://d1.example:8443 --cert d1.crt --key d1.key --ca ca.crt --database 'postgres://pogo@db.example/pogo?sslmode=require'"
+        pogo dispatcher --listen 0.0.0.0:8443 --state-dir /var/lib/pogo \\\n      \
+            --cert certs/dispatcher.pem --key certs/dispatcher-key.pem --ca certs/ca.pem\n  \
+        pogo dispatcher --listen 127.0.0.1:0 --state-dir state --heartbeat 500ms \\\n      \
+            --worker-timeout 3s --cert d.pem --key d-key.pem --ca ca.pem\n  \
+        pogo dispatcher --listen 0.0.0.0:8443 --advertise https://d1.example:8443 \\\n      \
+            --database 'postgres://pogo@db.example/pogo?sslmode=require' \\\n      \
+            --cert dispatcher-d1.pem --key dispatcher-d1-key.pem --ca ca.pem"
 )]
 #[command(group(clap::ArgGroup::new("store").required(true).args(["state_dir", "database"])))]
 pub struct DispatcherArgs {
@@ -278,7 +282,8 @@ pub fn dispatcher(args: DispatcherArgs, out: &mut dyn Write) -> Result<u8, Failu
         config_help!()
     ),
     after_help = "Examples:\n  \
-        pogo worker --dispatcher https://dispatch.example:8443 --cert worker1.crt --key worker1.key --ca ca.crt\n  \
+        pogo worker --dispatcher https://dispatch.example:8443 \\\n      \
+            --cert worker-w1.pem --key worker-w1-key.pem --ca ca.pem\n  \
         POGO_CLIENT_CONFIG=/etc/pogo/worker.toml pogo worker --capacity 64"
 )]
 pub struct WorkerArgs {
