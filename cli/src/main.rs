@@ -4,6 +4,7 @@
 //! exit codes documented in the README.
 
 mod apply;
+mod audit;
 mod certs;
 mod diff;
 mod failure;
@@ -132,6 +133,8 @@ enum Command {
     Log(runs::LogArgs),
     /// Approve a step a local run waits for: the steps after it go on
     Approve(runs::ApproveArgs),
+    /// Check a run's record against its plan: limits, order, one final state per host
+    Audit(audit::AuditArgs),
     /// Serve the dispatcher of remote apply (HTTPS, mutual TLS; jobs kept in SQLite or
     /// PostgreSQL)
     Dispatcher(remote::serve::DispatcherArgs),
@@ -206,6 +209,7 @@ fn main() -> ExitCode {
         Command::Runs(args) => runs::runs(args, &mut stdout).map(|()| exit::OK),
         Command::Log(args) => runs::log(args, &mut stdout).map(|()| exit::OK),
         Command::Approve(args) => runs::approve(args, &mut stdout).map(|()| exit::OK),
+        Command::Audit(args) => audit::run(args, &mut stdout),
         Command::Dispatcher(args) => remote::serve::dispatcher(args, &mut stdout),
         Command::Worker(args) => remote::serve::worker(args),
         Command::Jobs(args) => remote::ops::jobs(args, &mut stdout),

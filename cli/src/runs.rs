@@ -81,7 +81,8 @@ pub struct LogArgs {
     remote: DispatcherFlags,
 }
 
-fn failed(error: rundir::RunDirError) -> Failure {
+/// A run directory that cannot be read, for the operator.
+pub fn failed(error: rundir::RunDirError) -> Failure {
     match error {
         rundir::RunDirError::NotFound { .. } => {
             invalid(format!("{error}; `pogo runs` lists the runs"))

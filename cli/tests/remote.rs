@@ -160,6 +160,32 @@ fn two_workers_run_a_plan_in_its_order_and_within_its_limits() {
         .collect();
     assert_eq!(finished, [ran_by["w1"] as u64, ran_by["w2"] as u64]);
     check_events(&d.events(&job), &plan.hosts, 1);
+
+    // The job's record, audited from its events, agrees with the spans the hosts wrote.
+    let audit = d.pogo(&["audit", &job]);
+    audit.expect(0);
+    let text = audit.stdout();
+    assert!(
+        text.starts_with(&format!("Audit of job {job}: 1 session")),
+        "{text}"
+    );
+    let peak = |group: &str| -> String {
+        let row = text
+            .lines()
+            .find(|l| l.contains(&format!("│ {group} ")))
+            .expect(&text);
+        row.split('┆').nth(2).unwrap().trim().to_string()
+    };
+    assert_eq!(peak("job"), peaks["job"].to_string(), "{text}");
+    assert_eq!(
+        peak("$colo.east"),
+        peaks["$colo.east"].to_string(),
+        "{text}"
+    );
+    assert!(
+        text.contains("10 succeeded") && text.contains("OK: "),
+        "{text}"
+    );
 }
 
 // 2. Halt, resume, retry.
@@ -447,6 +473,19 @@ fn retry_runs_the_named_failed_host_again_and_no_other() {
     );
     assert_eq!(d.status(&job)["state"], "succeeded");
     assert_eq!(d.runs_per_host()["host1"], 1);
+    // Two sessions, the second running host2 again: the record still agrees with the plan.
+    let audit = d.pogo(&["audit", &job]);
+    audit.expect(0);
+    assert!(
+        audit.stdout().contains(": 2 sessions,"),
+        "{}",
+        audit.stdout()
+    );
+    assert!(
+        audit.stdout().contains("(3 succeeded)"),
+        "{}",
+        audit.stdout()
+    );
 }
 
 // 3. Security.

@@ -19,6 +19,7 @@
 //! [`check_runnable`] is the check every runner makes before starting anything: that the plan
 //! can be run at all.
 
+pub mod audit;
 pub mod events;
 pub mod fleet;
 pub mod gates;

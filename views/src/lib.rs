@@ -26,6 +26,7 @@
 //! state dir's runs), [`jobs`] (the dispatcher's jobs and workers), and [`text`] (what they
 //! all share).
 
+pub mod audit;
 pub mod diff;
 pub mod fleets;
 pub mod graph;

@@ -183,3 +183,24 @@ mod printable_tests {
         assert!(matches!(printable("tidy"), std::borrow::Cow::Borrowed(_)));
     }
 }
+
+/// `text` wrapped at `width` columns on blanks (a word longer than that gets a line of its
+/// own); each line ends with a newline.
+pub fn wrap_words(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if line > 0 && line + 1 + len > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += len;
+    }
+    out.push('\n');
+    out
+}
