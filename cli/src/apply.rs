@@ -13,7 +13,7 @@ use pogo_executor::events::{self, Event, RunResult};
 use pogo_executor::journal::Journal;
 use pogo_executor::rundir::{NewRun, Reopened, RunDir, RunDirError, RunId, RunLock, RunSpec};
 use pogo_executor::runner::{self, Control, Reporter, RunSettings};
-use pogo_executor::scheduler::{FailedHosts, HostState, LimitOverrides, Scheduler};
+use pogo_executor::scheduler::{named_retry, FailedHosts, HostState, LimitOverrides, Scheduler};
 use pogo_executor::transport::{HostKeyPolicy, Secret, TransportSpec};
 use pogo_model::{LoweredLimits, Plan, ALLOW_STALE, JOB_GROUP_ID};
 use pogo_planner::spec::parse_duration;
@@ -67,6 +67,8 @@ use pogo_views::text::plural;
         pogo apply east.plan.json --against examples/plans/east-hotfix.yaml --concurrent 5\n  \
         pogo apply triple.plan.json --transport local\n  \
         pogo apply --resume last --retry-failed\n  \
+        pogo apply --resume last --retry-failed=web-e03,web-e07\n  \
+        pogo apply east.plan.json --only 'web-e0[1-4]'\n  \
         pogo apply east.plan.json --json | jq -c 'select(.event == \"host_finished\")'\n  \
         pogo apply --dispatcher east.plan.json\n  \
         pogo apply --dispatcher https://dispatch.example:8443 east.plan.json --detach"
@@ -80,9 +82,22 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["plan", "against", "allow_edited", "allow_stale"])]
     resume: Option<String>,
     /// With --resume: run the hosts that failed, timed out, were unreachable or were
-    /// interrupted again (by default they stay failed)
-    #[arg(long, requires = "resume")]
-    retry_failed: bool,
+    /// interrupted again (by default they stay failed); --retry-failed=HOST,... runs only
+    /// those again, the other failed hosts staying failed and down
+    #[arg(
+        long,
+        requires = "resume",
+        value_name = "HOSTS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    retry_failed: Option<String>,
+    /// Run only these hosts of the plan (names or patterns, comma-separated; Ansible's
+    /// --limit): the others are skipped, not run. Order and limits stay the whole plan's;
+    /// the journal records the choice, and a later --resume without --only runs the rest
+    #[arg(long, value_name = "HOSTS")]
+    only: Option<String>,
     #[command(flatten)]
     checks: CheckFlags,
     /// List every host in the summary (past 20 hosts, only those that did not succeed are)
@@ -384,6 +399,8 @@ struct Job {
     existing: Option<(RunDir, RunLock, Journal<Event>)>,
     /// The events of the run's earlier sessions.
     earlier: Vec<Event>,
+    /// The hosts this session may start, when `--only` chose some.
+    only: Option<Vec<String>>,
 }
 
 /// `pogo apply`.
@@ -400,8 +417,9 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
         )));
     }
     let exec = args.exec.check()?;
+    let retry = Retry::from_flag(args.retry_failed.as_deref())?;
     let job = match &args.resume {
-        Some(given) => resume(&exec, given, &args.limits, args.retry_failed)?,
+        Some(given) => resume(&exec, given, &args.limits, &retry, args.only.as_deref())?,
         None => {
             let path = args
                 .plan
@@ -412,10 +430,111 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
             let overrides = checked(path, &plan, &args.checks)?;
             let mut spec = exec.new_spec()?;
             spec.overrides = overrides;
-            fresh(plan, spec, &args.limits)?
+            let mut job = fresh(plan, spec, &args.limits)?;
+            if let Some(given) = args.only.as_deref() {
+                let only = Only::parse(&job.plan, given)?;
+                let states = vec![HostState::Pending; job.plan.hosts.len()];
+                let followed = job.plan.lowered(&job.spec.limits);
+                job.scheduler = Scheduler::resume_only(
+                    &followed,
+                    LimitOverrides::default(),
+                    &states,
+                    FailedHosts::StayFailed,
+                    &only.mask,
+                )
+                .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
+                let _ = std::io::stderr().write_all(only.note(&job.plan).as_bytes());
+                job.only = Some(only.hosts);
+            }
+            job
         }
     };
     execute(job, &exec, args.full, out)
+}
+
+/// What `--retry-failed` asks of a resume.
+enum Retry {
+    /// Failed hosts stay failed.
+    No,
+    /// Every failed host runs again.
+    All,
+    /// These hosts run again; the other failed hosts stay failed and down.
+    Named(Vec<String>),
+}
+
+impl Retry {
+    fn from_flag(flag: Option<&str>) -> Result<Retry, Failure> {
+        match flag.map(str::trim) {
+            None => Ok(Retry::No),
+            Some("") => Ok(Retry::All),
+            Some(list) => Ok(Retry::Named(expand_hosts(list, "--retry-failed")?)),
+        }
+    }
+}
+
+/// Host names and patterns, comma-separated, expanded (`web[01-03],db1`).
+fn expand_hosts(list: &str, flag: &str) -> Result<Vec<String>, Failure> {
+    pogo_planner::pattern::expand(list.trim())
+        .map_err(|e| invalid(format!("invalid {flag} `{list}`: {e}")))
+}
+
+/// The hosts a session runs when `--only` chose some.
+struct Only {
+    /// Indexed like the plan's hosts.
+    mask: Vec<bool>,
+    /// The chosen hosts, in plan order.
+    hosts: Vec<String>,
+}
+
+impl Only {
+    /// Every host given must be the plan's: a typo would otherwise run nothing it meant.
+    fn parse(plan: &Plan, given: &str) -> Result<Only, Failure> {
+        let names = expand_hosts(given, "--only")?;
+        let index: std::collections::HashMap<&str, usize> = plan
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.as_str(), i))
+            .collect();
+        let mut mask = vec![false; plan.hosts.len()];
+        let mut unknown = Vec::new();
+        for name in &names {
+            match index.get(name.as_str()) {
+                Some(&i) => mask[i] = true,
+                None => unknown.push(name.as_str()),
+            }
+        }
+        if !unknown.is_empty() {
+            let shown: Vec<&str> = unknown.iter().take(10).copied().collect();
+            return Err(invalid(format!(
+                "--only names {} that the plan does not have: {}{}",
+                plural(unknown.len(), "host"),
+                shown.join(", "),
+                if unknown.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            )));
+        }
+        let hosts = plan
+            .hosts
+            .iter()
+            .zip(&mask)
+            .filter(|(_, &chosen)| chosen)
+            .map(|(h, _)| h.clone())
+            .collect();
+        Ok(Only { mask, hosts })
+    }
+
+    fn note(&self, plan: &Plan) -> String {
+        format!(
+            "Running only {} of the plan's {} (--only); the others are skipped. Order and \
+             limits are the whole plan's.\n",
+            plural(self.hosts.len(), "host"),
+            plan.hosts.len()
+        )
+    }
 }
 
 /// `pogo apply --dispatcher`: the plan checked and lowered as for a local run, then submitted
@@ -431,6 +550,12 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
     if args.exec.state_dir.is_some() {
         return Err(usage(
             "--state-dir is for local runs; the dispatcher keeps its jobs itself",
+        ));
+    }
+    if args.only.is_some() {
+        return Err(usage(
+            "--only is for local runs; on a dispatcher, plan the hosts to run (pogo plan \
+             --targets) and submit that plan",
         ));
     }
     for (flag, path) in [
@@ -581,6 +706,7 @@ fn fresh(plan: Plan, mut spec: RunSpec, limits: &LimitFlags) -> Result<Job, Fail
         scheduler,
         existing: None,
         earlier: Vec::new(),
+        only: None,
     })
 }
 
@@ -659,7 +785,8 @@ fn resume(
     exec: &Exec,
     given: &str,
     limits: &LimitFlags,
-    retry_failed: bool,
+    retry: &Retry,
+    only: Option<&str>,
 ) -> Result<Job, Failure> {
     let dir = RunDir::find(&exec.state_dir, given).map_err(run_dir_error)?;
     let Reopened {
@@ -678,7 +805,7 @@ fn resume(
         dir.write_spec(&spec).map_err(run_dir_error)?;
     }
     let followed = plan.lowered(&spec.limits);
-    let (states, interrupted) = events::replay(&plan.hosts, &events);
+    let (mut states, mut interrupted) = events::replay(&plan.hosts, &events);
     let id = dir.id().clone();
     if states.iter().all(|s| *s == HostState::Succeeded) {
         return Err(Failure {
@@ -686,14 +813,64 @@ fn resume(
             code: exit::OK,
         });
     }
-    let policy = if retry_failed {
-        FailedHosts::Retry
-    } else {
-        FailedHosts::StayFailed
+    let only = only.map(|given| Only::parse(&plan, given)).transpose()?;
+    let mut retried = Vec::new();
+    let policy = match retry {
+        Retry::No => FailedHosts::StayFailed,
+        Retry::All => FailedHosts::Retry,
+        Retry::Named(names) => {
+            let resume = format!("pogo apply --resume {id}");
+            let chosen = named_retry(&plan.hosts, &states, names, &format!("run {id}"), &resume)
+                .map_err(invalid)?;
+            if let Some(only) = &only {
+                let outside: Vec<&str> = chosen
+                    .iter()
+                    .filter(|&&i| !only.mask[i])
+                    .map(|&i| plan.hosts[i].as_str())
+                    .collect();
+                if !outside.is_empty() {
+                    return Err(usage(format!(
+                        "--retry-failed names hosts that --only leaves out: {}",
+                        outside.join(", ")
+                    )));
+                }
+            }
+            for &i in &chosen {
+                states[i] = HostState::Pending;
+            }
+            interrupted.retain(|h| !chosen.contains(&h.index()));
+            retried = chosen.iter().map(|&i| plan.hosts[i].clone()).collect();
+            // The other failed hosts stay down, and failures count from here: theirs must
+            // not stop the retry before it starts (as `pogo retry JOB HOST`).
+            FailedHosts::StayDown
+        }
     };
-    let scheduler = Scheduler::resume(&followed, LimitOverrides::default(), &states, policy)
-        .map_err(|e| invalid(format!("cannot resume run {id}: {e}")))?;
-    let note = pogo_views::runs::resume_note(&followed, &states, &interrupted, retry_failed);
+    let scheduler = match &only {
+        Some(only) => Scheduler::resume_only(
+            &followed,
+            LimitOverrides::default(),
+            &states,
+            policy,
+            &only.mask,
+        ),
+        None => Scheduler::resume(&followed, LimitOverrides::default(), &states, policy),
+    }
+    .map_err(|e| invalid(format!("cannot resume run {id}: {e}")))?;
+    let mut note = pogo_views::runs::resume_note(
+        &followed,
+        &states,
+        &interrupted,
+        matches!(retry, Retry::All),
+    );
+    if !retried.is_empty() {
+        note.push_str(&format!(
+            "Running again (--retry-failed=...): {}.\n",
+            retried.join(", ")
+        ));
+    }
+    if let Some(only) = &only {
+        note.push_str(&only.note(&plan));
+    }
     let _ = std::io::stderr().write_all(note.as_bytes());
     Ok(Job {
         plan,
@@ -701,6 +878,7 @@ fn resume(
         scheduler,
         existing: Some((dir, lock, journal)),
         earlier: events,
+        only: only.map(|o| o.hosts),
     })
 }
 
@@ -712,6 +890,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         mut scheduler,
         existing,
         earlier,
+        only,
     } = job;
     let password = match spec.transport {
         TransportSpec::Ssh { password: true, .. } => {
@@ -747,6 +926,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         log_dir: Some(dir.log_dir()),
         resumed,
         overrides: spec.overrides.clone(),
+        only,
         max_output: plan
             .options
             .max_output

@@ -477,6 +477,7 @@ mod tests {
             command: "true".into(),
             resumed,
             overrides: Vec::new(),
+            only: None,
             at_ms: 0,
         }
     }

@@ -26,6 +26,10 @@ pub enum Event {
         /// does not match), `allow-stale` (a plan whose sources changed).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         overrides: Vec<String>,
+        /// The hosts this session may start, when the operator chose a subset (`pogo apply
+        /// --only`): the others it skips at once (a `hosts_skipped` follows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only: Option<Vec<String>>,
         at_ms: u64,
     },
     /// A host's command started (its first attempt).
@@ -211,7 +215,9 @@ pub fn change_events(
 /// A session (a resumed one, typically) can be over before anything starts: an interrupted
 /// host over the failure budget, groups full of failed hosts. These events say why, and which
 /// hosts the session skips, as for a run that stops later (without them, `pogo log` could not
-/// say why, and a replay left those hosts pending). None when the session has work to do.
+/// say why, and a replay left those hosts pending). A session that runs only some hosts
+/// (`--only`) skips the others at once: they are listed too. None when the session has work
+/// to do on every host.
 pub fn start_events(hosts: &[String], scheduler: &Scheduler) -> Vec<Event> {
     let status = scheduler.status();
     let mut events = Vec::new();
@@ -226,7 +232,9 @@ pub fn start_events(hosts: &[String], scheduler: &Scheduler) -> Vec<Event> {
         }),
         _ => {}
     }
-    if status.is_ended() {
+    // Hosts skipped before anything starts: all that is left of a session over at once, or
+    // the hosts a session that runs only some (`--only`) leaves out.
+    {
         let skipped: Vec<String> = scheduler
             .host_states()
             .iter()

@@ -847,6 +847,7 @@ mod tests {
             resumed,
             at_ms: 0,
             overrides: Vec::new(),
+            only: None,
         };
         let finished = Event::RunFinished {
             result: RunResult::Stopped,

@@ -46,6 +46,9 @@ pub struct RunSettings {
     pub resumed: bool,
     /// The checks the operator overrode to start the run (recorded in the journal).
     pub overrides: Vec<String>,
+    /// The hosts this session may start when the operator chose some (`--only`; recorded in
+    /// the journal): the scheduler skips the others ([`Scheduler::resume_only`]).
+    pub only: Option<Vec<String>>,
     /// The most a host's log keeps ([`hostlog::DEFAULT_MAX_OUTPUT`] unless the plan says).
     pub max_output: u64,
     /// Room kept free for the journal on the logs' disk ([`hostlog::RESERVE`]).
@@ -276,6 +279,7 @@ impl<'a> Run<'a> {
             command: self.settings.command.clone(),
             resumed: self.settings.resumed,
             overrides: self.settings.overrides.clone(),
+            only: self.settings.only.clone(),
             at_ms: 0,
         });
         self.batch

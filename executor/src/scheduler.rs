@@ -229,6 +229,46 @@ pub enum FailedHosts {
     StayDown,
 }
 
+/// The hosts a retry of named hosts runs again (`pogo retry JOB HOST...`, `pogo apply --resume
+/// RUN --retry-failed=HOST,...`), as indexes into `hosts`: each must be a host of the plan
+/// that ended other than by succeeding or being skipped (failed, timed out, unreachable,
+/// lost, interrupted, cancelled). `run` names the run in the errors (`job job-...`), `resume`
+/// the command that runs a skipped host. The other failed hosts stay down
+/// ([`FailedHosts::StayDown`]). Every problem is in the error, `; `-separated.
+pub fn named_retry(
+    hosts: &[String],
+    states: &[HostState],
+    names: &[String],
+    run: &str,
+    resume: &str,
+) -> Result<Vec<usize>, String> {
+    let mut problems = Vec::new();
+    let mut chosen = Vec::new();
+    for name in names {
+        match hosts.iter().position(|h| h == name) {
+            None => problems.push(format!("{run} has no host `{name}`")),
+            Some(i) if !(states[i].is_failure() || states[i] == HostState::Cancelled) => problems
+                .push(format!(
+                    "host `{name}` {}: only failed, timed-out, unreachable, lost and cancelled \
+                     hosts are retried",
+                    match states[i] {
+                        HostState::Succeeded => "succeeded".to_string(),
+                        HostState::Skipped => format!("was skipped (`{resume}` runs it)"),
+                        HostState::Pending => "has not run yet".to_string(),
+                        _ => "is running".to_string(),
+                    }
+                )),
+            Some(i) => chosen.push(i),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    Ok(chosen)
+}
+
 /// Why a run stopped starting hosts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
@@ -685,7 +725,28 @@ impl Scheduler {
         previous: &[HostState],
         failed: FailedHosts,
     ) -> Result<Scheduler, SchedulerError> {
-        Scheduler::rebuild(plan, overrides, previous, failed, false)
+        Scheduler::rebuild(plan, overrides, previous, failed, false, None)
+    }
+
+    /// [`Scheduler::resume`] for a session that runs only the hosts `only` marks (`pogo
+    /// apply --only`, indexed like `plan.hosts`): each other host that would run is skipped
+    /// at once, as if the run had stopped before it. Skipped hosts hold no place, and a slot
+    /// completes without them, so the hosts that run keep the plan's order between them and
+    /// its limits. Failed hosts outside `only` stay failed, whatever `failed` says.
+    pub fn resume_only(
+        plan: &Plan,
+        overrides: LimitOverrides,
+        previous: &[HostState],
+        failed: FailedHosts,
+        only: &[bool],
+    ) -> Result<Scheduler, SchedulerError> {
+        if only.len() != plan.hosts.len() {
+            return Err(SchedulerError::ResumeMismatch {
+                found: only.len(),
+                expected: plan.hosts.len(),
+            });
+        }
+        Scheduler::rebuild(plan, overrides, previous, failed, false, Some(only))
     }
 
     /// The state of a run of `plan` that goes on where it was, for a driver that outlives the
@@ -699,7 +760,7 @@ impl Scheduler {
         overrides: LimitOverrides,
         states: &[HostState],
     ) -> Result<Scheduler, SchedulerError> {
-        Scheduler::rebuild(plan, overrides, states, FailedHosts::StayFailed, true)
+        Scheduler::rebuild(plan, overrides, states, FailedHosts::StayFailed, true, None)
     }
 
     fn rebuild(
@@ -708,6 +769,7 @@ impl Scheduler {
         previous: &[HostState],
         failed: FailedHosts,
         running_allowed: bool,
+        only: Option<&[bool]>,
     ) -> Result<Scheduler, SchedulerError> {
         if previous.len() != plan.hosts.len() {
             return Err(SchedulerError::ResumeMismatch {
@@ -717,6 +779,7 @@ impl Scheduler {
         }
         let mut run = Scheduler::build(plan, overrides)?;
         let (n, slot_count) = (run.states.len(), run.slots.len());
+        let left_out = |h: usize| only.is_some_and(|only| !only[h]);
 
         for (h, &before) in previous.iter().enumerate() {
             let state = match before {
@@ -728,8 +791,13 @@ impl Scheduler {
                 }
                 // A restored run goes on as it was: its skipped and cancelled hosts stay so.
                 HostState::Skipped | HostState::Cancelled if running_allowed => before,
+                HostState::Pending | HostState::Skipped | HostState::Cancelled if left_out(h) => {
+                    HostState::Skipped
+                }
                 HostState::Pending | HostState::Skipped | HostState::Cancelled => continue,
-                state if state.is_failure() && failed == FailedHosts::Retry => continue,
+                state if state.is_failure() && failed == FailedHosts::Retry && !left_out(h) => {
+                    continue
+                }
                 state => state,
             };
             run.set_state(h, state);

@@ -193,6 +193,7 @@ fn settings(dir: &tempfile::TempDir) -> RunSettings {
         log_dir: Some(dir.path().to_path_buf()),
         resumed: false,
         overrides: Vec::new(),
+        only: None,
         max_output: pogo_executor::hostlog::DEFAULT_MAX_OUTPUT,
         log_reserve: 0,
         phases: Default::default(),

@@ -1479,6 +1479,7 @@ mod tests {
             command: "x".into(),
             resumed,
             overrides: Vec::new(),
+            only: None,
             at_ms: 0,
         }
     }
@@ -1680,6 +1681,7 @@ mod tests {
             command: "x".into(),
             resumed,
             overrides: Vec::new(),
+            only: None,
             at_ms: 0,
         };
         ledger.record(&started(false));
@@ -1726,6 +1728,7 @@ mod tests {
             command: "x".into(),
             resumed: false,
             overrides: Vec::new(),
+            only: None,
             at_ms: 0,
         });
         ledger.record(&done("a", FinalState::Succeeded));

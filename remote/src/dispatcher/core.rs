@@ -16,8 +16,8 @@ use pogo_executor::fleet::{FleetScheduler, JobStart};
 use pogo_executor::phases::{Phase, Phases};
 use pogo_executor::rundir::{random_suffix, RunId};
 use pogo_executor::scheduler::{
-    Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus, Scheduler,
-    SlotIdx, StopReason,
+    named_retry, Changes, FailedHosts, HostIdx, HostState, LimitOverrides, Outcome, RunStatus,
+    Scheduler, SlotIdx, StopReason,
 };
 use pogo_executor::transport::TransportSpec;
 use pogo_executor::why::Heads;
@@ -1681,6 +1681,7 @@ impl Core {
             resumed: false,
             at_ms: 0,
             overrides: job.applied.overrides.clone(),
+            only: None,
         };
         self.order.push(id.clone());
         self.running.push(id.clone());
@@ -2818,29 +2819,14 @@ impl Core {
         let mut states: Vec<HostState> = job.hosts.iter().map(HostRt::scheduler_state).collect();
         let policy = match &retry {
             Some(names) if !names.is_empty() => {
-                let mut problems = Vec::new();
-                let mut chosen = HashSet::new();
-                for name in names {
-                    match job.plan.hosts.iter().position(|h| h == name) {
-                        None => problems.push(format!("job {id} has no host `{name}`")),
-                        Some(i) if !job.hosts[i].state.retryable() => problems.push(format!(
-                            "host `{name}` {}: only failed, timed-out, unreachable, lost and \
-                             cancelled hosts are retried",
-                            match job.hosts[i].state {
-                                HState::Succeeded => "succeeded",
-                                HState::Skipped => "was skipped (`pogo resume` runs it)",
-                                HState::Pending => "has not run yet",
-                                _ => "is running",
-                            }
-                        )),
-                        Some(i) => {
-                            chosen.insert(i);
-                        }
-                    }
-                }
-                if !problems.is_empty() {
-                    return Err(ApiErr::bad(problems.join("; ")));
-                }
+                let chosen = named_retry(
+                    &job.plan.hosts,
+                    &states,
+                    names,
+                    &format!("job {id}"),
+                    "pogo resume",
+                )
+                .map_err(ApiErr::bad)?;
                 for i in chosen {
                     states[i] = HostState::Pending;
                 }
@@ -2938,6 +2924,7 @@ impl Core {
             resumed: true,
             at_ms: 0,
             overrides: job.applied.overrides.clone(),
+            only: None,
         };
         // Back among the running jobs, in the order of submission.
         let rank = |id: &str| self.order.iter().position(|o| o == id);
