@@ -38,6 +38,10 @@ pub struct RunsArgs {
          failed hosts). With HOSTs: their output, as the command printed it (stderr lines \
          marked `stderr: `; each retry under `--- attempt N ---`). --all shows every host's \
          output, each under a heading; --json prints the run's journal.\n\n\
+         -f follows a local run that is going on, from another terminal, until it ends: its \
+         events as `pogo apply` prints them without a terminal, then its summary (--json: the \
+         journal's lines as they are written), or with one HOST, that host's output as it is \
+         written, until the host is done.\n\n\
          A job on a dispatcher is shown instead when RUN_ID starts with `job-` (a job's id), \
          or when --dispatcher is given (then `last` and the start of an id name jobs too): \
          with no HOST, the output of every host, each line as `HOST: text`; with one HOST, \
@@ -52,6 +56,7 @@ pub struct RunsArgs {
         pogo log 20261124T230102Z-3f9a web-e03\n  \
         pogo log 20261124T2301 --all\n  \
         pogo log last --json | jq -c 'select(.event == \"host_finished\")'\n  \
+        pogo log last -f\n  \
         pogo log job-20261124T230102Z-3f9a web-e03 -f\n  \
         pogo log --dispatcher last --json"
 )]
@@ -74,7 +79,8 @@ pub struct LogArgs {
     /// Where runs are kept [default: $POGO_STATE_DIR, or .pogo in the current directory]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// A job: follow its output (its events, with --json) until it ends
+    /// Follow the run as it goes, until it ends: its events (as `pogo apply` prints them
+    /// without a terminal, or the journal's lines with --json), or one HOST's output
     #[arg(long, short = 'f')]
     follow: bool,
     #[command(flatten)]
@@ -107,10 +113,7 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
     if args.remote.names_job(&run) {
         return job_log(&args, &run, out);
     }
-    let mut remote_only = args.remote.tls_flags_given();
-    if args.follow {
-        remote_only.insert(0, "--follow");
-    }
+    let remote_only = args.remote.tls_flags_given();
     if !remote_only.is_empty() {
         return Err(usage(format!(
             "{} {} for jobs on a dispatcher (ids starting with `job-`, or with --dispatcher); \
@@ -121,6 +124,9 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
     }
     let (state_dir, flag) = state_dir(args.state_dir.as_deref());
     let dir = RunDir::find(&state_dir, &run).map_err(failed)?;
+    if args.follow {
+        return follow_local(&args, &dir, &flag, out);
+    }
     if args.json {
         let path = dir.journal_path();
         let text = std::fs::read_to_string(&path)
@@ -246,6 +252,148 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
         emit(out, "No host printed anything.\n")?;
     }
     Ok(())
+}
+
+/// How often `pogo log RUN -f` looks for more of a running run.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `pogo log RUN -f`: a local run followed from another process, until it ends (no pogo holds
+/// its lock any more). Without HOST, its events as `pogo apply` prints them without a
+/// terminal, then its summary; with --json, its journal's lines as they are written; with one
+/// HOST, that host's output as it is written, until the host is done in the run's session.
+fn follow_local(
+    args: &LogArgs,
+    dir: &RunDir,
+    flag: &str,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    if args.all || args.hosts.len() > 1 {
+        return Err(usage(
+            "-f follows a run's events, or the output of one HOST; for several hosts, follow \
+             each in its own terminal, or read them with --all once the run ends",
+        ));
+    }
+    let mut journal = Tail::new(dir.journal_path());
+    let mut log = args.hosts.first().map(|host| Tail::new(dir.log_path(host)));
+    let plan = dir.followed_plan().map_err(failed)?;
+    if let Some(host) = args.hosts.first() {
+        if !plan.hosts.contains(host) {
+            return Err(invalid(format!("run {} has no host `{host}`", dir.id())));
+        }
+    }
+    let mut text = String::new();
+    // The host's state in the session being written: following it ends when it is done.
+    let mut host_done = false;
+    loop {
+        // Whether the run had ended before this read: then what is read is all there is.
+        let ended = !dir.is_locked().map_err(failed)?;
+        for line in journal.lines()? {
+            if args.json {
+                text.push_str(&line);
+                text.push('\n');
+                continue;
+            }
+            let Ok(event) = serde_json::from_str::<pogo_executor::events::Event>(&line) else {
+                continue;
+            };
+            match (&event, args.hosts.first()) {
+                (pogo_executor::events::Event::RunStarted { .. }, Some(_)) => host_done = false,
+                (pogo_executor::events::Event::HostFinished { host, .. }, Some(wanted))
+                    if host == wanted =>
+                {
+                    host_done = true
+                }
+                (_, None) => {
+                    for shown in pogo_views::report::event_lines(&event) {
+                        text.push_str(&shown);
+                        text.push('\n');
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(log) = &mut log {
+            text.push_str(&String::from_utf8_lossy(&log.bytes()?));
+        }
+        if !text.is_empty() {
+            emit(out, &std::mem::take(&mut text))?;
+        }
+        if ended || (log.is_some() && host_done) {
+            break;
+        }
+        std::thread::sleep(FOLLOW_POLL);
+    }
+    if args.json || !args.hosts.is_empty() {
+        return Ok(());
+    }
+    let mut ledger = Ledger::new(&plan.hosts);
+    for event in dir.read_events().map_err(failed)? {
+        ledger.record(&event);
+    }
+    ledger.interrupt_running();
+    let text = summary(
+        &ledger,
+        &SummaryOptions {
+            place: Where::Run(dir),
+            flags: flag.to_string(),
+            full: args.full,
+            running: false,
+        },
+    );
+    emit(out, &format!("\n{text}"))
+}
+
+/// A file read as it grows: what was appended since the last read.
+struct Tail {
+    path: PathBuf,
+    offset: u64,
+    /// The start of a line not yet complete.
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn new(path: PathBuf) -> Tail {
+        Tail {
+            path,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// The bytes appended since the last call (none while the file does not exist).
+    fn bytes(&mut self) -> Result<Vec<u8>, Failure> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = match std::fs::File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(invalid(format!(
+                    "cannot read `{}`: {e}",
+                    self.path.display()
+                )))
+            }
+        };
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(self.offset))
+            .and_then(|_| file.read_to_end(&mut bytes))
+            .map_err(|e| invalid(format!("cannot read `{}`: {e}", self.path.display())))?;
+        self.offset += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// The complete lines appended since the last call.
+    fn lines(&mut self) -> Result<Vec<String>, Failure> {
+        let bytes = self.bytes()?;
+        self.partial.extend_from_slice(&bytes);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        Ok(String::from_utf8_lossy(&complete)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
 }
 
 /// Copies lines, their control sequences shown as `\x1b` ([`pogo_views::text::printable`]).
