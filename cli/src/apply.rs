@@ -273,7 +273,7 @@ impl ExecFlags {
                     .map_err(|problem| invalid(format!("invalid --retry-delay: {problem}")))?,
             )),
         };
-        let (state_dir, state_dir_flag) = state_dir(self.state_dir.as_deref());
+        let (state_dir, state_dir_flag) = state_dir(self.state_dir.as_deref())?;
         Ok(Exec {
             flags: self,
             retry_delay,
@@ -284,8 +284,44 @@ impl ExecFlags {
 }
 
 impl Exec {
-    /// The spec of a new run: the flags, with the defaults for what they leave out.
+    /// The spec of a new local run: the flags, with the operator's defaults (environment,
+    /// client config file) and then pogo's for what they leave out.
     fn new_spec(&self) -> Result<RunSpec, Failure> {
+        let kind = self.flags.transport.unwrap_or(TransportKind::Ssh);
+        let mut spec = self.spec(kind, None)?;
+        if let TransportSpec::Ssh {
+            user,
+            identity,
+            known_hosts,
+            ..
+        } = &mut spec.transport
+        {
+            if user.is_none() {
+                *user = crate::defaults::from_environment("user", None)?.map(|g| g.value);
+            }
+            if identity.is_none() {
+                *identity = crate::defaults::from_environment("identity", None)?
+                    .map(|g| std::path::absolute(&g.value).unwrap_or(PathBuf::from(g.value)));
+            }
+            if self.flags.known_hosts.is_none() {
+                if let Some(given) = crate::defaults::from_environment("known_hosts", None)? {
+                    let policy = KnownHosts::from_str(&given.value, true).map_err(|_| {
+                        invalid(format!(
+                            "invalid known_hosts `{}` from {}: strict, accept-new or off",
+                            given.value,
+                            given.origin("known_hosts")
+                        ))
+                    })?;
+                    *known_hosts = policy.policy().to_string();
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The spec of a job: the flags and pogo's defaults alone (the operator's defaults are
+    /// for runs from this machine; the workers have their own ssh settings).
+    fn job_spec(&self) -> Result<RunSpec, Failure> {
         let kind = self.flags.transport.unwrap_or(TransportKind::Ssh);
         self.spec(kind, None)
     }
@@ -443,13 +479,20 @@ pub fn apply(args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure> {
                     &only.mask,
                 )
                 .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
-                let _ = std::io::stderr().write_all(only.note(&job.plan).as_bytes());
+                say(&only.note(&job.plan));
                 job.only = Some(only.hosts);
             }
             job
         }
     };
     execute(job, &exec, args.full, out)
+}
+
+/// A note on stderr about what a run is about to do, unless --quiet.
+fn say(note: &str) {
+    if !crate::output::get().quiet {
+        let _ = std::io::stderr().write_all(note.as_bytes());
+    }
 }
 
 /// What `--retry-failed` asks of a resume.
@@ -596,7 +639,7 @@ fn apply_remote(mut args: ApplyArgs, out: &mut dyn Write) -> Result<u8, Failure>
     // Checked here as a run would be, so a plan the scheduler refuses is never submitted.
     Scheduler::new(&plan.lowered(&limits), LimitOverrides::default())
         .map_err(|e| invalid(format!("cannot run the plan: {e}")))?;
-    let spec = exec.new_spec()?;
+    let spec = exec.job_spec()?;
     // Before the password is asked: a dispatcher that cannot be named is said first.
     let client = args.remote.client()?;
     let password = match spec.transport {
@@ -628,7 +671,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     runnable(&plan)?;
     let table = format!("{}\n", pogo_views::plan::plan_text(&plan, args.full));
     let spec = exec.new_spec()?;
-    if exec.flags.json {
+    if crate::output::get().quiet && args.yes {
+        // Nothing to confirm: the summary says what ran.
+    } else if exec.flags.json {
         // stdout is for the events alone.
         let _ = std::io::stderr().write_all(table.as_bytes());
     } else {
@@ -871,7 +916,7 @@ fn resume(
     if let Some(only) = &only {
         note.push_str(&only.note(&plan));
     }
-    let _ = std::io::stderr().write_all(note.as_bytes());
+    say(&note);
     Ok(Job {
         plan,
         spec,
@@ -962,16 +1007,23 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         .enable_all()
         .build()
         .map_err(|e| invalid(format!("cannot start the async runtime: {e}")))?;
-    let live =
-        !exec.flags.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let quiet = crate::output::get().quiet;
+    let live = !exec.flags.json
+        && !quiet
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal();
     let control = Control::new();
     let ended = {
         let mut json;
         let mut lines;
         let mut progress;
+        let mut silent;
         let (view, notice): (&mut dyn Reporter, Notice) = if exec.flags.json {
             json = Json { out: &mut *out };
             (&mut json, Notice::Stderr)
+        } else if quiet {
+            silent = pogo_views::report::Silent;
+            (&mut silent, Notice::Stderr)
         } else if live {
             progress = Progress::new(&plan, done_before, &earlier);
             let notice = progress.notice();
@@ -1023,6 +1075,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
             flags: exec.state_dir_flag.clone(),
             full,
             running: false,
+            every_output: crate::output::get().verbose,
         },
     );
     if exec.flags.json {

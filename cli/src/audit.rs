@@ -61,7 +61,7 @@ pub fn run(args: AuditArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 }
 
 fn local(args: &AuditArgs) -> Result<(String, bool), Failure> {
-    let (dir, _) = state_dir(args.state_dir.as_deref());
+    let (dir, _) = state_dir(args.state_dir.as_deref())?;
     let run = RunDir::find(&dir, &args.run).map_err(failed)?;
     let plan = run.followed_plan().map_err(failed)?;
     let events = run.read_events().map_err(failed)?;

@@ -214,8 +214,7 @@ pub(crate) fn show(
     let text = match format {
         DiffFormat::Terminal => {
             use std::io::IsTerminal;
-            let color = std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            let color = crate::output::get().color(std::io::stdout().is_terminal());
             pogo_views::diff::terminal(report, full, color)
         }
         DiffFormat::Json => pogo_views::diff::json(report),

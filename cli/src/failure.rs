@@ -26,6 +26,7 @@ pub mod exit {
 }
 
 /// An error on its way to the user: the text to print and the exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub code: u8,

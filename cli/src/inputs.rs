@@ -177,7 +177,43 @@ pub fn compile_plan(source: &PlanSource, flags: &PlanFlags) -> Result<Plan, Fail
         },
     };
     apply_flags(flags, &mut request)?;
+    // The operator's defaults shape plans made here from a config or targets alone; a plan
+    // spec's options are its own (see `crate::defaults`).
+    if source.spec.is_none() {
+        operator_defaults(flags, &mut request)?;
+    }
     Ok(compile(&config, &request)?)
+}
+
+/// `concurrent` and `timeout` from the environment or the client config file, where no flag
+/// gave them.
+fn operator_defaults(flags: &PlanFlags, request: &mut PlanRequest) -> Result<(), Failure> {
+    use crate::defaults::from_environment;
+    if flags.concurrent.is_none() && !flags.unconstrained {
+        if let Some(given) = from_environment("concurrent", None)? {
+            let limit = Limit::parse(&given.value).map_err(|problem| {
+                invalid(format!(
+                    "invalid concurrent `{}` from {}: {problem}",
+                    given.value,
+                    given.origin("concurrent")
+                ))
+            })?;
+            request.concurrent = JobLimit::Limit(limit);
+        }
+    }
+    if flags.timeout.is_none() {
+        if let Some(given) = from_environment("timeout", None)? {
+            let seconds = parse_duration(&given.value).map_err(|problem| {
+                invalid(format!(
+                    "invalid timeout `{}` from {}: {problem}",
+                    given.value,
+                    given.origin("timeout")
+                ))
+            })?;
+            request.timeout = Some(seconds);
+        }
+    }
+    Ok(())
 }
 
 /// Command-line flags override what a plan spec says.
@@ -405,17 +441,20 @@ pub fn file_kind(text: &str) -> FileKind {
     }
 }
 
-/// The state directory from `--state-dir`, `POGO_STATE_DIR` or the default, and the flag to
-/// repeat in suggested commands: for ``pogo apply`, `pogo runs` and `pogo log`.
-pub fn state_dir(flag: Option<&Path>) -> (PathBuf, String) {
-    match flag {
-        Some(dir) => (dir.to_path_buf(), format!(" --state-dir {}", dir.display())),
-        None => match std::env::var_os(pogo_executor::rundir::STATE_DIR_ENV) {
-            Some(dir) if !dir.is_empty() => (PathBuf::from(dir), String::new()),
-            _ => (
+/// The state directory from `--state-dir`, `POGO_STATE_DIR`, `state_dir` in the client config
+/// file's `[defaults]`, or `.pogo`; and the flag to repeat in suggested commands (only a flag
+/// needs repeating): for `pogo apply`, `pogo runs`, `pogo log` and the others that read runs.
+pub fn state_dir(flag: Option<&Path>) -> Result<(PathBuf, String), Failure> {
+    if let Some(dir) = flag {
+        return Ok((dir.to_path_buf(), format!(" --state-dir {}", dir.display())));
+    }
+    Ok(
+        match crate::defaults::from_environment("state_dir", None)? {
+            Some(given) => (PathBuf::from(given.value), String::new()),
+            None => (
                 PathBuf::from(pogo_executor::rundir::DEFAULT_STATE_DIR),
                 String::new(),
             ),
         },
-    }
+    )
 }

@@ -6,10 +6,12 @@
 mod apply;
 mod audit;
 mod certs;
+mod defaults;
 mod diff;
 mod failure;
 mod git;
 mod inputs;
+mod output;
 mod plan;
 mod remote;
 mod resolver;
@@ -43,6 +45,23 @@ use failure::exit;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// When to colour output: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    color: output::ColorWhen,
+    /// Say less: while a run goes on, no line per event, no progress and no notes; its
+    /// summary at the end
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say more: the output of every host in a run's summary, not only of those that
+    /// failed; debug logs for a dispatcher or a worker (unless --log-level says)
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
 }
 
 #[derive(Subcommand)]
@@ -170,6 +189,9 @@ enum Command {
     Man(shell::ManArgs),
     /// Write an example config (example.cfg) to try pogo with
     Example(shell::ExampleArgs),
+    /// Show the settings pogo uses here (dispatcher, defaults for runs) and where each comes
+    /// from
+    Config(defaults::ConfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -183,9 +205,13 @@ fn main() -> ExitCode {
     if pogo_executor::transport::askpass_requested() {
         return pogo_executor::transport::askpass_main();
     }
-    let cli = match Cli::try_parse_from(remote::separate_bare_dispatcher(
-        std::env::args_os().collect(),
-    )) {
+    let args = remote::separate_bare_dispatcher(std::env::args_os().collect());
+    let color = output::ColorWhen::from_args(&args);
+    let parsed = Cli::command()
+        .color(color.clap())
+        .try_get_matches_from(args)
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -197,6 +223,11 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    output::set(output::Output {
+        color: cli.color,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    });
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Plan(args) => plan::plan(*args, &mut stdout).map(|()| exit::OK),
@@ -228,6 +259,7 @@ fn main() -> ExitCode {
         }
         Command::Man(args) => shell::man(args, Cli::command(), &mut stdout).map(|()| exit::OK),
         Command::Example(args) => shell::example(args, &mut stdout).map(|()| exit::OK),
+        Command::Config(args) => defaults::show(args, &mut stdout),
     };
     match result {
         Ok(code) => ExitCode::from(code),

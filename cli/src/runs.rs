@@ -99,7 +99,7 @@ pub fn failed(error: rundir::RunDirError) -> Failure {
 
 /// `pogo runs`.
 pub fn runs(args: RunsArgs, out: &mut dyn Write) -> Result<(), Failure> {
-    let (dir, _) = state_dir(args.state_dir.as_deref());
+    let (dir, _) = state_dir(args.state_dir.as_deref())?;
     let runs = rundir::list(&dir).map_err(failed)?;
     if args.json {
         return emit(out, &pogo_views::runs::json(&runs));
@@ -122,7 +122,7 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
             if remote_only.len() == 1 { "is" } else { "are" }
         )));
     }
-    let (state_dir, flag) = state_dir(args.state_dir.as_deref());
+    let (state_dir, flag) = state_dir(args.state_dir.as_deref())?;
     let dir = RunDir::find(&state_dir, &run).map_err(failed)?;
     if args.follow {
         return follow_local(&args, &dir, &flag, out);
@@ -154,6 +154,7 @@ pub fn log(mut args: LogArgs, out: &mut dyn Write) -> Result<(), Failure> {
                 flags: flag,
                 full: args.full,
                 running,
+                every_output: crate::output::get().verbose,
             },
         );
         return emit(out, &format!("{head}{text}"));
@@ -338,6 +339,7 @@ fn follow_local(
             flags: flag.to_string(),
             full: args.full,
             running: false,
+            every_output: crate::output::get().verbose,
         },
     );
     emit(out, &format!("\n{text}"))
@@ -490,7 +492,7 @@ pub fn approve(args: ApproveArgs, out: &mut dyn Write) -> Result<(), Failure> {
             ),
         );
     }
-    let (state_dir, _) = state_dir(args.state_dir.as_deref());
+    let (state_dir, _) = state_dir(args.state_dir.as_deref())?;
     let dir = RunDir::find(&state_dir, &args.run).map_err(failed)?;
     let plan = dir
         .read_plan()

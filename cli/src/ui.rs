@@ -74,7 +74,7 @@ pub fn run(args: UiArgs, out: &mut dyn Write) -> Result<u8, Failure> {
     } else {
         Some(args.remote.client()?)
     };
-    let (dir, _) = state_dir(args.state_dir.as_deref());
+    let (dir, _) = state_dir(args.state_dir.as_deref())?;
     let runtime = daemon_runtime()?;
     let result = runtime.block_on(async {
         let mut signals = Signals::new()?;

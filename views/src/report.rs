@@ -181,6 +181,14 @@ pub struct Lines<'a> {
     skipped: usize,
 }
 
+/// A view that shows nothing while the run goes on (`--quiet`): its summary says how it
+/// ended.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn report(&mut self, _event: &Event) {}
+}
+
 /// How often a view without a terminal writes a progress line, unless told otherwise.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
@@ -1032,6 +1040,22 @@ impl Ledger {
         parts.join(", ")
     }
 
+    /// The hosts whose output the summary shows: the first that failed, or with `every`,
+    /// every host that ran (started, whatever its end).
+    fn shown_output(&self, every: bool) -> Vec<usize> {
+        if !every {
+            return self.failed().into_iter().take(TAILS_SHOWN).collect();
+        }
+        (0..self.hosts.len())
+            .filter(|&i| {
+                !matches!(
+                    self.hosts[i].standing,
+                    Standing::Pending | Standing::Done(FinalState::Skipped)
+                )
+            })
+            .collect()
+    }
+
     /// Hosts that ended badly (not cancelled), in plan order: those whose output the summary
     /// shows.
     fn failed(&self) -> Vec<usize> {
@@ -1078,14 +1102,17 @@ pub struct SummaryOptions<'a> {
     pub full: bool,
     /// Whether a process runs it now.
     pub running: bool,
+    /// Show the output of every host that ran (`--verbose`), not only of the first hosts
+    /// that failed.
+    pub every_output: bool,
 }
 
-/// The hosts whose output [`summary`] shows, in plan order.
-pub fn tail_hosts(ledger: &Ledger) -> Vec<String> {
+/// The hosts whose output [`summary`] shows, in plan order: the first that failed, or with
+/// `every`, every host that ran.
+pub fn tail_hosts(ledger: &Ledger, every: bool) -> Vec<String> {
     ledger
-        .failed()
+        .shown_output(every)
         .into_iter()
-        .take(TAILS_SHOWN)
         .map(|i| ledger.names[i].clone())
         .collect()
 }
@@ -1199,10 +1226,9 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
         }
     }
 
-    // The output of failed hosts, where the operator looks first.
-    let failed = ledger.failed();
+    // The output of failed hosts, where the operator looks first (of every host, verbose).
     let mut silent = Vec::new();
-    for &i in failed.iter().take(TAILS_SHOWN) {
+    for i in ledger.shown_output(options.every_output) {
         let name = &ledger.names[i];
         let text = match options.place {
             Where::Run(dir) => log_tail(&dir.log_path(name)),
@@ -1220,8 +1246,12 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
         let lines: Vec<&str> = text.lines().collect();
         let start = lines.len().saturating_sub(TAIL_LINES);
         if lines.is_empty() {
-            // An unreachable host never ran: its reason says more than its silence.
+            // An unreachable host never ran: its reason says more than its silence. A host
+            // that succeeded in silence is no news.
             let h = &ledger.hosts[i];
+            if matches!(h.standing, Standing::Done(FinalState::Succeeded)) {
+                continue;
+            }
             if h.message.is_empty() {
                 silent.push(name.clone());
             } else {
@@ -1261,10 +1291,11 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
             lost.concat()
         ));
     }
-    if failed.len() > TAILS_SHOWN {
+    let failed = ledger.failed().len();
+    if failed > TAILS_SHOWN && !options.every_output {
         out.push_str(&format!(
             "\n(the output of {} more failed hosts is not shown)\n",
-            failed.len() - TAILS_SHOWN
+            failed - TAILS_SHOWN
         ));
     }
 
@@ -1749,7 +1780,8 @@ mod tests {
             lost: 0,
             at_ms: 7,
         });
-        assert_eq!(tail_hosts(&ledger), ["b", "c"]);
+        assert_eq!(tail_hosts(&ledger, false), ["b", "c"]);
+        assert_eq!(tail_hosts(&ledger, true), ["a", "b", "c"]);
         // The output of c could not be had: it is left out, not said to be empty.
         let output = HashMap::from([("b".to_string(), "stderr: boom\n".to_string())]);
         let text = summary(
@@ -1762,6 +1794,7 @@ mod tests {
                 flags: " --dispatcher https://d:1".into(),
                 full: false,
                 running: false,
+                every_output: false,
             },
         );
         assert!(

@@ -7,6 +7,9 @@
 //! Dispatchers that share a PostgreSQL database (one leads) are given together: a
 //! comma-separated list in the flag or the variable, a list (or such a string) in the file.
 //!
+//! The same file holds the operator's defaults for local runs and plans, in its `[defaults]`
+//! table (see [`crate::defaults`]).
+//!
 //! The resolver is given the environment as a function, so that tests never read the real
 //! one (or the real home directory).
 
@@ -97,6 +100,9 @@ pub struct ConfigFile {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub ca: Option<PathBuf>,
+    /// The `[defaults]` table: each key of [`crate::defaults::DEFAULTS`] given, as text
+    /// (paths made relative to the file's directory).
+    pub defaults: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl ConfigFile {
@@ -131,6 +137,13 @@ impl ConfigFile {
         };
         let dir = path.parent().unwrap_or(Path::new(""));
         for (key, value) in &table {
+            if key == "defaults" {
+                match value.as_table() {
+                    Some(defaults) => file.defaults = read_defaults(defaults, dir, &mut problems),
+                    None => problems.push("`defaults` must be a table: [defaults]".into()),
+                }
+                continue;
+            }
             // Several dispatchers, one leading: a list of URLs.
             if let (Some(list), "dispatcher") = (value.as_array(), key.as_str()) {
                 let urls: Option<Vec<&str>> = list.iter().map(toml::Value::as_str).collect();
@@ -169,16 +182,74 @@ impl ConfigFile {
 }
 
 fn unknown(key: &str) -> String {
-    format!("unknown key `{key}` (the keys are dispatcher, cert, key and ca)")
+    format!("unknown key `{key}` (the keys are dispatcher, cert, key, ca and [defaults])")
 }
 
-/// The settings from the flags, else the environment, else the client config file (read only
-/// when the first two leave something out). Every missing setting is named in one error, with
-/// the three ways to give it.
-pub fn resolve(
+/// The `[defaults]` table: known keys, with strings (or whole numbers) for values.
+fn read_defaults(
+    table: &toml::Table,
+    dir: &Path,
+    problems: &mut Vec<String>,
+) -> std::collections::BTreeMap<&'static str, String> {
+    use crate::defaults::DEFAULTS;
+    let mut found = std::collections::BTreeMap::new();
+    for (key, value) in table {
+        let Some(default) = DEFAULTS.iter().find(|d| d.key == key) else {
+            let keys: Vec<&str> = DEFAULTS.iter().map(|d| d.key).collect();
+            problems.push(format!(
+                "unknown key `{key}` in [defaults] (the keys are {})",
+                keys.join(", ")
+            ));
+            continue;
+        };
+        let text = match value {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            _ => {
+                problems.push(format!("`{key}` in [defaults] must be a string"));
+                continue;
+            }
+        };
+        let text = if default.path {
+            dir.join(text).display().to_string()
+        } else {
+            text
+        };
+        found.insert(default.key, text);
+    }
+    found
+}
+
+/// A connection setting's key, and its value and where it came from, when something gives it.
+pub type SettingSource = (&'static str, Option<(String, String)>);
+
+/// Each connection setting as it resolves, for `pogo config`: its key, and its value and
+/// where it came from (a flag, a variable, the file), or `None` when nothing gives it.
+pub fn sources(
     given: &Given,
     env: &dyn Fn(&str) -> Option<OsString>,
-) -> Result<Connection, String> {
+) -> Result<Vec<SettingSource>, String> {
+    let (values, _) = gather(given, env)?;
+    Ok(SETTINGS
+        .iter()
+        .zip(values)
+        .map(|(setting, value)| {
+            (
+                setting.key,
+                value.map(|(v, from)| (v.to_string_lossy().into_owned(), from)),
+            )
+        })
+        .collect())
+}
+
+/// The connection settings from the flags, else the environment, else the file (read only
+/// when the first two leave something out), each with where it came from; and where the
+/// file is.
+#[allow(clippy::type_complexity)]
+fn gather(
+    given: &Given,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<([Option<(OsString, String)>; 4], Option<(PathBuf, bool)>), String> {
     let from_env = |name: &str| env(name).filter(|v| !v.is_empty());
     let mut values: [Option<(OsString, String)>; 4] = [
         given
@@ -223,6 +294,17 @@ pub fn resolve(
             }
         }
     }
+    Ok((values, location))
+}
+
+/// The settings from the flags, else the environment, else the client config file (read only
+/// when the first two leave something out). Every missing setting is named in one error, with
+/// the three ways to give it.
+pub fn resolve(
+    given: &Given,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<Connection, String> {
+    let (values, location) = gather(given, env)?;
     let missing: Vec<&Setting> = values
         .iter()
         .zip(&SETTINGS)

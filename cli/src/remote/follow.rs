@@ -264,6 +264,7 @@ enum View<'a> {
     Json(Json<'a>),
     Lines(Lines<'a>),
     Live(Box<Progress>),
+    Silent(pogo_views::report::Silent),
 }
 
 impl View<'_> {
@@ -272,6 +273,7 @@ impl View<'_> {
             View::Json(json) => json,
             View::Lines(lines) => lines,
             View::Live(progress) => progress.as_mut(),
+            View::Silent(silent) => silent,
         }
     }
 
@@ -468,9 +470,15 @@ async fn follow_job(
         },
         0,
     );
-    let live = !options.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+    let quiet = crate::output::get().quiet;
+    let live = !options.json
+        && !quiet
+        && std::io::stdout().is_terminal()
+        && std::io::stderr().is_terminal();
     let mut view = if options.json {
         View::Json(Json { out: &mut *out })
+    } else if quiet {
+        View::Silent(pogo_views::report::Silent)
     } else if live {
         View::Live(Box::new(Progress::new(plan, 0, &[])))
     } else {
@@ -557,7 +565,7 @@ async fn follow_job(
         }
     };
     let mut output = HashMap::new();
-    for host in tail_hosts(&ledger) {
+    for host in tail_hosts(&ledger, crate::output::get().verbose) {
         match host_output(client, id, &host).await {
             Ok(text) => {
                 output.insert(host, text);
@@ -575,6 +583,7 @@ async fn follow_job(
             flags: repeat.to_string(),
             full: options.full,
             running: false,
+            every_output: crate::output::get().verbose,
         },
     );
     if options.json {

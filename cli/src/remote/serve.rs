@@ -129,9 +129,13 @@ fn init_logs(flags: &LogFlags) {
     use tracing_subscriber::EnvFilter;
     // Dependencies stay at warnings unless RUST_LOG says otherwise: their traces would
     // show protocol details (and, at their most verbose, request contents).
-    let filter = match &flags.log_level {
-        Some(level) => EnvFilter::new(format!("warn,pogo_remote={level},pogo={level}")),
-        None => EnvFilter::try_from_default_env()
+    // --verbose means debug, unless --log-level or RUST_LOG says otherwise.
+    let verbose = crate::output::get().verbose.then_some("debug");
+    let filter = match flags.log_level.as_deref().or(verbose) {
+        Some(level) if flags.log_level.is_some() || std::env::var_os("RUST_LOG").is_none() => {
+            EnvFilter::new(format!("warn,pogo_remote={level},pogo={level}"))
+        }
+        _ => EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new("warn,pogo_remote=info,pogo=info")),
     };
     let builder = tracing_subscriber::fmt()
@@ -146,7 +150,7 @@ fn init_logs(flags: &LogFlags) {
     } else {
         builder
             .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal())
+            .with_ansi(crate::output::get().color(std::io::stderr().is_terminal()))
             .try_init()
     };
 }
