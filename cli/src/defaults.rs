@@ -374,7 +374,7 @@ pub fn show(args: ConfigArgs, out: &mut dyn std::io::Write) -> Result<u8, Failur
             format!("${}", row.env),
         ]);
     }
-    text.push_str(&format!("{table}\n"));
+    text.push_str(&format!("{}\n", pogo_views::text::render(&mut table)));
     text.push('\n');
     text.push_str(&pogo_views::text::wrap_words(
         "Each comes from its flag, else its variable, else the file, else pogo's built-in \

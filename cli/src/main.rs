@@ -62,6 +62,26 @@ struct Cli {
     /// failed; debug logs for a dispatcher or a worker (unless --log-level says)
     #[arg(long, short = 'v', global = true)]
     verbose: bool,
+    /// Fit tables into this many columns, wrapping their cells [default: the terminal's
+    /// width; 100 into a pipe or a file, so that saved output stays the same]
+    #[arg(long, global = true, value_name = "COLUMNS",
+          value_parser = clap::value_parser!(u16).range(40..))]
+    width: Option<u16>,
+}
+
+/// Tables fit into this many columns when stdout is not a terminal (and no --width).
+const PIPE_WIDTH: u16 = 100;
+
+/// The width tables fit into: `--width`, else the terminal's, else [`PIPE_WIDTH`].
+fn table_width(given: Option<u16>) -> u16 {
+    use std::io::IsTerminal;
+    given.unwrap_or_else(|| {
+        if std::io::stdout().is_terminal() {
+            comfy_table::Table::new().width().unwrap_or(PIPE_WIDTH)
+        } else {
+            PIPE_WIDTH
+        }
+    })
 }
 
 #[derive(Subcommand)]
@@ -228,6 +248,13 @@ fn main() -> ExitCode {
         quiet: cli.quiet,
         verbose: cli.verbose,
     });
+    // Servers render for browsers and logs, not for this terminal.
+    if !matches!(
+        cli.command,
+        Command::Dispatcher(_) | Command::Worker(_) | Command::Ui(_)
+    ) {
+        pogo_views::text::set_table_width(table_width(cli.width));
+    }
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Plan(args) => plan::plan(*args, &mut stdout).map(|()| exit::OK),

@@ -717,7 +717,9 @@ fn runs_and_log_read_runs_back() {
         .to_string_lossy()
         .into_owned();
 
-    let runs = scene.pogo(&["runs"]);
+    // Wide enough that the long command of the test's temporary directory leaves the result
+    // on one line (into a pipe, tables are otherwise 100 columns wide).
+    let runs = scene.pogo(&["runs", "--width", "200"]);
     let out = runs.expect(0).stdout();
     assert!(
         out.contains(&id) && out.contains("failed: 1 succeeded, 1 failed"),

@@ -87,3 +87,61 @@ fn quiet_shows_the_summary_alone_and_verbose_every_hosts_output() {
     );
     assert_eq!(pogo(d, &["runs", "-q", "-v"]).code(), 64);
 }
+
+/// The widest table line of `pogo ARGS`, in characters.
+fn widest_table_line(args: &[&str]) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = config("examples/plans/rolling-restart.yaml");
+    let mut all = vec!["plan", spec.as_str()];
+    all.extend_from_slice(args);
+    let run = pogo(dir.path(), &all);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let text = run.stdout();
+    text.lines()
+        .filter(|l| l.starts_with(['│', '┌', '└', '╞']))
+        .map(|l| l.chars().count())
+        .max()
+        .expect("tables")
+}
+
+#[test]
+fn tables_fit_the_width_given_and_a_fixed_one_into_a_pipe() {
+    // The rolling restart's schedule is 175 columns wide when nothing limits it.
+    assert_eq!(widest_table_line(&["--width", "1000"]), 175);
+    // Into a pipe: 100 columns, the same every time.
+    assert_eq!(widest_table_line(&[]), 100);
+    assert_eq!(widest_table_line(&["--width", "60"]), 60);
+    let refused = pogo(
+        tempfile::tempdir().unwrap().path(),
+        &["runs", "--width", "10"],
+    );
+    assert_eq!(refused.code(), 64);
+}
+
+#[test]
+fn on_a_terminal_tables_fit_its_width() {
+    // A real pseudo-terminal of 80 columns, from util-linux's script(1) (Debian's bsdutils,
+    // an essential package).
+    let dir = tempfile::tempdir().unwrap();
+    let spec = config("examples/plans/rolling-restart.yaml");
+    let line = format!(
+        "stty cols 80 rows 40; {} plan {spec}",
+        env!("CARGO_BIN_EXE_pogo")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let widest = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.starts_with(['│', '┌', '└', '╞']))
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or_else(|| panic!("no table in:\n{text}"));
+    assert_eq!(widest, 80, "{text}");
+}

@@ -4,7 +4,7 @@
 use comfy_table::Cell;
 use pogo_executor::audit::{Audit, Finding, Place};
 
-use crate::text::{cut, host_list, new_table, plural, wrap_words};
+use crate::text::{cut, host_list, new_table, plural, render, wrap_words};
 
 /// Prose wraps at this many columns.
 const WIDTH: usize = 90;
@@ -97,7 +97,7 @@ pub fn text(audit: &Audit, what: &str, unit: &str) -> String {
     if audit.peaks.is_empty() {
         out.push_str("The plan has no constraint groups.\n");
     } else {
-        out.push_str(&format!("{table}\n"));
+        out.push_str(&format!("{}\n", render(&mut table)));
     }
     let finals: Vec<String> = audit
         .finals

@@ -4,7 +4,7 @@
 use comfy_table::Cell;
 use pogo_api::{FleetRevision, FleetRevisionInfo};
 
-use crate::text::{host_list, new_table, plural, utc};
+use crate::text::{host_list, new_table, plural, render, utc};
 
 /// The table of `pogo fleet list` (each fleet's current revision) and `pogo fleet show
 /// --history` (every revision of one).
@@ -34,7 +34,7 @@ pub fn revisions_table(list: &[FleetRevisionInfo]) -> String {
             Cell::new(&info.config_name),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 /// `pogo fleet show NAME`: who pushed the revision, and its budgets.
@@ -69,7 +69,7 @@ pub fn revision_text(revision: &FleetRevision, full: bool) -> String {
             )),
         ]);
     }
-    text.push_str(&format!("{table}\n"));
+    text.push_str(&format!("{}\n", render(&mut table)));
     if !revision.outputs.is_empty() {
         text.push_str("\nTags from commands, as they printed on the pusher's machine:\n");
         for (command, output) in &revision.outputs {

@@ -10,7 +10,7 @@ use pogo_api::{
     Counts, HostEntry, HostWhy, JobDetail, JobState, JobSummary, OutputRecord, WorkerInfo,
 };
 
-use crate::text::{counted, cut, new_table, plural, utc};
+use crate::text::{counted, cut, new_table, plural, render, utc};
 
 /// Past this many hosts, `pogo status` lists only the hosts that need a look, unless --full.
 const HOSTS_IN_FULL: usize = 20;
@@ -47,7 +47,7 @@ pub fn jobs_table(jobs: &[JobSummary]) -> String {
             Cell::new(cut(&job.command, COMMAND_SHOWN)),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 /// `3 succeeded, 1 failed, 5 pending`: every state some host is in.
@@ -154,7 +154,7 @@ pub fn status_text(detail: &JobDetail, full: bool, repeat: &str) -> String {
                 Cell::new(cut(&host.message, MESSAGE_SHOWN)),
             ]);
         }
-        out.push_str(&format!("\n{table}\n"));
+        out.push_str(&format!("\n{}\n", render(&mut table)));
     }
     if rows.len() < hosts.len() {
         // What the hidden rows are, by state, in the order states first appear.
@@ -330,7 +330,7 @@ pub fn workers_table(workers: &[WorkerInfo]) -> String {
             Cell::new(w.finished),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 /// The table of `pogo audit-log`: each operator action, oldest first.
@@ -356,7 +356,7 @@ pub fn audit_table(records: &[pogo_api::AuditRecord]) -> String {
             Cell::new(cut(&r.detail, 60)),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 #[cfg(test)]

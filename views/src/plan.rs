@@ -6,7 +6,7 @@ use comfy_table::{Cell, Table};
 use pogo_executor::hostlog;
 use pogo_model::{Plan, RunOptions, JOB_GROUP_ID};
 
-use crate::text::{host_list, new_table, plural};
+use crate::text::{host_list, new_table, plural, render};
 
 /// Each host's attempt in phases, a line each: what runs `before` its command, the health
 /// check that must pass after it (`verify`), and what runs `after`.
@@ -102,14 +102,14 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
     }
 
     out.push_str("Schedule\n");
-    out.push_str(&schedule_table(plan, full).to_string());
+    out.push_str(&render(&mut schedule_table(plan, full)));
     out.push_str("\n\n");
 
     out.push_str("Constraints\n");
     if plan.constraints.is_empty() {
         out.push_str("(none: every host may run at once)\n");
     } else {
-        out.push_str(&constraint_table(plan, full).to_string());
+        out.push_str(&render(&mut constraint_table(plan, full)));
         out.push('\n');
     }
     if plan.constraint(JOB_GROUP_ID).is_none() {

@@ -21,7 +21,7 @@ use pogo_executor::rundir::RunDir;
 use pogo_executor::runner::Reporter;
 use pogo_executor::why::HostWhy;
 
-use crate::text::{cut, new_table, plural, printable};
+use crate::text::{cut, new_table, plural, printable, render};
 
 /// Past this many hosts, the summary table lists only the hosts that did not succeed (and
 /// counts the rest) unless `--full` is given.
@@ -1175,7 +1175,7 @@ pub fn summary(ledger: &Ledger, options: &SummaryOptions) -> String {
                 Cell::new(h.duration_ms.map(duration_cell).unwrap_or_default()),
             ]);
         }
-        out.push_str(&table.to_string());
+        out.push_str(&render(&mut table));
         out.push('\n');
     }
     if rows.len() < total {

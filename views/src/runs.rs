@@ -11,7 +11,7 @@ use pogo_executor::scheduler::{HostIdx, HostState};
 use pogo_model::Plan;
 use serde_json::json;
 
-use crate::text::{counted, cut, new_table, plural};
+use crate::text::{counted, cut, new_table, plural, render};
 
 /// `pogo runs`: the runs of the state dir `dir`, one row each, or a line saying there are none.
 pub fn table(runs: &[RunInfo], dir: &Path) -> String {
@@ -33,7 +33,7 @@ pub fn table(runs: &[RunInfo], dir: &Path) -> String {
             Cell::new(cut(&run.command, COMMAND_SHOWN)),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 /// `pogo runs --json`: the runs as a pretty JSON array.

@@ -8,7 +8,7 @@ use pogo_executor::simulate::{
 };
 use pogo_model::{Plan, JOB_GROUP_ID};
 
-use crate::text::{counted, host_list, list_cut, new_table, plural};
+use crate::text::{counted, host_list, list_cut, new_table, plural, render};
 
 // ---------------------------------------------------------------------------------------------
 // Text
@@ -287,7 +287,7 @@ fn wave_table(plan: &Plan, sim: &Simulation, full: bool) -> String {
             ]);
         }
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 /// Host lists in the timeline are cut shorter than elsewhere: a wave is read by its slot and
@@ -367,7 +367,7 @@ fn limits_table(sim: &Simulation) -> String {
             Cell::new(full),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 /// `never`, or how long and which share of the run.
@@ -426,7 +426,7 @@ fn path_table(plan: &Plan, sim: &Simulation, full: bool) -> String {
             Cell::new(waited_for(&steps[0])),
         ]);
     }
-    format!("{table}\n")
+    format!("{}\n", render(&mut table))
 }
 
 fn waited_for(step: &PathStep) -> String {

@@ -1,22 +1,60 @@
 //! The small pieces every view shares: tables in one style, host lists cut and wrapped the
 //! same way everywhere, counted nouns, one-line cuts, shell words and UTC times.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
-use comfy_table::{presets::UTF8_FULL_CONDENSED, ContentArrangement, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, ColumnConstraint, ContentArrangement, Table};
 
 /// Host lists longer than this are cut in the tables unless `--full` is given.
 const HOSTS_SHOWN: usize = 12;
 /// Host lists wrap at about this many characters per line.
 const WRAP: usize = 60;
 
-/// A table in pogo's style. Its width never depends on the terminal, so the same data always
-/// prints the same text.
+/// The widest a table may be, in columns: 0 for no limit.
+static TABLE_WIDTH: AtomicU16 = AtomicU16::new(0);
+
+/// Tables made from now on fit into `columns` (their cells wrapped), or are as wide as their
+/// cells with 0. The command line sets it once, from `--width` or the terminal (a fixed width
+/// into a pipe, so that the same data always prints the same text).
+pub fn set_table_width(columns: u16) {
+    TABLE_WIDTH.store(columns, Ordering::Relaxed);
+}
+
+/// A table as text, fitted into the width [`set_table_width`] set: only columns of prose or
+/// lists wrap (a cell longer than [`WRAPS_PAST`] characters with a blank in it); ids, host
+/// names, numbers and times stay whole, however narrow the width.
+pub fn render(table: &mut Table) -> String {
+    if TABLE_WIDTH.load(Ordering::Relaxed) > 0 {
+        for column in 0..table.column_count() {
+            let wraps = table.column_cells_iter(column).flatten().any(|cell| {
+                let text = cell.content();
+                text.chars().count() > WRAPS_PAST && text.contains(char::is_whitespace)
+            });
+            if !wraps {
+                if let Some(column) = table.column_mut(column) {
+                    column.set_constraint(ColumnConstraint::ContentWidth);
+                }
+            }
+        }
+    }
+    table.to_string()
+}
+
+/// Cells longer than this, with a blank in them, may wrap (a `2026-12-07 11:31:02` does not).
+const WRAPS_PAST: usize = 20;
+
+/// A table in pogo's style, as wide as [`set_table_width`] allows (through [`render`]). Its width never depends on
+/// the terminal by itself.
 pub fn new_table() -> Table {
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    table.load_preset(UTF8_FULL_CONDENSED);
+    match TABLE_WIDTH.load(Ordering::Relaxed) {
+        0 => table.set_content_arrangement(ContentArrangement::Disabled),
+        width => table
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_width(width),
+    };
     table
 }
 
