@@ -972,6 +972,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         resumed,
         overrides: spec.overrides.clone(),
         only,
+        concurrent: spec.limits.concurrent.map(|amount| amount.value),
         max_output: plan
             .options
             .max_output
@@ -998,10 +999,12 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
     for event in &earlier {
         ledger.record(event);
     }
+    // Hosts skipped at the start (left out by --only) are counted by the session's own
+    // `hosts_skipped`, not here.
     let done_before = scheduler
         .host_states()
         .iter()
-        .filter(|s| s.is_terminal())
+        .filter(|s| s.is_terminal() && **s != HostState::Skipped)
         .count();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,8 +26,9 @@ use crate::runs::failed;
          Prints each group's peak and where in the record it was first reached; each \
          problem names the group or the slot, the host, and its place in the record \
          (session, time from the session's start, journal line or event number).\n\n\
-         A local run is checked against the limits it ran under (a lower --concurrent \
-         included). This is a consistency check of the record, which can be edited by hand: \
+         Each session is checked against the limits it ran under: the plan's, or a lower \
+         job-wide limit it was given (--concurrent; journals of earlier releases did not \
+         record it, and are checked against the plan's). This is a consistency check of the record, which can be edited by hand: \
          it is not a signature, and it says nothing of what the commands did.\n\n\
          Exit status: 0 when the record agrees with the plan, 1 when it does not or cannot be \
          read.\n\n",
@@ -63,7 +64,7 @@ pub fn run(args: AuditArgs, out: &mut dyn Write) -> Result<u8, Failure> {
 fn local(args: &AuditArgs) -> Result<(String, bool), Failure> {
     let (dir, _) = state_dir(args.state_dir.as_deref())?;
     let run = RunDir::find(&dir, &args.run).map_err(failed)?;
-    let plan = run.followed_plan().map_err(failed)?;
+    let plan = run.read_plan().map_err(failed)?;
     let events = run.read_events().map_err(failed)?;
     // One event a line: its place is its line in the journal.
     let numbered: Vec<_> = (1..).zip(events).collect();

@@ -70,16 +70,28 @@ pub struct ValidateArgs {
 
 pub fn plan(args: PlanArgs, out: &mut impl Write) -> Result<(), Failure> {
     let plan = compile_plan(&args.source, &args.flags)?;
+    let written = write_plan(&args, &plan, out);
+    // The process ends now: a million hosts' strings are given back with its memory, at once,
+    // rather than freed one by one (a fifth of planning a million hosts).
+    std::mem::forget(plan);
+    written
+}
+
+fn write_plan(
+    args: &PlanArgs,
+    plan: &pogo_model::Plan,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     match args.output.as_deref() {
         Some(path) if path == Path::new("-") => emit(out, &plan.to_json()),
         Some(path) => {
             write_atomically(path, &plan.to_json())?;
-            emit(out, &pogo_views::plan::plan_text(&plan, args.full))?;
+            emit(out, &pogo_views::plan::plan_text(plan, args.full))?;
             let note = format!("\nPlan written to {}\n", path.display());
             let _ = std::io::stderr().write_all(note.as_bytes());
             Ok(())
         }
-        None => emit(out, &pogo_views::plan::plan_text(&plan, args.full)),
+        None => emit(out, &pogo_views::plan::plan_text(plan, args.full)),
     }
 }
 

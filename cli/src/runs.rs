@@ -314,7 +314,26 @@ fn follow_local(
             }
         }
         if let Some(log) = &mut log {
-            text.push_str(&String::from_utf8_lossy(&log.bytes()?));
+            // Whole lines only (a character cut between two reads stays whole), the rest once
+            // the host is done; on a terminal, a host's escape sequences are shown, not acted
+            // on, as without -f.
+            let mut bytes = log.complete()?;
+            if ended || host_done {
+                bytes.append(&mut log.partial);
+            }
+            let shown = String::from_utf8_lossy(&bytes);
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                for line in shown.split_inclusive('\n') {
+                    let (body, newline) = match line.strip_suffix('\n') {
+                        Some(body) => (body, "\n"),
+                        None => (line, ""),
+                    };
+                    text.push_str(&pogo_views::text::printable(body));
+                    text.push_str(newline);
+                }
+            } else {
+                text.push_str(&shown);
+            }
         }
         if !text.is_empty() {
             emit(out, &std::mem::take(&mut text))?;
@@ -383,14 +402,20 @@ impl Tail {
         Ok(bytes)
     }
 
-    /// The complete lines appended since the last call.
-    fn lines(&mut self) -> Result<Vec<String>, Failure> {
+    /// The complete lines appended since the last call, as bytes; the start of a line not
+    /// yet complete stays in `partial`.
+    fn complete(&mut self) -> Result<Vec<u8>, Failure> {
         let bytes = self.bytes()?;
         self.partial.extend_from_slice(&bytes);
         let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
             return Ok(Vec::new());
         };
-        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        Ok(self.partial.drain(..=end).collect())
+    }
+
+    /// The complete lines appended since the last call.
+    fn lines(&mut self) -> Result<Vec<String>, Failure> {
+        let complete = self.complete()?;
         Ok(String::from_utf8_lossy(&complete)
             .lines()
             .map(str::to_string)

@@ -123,3 +123,37 @@ fn log_follow_takes_one_host_at_most() {
         refused.stderr()
     );
 }
+
+#[test]
+fn a_hosts_escape_sequences_are_shown_not_played_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let command = r#"printf 'clear\033[2Jdone\n'"#;
+    pogo(
+        d,
+        &[
+            "run",
+            "--targets",
+            "h1",
+            "--command",
+            command,
+            "--transport",
+            "local",
+            "--yes",
+        ],
+    );
+    // Into a pipe, the bytes as the host wrote them.
+    let piped = pogo(d, &["log", "last", "h1", "-f"]);
+    assert_eq!(piped.stdout(), "clear\x1b[2Jdone\n");
+    // On a terminal (script(1), as in tests/output.rs), shown.
+    let line = format!("{} log last h1 -f", env!("CARGO_BIN_EXE_pogo"));
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(d)
+        .env_remove("POGO_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("clear\\x1b[2Jdone"), "{text:?}");
+}

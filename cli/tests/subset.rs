@@ -5,9 +5,11 @@ mod common;
 
 use common::{pogo_in as pogo, read_spans};
 
-/// Records each host's start and end in `rec/HOST`; fails while `fail-HOST` exists.
+/// Records each host's start and end in `rec/HOST`; fails while `fail-HOST` exists (at
+/// once, without its 0.3 s, while `fail-now-HOST` does).
 const REC: &str = r#"d="$(dirname "$0")"
 echo "start $(date +%s%N)" >> "$d/rec/$POGO_HOST"
+[ ! -e "$d/fail-now-$POGO_HOST" ] || { echo "end $(date +%s%N)" >> "$d/rec/$POGO_HOST"; exit 4; }
 sleep 0.3
 echo "end $(date +%s%N)" >> "$d/rec/$POGO_HOST"
 [ ! -e "$d/fail-$POGO_HOST" ] || exit 3
@@ -197,4 +199,36 @@ fn retry_failed_with_hosts_runs_those_again_and_leaves_the_other_failed_hosts_do
         "{}",
         audit.stdout()
     );
+}
+
+#[test]
+fn retry_failed_with_only_is_not_stopped_by_the_failures_it_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two web hosts at a time (w1 and w2), and the first failure stops the run: w2 fails,
+    // w3 and w4 never run.
+    setup(d, 2, &[]);
+    std::fs::write(d.join("fail-now-w2"), "").unwrap();
+    pogo(d, &["apply", "p.json", "--transport", "local"]).expect(4);
+    assert!(!d.join("rec/w3").exists());
+    // Retrying what failed, but only for w3 (not run yet): w2's failure is left out and
+    // does not stop the session before it starts.
+    let only = pogo(
+        d,
+        &[
+            "apply",
+            "--resume",
+            "last",
+            "--retry-failed",
+            "--only",
+            "w3",
+        ],
+    );
+    // w3 ran; w2 stays failed (exit 3), w4 was left out.
+    assert_eq!(only.code(), 3, "{}{}", only.stdout(), only.stderr());
+    let spans = read_spans(&d.join("rec"));
+    assert_eq!(spans["w3"].len(), 1, "{spans:?}");
+    assert_eq!(spans["w2"].len(), 1, "{spans:?}");
+    assert!(!spans.contains_key("w4"), "{spans:?}");
+    pogo(d, &["audit", "last"]).expect(0);
 }

@@ -36,6 +36,8 @@ pub struct Place {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peak {
     pub group: String,
+    /// The limit in force when the peak was first reached (a session may lower the job-wide
+    /// one).
     pub limit: u64,
     pub peak: u64,
     /// None when no host of the group ever went down.
@@ -141,13 +143,33 @@ struct Replay<'p> {
     host_groups: Vec<Vec<usize>>,
     limits: Vec<u64>,
     down: Vec<u64>,
-    peaks: Vec<(u64, Option<Place>)>,
+    /// Per group: the most down at once, where first, and the limit then.
+    peaks: Vec<(u64, Option<Place>, u64)>,
     /// Per slot: its hosts, and the slots before it.
     slot_hosts: Vec<Vec<usize>>,
     host_slots: Vec<Vec<usize>>,
     preds: Vec<Vec<usize>>,
     unfinished: Vec<usize>,
+    /// Per slot: whether it waits for a gate or an approval, and whether that has passed
+    /// (in any session: a gate that passed is not asked again).
+    gated: Vec<Gated>,
+    /// Each slot's id.
+    slot_ids: Vec<&'p str>,
+    /// The job-wide group, and the plan's limit on it.
+    job: Option<(usize, u64)>,
     findings: Vec<Finding>,
+}
+
+/// What a slot's completion waits for besides its hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gated {
+    No,
+    /// Its gate command must pass (`gate_passed`).
+    Gate,
+    /// An operator must approve it (`approved`), after its gate if it has one.
+    Approval,
+    /// It passed.
+    Open,
 }
 
 impl<'p> Replay<'p> {
@@ -167,12 +189,12 @@ impl<'p> Replay<'p> {
                 }
             }
         }
-        let slot_ids: HashMap<&str, usize> = plan
+        let slot_ids_by_name: HashMap<&str, usize> = plan
             .slots()
             .enumerate()
             .map(|(s, (_, slot))| (slot.id.as_str(), s))
             .collect();
-        let mut slot_hosts = vec![Vec::new(); slot_ids.len()];
+        let mut slot_hosts = vec![Vec::new(); slot_ids_by_name.len()];
         let mut host_slots = vec![Vec::new(); n];
         for (s, (_, slot)) in plan.slots().enumerate() {
             for host in &slot.hosts {
@@ -182,16 +204,33 @@ impl<'p> Replay<'p> {
                 }
             }
         }
-        let mut preds = vec![Vec::new(); slot_ids.len()];
+        let mut preds = vec![Vec::new(); slot_ids_by_name.len()];
         for edge in &plan.edges {
             if let (Some(&from), Some(&to)) = (
-                slot_ids.get(edge.from.as_str()),
-                slot_ids.get(edge.to.as_str()),
+                slot_ids_by_name.get(edge.from.as_str()),
+                slot_ids_by_name.get(edge.to.as_str()),
             ) {
                 preds[to].push(from);
             }
         }
         let unfinished = slot_hosts.iter().map(Vec::len).collect();
+        let gated = plan
+            .slots()
+            .map(|(_, slot)| match (&slot.gate, &slot.approve) {
+                (_, Some(_)) => Gated::Approval,
+                (Some(_), None) => Gated::Gate,
+                (None, None) => Gated::No,
+            })
+            .collect();
+        let mut slot_ids: Vec<&str> = vec![""; slot_hosts.len()];
+        for (id, &s) in &slot_ids_by_name {
+            slot_ids[s] = *id;
+        }
+        let job = plan
+            .constraints
+            .iter()
+            .position(|g| g.id == pogo_model::JOB_GROUP_ID)
+            .map(|g| (g, plan.constraints[g].max_parallel.value));
         let groups = plan.constraints.len();
         Replay {
             plan,
@@ -204,12 +243,54 @@ impl<'p> Replay<'p> {
                 .map(|g| g.max_parallel.value)
                 .collect(),
             down: vec![0; groups],
-            peaks: vec![(0, None); groups],
+            peaks: plan
+                .constraints
+                .iter()
+                .map(|g| (0, None, g.max_parallel.value))
+                .collect(),
             slot_hosts,
             host_slots,
             preds,
             unfinished,
+            gated,
+            slot_ids,
+            job,
             findings: Vec::new(),
+        }
+    }
+
+    /// Whether slot `s` is complete, as the scheduler sees it: every host done, every slot
+    /// before it complete, its gate or approval passed. `None` when it is; else the host, or
+    /// the reason, it waits for.
+    fn incomplete(&self, s: usize, seen: &mut Vec<bool>) -> Option<String> {
+        if seen[s] {
+            return None;
+        }
+        seen[s] = true;
+        if self.unfinished[s] > 0 {
+            return self.slot_hosts[s]
+                .iter()
+                .find(|&&h| !self.states[h].is_terminal())
+                .map(|&h| self.plan.hosts[h].clone());
+        }
+        for &p in &self.preds[s] {
+            if let Some(waiting) = self.incomplete(p, seen) {
+                return Some(waiting);
+            }
+        }
+        match self.gated[s] {
+            Gated::Gate => Some(format!("the gate of {}", self.slot_ids[s])),
+            Gated::Approval => Some(format!("the approval of {}", self.slot_ids[s])),
+            Gated::No | Gated::Open => None,
+        }
+    }
+
+    /// A step's gate passed, or an operator approved it.
+    fn open(&mut self, step: &str, approved: bool) {
+        if let Some(s) = self.slot_ids.iter().position(|id| *id == step) {
+            if approved || self.gated[s] == Gated::Gate {
+                self.gated[s] = Gated::Open;
+            }
         }
     }
 
@@ -266,23 +347,14 @@ impl<'p> Replay<'p> {
         }
         for &s in &self.host_slots[h] {
             for &p in &self.preds[s] {
-                if self.unfinished[p] == 0 {
+                let mut seen = vec![false; self.slot_ids.len()];
+                let Some(waiting) = self.incomplete(p, &mut seen) else {
                     continue;
-                }
-                let waiting = self.slot_hosts[p]
-                    .iter()
-                    .find(|&&w| !self.states[w].is_terminal())
-                    .map_or_else(String::new, |&w| self.plan.hosts[w].clone());
-                let slot_id = |slot: usize| {
-                    self.plan
-                        .slots()
-                        .nth(slot)
-                        .map_or_else(String::new, |(_, spec)| spec.id.clone())
                 };
                 self.findings.push(Finding::OutOfOrder {
                     host: host.clone(),
-                    slot: slot_id(s),
-                    before: slot_id(p),
+                    slot: self.slot_ids[s].to_string(),
+                    before: self.slot_ids[p].to_string(),
                     waiting_for: waiting,
                     at,
                 });
@@ -292,7 +364,7 @@ impl<'p> Replay<'p> {
         for &g in &self.host_groups[h] {
             let down = self.down[g];
             if down > self.peaks[g].0 {
-                self.peaks[g] = (down, Some(at));
+                self.peaks[g] = (down, Some(at), self.limits[g]);
             }
             if down > self.limits[g] {
                 let members = &self.plan.constraints[g].hosts;
@@ -331,6 +403,13 @@ pub fn audit(plan: &Plan, events: &[(u64, Event)]) -> Audit {
                     starts.insert(host.as_str());
                 }
             }
+            // The scheduler skips only hosts it could have run: a failed host skipped in a
+            // session was put back to run by it (a retry the session stopped before).
+            Event::HostsSkipped { hosts, .. } => {
+                if let Some(starts) = starts_by_session.last_mut() {
+                    starts.extend(hosts.iter().map(String::as_str));
+                }
+            }
             _ => {}
         }
     }
@@ -343,9 +422,17 @@ pub fn audit(plan: &Plan, events: &[(u64, Event)]) -> Audit {
             at_ms: at_ms(event),
         };
         match event {
-            Event::RunStarted { resumed, .. } => {
+            Event::RunStarted {
+                resumed,
+                concurrent,
+                ..
+            } => {
                 session += 1;
                 is_ended = false;
+                // The session's job-wide limit: lowered with --concurrent, or the plan's.
+                if let Some((g, planned)) = replay.job {
+                    replay.limits[g] = concurrent.unwrap_or(planned).min(planned);
+                }
                 if *resumed || session > 1 {
                     let starts = &starts_by_session[session - 1];
                     for h in 0..plan.hosts.len() {
@@ -401,6 +488,8 @@ pub fn audit(plan: &Plan, events: &[(u64, Event)]) -> Audit {
                     }
                 }
             }
+            Event::GatePassed { step, .. } => replay.open(step, false),
+            Event::Approved { step, .. } => replay.open(step, true),
             Event::RunFinished { .. } => is_ended = true,
             _ => {}
         }
@@ -420,9 +509,9 @@ pub fn audit(plan: &Plan, events: &[(u64, Event)]) -> Audit {
         .constraints
         .iter()
         .zip(&replay.peaks)
-        .map(|(group, &(peak, at))| Peak {
+        .map(|(group, &(peak, at, limit))| Peak {
             group: group.id.clone(),
-            limit: group.max_parallel.value,
+            limit,
             peak,
             at,
         })
@@ -478,6 +567,7 @@ mod tests {
             resumed,
             overrides: Vec::new(),
             only: None,
+            concurrent: None,
             at_ms: 0,
         }
     }
@@ -645,6 +735,120 @@ mod tests {
             "{:?}",
             found.findings
         );
+    }
+
+    #[test]
+    fn a_failed_host_retried_then_skipped_is_released_not_counted_down() {
+        // Session 1 ran a alone, which failed; session 2 retried it, but b ran first, failed,
+        // and the run stopped: a was skipped. b never had company in the group.
+        let plan = Plan::sketch("b a").with_group("g", Amount::number(1), "a b");
+        let failed = FinalState::Failed { exit_code: 1 };
+        let skipped = |host: &str| Event::HostsSkipped {
+            hosts: vec![host.into()],
+            at_ms: 0,
+        };
+        let events = numbered(vec![
+            started(false),
+            skipped("b"),
+            start("a", 1),
+            end("a", failed, 2),
+            finished(),
+            started(true),
+            start("b", 1),
+            end("b", failed, 2),
+            skipped("a"),
+            finished(),
+        ]);
+        let found = audit(&plan, &events);
+        assert!(found.passed(), "{:?}", found.findings);
+    }
+
+    #[test]
+    fn each_session_is_held_to_the_job_limit_it_ran_under() {
+        let plan = Plan::sketch("a b c d").with_job_limit(3);
+        let session = |concurrent: Option<u64>| Event::RunStarted {
+            run_id: "r".into(),
+            hosts: 4,
+            command: "true".into(),
+            resumed: concurrent.is_some(),
+            overrides: Vec::new(),
+            only: None,
+            concurrent,
+            at_ms: 0,
+        };
+        let halted = Event::HostsSkipped {
+            hosts: vec!["c".into(), "d".into()],
+            at_ms: 1,
+        };
+        let events = numbered(vec![
+            session(None),
+            start("a", 1),
+            start("b", 1),
+            ok("a", 2),
+            ok("b", 2),
+            halted,
+            finished(),
+            // Lowered to 1, and yet two ran at once.
+            session(Some(1)),
+            start("c", 1),
+            start("d", 1),
+            ok("c", 2),
+            ok("d", 2),
+            finished(),
+        ]);
+        let found = audit(&plan, &events);
+        assert!(
+            matches!(&found.findings[..], [Finding::OverLimit { limit: 1, host, at, .. }]
+                if host == "d" && at.session == 2),
+            "{:?}",
+            found.findings
+        );
+        // Session 1's two at once were within the plan's 3.
+        assert_eq!(found.peaks[0].peak, 2);
+    }
+
+    #[test]
+    fn order_holds_through_an_empty_slot_and_a_gate() {
+        // t.0 = a, t.1 holds no host, t.2 = c: c waits for a through t.1.
+        let plan = Plan::sketch("a c").with_thread("t", &["a", "", "c"]);
+        let events = numbered(vec![started(false), start("a", 1), start("c", 1)]);
+        let found = audit(&plan, &events);
+        assert!(
+            matches!(&found.findings[0], Finding::OutOfOrder { host, before, waiting_for, .. }
+                if host == "c" && before == "t.1" && waiting_for == "a"),
+            "{:?}",
+            found.findings
+        );
+        // With a gate after a's step, c waits for it too.
+        let mut gated = Plan::sketch("a c").with_thread("t", &["a", "c"]);
+        gated.threads[0].slots[0].gate = Some("true".into());
+        let early = numbered(vec![
+            started(false),
+            start("a", 1),
+            ok("a", 2),
+            start("c", 3),
+        ]);
+        let found = audit(&gated, &early);
+        assert!(
+            matches!(&found.findings[0], Finding::OutOfOrder { waiting_for, .. }
+                if waiting_for == "the gate of t.0"),
+            "{:?}",
+            found.findings
+        );
+        let passed = Event::GatePassed {
+            step: "t.0".into(),
+            at_ms: 3,
+        };
+        let in_order = numbered(vec![
+            started(false),
+            start("a", 1),
+            ok("a", 2),
+            passed,
+            start("c", 3),
+            ok("c", 4),
+            finished(),
+        ]);
+        assert!(audit(&gated, &in_order).passed());
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum Event {
         /// --only`): the others it skips at once (a `hosts_skipped` follows).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         only: Option<Vec<String>>,
+        /// The job-wide limit this session ran under, when the operator lowered the plan's
+        /// (`--concurrent`); `pogo audit` checks each session against its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        concurrent: Option<u64>,
         at_ms: u64,
     },
     /// A host's command started (its first attempt).

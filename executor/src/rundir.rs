@@ -848,6 +848,7 @@ mod tests {
             at_ms: 0,
             overrides: Vec::new(),
             only: None,
+            concurrent: None,
         };
         let finished = Event::RunFinished {
             result: RunResult::Stopped,

@@ -49,6 +49,8 @@ pub struct RunSettings {
     /// The hosts this session may start when the operator chose some (`--only`; recorded in
     /// the journal): the scheduler skips the others ([`Scheduler::resume_only`]).
     pub only: Option<Vec<String>>,
+    /// The job-wide limit, when the run lowered the plan's (recorded in the journal).
+    pub concurrent: Option<u64>,
     /// The most a host's log keeps ([`hostlog::DEFAULT_MAX_OUTPUT`] unless the plan says).
     pub max_output: u64,
     /// Room kept free for the journal on the logs' disk ([`hostlog::RESERVE`]).
@@ -280,6 +282,7 @@ impl<'a> Run<'a> {
             resumed: self.settings.resumed,
             overrides: self.settings.overrides.clone(),
             only: self.settings.only.clone(),
+            concurrent: self.settings.concurrent,
             at_ms: 0,
         });
         self.batch

@@ -823,6 +823,12 @@ impl Scheduler {
         }
         if failed == FailedHosts::StayDown {
             run.uncounted = run.tally.failures();
+        } else if only.is_some() {
+            // Failed hosts this session leaves out are not its failures: they must not stop
+            // it before it starts (as the hosts a named retry leaves alone).
+            run.uncounted = (0..n)
+                .filter(|&h| left_out(h) && run.states[h].is_failure())
+                .count();
         }
         let mut ignored = Changes::default();
         // Collected first: completing one slot completes those that waited only for it.

@@ -194,6 +194,7 @@ fn settings(dir: &tempfile::TempDir) -> RunSettings {
         resumed: false,
         overrides: Vec::new(),
         only: None,
+        concurrent: None,
         max_output: pogo_executor::hostlog::DEFAULT_MAX_OUTPUT,
         log_reserve: 0,
         phases: Default::default(),

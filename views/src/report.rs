@@ -1511,6 +1511,7 @@ mod tests {
             resumed,
             overrides: Vec::new(),
             only: None,
+            concurrent: None,
             at_ms: 0,
         }
     }
@@ -1713,6 +1714,7 @@ mod tests {
             resumed,
             overrides: Vec::new(),
             only: None,
+            concurrent: None,
             at_ms: 0,
         };
         ledger.record(&started(false));
@@ -1760,6 +1762,7 @@ mod tests {
             resumed: false,
             overrides: Vec::new(),
             only: None,
+            concurrent: None,
             at_ms: 0,
         });
         ledger.record(&done("a", FinalState::Succeeded));

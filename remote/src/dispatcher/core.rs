@@ -1682,6 +1682,7 @@ impl Core {
             at_ms: 0,
             overrides: job.applied.overrides.clone(),
             only: None,
+            concurrent: None,
         };
         self.order.push(id.clone());
         self.running.push(id.clone());
@@ -2925,6 +2926,7 @@ impl Core {
             at_ms: 0,
             overrides: job.applied.overrides.clone(),
             only: None,
+            concurrent: None,
         };
         // Back among the running jobs, in the order of submission.
         let rank = |id: &str| self.order.iter().position(|o| o == id);
