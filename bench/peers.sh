@@ -216,14 +216,35 @@ bench_local() {
         "$(stat -f -c %T "$work")"
     printf '  pogo  %s s (cpu %s s)\n  xargs %s s (cpu %s s)\n  ratio %.3f\n' \
         "$p" "$(median <<<"$pc")" "$x" "$(median <<<"$xc")" "$(bc -l <<<"$p / $x")"
+    # A sequential chain: what a step costs beyond its command, group commit included.
+    local chain=200 cw="" xw2=""
+    printf 'tag:\n  all: c[1-%d]\n' "$chain" >"$work/chain.cfg"
+    "$bin" plan --config "$work/chain.cfg" --command true --concurrent 1 \
+        -o "$work/chain.plan.json" >/dev/null 2>&1
+    for ((r = 0; r < runs; r++)); do
+        m=$(measure "$bin" apply "$work/chain.plan.json" --transport local \
+            --state-dir "$work/state" --quiet) || exit 1
+        read -r wall cpu <<<"$m"
+        cw+="$wall"$'\n'
+        m=$(measure sh -c "seq $chain | xargs -P 1 -n1 sh -c true") || exit 1
+        read -r wall cpu <<<"$m"
+        xw2+="$wall"$'\n'
+    done
+    local c x2
+    c=$(median <<<"$cw")
+    x2=$(median <<<"$xw2")
+    printf '  a chain of %d hosts, one at a time: pogo %s s, xargs %s s: %.2f ms a step beyond xargs\n' \
+        "$chain" "$c" "$x2" "$(bc -l <<<"($c - $x2) * 1000 / $chain")"
     if command -v strace >/dev/null; then
-        local syncs
-        syncs=$(strace -f -c -e trace=fdatasync,fsync -o "$work/strace" "$bin" apply \
+        local datasyncs fsyncs
+        strace -f -c -e trace=fdatasync,fsync -o "$work/strace" "$bin" apply \
             "$work/local.plan.json" --transport local --state-dir "$work/state" --quiet \
             >/dev/null 2>&1 || true
-            awk '$NF == "fdatasync" || $NF == "fsync" {n += $4} END {print n + 0}' "$work/strace")
-        printf '  fdatasyncs and fsyncs in one run: %s (hosts/20 = %d)\n' "$syncs" \
-            $((local_hosts / 20))
+        # The journal's commits are fdatasyncs; fsyncs make the run's files and directories.
+        datasyncs=$(awk '$NF == "fdatasync" {n += $4} END {print n + 0}' "$work/strace")
+        fsyncs=$(awk '$NF == "fsync" {n += $4} END {print n + 0}' "$work/strace")
+        printf '  journal fdatasyncs in one run: %s (hosts/20 = %d); fsyncs: %s\n' \
+            "$datasyncs" $((local_hosts / 20)) "$fsyncs"
     else
         printf '  (strace not installed: the syncs per run are not counted)\n'
     fi

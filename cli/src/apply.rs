@@ -943,7 +943,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         }
         _ => None,
     };
-    let transport = pogo_executor::transport::from_spec_supervised(
+    let transport = pogo_executor::transport::from_spec_kept(
         &spec.transport,
         password,
         std::env::current_exe().ok(),

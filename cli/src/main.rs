@@ -217,10 +217,10 @@ enum Command {
 fn main() -> ExitCode {
     // Started by ssh as the SSH_ASKPASS helper of a run with --password: the argument is a
     // prompt, not a command line (see pogo_executor::transport::askpass).
-    if pogo_executor::transport::supervise_requested() {
-        // A local command's supervisor: its arguments are the command (see
-        // pogo_executor::transport::supervise).
-        return pogo_executor::transport::supervise_main();
+    if pogo_executor::transport::keeper_requested() {
+        // The keeper of a run's local commands: it reads their process groups on stdin (see
+        // pogo_executor::transport::keeper).
+        return pogo_executor::transport::keeper_main();
     }
     if pogo_executor::transport::askpass_requested() {
         return pogo_executor::transport::askpass_main();

@@ -588,9 +588,9 @@ fn after_a_crash_resume_keeps_finished_hosts_and_reruns_interrupted_ones_only_if
     scene.wait_for("host3 to start", |spans| spans.contains_key("host3"));
     signal(&child, "KILL");
     wait(child);
-    // Their commands die with pogo: each ran under a supervisor that the kernel tells when
-    // pogo is gone, and that ends the command's process group. (They ran on as orphans,
-    // finishing their side effects unobserved.)
+    // Their commands die with pogo: its keeper, whose pipe the kernel closes when pogo is
+    // gone, ends their process groups. (They ran on as orphans, finishing their side effects
+    // unobserved.)
     let rec = format!("{}/rec.sh", scene.path().display());
     let deadline = Instant::now() + Duration::from_secs(20);
     while !processes_matching(&rec).is_empty() {

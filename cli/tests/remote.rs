@@ -1096,7 +1096,7 @@ fn a_worker_killed_mid_task_leaves_its_host_lost_and_the_other_worker_finishes()
             None => false,
         }
     });
-    // The worker dies (SIGKILL): its command dies with it, under its supervisor, instead of
+    // The worker dies (SIGKILL): its command dies with it, ended by its keeper, instead of
     // running on as an orphan that a quick `pogo retry` would run a second time beside.
     w1.crash();
 

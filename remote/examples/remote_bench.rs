@@ -88,7 +88,7 @@ async fn main() {
                 tls: files(&pki, Role::Worker, name),
                 capacity: 64,
                 max_backoff: Duration::from_secs(1),
-                supervisor: None,
+                keeper: None,
                 metrics_listen: None,
             },
             stop.clone(),

@@ -52,10 +52,10 @@ pub struct WorkerConfig {
     pub capacity: u32,
     /// The longest pause between two attempts to reach a dispatcher that is away.
     pub max_backoff: Duration,
-    /// The pogo binary that supervises each local command, so that the commands die with the
-    /// worker, even one killed with SIGKILL (`pogo worker` gives itself; see
-    /// `pogo_executor::transport::supervise`).
-    pub supervisor: Option<std::path::PathBuf>,
+    /// The pogo binary started as the keeper of the local commands, so that the commands die
+    /// with the worker, even one killed with SIGKILL (`pogo worker` gives itself; see
+    /// `pogo_executor::transport::keeper`).
+    pub keeper: Option<std::path::PathBuf>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (plain HTTP), if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -106,7 +106,7 @@ pub async fn run(
     let client =
         Client::new(&config.dispatcher, &config.tls).map_err(|e| WorkerError(e.to_string()))?;
     let mut settings = Settings::new(config.capacity, config.max_backoff);
-    settings.supervisor = config.supervisor;
+    settings.keeper = config.keeper;
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
     if let Some(at) = config.metrics_listen {
         let probe = Arc::new(Probe(settings.metrics.clone()));
@@ -150,8 +150,8 @@ pub(crate) struct Settings {
     pub(crate) give_up: Duration,
     /// Where the worker's lines go (standard error).
     pub(crate) log: Arc<dyn Fn(&str) + Send + Sync>,
-    /// See [`WorkerConfig::supervisor`].
-    pub(crate) supervisor: Option<std::path::PathBuf>,
+    /// See [`WorkerConfig::keeper`].
+    pub(crate) keeper: Option<std::path::PathBuf>,
     pub(crate) metrics: Arc<WorkerMetrics>,
 }
 
@@ -166,7 +166,7 @@ impl Settings {
             max_backoff,
             give_up: GIVE_UP,
             log: Arc::new(log_line),
-            supervisor: None,
+            keeper: None,
             metrics: WorkerMetrics::new(),
         }
     }
@@ -271,7 +271,7 @@ struct State {
 impl Shared {
     fn new(client: Client, settings: Settings) -> Shared {
         let now = Instant::now();
-        let supervisor = settings.supervisor.clone();
+        let keeper = settings.keeper.clone();
         Shared {
             client,
             link: Link::new(settings.log.clone(), settings.metrics.clone()),
@@ -280,7 +280,7 @@ impl Shared {
                 registry: Registry::default(),
                 outbox: Outbox::default(),
                 transports: TransportCache {
-                    supervisor,
+                    keeper,
                     ..TransportCache::default()
                 },
                 last_delivery: now,
@@ -596,16 +596,16 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
 }
 
 /// Runs a gate on this machine (`sh -c`, as the local transport runs a command, under the
-/// worker's supervisor), its output streamed as a task's is.
+/// worker's keeper), its output streamed as a task's is.
 async fn run_gate(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
     let env = task
         .gate
         .as_ref()
         .map(|g| g.env.clone())
         .unwrap_or_default();
-    let supervisor = shared.lock().transports.supervisor.clone();
-    let local = match supervisor {
-        Some(pogo) => transport::LocalTransport::new().with_supervisor(pogo),
+    let keeper = shared.lock().transports.keeper.clone();
+    let local = match keeper {
+        Some(pogo) => transport::LocalTransport::new().with_keeper(pogo),
         None => transport::LocalTransport::new(),
     };
     let (lines_tx, lines_rx) = mpsc::channel(1024);
@@ -1205,7 +1205,7 @@ impl Registry {
 pub(crate) struct TransportCache {
     entries: HashMap<String, CachedTransport>,
     generation: u64,
-    supervisor: Option<std::path::PathBuf>,
+    keeper: Option<std::path::PathBuf>,
 }
 
 struct CachedTransport {
@@ -1236,12 +1236,9 @@ impl TransportCache {
                 return Ok((entry.transport.clone(), entry.generation));
             }
         }
-        let transport = transport::from_spec_supervised(
-            spec,
-            password.map(Secret::new),
-            self.supervisor.clone(),
-        )
-        .map_err(|e| format!("could not start the transport: {e}"))?;
+        let transport =
+            transport::from_spec_kept(spec, password.map(Secret::new), self.keeper.clone())
+                .map_err(|e| format!("could not start the transport: {e}"))?;
         self.generation += 1;
         self.entries.insert(
             job.to_string(),
@@ -1797,7 +1794,7 @@ mod tests {
                     let log = log.clone();
                     Arc::new(move |line| log.lock().unwrap().push(line.to_string()))
                 },
-                supervisor: None,
+                keeper: None,
                 metrics: WorkerMetrics::new(),
             };
             let (stop, kill) = (CancelToken::new(), CancelToken::new());

@@ -57,7 +57,7 @@ async fn a_plan_runs_through_a_dispatcher_and_a_worker() {
             tls: files(&pki, Role::Worker, "w1"),
             capacity: 4,
             max_backoff: Duration::from_secs(1),
-            supervisor: None,
+            keeper: None,
             metrics_listen: None,
         },
         stop.clone(),

@@ -317,7 +317,7 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
         capacity: args.capacity,
         max_backoff: args.max_backoff,
         // Local commands die with the worker, even one killed with SIGKILL.
-        supervisor: std::env::current_exe().ok(),
+        keeper: std::env::current_exe().ok(),
         metrics_listen: args.metrics_listen,
     };
     let runtime = daemon_runtime()?;

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::pin;
 use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
@@ -16,6 +17,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::keeper::Keeper;
 use super::{
     pump_lines, timed, BoxFuture, CancelToken, ConnectError, ConnectErrorKind, ExitStatus, Kill,
     Outcome, Output, RunResult, Stream, Transport,
@@ -35,9 +37,44 @@ const AFTER_KILL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct LocalTransport {
     kill_grace: Duration,
-    /// The pogo binary to run each command under, as its supervisor (see
-    /// [`super::supervise`]), so that the command dies with this process.
-    supervisor: Option<std::path::PathBuf>,
+    /// The keeper that ends the commands' groups if this process dies (see
+    /// [`super::keeper`]), started with the first command.
+    keeper: Option<Arc<KeeperCell>>,
+}
+
+/// The pogo binary to start as the keeper, and the keeper once started (or why not).
+#[derive(Debug)]
+struct KeeperCell {
+    pogo: std::path::PathBuf,
+    started: OnceLock<Result<Keeper, String>>,
+}
+
+impl KeeperCell {
+    fn get(&self, grace: Duration) -> Result<&Keeper, String> {
+        self.started
+            .get_or_init(|| {
+                Keeper::start(&self.pogo, grace).map_err(|e| {
+                    format!(
+                        "cannot start {} as the keeper of local commands: {e}",
+                        self.pogo.display()
+                    )
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// A command's group held by the keeper until the command is done.
+struct Kept<'k> {
+    keeper: &'k Keeper,
+    group: Pid,
+}
+
+impl Drop for Kept<'_> {
+    fn drop(&mut self) {
+        self.keeper.release(self.group);
+    }
 }
 
 impl Default for LocalTransport {
@@ -50,14 +87,17 @@ impl LocalTransport {
     pub fn new() -> Self {
         LocalTransport {
             kill_grace: DEFAULT_KILL_GRACE,
-            supervisor: None,
+            keeper: None,
         }
     }
 
-    /// Runs each command under `pogo` (this binary) as its supervisor, so that a command dies
-    /// with the process that started it, even one killed with SIGKILL.
-    pub fn with_supervisor(mut self, pogo: std::path::PathBuf) -> Self {
-        self.supervisor = Some(pogo);
+    /// Starts `pogo` (this binary) as the keeper of the commands, so that a command dies with
+    /// the process that started it, even one killed with SIGKILL ([`super::keeper`]).
+    pub fn with_keeper(mut self, pogo: std::path::PathBuf) -> Self {
+        self.keeper = Some(Arc::new(KeeperCell {
+            pogo,
+            started: OnceLock::new(),
+        }));
         self
     }
 
@@ -96,20 +136,17 @@ impl LocalTransport {
         if cancel.is_cancelled() {
             return Outcome::Cancelled(Kill::NotStarted);
         }
-        let mut shell = match &self.supervisor {
-            Some(pogo) => {
-                let mut supervised = Command::new(pogo);
-                supervised
-                    .env(
-                        super::supervise::SUPERVISE_ENV,
-                        self.kill_grace.as_millis().to_string(),
-                    )
-                    .env(super::supervise::PARENT_ENV, std::process::id().to_string())
-                    .arg("/bin/sh");
-                supervised
+        let keeper = match self.keeper.as_deref().map(|cell| cell.get(self.kill_grace)) {
+            Some(Ok(keeper)) => Some(keeper),
+            Some(Err(message)) => {
+                return Outcome::Unreachable(ConnectError {
+                    kind: ConnectErrorKind::Local,
+                    message,
+                })
             }
-            None => Command::new("/bin/sh"),
+            None => None,
         };
+        let mut shell = Command::new("/bin/sh");
         shell.arg("-c").arg(command);
         match host {
             Some(host) => shell.env(HOST_ENV, host),
@@ -139,6 +176,11 @@ impl LocalTransport {
                 message: "the shell exited before it could be watched".into(),
             });
         };
+        // Released last (declared first): after the guard below has killed an abandoned group.
+        let _kept = keeper.map(|keeper| {
+            keeper.keep(group);
+            Kept { keeper, group }
+        });
         let mut guard = GroupGuard { group: Some(group) };
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let pump = tokio::spawn(async move {

@@ -26,9 +26,9 @@
 //!   daemon) leaves the group and is not killed.
 
 pub mod askpass;
+pub mod keeper;
 pub mod local;
 pub mod ssh;
-pub mod supervise;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -43,9 +43,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
 pub use askpass::{askpass_main, askpass_requested, Secret, ASKPASS_ENV};
+pub use keeper::{keeper_main, keeper_requested};
 pub use local::LocalTransport;
 pub use ssh::{HostKeyPolicy, SshOptions, SshTransport};
-pub use supervise::{supervise_main, supervise_requested};
 
 /// A boxed future, so that [`Transport`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -386,19 +386,19 @@ pub fn from_spec(
     spec: &TransportSpec,
     password: Option<Secret>,
 ) -> Result<Arc<dyn Transport>, String> {
-    from_spec_supervised(spec, password, None)
+    from_spec_kept(spec, password, None)
 }
 
-/// [`from_spec`], with the local transport's commands run under `supervisor` (the pogo
-/// binary: see [`supervise`]), as `pogo apply` and `pogo worker` do.
-pub fn from_spec_supervised(
+/// [`from_spec`], with the local transport's commands kept by `keeper` (the pogo binary,
+/// started as their keeper: see [`keeper`]), as `pogo apply` and `pogo worker` do.
+pub fn from_spec_kept(
     spec: &TransportSpec,
     password: Option<Secret>,
-    supervisor: Option<std::path::PathBuf>,
+    keeper: Option<std::path::PathBuf>,
 ) -> Result<Arc<dyn Transport>, String> {
     match spec {
-        TransportSpec::Local => Ok(Arc::new(match supervisor {
-            Some(pogo) => LocalTransport::new().with_supervisor(pogo),
+        TransportSpec::Local => Ok(Arc::new(match keeper {
+            Some(pogo) => LocalTransport::new().with_keeper(pogo),
             None => LocalTransport::new(),
         })),
         TransportSpec::Ssh {
