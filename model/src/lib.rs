@@ -14,6 +14,13 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 
+/// A hash map for host names and ids: foldhash, seeded per process (names come from inventory
+/// commands: a fixed hash could be steered into collisions), much faster than SipHash on short
+/// keys.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// A hash set, as [`FastMap`].
+pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub use host::{host_name_problem, shown_host_name, MAX_HOST_NAME};
 pub use read::PlanReadError;
 pub use seal::{Seal, SealState, ALLOW_EDITED, ALLOW_STALE};

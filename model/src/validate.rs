@@ -4,7 +4,7 @@
 //! produced by other tools, so that the executor can trust what it reads and never hangs on a
 //! dependency cycle or runs a host twice.
 
-use std::collections::{HashMap, HashSet};
+use crate::{FastMap, FastSet};
 
 use crate::{host_name_problem, shown_host_name, Plan, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
 
@@ -31,7 +31,7 @@ impl Plan {
         if self.options.timeout == 0 || self.options.run_timeout == Some(0) {
             return fail("a timeout of 0 seconds would never let a command run".to_string());
         }
-        let mut hosts = HashMap::with_capacity(self.hosts.len());
+        let mut hosts = FastMap::with_capacity_and_hasher(self.hosts.len(), Default::default());
         for (index, host) in self.hosts.iter().enumerate() {
             if let Some(problem) = host_name_problem(host) {
                 return fail(format!(
@@ -53,10 +53,10 @@ impl Plan {
             }
         };
 
-        let mut slot_ids = HashSet::new();
-        let mut sequenced = HashSet::new();
+        let mut slot_ids = FastSet::default();
+        let mut sequenced = FastSet::default();
         for thread in &self.threads {
-            let mut in_thread = HashSet::new();
+            let mut in_thread = FastSet::default();
             for slot in &thread.slots {
                 if !slot_ids.insert(slot.id.as_str()) {
                     return fail(format!("slot id `{}` is used twice", slot.id));
@@ -73,7 +73,7 @@ impl Plan {
                 }
             }
         }
-        let mut unordered = HashSet::new();
+        let mut unordered = FastSet::default();
         for host in &self.unordered {
             known(host, "the unordered lane")?;
             if sequenced.contains(host.as_str()) {
@@ -102,7 +102,7 @@ impl Plan {
             ));
         }
 
-        let mut group_ids = HashSet::new();
+        let mut group_ids = FastSet::default();
         for group in &self.constraints {
             if !group_ids.insert(group.id.as_str()) {
                 return fail(format!("constraint group `{}` is listed twice", group.id));
@@ -113,7 +113,7 @@ impl Plan {
                     group.id
                 ));
             }
-            let mut members = HashSet::new();
+            let mut members = FastSet::default();
             for host in &group.hosts {
                 known(host, &format!("constraint group `{}`", group.id))?;
                 if !members.insert(host.as_str()) {
@@ -140,13 +140,13 @@ impl Plan {
     /// predecessors. A cycle here
     /// would leave hosts waiting forever.
     fn check_acyclic(&self) -> Result<(), PlanInvariantError> {
-        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut index: FastMap<&str, usize> = FastMap::default();
         for (_, slot) in self.slots() {
             let next = index.len();
             index.insert(slot.id.as_str(), next);
         }
         let slot_count = index.len();
-        let mut host_node: HashMap<&str, usize> = HashMap::new();
+        let mut host_node: FastMap<&str, usize> = FastMap::default();
         let mut successors: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
         let mut preds_of_slot: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
         for edge in &self.edges {

@@ -5,7 +5,7 @@
 //! threads together; the graph checked for cycles therefore also holds such hosts, and a cycle
 //! is refused with the chain of waits spelled out.
 
-use std::collections::HashMap;
+use pogo_model::{FastMap, FastSet};
 
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -189,7 +189,7 @@ fn resolve_targets(
     let hosts = hosts.to_mut();
     let mut targets = Vec::new();
     // The entry that first named each host, to point at targets --strict-targets refuses.
-    let mut named_by: HashMap<HostId, usize> = HashMap::new();
+    let mut named_by: FastMap<HostId, usize> = FastMap::default();
     // Exclusions are subtracted once every entry's inclusions are in (spec §3).
     let mut exclusions = Vec::new();
     let mut any_inclusion = false;
@@ -638,7 +638,7 @@ impl Compiler<'_> {
                 });
             }
         }
-        let mut holders: HashMap<HostId, Vec<usize>> = HashMap::new();
+        let mut holders: FastMap<HostId, Vec<usize>> = FastMap::default();
         let mut seen = HostSet::with_capacity(self.hosts.len());
         let mut shared = HostSet::with_capacity(self.hosts.len());
         for slot in slots {
@@ -740,7 +740,7 @@ impl Compiler<'_> {
         let config = self.config;
         let mut errors = Errors::default();
         let mut groups: Vec<ConstraintSpec> = Vec::new();
-        let mut by_id: HashMap<String, (usize, Span)> = HashMap::new();
+        let mut by_id: FastMap<String, (usize, Span)> = FastMap::default();
         for def in &config.constraints {
             let mut variants: Vec<Vec<TagId>> = vec![Vec::new()];
             for term in &def.expr.terms {
@@ -828,8 +828,8 @@ impl Compiler<'_> {
 /// all ids given so far.
 #[derive(Default)]
 struct SlotIds {
-    issued: std::collections::HashSet<String>,
-    repeats: HashMap<String, usize>,
+    issued: FastSet<String>,
+    repeats: FastMap<String, usize>,
 }
 
 impl SlotIds {
@@ -851,8 +851,8 @@ impl SlotIds {
 /// A cycle through `component`'s first node, found by breadth-first search inside it.
 fn find_cycle(graph: &DiGraph<GraphNode, ()>, component: &[NodeIndex]) -> Vec<NodeIndex> {
     let start = *component.iter().min().expect("components are not empty");
-    let inside: std::collections::HashSet<NodeIndex> = component.iter().copied().collect();
-    let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let inside: FastSet<NodeIndex> = component.iter().copied().collect();
+    let mut parent: FastMap<NodeIndex, NodeIndex> = FastMap::default();
     let mut queue = std::collections::VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
         let mut next: Vec<NodeIndex> = graph.edges(node).map(|e| e.target()).collect();

@@ -14,7 +14,7 @@
 //! The field order of the structs is the key order of `pogo diff --format json`
 //! (`docs/diff.md` documents it).
 
-use std::collections::{HashMap, HashSet};
+use pogo_model::{FastMap, FastSet};
 
 use pogo_model::{Amount, Approval, ConstraintSpec, EdgeSpec, Plan, Verify, JOB_GROUP_ID};
 use serde::Serialize;
@@ -448,7 +448,7 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 /// Items of `a` that are not in `b`, in `a`'s order.
 fn only_in(a: &[String], b: &[String]) -> Vec<String> {
-    let b: HashSet<&str> = b.iter().map(String::as_str).collect();
+    let b: FastSet<&str> = b.iter().map(String::as_str).collect();
     a.iter()
         .filter(|x| !b.contains(x.as_str()))
         .cloned()
@@ -457,7 +457,7 @@ fn only_in(a: &[String], b: &[String]) -> Vec<String> {
 
 /// Items of `a` that are also in `b`, in `a`'s order.
 fn common<'a>(a: &'a [String], b: &[String]) -> Vec<&'a str> {
-    let b: HashSet<&str> = b.iter().map(String::as_str).collect();
+    let b: FastSet<&str> = b.iter().map(String::as_str).collect();
     a.iter()
         .map(String::as_str)
         .filter(|x| b.contains(x))
@@ -527,7 +527,7 @@ fn gate_changes(old: &Plan, new: &Plan) -> Vec<GateChange> {
 
 fn warnings(old: &Plan, new: &Plan) -> WarningChanges {
     let only = |a: &[String], b: &[String]| -> Vec<String> {
-        let b: HashSet<&str> = b.iter().map(|w| unlocated(w)).collect();
+        let b: FastSet<&str> = b.iter().map(|w| unlocated(w)).collect();
         a.iter()
             .filter(|w| !b.contains(unlocated(w)))
             .cloned()
@@ -557,8 +557,8 @@ fn unlocated(warning: &str) -> &str {
 }
 
 /// Host → the ids of the slots that hold it, in plan order.
-fn places(plan: &Plan) -> HashMap<&str, Vec<&str>> {
-    let mut places: HashMap<&str, Vec<&str>> = HashMap::new();
+fn places(plan: &Plan) -> FastMap<&str, Vec<&str>> {
+    let mut places: FastMap<&str, Vec<&str>> = FastMap::default();
     for (_, slot) in plan.slots() {
         for host in &slot.hosts {
             places.entry(host).or_default().push(&slot.id);
@@ -568,11 +568,11 @@ fn places(plan: &Plan) -> HashMap<&str, Vec<&str>> {
 }
 
 fn hosts(old: &Plan, new: &Plan) -> HostChanges {
-    let old_set: HashSet<&str> = old.hosts.iter().map(String::as_str).collect();
+    let old_set: FastSet<&str> = old.hosts.iter().map(String::as_str).collect();
     let (old_places, new_places) = (places(old), places(new));
     let mut moved: Vec<HostMove> = Vec::new();
     // (from, to) as sorted lists, so a change of thread order alone moves no host.
-    let mut move_index: HashMap<(Vec<&str>, Vec<&str>), usize> = HashMap::new();
+    let mut move_index: FastMap<(Vec<&str>, Vec<&str>), usize> = FastMap::default();
     for host in new.hosts.iter().filter(|h| old_set.contains(h.as_str())) {
         let from = old_places.get(host.as_str()).cloned().unwrap_or_default();
         let to = new_places.get(host.as_str()).cloned().unwrap_or_default();
@@ -592,7 +592,7 @@ fn hosts(old: &Plan, new: &Plan) -> HostChanges {
     }
 
     let mut reordered = Vec::new();
-    let old_slots: HashMap<&str, &Vec<String>> = old
+    let old_slots: FastMap<&str, &Vec<String>> = old
         .slots()
         .map(|(_, s)| (s.id.as_str(), &s.hosts))
         .collect();
@@ -630,7 +630,7 @@ fn sorted<'a>(list: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn thread_summary(thread: &pogo_model::ThreadSpec) -> ThreadSummary {
-    let hosts: HashSet<&str> = thread
+    let hosts: FastSet<&str> = thread
         .slots
         .iter()
         .flat_map(|s| s.hosts.iter().map(String::as_str))
@@ -650,7 +650,7 @@ fn thread_names(plan: &Plan) -> Vec<String> {
 fn threads(old: &Plan, new: &Plan) -> ThreadChanges {
     let (old_names, new_names) = (thread_names(old), thread_names(new));
     let summaries = |plan: &Plan, names: Vec<String>| -> Vec<ThreadSummary> {
-        let names: HashSet<String> = names.into_iter().collect();
+        let names: FastSet<String> = names.into_iter().collect();
         plan.threads
             .iter()
             .filter(|t| names.contains(&t.name))
@@ -663,7 +663,7 @@ fn threads(old: &Plan, new: &Plan) -> ThreadChanges {
         old_order.iter().map(|s| s.to_string()).collect(),
         new_order.iter().map(|s| s.to_string()).collect(),
     );
-    let old_threads: HashMap<&str, &pogo_model::ThreadSpec> =
+    let old_threads: FastMap<&str, &pogo_model::ThreadSpec> =
         old.threads.iter().map(|t| (t.name.as_str(), t)).collect();
     let filters = new
         .threads
@@ -686,7 +686,7 @@ fn threads(old: &Plan, new: &Plan) -> ThreadChanges {
 }
 
 fn slots(old: &Plan, new: &Plan) -> SlotChanges {
-    let old_threads: HashMap<&str, &pogo_model::ThreadSpec> =
+    let old_threads: FastMap<&str, &pogo_model::ThreadSpec> =
         old.threads.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut changes = SlotChanges::default();
     let summary = |thread: &str, slot: &pogo_model::SlotSpec| SlotSummary {
@@ -695,7 +695,7 @@ fn slots(old: &Plan, new: &Plan) -> SlotChanges {
         hosts: slot.hosts.clone(),
     };
     // Removed slots in the old plan's thread order, the rest in the new plan's.
-    let new_names: HashSet<&str> = new.threads.iter().map(|t| t.name.as_str()).collect();
+    let new_names: FastSet<&str> = new.threads.iter().map(|t| t.name.as_str()).collect();
     for before in old
         .threads
         .iter()
@@ -706,7 +706,7 @@ fn slots(old: &Plan, new: &Plan) -> SlotChanges {
             .iter()
             .find(|t| t.name == before.name)
             .expect("a thread of both plans");
-        let ids: HashSet<&str> = after.slots.iter().map(|s| s.id.as_str()).collect();
+        let ids: FastSet<&str> = after.slots.iter().map(|s| s.id.as_str()).collect();
         for slot in before.slots.iter().filter(|s| !ids.contains(s.id.as_str())) {
             changes.removed.push(summary(&before.name, slot));
         }
@@ -717,7 +717,7 @@ fn slots(old: &Plan, new: &Plan) -> SlotChanges {
         };
         let old_ids: Vec<String> = before.slots.iter().map(|s| s.id.clone()).collect();
         let new_ids: Vec<String> = after.slots.iter().map(|s| s.id.clone()).collect();
-        let known: HashSet<&str> = old_ids.iter().map(String::as_str).collect();
+        let known: FastSet<&str> = old_ids.iter().map(String::as_str).collect();
         for slot in after
             .slots
             .iter()
@@ -741,7 +741,7 @@ fn slots(old: &Plan, new: &Plan) -> SlotChanges {
 
 fn edges(old: &Plan, new: &Plan) -> EdgeChanges {
     let only = |a: &[EdgeSpec], b: &[EdgeSpec]| -> Vec<EdgeSpec> {
-        let b: HashSet<(&str, &str)> = b.iter().map(|e| (e.from.as_str(), e.to.as_str())).collect();
+        let b: FastSet<(&str, &str)> = b.iter().map(|e| (e.from.as_str(), e.to.as_str())).collect();
         a.iter()
             .filter(|e| !b.contains(&(e.from.as_str(), e.to.as_str())))
             .cloned()
@@ -758,9 +758,9 @@ fn config_groups(plan: &Plan) -> impl Iterator<Item = &ConstraintSpec> {
 }
 
 fn constraints(old: &Plan, new: &Plan) -> ConstraintChanges {
-    let old_groups: HashMap<&str, &ConstraintSpec> =
+    let old_groups: FastMap<&str, &ConstraintSpec> =
         config_groups(old).map(|g| (g.id.as_str(), g)).collect();
-    let new_ids: HashSet<&str> = config_groups(new).map(|g| g.id.as_str()).collect();
+    let new_ids: FastSet<&str> = config_groups(new).map(|g| g.id.as_str()).collect();
     let mut changes = ConstraintChanges {
         removed: config_groups(old)
             .filter(|g| !new_ids.contains(g.id.as_str()))

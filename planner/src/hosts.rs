@@ -4,7 +4,7 @@
 //! integers and bitsets keep that to a few milliseconds and make order explicit: a host's id
 //! is its rank of first appearance.
 
-use std::collections::HashMap;
+use pogo_model::FastMap;
 
 /// A host, as its rank of first appearance in the config (then the targets).
 pub type HostId = u32;
@@ -13,7 +13,7 @@ pub type HostId = u32;
 #[derive(Debug, Default, Clone)]
 pub struct HostTable {
     names: Vec<String>,
-    index: HashMap<String, HostId>,
+    index: FastMap<String, HostId>,
 }
 
 impl HostTable {
