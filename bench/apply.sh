@@ -58,6 +58,8 @@ if [[ -z $bin ]]; then
 fi
 [[ -x $bin ]] || die "$bin is not an executable"
 
+# shellcheck source=bench/lib/loopback-sshd.sh
+source "$root/bench/lib/loopback-sshd.sh"
 work=$(mktemp -d)
 sshd_pid=
 cleanup() {
@@ -113,45 +115,7 @@ bench_local() {
 }
 
 bench_ssh() {
-    command -v /usr/sbin/sshd >/dev/null || die "sshd is needed: apt-get install -y openssh-server"
-    mkdir -p /run/sshd "$work/ssh"
-    ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_key"
-    ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/client_key"
-    cp "$work/ssh/client_key.pub" "$work/ssh/authorized_keys"
-    local port
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    cat >"$work/ssh/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/ssh/host_key
-AuthorizedKeysFile $work/ssh/authorized_keys
-PermitRootLogin yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile none
-MaxStartups 1000
-MaxSessions 100
-LogLevel ERROR
-EOF
-    /usr/sbin/sshd -D -e -f "$work/ssh/sshd_config" 2>"$work/ssh/sshd.log" &
-    sshd_pid=$!
-    for _ in $(seq 50); do
-        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
-    done
-    {
-        for ((i = 1; i <= ssh_hosts; i++)); do
-            printf 'Host h%d\n' "$i"
-        done
-        printf 'Host *\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n' \
-            "$port" "$(id -un)" "$work/ssh/client_key"
-        printf '  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n' \
-            "$work/ssh/known_hosts"
-    } >"$work/ssh/config"
-    # Learn the host key once, so neither side pays for it in the timed runs.
-    ssh -q -F "$work/ssh/config" h1 true
+    start_loopback_sshd "$work" "$ssh_hosts"
     printf 'tag:\n  all: h[1-%d]\n' "$ssh_hosts" >"$work/ssh.cfg"
     "$bin" plan --config "$work/ssh.cfg" --command true --concurrent 50 \
         -o "$work/ssh.plan.json" >/dev/null 2>&1

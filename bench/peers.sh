@@ -67,6 +67,8 @@ if [[ -z $bin ]]; then
 fi
 [[ -x $bin ]] || die "$bin is not an executable"
 
+# shellcheck source=bench/lib/loopback-sshd.sh
+source "$root/bench/lib/loopback-sshd.sh"
 work=$(mktemp -d)
 sshd_pid=
 cleanup() {
@@ -92,49 +94,9 @@ median() {
 }
 
 start_sshd() {
-    command -v /usr/sbin/sshd >/dev/null || die "sshd is needed: apt-get install -y openssh-server"
-    mkdir -p /run/sshd "$work/ssh"
-    ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/host_key"
-    ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/client_key"
-    cp "$work/ssh/client_key.pub" "$work/ssh/authorized_keys"
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    # MaxStartups and MaxSessions well above any limit measured: sshd is not the bottleneck.
-    cat >"$work/ssh/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/ssh/host_key
-AuthorizedKeysFile $work/ssh/authorized_keys
-PermitRootLogin yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PidFile none
-MaxStartups 2000
-MaxSessions 1000
-LogLevel ERROR
-EOF
-    /usr/sbin/sshd -D -e -f "$work/ssh/sshd_config" 2>"$work/ssh/sshd.log" &
-    sshd_pid=$!
-    for _ in $(seq 50); do
-        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-        sleep 0.1
-    done
     local most=0 n
     for n in $host_counts; do ((n > most)) && most=$n; done
-    {
-        for ((i = 1; i <= most; i++)); do
-            printf 'Host h%d\n' "$i"
-        done
-        printf 'Host *\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n' \
-            "$port" "$(id -un)" "$work/ssh/client_key"
-        printf '  IdentitiesOnly yes\n  UserKnownHostsFile %s\n  StrictHostKeyChecking accept-new\n' \
-            "$work/ssh/known_hosts"
-        printf '  LogLevel ERROR\n'
-    } >"$work/ssh/config"
-    # Learn the host key once, so no tool pays for it in the timed runs. Every peer reads the
-    # same file through ~/.ssh/config's place: they are given it as ssh's -F.
-    ssh -q -F "$work/ssh/config" h1 true
+    start_loopback_sshd "$work" "$most"
 }
 
 # The command line of each tool for N hosts at limit L (run with `sh -c`).

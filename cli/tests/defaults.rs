@@ -48,8 +48,13 @@ fn planned_limit(dir: &Path, env: &[(&str, &str)], extra: &[&str]) -> u64 {
     ];
     args.extend_from_slice(extra);
     pogo(dir, env, &args).expect(0);
+    job_limit(&dir.join("p.json"))
+}
+
+/// The job-wide limit a plan file records.
+fn job_limit(plan: &Path) -> u64 {
     let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("p.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(plan).unwrap()).unwrap();
     let job = plan["constraints"]
         .as_array()
         .unwrap()
@@ -126,15 +131,7 @@ fn a_flag_beats_the_environment_and_a_plan_spec_keeps_its_own_options() {
     )
     .unwrap();
     pogo(d, &env, &["plan", "spec.yaml", "-o", "s.json"]).expect(0);
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("s.json")).unwrap()).unwrap();
-    let job = plan["constraints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "job")
-        .unwrap();
-    assert_eq!(job["max_parallel"]["value"], 32, "{job}");
+    assert_eq!(job_limit(&d.join("s.json")), 32);
 }
 
 #[test]
