@@ -71,21 +71,62 @@ impl SealState {
     }
 }
 
-/// The digests of every top-level key but `seal`.
+/// The digests of every top-level key but `seal`, one key at a time: the whole plan as one
+/// JSON `Value` at once was the peak of planning a big fleet.
 fn digests(plan: &Plan) -> BTreeMap<String, String> {
-    let value = serde_json::to_value(plan).expect("a plan always serialises");
-    let serde_json::Value::Object(map) = value else {
-        unreachable!("a plan serialises to an object")
-    };
-    map.into_iter()
-        .filter(|(key, _)| key != "seal")
-        .map(|(key, value)| {
-            let text = serde_json::to_string(&value).expect("a value always serialises");
-            let hash = Sha256::digest(text.as_bytes());
-            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-            (key, format!("sha256:{hex}"))
-        })
-        .collect()
+    // The value of a key, as compact JSON with its objects' keys sorted (a `Value`'s maps
+    // sort them), as every seal was made.
+    fn of<T: Serialize>(value: &T) -> String {
+        let value = serde_json::to_value(value).expect("a plan always serialises");
+        digest(&serde_json::to_string(&value).expect("a value always serialises"))
+    }
+    // A list of strings has no object to sort: its JSON is the same, without a `Value`.
+    fn strings(list: &[String]) -> String {
+        digest(&serde_json::to_string(list).expect("strings always serialise"))
+    }
+    // Every field named (no `..`): a key added to plans does not compile until it is sealed.
+    let Plan {
+        format_version,
+        producer,
+        source,
+        digests,
+        command,
+        options,
+        hosts,
+        threads,
+        unordered,
+        not_in_config,
+        external_tags,
+        constraints,
+        edges,
+        warnings,
+        seal: _,
+    } = plan;
+    [
+        ("format_version", of(format_version)),
+        ("producer", of(producer)),
+        ("source", of(source)),
+        ("digests", of(digests)),
+        ("command", of(command)),
+        ("options", of(options)),
+        ("hosts", strings(hosts)),
+        ("threads", of(threads)),
+        ("unordered", strings(unordered)),
+        ("not_in_config", strings(not_in_config)),
+        ("external_tags", of(external_tags)),
+        ("constraints", of(constraints)),
+        ("edges", of(edges)),
+        ("warnings", strings(warnings)),
+    ]
+    .into_iter()
+    .map(|(key, digest)| (key.to_string(), digest))
+    .collect()
+}
+
+fn digest(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 impl Plan {
@@ -123,6 +164,27 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
+    /// The digests as every seal was made: of the whole plan as one `Value`, key by key.
+    fn digests_of_the_whole_value(plan: &Plan) -> BTreeMap<String, String> {
+        let serde_json::Value::Object(map) = serde_json::to_value(plan).unwrap() else {
+            unreachable!()
+        };
+        map.into_iter()
+            .filter(|(key, _)| key != "seal")
+            .map(|(key, value)| (key, digest(&serde_json::to_string(&value).unwrap())))
+            .collect()
+    }
+
+    #[test]
+    fn the_digests_key_by_key_are_those_of_the_whole_plan() {
+        let mut plan = Plan::sketch("web1 web2 db1")
+            .with_thread("t", &["db1", "web1 web2"])
+            .with_group("web", crate::Amount::number(1), "web1 web2");
+        plan.warnings.push("a warning".into());
+        plan.command = Some("echo \"$POGO_HOST\"".into());
+        assert_eq!(digests(&plan), digests_of_the_whole_value(&plan));
+    }
+
     use super::*;
     use crate::Amount;
 

@@ -55,14 +55,17 @@ impl Tag {
     }
 }
 
+/// One entry of a tag's members. Boxed where large, so that the item of a plain host is 8
+/// bytes: a million-host fleet lists two million of them (unboxed, each took the size of a tag
+/// expression, over 100 bytes).
 #[derive(Debug)]
 pub enum TagItem {
     Host(HostId),
     Child(TagId),
     /// `$other` or `$a.$b` inside a tag: its members, resolved once the whole file is read.
-    Ref(TagExpr),
+    Ref(Box<TagExpr>),
     /// `!host`, `!pattern` or `!$tag`: subtracted from the tag's members once they are all in.
-    Except(Exclusion),
+    Except(Box<Exclusion>),
 }
 
 /// A tag resolved by running a command, and what the command printed.
@@ -655,10 +658,12 @@ impl Parser<'_> {
                         HostItem::Hosts(hosts) => self.config.tags[tag]
                             .items
                             .extend(hosts.into_iter().map(TagItem::Host)),
-                        HostItem::Tag(expr) => self.config.tags[tag].items.push(TagItem::Ref(expr)),
-                        HostItem::Except(exclusion) => {
-                            self.config.tags[tag].items.push(TagItem::Except(exclusion))
-                        }
+                        HostItem::Tag(expr) => self.config.tags[tag]
+                            .items
+                            .push(TagItem::Ref(Box::new(expr))),
+                        HostItem::Except(exclusion) => self.config.tags[tag]
+                            .items
+                            .push(TagItem::Except(Box::new(exclusion))),
                     }
                 }
             }

@@ -146,7 +146,7 @@ impl Resolver<'_> {
                             continue;
                         }
                     }
-                    exclusions.push(HostItem::Except(exclusion.clone()));
+                    exclusions.push(HostItem::Except((**exclusion).clone()));
                 }
                 TagItem::Child(child) => {
                     self.resolve(*child, depth + 1);
