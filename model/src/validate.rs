@@ -43,12 +43,14 @@ impl Plan {
                 return fail(format!("host `{host}` is listed twice in `hosts`"));
             }
         }
-        let known = |host: &str, place: &str| -> Result<(), PlanInvariantError> {
+        // `place` is made only for the error: not once for each host of a big plan.
+        let known = |host: &str, place: &dyn Fn() -> String| -> Result<(), PlanInvariantError> {
             if hosts.contains_key(host) {
                 Ok(())
             } else {
                 fail(format!(
-                    "{place} names host `{host}`, which is not in `hosts`"
+                    "{} names host `{host}`, which is not in `hosts`",
+                    place()
                 ))
             }
         };
@@ -62,7 +64,7 @@ impl Plan {
                     return fail(format!("slot id `{}` is used twice", slot.id));
                 }
                 for host in &slot.hosts {
-                    known(host, &format!("slot `{}`", slot.id))?;
+                    known(host, &|| format!("slot `{}`", slot.id))?;
                     if !in_thread.insert(host.as_str()) {
                         return fail(format!(
                             "host `{host}` is in two slots of thread `{}`",
@@ -75,7 +77,7 @@ impl Plan {
         }
         let mut unordered = FastSet::default();
         for host in &self.unordered {
-            known(host, "the unordered lane")?;
+            known(host, &|| "the unordered lane".to_string())?;
             if sequenced.contains(host.as_str()) {
                 return fail(format!(
                     "host `{host}` is both in a slot and in the unordered lane"
@@ -115,7 +117,7 @@ impl Plan {
             }
             let mut members = FastSet::default();
             for host in &group.hosts {
-                known(host, &format!("constraint group `{}`", group.id))?;
+                known(host, &|| format!("constraint group `{}`", group.id))?;
                 if !members.insert(host.as_str()) {
                     return fail(format!(
                         "host `{host}` is twice in constraint group `{}`",
