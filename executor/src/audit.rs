@@ -17,6 +17,7 @@
 //! This is a consistency check of the record, which can be edited by hand: it is not a
 //! signature, and it says nothing of what the commands did on their hosts.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use pogo_model::Plan;
@@ -155,6 +156,9 @@ struct Replay<'p> {
     gated: Vec<Gated>,
     /// Each slot's id.
     slot_ids: Vec<&'p str>,
+    /// Slots known complete: they stay so until a host of the run is released to run again,
+    /// so that each start does not walk back through every slot before it.
+    complete: Vec<Cell<bool>>,
     /// The job-wide group, and the plan's limit on it.
     job: Option<(usize, u64)>,
     findings: Vec<Finding>,
@@ -214,7 +218,7 @@ impl<'p> Replay<'p> {
             }
         }
         let unfinished = slot_hosts.iter().map(Vec::len).collect();
-        let gated = plan
+        let gated: Vec<Gated> = plan
             .slots()
             .map(|(_, slot)| match (&slot.gate, &slot.approve) {
                 (_, Some(_)) => Gated::Approval,
@@ -252,6 +256,7 @@ impl<'p> Replay<'p> {
             host_slots,
             preds,
             unfinished,
+            complete: vec![Cell::new(false); gated.len()],
             gated,
             slot_ids,
             job,
@@ -262,11 +267,10 @@ impl<'p> Replay<'p> {
     /// Whether slot `s` is complete, as the scheduler sees it: every host done, every slot
     /// before it complete, its gate or approval passed. `None` when it is; else the host, or
     /// the reason, it waits for.
-    fn incomplete(&self, s: usize, seen: &mut Vec<bool>) -> Option<String> {
-        if seen[s] {
+    fn incomplete(&self, s: usize) -> Option<String> {
+        if self.complete[s].get() {
             return None;
         }
-        seen[s] = true;
         if self.unfinished[s] > 0 {
             return self.slot_hosts[s]
                 .iter()
@@ -274,14 +278,17 @@ impl<'p> Replay<'p> {
                 .map(|&h| self.plan.hosts[h].clone());
         }
         for &p in &self.preds[s] {
-            if let Some(waiting) = self.incomplete(p, seen) {
+            if let Some(waiting) = self.incomplete(p) {
                 return Some(waiting);
             }
         }
         match self.gated[s] {
             Gated::Gate => Some(format!("the gate of {}", self.slot_ids[s])),
             Gated::Approval => Some(format!("the approval of {}", self.slot_ids[s])),
-            Gated::No | Gated::Open => None,
+            Gated::No | Gated::Open => {
+                self.complete[s].set(true);
+                None
+            }
         }
     }
 
@@ -318,6 +325,10 @@ impl<'p> Replay<'p> {
                 }
             }
         }
+        if before.is_terminal() && !state.is_terminal() {
+            // A slot of it, and those after, may be incomplete again.
+            self.complete.iter().for_each(|c| c.set(false));
+        }
         if before.is_terminal() != state.is_terminal() {
             for &s in &self.host_slots[h] {
                 if state.is_terminal() {
@@ -347,8 +358,7 @@ impl<'p> Replay<'p> {
         }
         for &s in &self.host_slots[h] {
             for &p in &self.preds[s] {
-                let mut seen = vec![false; self.slot_ids.len()];
-                let Some(waiting) = self.incomplete(p, &mut seen) else {
+                let Some(waiting) = self.incomplete(p) else {
                     continue;
                 };
                 self.findings.push(Finding::OutOfOrder {
