@@ -947,6 +947,7 @@ fn execute(job: Job, exec: &Exec, full: bool, out: &mut dyn Write) -> Result<u8,
         &spec.transport,
         password,
         std::env::current_exe().ok(),
+        pogo_executor::transport::multiplex_for(&plan.options),
     )
     .map_err(invalid)?;
     let resumed = existing.is_some();

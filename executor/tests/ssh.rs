@@ -16,18 +16,27 @@ use pogo_executor::transport::{
 };
 use tokio::sync::mpsc;
 
-fn options(sshd: &Sshd, policy: HostKeyPolicy) -> SshOptions {
+/// How the transport connects: a master per host, or an `ssh` per attempt. Most tests run
+/// under both (see `in_both_modes!` at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    PerHost,
+    PerAttempt,
+}
+
+fn options(sshd: &Sshd, policy: HostKeyPolicy, mode: Mode) -> SshOptions {
     SshOptions {
         config_file: Some(sshd.config.clone()),
         host_key_policy: policy,
         connect_timeout: Some(Duration::from_secs(5)),
         kill_grace: Duration::from_secs(2),
+        multiplex: mode == Mode::PerHost,
         ..SshOptions::default()
     }
 }
 
-fn transport(sshd: &Sshd, policy: HostKeyPolicy) -> SshTransport {
-    SshTransport::new(options(sshd, policy)).unwrap()
+fn transport(sshd: &Sshd, policy: HostKeyPolicy, mode: Mode) -> SshTransport {
+    SshTransport::new(options(sshd, policy, mode)).unwrap()
 }
 
 /// This process's uid, which the remote side shares.
@@ -46,10 +55,9 @@ fn unreachable_kind(outcome: &Outcome) -> ConnectErrorKind {
 const SECOND: Option<Duration> = Some(Duration::from_secs(1));
 const TEN_SECONDS: Option<Duration> = Some(Duration::from_secs(10));
 
-#[tokio::test]
-async fn a_command_runs_and_its_output_is_captured() {
+async fn a_command_runs_and_its_output_is_captured(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let (result, lines) = run(
         &ssh,
         "ok",
@@ -78,10 +86,9 @@ async fn a_command_runs_and_its_output_is_captured() {
     );
 }
 
-#[tokio::test]
-async fn a_command_that_fails_is_a_failure_not_an_unreachable_host() {
+async fn a_command_that_fails_is_a_failure_not_an_unreachable_host(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     for (command, code) in [
         ("exit 3", 3),
         // 255 is what `ssh` itself exits with when it cannot connect: not here.
@@ -89,7 +96,7 @@ async fn a_command_that_fails_is_a_failure_not_an_unreachable_host() {
         ("exit 127", 127),
         ("no-such-command-pogo", 127),
         // Killed by a signal: the shell's 128 + N.
-        ("kill -9 $$", 137),
+        ("sh -c 'kill -9 $$'", 137),
     ] {
         let (result, _) = run(&ssh, "ok", command, TEN_SECONDS).await;
         assert_eq!(
@@ -103,12 +110,15 @@ async fn a_command_that_fails_is_a_failure_not_an_unreachable_host() {
     let (result, lines) = run(&ssh, "ok", command, TEN_SECONDS).await;
     assert!(result.outcome.is_success(), "{:?}", result.outcome);
     assert_eq!(stdout_of(&lines), ["a'b", "c\"d", "e\\f", "42"]);
+    // `$$` is the login shell's, as with `ssh HOST COMMAND`: killing it ends the wrapper
+    // before it can report, and the outcome is a signal, not a lost connection.
+    let (result, _) = run(&ssh, "ok", "kill -9 $$", TEN_SECONDS).await;
+    assert_eq!(result.outcome, Outcome::Exited(ExitStatus::Signal(None)));
 }
 
-#[tokio::test]
-async fn output_streams_as_it_comes_in_order() {
+async fn output_streams_as_it_comes_in_order(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let cancel = CancelToken::new();
     let (tx, mut rx) = mpsc::channel(16);
     let command =
@@ -142,7 +152,7 @@ async fn output_streams_as_it_comes_in_order() {
 #[tokio::test]
 async fn one_connection_per_host_is_reused_across_runs_and_closed_on_request() {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, Mode::PerHost);
     // SSH_CONNECTION names the client's port: the same port is the same TCP connection.
     let (first, a) = run(&ssh, "ok", "echo $SSH_CONNECTION", TEN_SECONDS).await;
     let (second, b) = run(&ssh, "ok", "echo $SSH_CONNECTION", TEN_SECONDS).await;
@@ -177,7 +187,7 @@ async fn one_connection_per_host_is_reused_across_runs_and_closed_on_request() {
 async fn the_phases_of_one_attempt_share_one_connection() {
     use pogo_executor::phases::{self, Phase, Phases, VerifyRun};
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, Mode::PerHost);
     let phases = Phases {
         before: Some("echo before $SSH_CONNECTION".into()),
         verify: Some(VerifyRun {
@@ -223,8 +233,7 @@ async fn the_phases_of_one_attempt_share_one_connection() {
 /// On a terminal, Ctrl-C sends SIGINT to the whole foreground process group. The ssh the
 /// transport starts must not be in it (the test's group stands for pogo's): pogo alone decides
 /// what a Ctrl-C does, and a halt lets running hosts finish over their connections.
-#[tokio::test]
-async fn ssh_runs_outside_the_callers_process_group_so_a_ctrl_c_does_not_reach_it() {
+async fn ssh_runs_outside_the_callers_process_group_so_a_ctrl_c_does_not_reach_it(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
     // An ssh that notes its /proc stat (pid, pgrp) while it connects, then is the real one.
     let dir = tempfile::tempdir().unwrap();
@@ -244,7 +253,7 @@ async fn ssh_runs_outside_the_callers_process_group_so_a_ctrl_c_does_not_reach_i
     .unwrap();
     let ssh = SshTransport::new(SshOptions {
         ssh_program: wrapper,
-        ..options(&sshd, HostKeyPolicy::Strict)
+        ..options(&sshd, HostKeyPolicy::Strict, mode)
     })
     .unwrap();
     let (result, lines) = run(&ssh, "ok", "echo hello", TEN_SECONDS).await;
@@ -272,18 +281,18 @@ async fn ssh_runs_outside_the_callers_process_group_so_a_ctrl_c_does_not_reach_i
         "the connecting ssh leads a process group of its own"
     );
     assert_ne!(group, mine.to_string());
-    // The master in the background is outside the caller's group too.
+    // The master in the background is outside the caller's group too; an ssh per attempt is
+    // gone with its attempt.
     let masters = sshd.masters();
-    assert_eq!(masters.len(), 1);
+    assert_eq!(masters.len(), usize::from(mode == Mode::PerHost));
     for master in masters {
         assert_ne!(pgrp(master), Some(mine), "master {master}");
     }
 }
 
-#[tokio::test]
-async fn a_host_where_nothing_listens_is_unreachable() {
+async fn a_host_where_nothing_listens_is_unreachable(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let (result, lines) = run(&ssh, "closed", "echo never", TEN_SECONDS).await;
     assert_eq!(unreachable_kind(&result.outcome), ConnectErrorKind::Connect);
     assert!(
@@ -295,10 +304,10 @@ async fn a_host_where_nothing_listens_is_unreachable() {
     assert!(sshd.masters().is_empty());
 }
 
-#[tokio::test]
-async fn a_missing_ssh_config_is_a_local_error_not_the_host() {
+async fn a_missing_ssh_config_is_a_local_error_not_the_host(mode: Mode) {
     let ssh = SshTransport::new(SshOptions {
         config_file: Some("/nonexistent/pogo/ssh_config".into()),
+        multiplex: mode == Mode::PerHost,
         ..SshOptions::default()
     })
     .unwrap();
@@ -311,10 +320,9 @@ async fn a_missing_ssh_config_is_a_local_error_not_the_host() {
     );
 }
 
-#[tokio::test]
-async fn a_key_that_is_not_authorized_is_an_authentication_failure() {
+async fn a_key_that_is_not_authorized_is_an_authentication_failure(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let (result, _) = run(&ssh, "badkey", "echo never", TEN_SECONDS).await;
     assert_eq!(unreachable_kind(&result.outcome), ConnectErrorKind::Auth);
     assert!(
@@ -324,12 +332,11 @@ async fn a_key_that_is_not_authorized_is_an_authentication_failure() {
     );
 }
 
-#[tokio::test]
-async fn a_changed_host_key_is_refused_unless_checking_is_off() {
+async fn a_changed_host_key_is_refused_unless_checking_is_off(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
     let before = std::fs::read_to_string(&sshd.known_hosts).unwrap();
     for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
-        let ssh = transport(&sshd, policy);
+        let ssh = transport(&sshd, policy, mode);
         let (result, lines) = run(&ssh, "mismatch", "echo never", TEN_SECONDS).await;
         assert_eq!(
             unreachable_kind(&result.outcome),
@@ -340,16 +347,15 @@ async fn a_changed_host_key_is_refused_unless_checking_is_off() {
         assert!(lines.is_empty());
     }
     // Explicitly off: any key, none recorded.
-    let ssh = transport(&sshd, HostKeyPolicy::Off);
+    let ssh = transport(&sshd, HostKeyPolicy::Off, mode);
     let (result, _) = run(&ssh, "mismatch", "true", TEN_SECONDS).await;
     assert!(result.outcome.is_success(), "{}", result.outcome);
     assert_eq!(std::fs::read_to_string(&sshd.known_hosts).unwrap(), before);
 }
 
-#[tokio::test]
-async fn an_unknown_host_key_is_refused_under_strict_and_recorded_under_accept_new() {
+async fn an_unknown_host_key_is_refused_under_strict_and_recorded_under_accept_new(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let strict = transport(&sshd, HostKeyPolicy::Strict);
+    let strict = transport(&sshd, HostKeyPolicy::Strict, mode);
     let (result, _) = run(&strict, "unknown", "true", TEN_SECONDS).await;
     assert_eq!(
         unreachable_kind(&result.outcome),
@@ -358,7 +364,7 @@ async fn an_unknown_host_key_is_refused_under_strict_and_recorded_under_accept_n
         result.outcome
     );
 
-    let accept_new = transport(&sshd, HostKeyPolicy::AcceptNew);
+    let accept_new = transport(&sshd, HostKeyPolicy::AcceptNew, mode);
     let (result, _) = run(&accept_new, "unknown", "true", TEN_SECONDS).await;
     assert!(result.outcome.is_success(), "{}", result.outcome);
     let known = std::fs::read_to_string(&sshd.known_hosts).unwrap();
@@ -370,28 +376,26 @@ async fn an_unknown_host_key_is_refused_under_strict_and_recorded_under_accept_n
     assert!(result.outcome.is_success(), "{}", result.outcome);
 }
 
-#[tokio::test]
-async fn a_timed_out_command_is_killed_on_the_target() {
+async fn a_timed_out_command_is_killed_on_the_target(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let marker = marker("timeout");
     let command = long_command(&marker);
     let timeout = Some(Duration::from_secs(2));
     let outcome =
         assert_killed_on_target(&ssh, "ok", &command, &marker, timeout, false, |_, _| {}).await;
     assert_eq!(outcome, Outcome::TimedOut(Kill::Killed));
-    // The connection survives for the retry.
+    // The connection survives for the retry (or a new one is made for it).
     let (retry, _) = run(&ssh, "ok", "true", TEN_SECONDS).await;
     assert!(retry.outcome.is_success());
-    assert_eq!(sshd.masters().len(), 1);
+    assert_eq!(sshd.masters().len(), usize::from(mode == Mode::PerHost));
 }
 
-#[tokio::test]
-async fn a_command_that_ignores_sigterm_gets_sigkill_on_the_target() {
+async fn a_command_that_ignores_sigterm_gets_sigkill_on_the_target(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
     let ssh = SshTransport::new(SshOptions {
         kill_grace: Duration::from_secs(1),
-        ..options(&sshd, HostKeyPolicy::Strict)
+        ..options(&sshd, HostKeyPolicy::Strict, mode)
     })
     .unwrap();
     let marker = marker("term");
@@ -402,10 +406,9 @@ async fn a_command_that_ignores_sigterm_gets_sigkill_on_the_target() {
     assert_eq!(outcome, Outcome::TimedOut(Kill::Killed));
 }
 
-#[tokio::test]
-async fn a_cancelled_command_is_killed_on_the_target() {
+async fn a_cancelled_command_is_killed_on_the_target(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let marker = marker("cancel");
     let command = long_command(&marker);
     let outcome =
@@ -419,10 +422,9 @@ async fn a_cancelled_command_is_killed_on_the_target() {
     assert!(lines.is_empty());
 }
 
-#[tokio::test]
-async fn a_child_in_a_process_group_of_its_own_is_killed_with_the_session() {
+async fn a_child_in_a_process_group_of_its_own_is_killed_with_the_session(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let marker = marker("pgrp");
     // perl's setpgrp: a process group of its own, in the same session (a non-interactive
     // `set -m` is refused without a terminal).
@@ -444,10 +446,9 @@ async fn a_child_in_a_process_group_of_its_own_is_killed_with_the_session() {
     assert_eq!(outcome, Outcome::TimedOut(Kill::Killed));
 }
 
-#[tokio::test]
-async fn an_abandoned_run_still_kills_the_command_on_the_target() {
+async fn an_abandoned_run_still_kills_the_command_on_the_target(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let marker = marker("drop");
     let command = long_command(&marker);
     let cancel = CancelToken::new();
@@ -486,10 +487,9 @@ async fn an_abandoned_run_still_kills_the_command_on_the_target() {
     assert_eq!(sshd.masters(), Vec::<u32>::new());
 }
 
-#[tokio::test]
-async fn a_lost_connection_is_reported_and_the_next_run_connects_again() {
+async fn a_lost_connection_is_reported_and_the_next_run_connects_again(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let cancel = CancelToken::new();
     let (tx, mut rx) = mpsc::channel(16);
     let run_fut = ssh.run("ok", "echo up; sleep 3", TEN_SECONDS, &cancel, tx);
@@ -532,11 +532,11 @@ fn password_exposed() -> Vec<String> {
     found
 }
 
-fn password_transport(sshd: &Sshd, password: &str) -> SshTransport {
+fn password_transport(sshd: &Sshd, password: &str, mode: Mode) -> SshTransport {
     SshTransport::new(SshOptions {
         password: Some(Secret::new(password)),
         askpass_program: Some(env!("CARGO_BIN_EXE_pogo-askpass").into()),
-        ..options(sshd, HostKeyPolicy::Strict)
+        ..options(sshd, HostKeyPolicy::Strict, mode)
     })
     .unwrap()
 }
@@ -560,10 +560,12 @@ fn the_password_tests_set_up_their_account_only_when_told() {
     assert_eq!(consent(&[("POGO_TEST_ACCOUNT", "1")]), Ok(()));
 }
 
-#[tokio::test]
-async fn password_authentication_goes_through_the_askpass_helper() {
-    let sshd = Sshd::start(SshdOptions { password: true });
-    let ssh = password_transport(&sshd, TEST_PASSWORD);
+async fn password_authentication_goes_through_the_askpass_helper(mode: Mode) {
+    let sshd = Sshd::start(SshdOptions {
+        password: true,
+        ..SshdOptions::default()
+    });
+    let ssh = password_transport(&sshd, TEST_PASSWORD, mode);
     let (result, lines) = run(&ssh, "pw", "id -un; env", TEN_SECONDS).await;
     assert!(
         result.outcome.is_success(),
@@ -588,7 +590,7 @@ async fn password_authentication_goes_through_the_askpass_helper() {
     );
     assert_eq!(password_exposed(), Vec::<String>::new());
 
-    let wrong = password_transport(&sshd, "not-the-password");
+    let wrong = password_transport(&sshd, "not-the-password", mode);
     let (result, _) = run(&wrong, "pw", "true", TEN_SECONDS).await;
     assert_eq!(
         unreachable_kind(&result.outcome),
@@ -602,10 +604,9 @@ async fn password_authentication_goes_through_the_askpass_helper() {
 /// exited while a child it left holds its output, then was cancelled or timed out, was
 /// reported "cancelled; the command was killed". The wrapper now reports the command's exit
 /// on its own, and that wins; the race is run several times each way (bounded).
-#[tokio::test]
-async fn a_command_that_finished_is_never_reported_cancelled_or_timed_out() {
+async fn a_command_that_finished_is_never_reported_cancelled_or_timed_out(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     // Connected once, so that each round measures the command alone.
     let (warm, _) = run(&ssh, "ok", "true", TEN_SECONDS).await;
     assert!(warm.outcome.is_success());
@@ -639,10 +640,9 @@ async fn a_command_that_finished_is_never_reported_cancelled_or_timed_out() {
 /// Without a terminal, a remote command outlived its session: a worker killed with SIGKILL, or
 /// a connection lost, left it running on the target. The wrapper watches its stdin, which this
 /// side holds open for the whole run, and ends the command's process group when it closes.
-#[tokio::test]
-async fn a_lost_session_takes_the_remote_command_with_it() {
+async fn a_lost_session_takes_the_remote_command_with_it(mode: Mode) {
     let sshd = Sshd::start(SshdOptions::default());
-    let ssh = transport(&sshd, HostKeyPolicy::Strict);
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
     let marker = marker("lost-session");
     let command = long_command(&marker);
     let cancel = CancelToken::new();
@@ -680,3 +680,137 @@ async fn a_lost_session_takes_the_remote_command_with_it() {
         "the remote command and its child outlived the session: {pids:?}"
     );
 }
+
+/// The target runs what `ssh HOST COMMAND` runs: the login shell (and its forks) and the
+/// command, no `/bin/sh`, `dd` or `cat` of pogo's. The session's processes are listed from
+/// inside the command.
+async fn the_target_runs_the_login_shell_and_the_command_only(mode: Mode) {
+    let sshd = Sshd::start(SshdOptions::default());
+    let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
+    let user = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    let entry = std::process::Command::new("getent")
+        .arg("passwd")
+        .arg(String::from_utf8_lossy(&user.stdout).trim())
+        .output()
+        .unwrap();
+    let entry = String::from_utf8_lossy(&entry.stdout).into_owned();
+    let shell = entry.trim().rsplit(':').next().unwrap();
+    let shell = shell.rsplit('/').next().unwrap().to_string();
+    let (result, lines) = run(&ssh, "ok", "ps -o comm= -s $$", TEN_SECONDS).await;
+    assert!(result.outcome.is_success(), "{}", result.outcome);
+    let names = stdout_of(&lines);
+    assert!(names.contains(&shell), "{names:?}");
+    assert!(
+        names.iter().all(|name| *name == shell || name == "ps"),
+        "only the login shell `{shell}` and the command: {names:?}"
+    );
+}
+
+/// A login shell that is not POSIX (fish, csh) does not run pogo's wrapper at all (it refuses
+/// it before running anything): the attempt is made again under `/bin/sh`, once, with nothing
+/// of the refusal in the output, and later attempts on the host go straight to `/bin/sh`.
+/// Killing works there too.
+async fn a_login_shell_that_is_not_posix_gets_the_sh_wrapper(mode: Mode) {
+    for shell in ["fish", "tcsh"] {
+        let path = which(shell);
+        let sshd = Sshd::start(SshdOptions {
+            force_command: Some(format!("exec {path} -c \"$SSH_ORIGINAL_COMMAND\"")),
+            ..SshdOptions::default()
+        });
+        let ssh = transport(&sshd, HostKeyPolicy::Strict, mode);
+        let dir = tempfile::tempdir().unwrap();
+        let count = dir.path().join("runs");
+        let command = format!(
+            "echo ran >> {}; echo \"posix $((1 + 1))\"; echo 'to stderr' >&2; exit 3",
+            count.display()
+        );
+        for round in 1..=2 {
+            let (result, lines) = run(&ssh, "ok", &command, TEN_SECONDS).await;
+            assert_eq!(
+                result.outcome,
+                Outcome::Exited(ExitStatus::Code(3)),
+                "{shell}, round {round}"
+            );
+            assert_eq!(
+                texts(&lines),
+                ["stdout: posix 2", "stderr: to stderr"],
+                "{shell}, round {round}"
+            );
+            let runs = std::fs::read_to_string(&count).unwrap();
+            assert_eq!(
+                runs.lines().count(),
+                round,
+                "{shell}: the command ran once a round"
+            );
+        }
+        let marker = marker(shell);
+        let outcome = assert_killed_on_target(
+            &ssh,
+            "ok",
+            &long_command(&marker),
+            &marker,
+            SECOND,
+            false,
+            |_, _| {},
+        )
+        .await;
+        assert_eq!(outcome, Outcome::TimedOut(Kill::Killed), "{shell}");
+    }
+}
+
+fn which(program: &str) -> String {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .unwrap();
+    let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+    assert!(
+        !path.is_empty(),
+        "{program} is needed by this test (apt-get install {program}, as .ci/run does)"
+    );
+    path
+}
+
+/// Each test above that takes a [`Mode`], as a test per mode.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod per_host {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Mode::PerHost).await
+            })*
+        }
+        mod per_attempt {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Mode::PerAttempt).await
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    a_command_runs_and_its_output_is_captured,
+    a_command_that_fails_is_a_failure_not_an_unreachable_host,
+    output_streams_as_it_comes_in_order,
+    ssh_runs_outside_the_callers_process_group_so_a_ctrl_c_does_not_reach_it,
+    a_host_where_nothing_listens_is_unreachable,
+    a_missing_ssh_config_is_a_local_error_not_the_host,
+    a_key_that_is_not_authorized_is_an_authentication_failure,
+    a_changed_host_key_is_refused_unless_checking_is_off,
+    an_unknown_host_key_is_refused_under_strict_and_recorded_under_accept_new,
+    a_timed_out_command_is_killed_on_the_target,
+    a_command_that_ignores_sigterm_gets_sigkill_on_the_target,
+    a_cancelled_command_is_killed_on_the_target,
+    a_child_in_a_process_group_of_its_own_is_killed_with_the_session,
+    an_abandoned_run_still_kills_the_command_on_the_target,
+    a_lost_connection_is_reported_and_the_next_run_connects_again,
+    password_authentication_goes_through_the_askpass_helper,
+    a_command_that_finished_is_never_reported_cancelled_or_timed_out,
+    a_lost_session_takes_the_remote_command_with_it,
+    the_target_runs_the_login_shell_and_the_command_only,
+    a_login_shell_that_is_not_posix_gets_the_sh_wrapper,
+);

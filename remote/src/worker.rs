@@ -526,10 +526,13 @@ async fn run_task(shared: Arc<Shared>, task: Task, cancel: CancelToken) {
         return run_gate(shared, task, cancel).await;
     }
     let started = Instant::now();
+    // A task is one attempt (a retry is a task of its own, and the host's connection is
+    // closed after each): only phases make a connection per host worth its setup.
     let transport = shared.lock().transports.acquire(
         &task.job,
         &task.transport,
         task.password.as_deref(),
+        !task.phases.is_empty(),
         started,
     );
     let (lines_tx, lines_rx) = mpsc::channel(1024);
@@ -1211,6 +1214,7 @@ pub(crate) struct TransportCache {
 struct CachedTransport {
     spec: TransportSpec,
     password: Option<String>,
+    multiplex: bool,
     transport: Arc<dyn Transport>,
     generation: u64,
     active: usize,
@@ -1225,26 +1229,35 @@ impl TransportCache {
         job: &str,
         spec: &TransportSpec,
         password: Option<&str>,
+        multiplex: bool,
         now: Instant,
     ) -> Result<(Arc<dyn Transport>, u64), String> {
         self.entries.retain(|_, entry| {
             entry.active > 0 || now.duration_since(entry.idle_since) < TRANSPORT_IDLE
         });
         if let Some(entry) = self.entries.get_mut(job) {
-            if entry.spec == *spec && entry.password.as_deref() == password {
+            if entry.spec == *spec
+                && entry.password.as_deref() == password
+                && entry.multiplex == multiplex
+            {
                 entry.active += 1;
                 return Ok((entry.transport.clone(), entry.generation));
             }
         }
-        let transport =
-            transport::from_spec_kept(spec, password.map(Secret::new), self.keeper.clone())
-                .map_err(|e| format!("could not start the transport: {e}"))?;
+        let transport = transport::from_spec_kept(
+            spec,
+            password.map(Secret::new),
+            self.keeper.clone(),
+            multiplex,
+        )
+        .map_err(|e| format!("could not start the transport: {e}"))?;
         self.generation += 1;
         self.entries.insert(
             job.to_string(),
             CachedTransport {
                 spec: spec.clone(),
                 password: password.map(str::to_string),
+                multiplex,
                 transport: transport.clone(),
                 generation: self.generation,
                 active: 1,
@@ -1494,26 +1507,28 @@ mod tests {
         let mut cache = TransportCache::default();
         let now = Instant::now();
         let local = TransportSpec::Local;
-        let (first, g1) = cache.acquire("job-1", &local, None, now).unwrap();
-        let (second, g2) = cache.acquire("job-1", &local, None, now).unwrap();
+        let (first, g1) = cache.acquire("job-1", &local, None, false, now).unwrap();
+        let (second, g2) = cache.acquire("job-1", &local, None, false, now).unwrap();
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(g1, g2);
-        let (other, _) = cache.acquire("job-2", &local, None, now).unwrap();
+        let (other, _) = cache.acquire("job-2", &local, None, false, now).unwrap();
         assert!(!Arc::ptr_eq(&first, &other));
         // A new password (a resume) gets a new transport; releases of the old one do not
         // count against it.
-        let (third, g3) = cache.acquire("job-1", &local, Some("pw"), now).unwrap();
+        let (third, g3) = cache
+            .acquire("job-1", &local, Some("pw"), false, now)
+            .unwrap();
         assert!(!Arc::ptr_eq(&first, &third));
         cache.release("job-1", g1, now);
         cache.release("job-1", g1, now);
         let later = now + TRANSPORT_IDLE * 2;
         cache.release("job-2", 2, now);
-        cache.acquire("job-3", &local, None, later).unwrap();
+        cache.acquire("job-3", &local, None, false, later).unwrap();
         // job-1's transport is still in use; job-2's was idle.
         assert_eq!(cache.len(), 2);
         cache.release("job-1", g3, later);
         cache
-            .acquire("job-3", &local, None, later + TRANSPORT_IDLE * 2)
+            .acquire("job-3", &local, None, false, later + TRANSPORT_IDLE * 2)
             .unwrap();
         assert_eq!(cache.len(), 1);
 
@@ -1525,7 +1540,10 @@ mod tests {
             known_hosts: "sometimes".into(),
             password: false,
         };
-        let error = cache.acquire("job-4", &ssh, None, later).err().unwrap();
+        let error = cache
+            .acquire("job-4", &ssh, None, false, later)
+            .err()
+            .unwrap();
         assert!(
             error.starts_with("could not start the transport: unknown host-key policy"),
             "{error}"

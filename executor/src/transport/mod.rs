@@ -45,7 +45,7 @@ use tokio::sync::{mpsc, watch};
 pub use askpass::{askpass_main, askpass_requested, Secret, ASKPASS_ENV};
 pub use keeper::{keeper_main, keeper_requested};
 pub use local::LocalTransport;
-pub use ssh::{HostKeyPolicy, SshOptions, SshTransport};
+pub use ssh::{multiplex_for, HostKeyPolicy, SshOptions, SshTransport};
 
 /// A boxed future, so that [`Transport`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -386,15 +386,18 @@ pub fn from_spec(
     spec: &TransportSpec,
     password: Option<Secret>,
 ) -> Result<Arc<dyn Transport>, String> {
-    from_spec_kept(spec, password, None)
+    from_spec_kept(spec, password, None, true)
 }
 
 /// [`from_spec`], with the local transport's commands kept by `keeper` (the pogo binary,
-/// started as their keeper: see [`keeper`]), as `pogo apply` and `pogo worker` do.
+/// started as their keeper: see [`keeper`]), as `pogo apply` and `pogo worker` do, and the SSH
+/// transport's connections per host or per attempt as `multiplex` says
+/// ([`SshOptions::multiplex`], [`multiplex_for`]).
 pub fn from_spec_kept(
     spec: &TransportSpec,
     password: Option<Secret>,
     keeper: Option<std::path::PathBuf>,
+    multiplex: bool,
 ) -> Result<Arc<dyn Transport>, String> {
     match spec {
         TransportSpec::Local => Ok(Arc::new(match keeper {
@@ -418,6 +421,7 @@ pub fn from_spec_kept(
                 host_key_policy: known_hosts.parse()?,
                 password,
                 askpass_program: None,
+                multiplex,
                 ..SshOptions::default()
             };
             let transport = SshTransport::new(options)

@@ -343,6 +343,10 @@ pub fn free_port() -> u16 {
 pub struct SshdOptions {
     /// `PasswordAuthentication yes` (and the test account ensured).
     pub password: bool,
+    /// sshd's `ForceCommand`, run by the login shell instead of the client's command (which it
+    /// finds in `$SSH_ORIGINAL_COMMAND`): `exec fish -c "$SSH_ORIGINAL_COMMAND"` makes the
+    /// account's shell fish as far as pogo can tell.
+    pub force_command: Option<String>,
 }
 
 /// An `sshd` of the test's own on 127.0.0.1, with its own host key, authorized key and a client
@@ -417,7 +421,12 @@ impl Sshd {
                      PrintMotd no\n\
                      MaxStartups 100\n\
                      MaxSessions 50\n\
-                     LogLevel VERBOSE\n",
+                     LogLevel VERBOSE\n\
+                     {force}",
+                    force = match &options.force_command {
+                        Some(command) => format!("ForceCommand {command}\n"),
+                        None => String::new(),
+                    },
                     dir = d.display(),
                     password = if options.password { "yes" } else { "no" },
                     user = id("-un"),
