@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::Plan;
+use crate::{ConstraintSpec, Plan, SlotSpec, ThreadSpec};
 
 /// The override a run or a job records when it runs a plan whose seal does not match.
 pub const ALLOW_EDITED: &str = "allow-edited";
@@ -71,19 +71,10 @@ impl SealState {
     }
 }
 
-/// The digests of every top-level key but `seal`, one key at a time: the whole plan as one
-/// JSON `Value` at once was the peak of planning a big fleet.
+/// The digests of every top-level key but `seal`, one key at a time, each key's JSON written
+/// straight into its hash: the whole plan as one JSON `Value` at once was the peak of planning
+/// a big fleet, and the text of its host lists the next.
 fn digests(plan: &Plan) -> BTreeMap<String, String> {
-    // The value of a key, as compact JSON with its objects' keys sorted (a `Value`'s maps
-    // sort them), as every seal was made.
-    fn of<T: Serialize>(value: &T) -> String {
-        let value = serde_json::to_value(value).expect("a plan always serialises");
-        digest(&serde_json::to_string(&value).expect("a value always serialises"))
-    }
-    // A list of strings has no object to sort: its JSON is the same, without a `Value`.
-    fn strings(list: &[String]) -> String {
-        digest(&serde_json::to_string(list).expect("strings always serialise"))
-    }
     // Every field named (no `..`): a key added to plans does not compile until it is sealed.
     let Plan {
         format_version,
@@ -103,30 +94,147 @@ fn digests(plan: &Plan) -> BTreeMap<String, String> {
         seal: _,
     } = plan;
     [
-        ("format_version", of(format_version)),
-        ("producer", of(producer)),
-        ("source", of(source)),
-        ("digests", of(digests)),
-        ("command", of(command)),
-        ("options", of(options)),
-        ("hosts", strings(hosts)),
-        ("threads", of(threads)),
-        ("unordered", strings(unordered)),
-        ("not_in_config", strings(not_in_config)),
-        ("external_tags", of(external_tags)),
-        ("constraints", of(constraints)),
-        ("edges", of(edges)),
-        ("warnings", strings(warnings)),
+        ("format_version", hash(|w| sorted(w, format_version))),
+        ("producer", hash(|w| sorted(w, producer))),
+        ("source", hash(|w| sorted(w, source))),
+        ("digests", hash(|w| sorted(w, digests))),
+        ("command", hash(|w| sorted(w, command))),
+        ("options", hash(|w| sorted(w, options))),
+        ("hosts", hash(|w| compact(w, hosts))),
+        ("threads", hash(|w| seq(w, threads, thread))),
+        ("unordered", hash(|w| compact(w, unordered))),
+        ("not_in_config", hash(|w| compact(w, not_in_config))),
+        ("external_tags", hash(|w| sorted(w, external_tags))),
+        ("constraints", hash(|w| seq(w, constraints, constraint))),
+        ("edges", hash(|w| sorted(w, edges))),
+        ("warnings", hash(|w| compact(w, warnings))),
     ]
     .into_iter()
     .map(|(key, digest)| (key.to_string(), digest))
     .collect()
 }
 
-fn digest(text: &str) -> String {
-    let hash = Sha256::digest(text.as_bytes());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+/// `sha256:HEX` of what `write` writes: a key's value as compact JSON, the keys of its objects
+/// sorted (as a `serde_json::Value` writes them), as every seal was made.
+fn hash(write: impl FnOnce(&mut Sha256Writer)) -> String {
+    let mut writer = Sha256Writer(Sha256::new());
+    write(&mut writer);
+    hex(&writer.0.finalize())
+}
+
+/// A value with no big lists in it, through a `Value` (whose maps sort their keys).
+fn sorted<T: Serialize>(w: &mut Sha256Writer, value: &T) {
+    let value = serde_json::to_value(value).expect("a plan always serialises");
+    compact(w, &value);
+}
+
+/// A value with no object in it (or whose objects' keys are in order), as it is.
+fn compact<T: Serialize + ?Sized>(w: &mut Sha256Writer, value: &T) {
+    serde_json::to_writer(w, value).expect("a plan always serialises");
+}
+
+fn seq<T>(w: &mut Sha256Writer, items: &[T], item: fn(&mut Sha256Writer, &T)) {
+    w.put("[");
+    for (i, value) in items.iter().enumerate() {
+        if i > 0 {
+            w.put(",");
+        }
+        item(w, value);
+    }
+    w.put("]");
+}
+
+/// A thread's object, keys sorted: `filter`, `name`, `slots`.
+fn thread(w: &mut Sha256Writer, thread: &ThreadSpec) {
+    let ThreadSpec {
+        name,
+        filter,
+        slots,
+    } = thread;
+    w.put("{\"filter\":");
+    compact(w, filter);
+    w.put(",\"name\":");
+    compact(w, name);
+    w.put(",\"slots\":");
+    seq(w, slots, slot);
+    w.put("}");
+}
+
+/// A slot's object, keys sorted: `approve` and `gate` when present, `hosts`, `id`, `step`.
+fn slot(w: &mut Sha256Writer, slot: &SlotSpec) {
+    let SlotSpec {
+        id,
+        step,
+        hosts,
+        gate,
+        approve,
+    } = slot;
+    w.put("{");
+    if let Some(approve) = approve {
+        w.put("\"approve\":");
+        sorted(w, approve);
+        w.put(",");
+    }
+    if let Some(gate) = gate {
+        w.put("\"gate\":");
+        compact(w, gate);
+        w.put(",");
+    }
+    w.put("\"hosts\":");
+    compact(w, hosts);
+    w.put(",\"id\":");
+    compact(w, id);
+    w.put(",\"step\":");
+    compact(w, step);
+    w.put("}");
+}
+
+/// A group's object, keys sorted: `from`, `hosts`, `id`, `max_parallel`.
+fn constraint(w: &mut Sha256Writer, group: &ConstraintSpec) {
+    let ConstraintSpec {
+        id,
+        from,
+        max_parallel,
+        hosts,
+    } = group;
+    w.put("{\"from\":");
+    compact(w, from);
+    w.put(",\"hosts\":");
+    compact(w, hosts);
+    w.put(",\"id\":");
+    compact(w, id);
+    w.put(",\"max_parallel\":");
+    sorted(w, max_parallel);
+    w.put("}");
+}
+
+/// Feeds what is written to SHA-256.
+struct Sha256Writer(Sha256);
+
+impl Sha256Writer {
+    fn put(&mut self, text: &str) {
+        self.0.update(text.as_bytes());
+    }
+}
+
+impl std::io::Write for Sha256Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn hex(hash: &[u8]) -> String {
+    let mut text = String::with_capacity(7 + 2 * hash.len());
+    text.push_str("sha256:");
+    for byte in hash {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
 }
 
 impl Plan {
@@ -171,7 +279,10 @@ mod tests {
         };
         map.into_iter()
             .filter(|(key, _)| key != "seal")
-            .map(|(key, value)| (key, digest(&serde_json::to_string(&value).unwrap())))
+            .map(|(key, value)| {
+                let text = serde_json::to_string(&value).unwrap();
+                (key, hex(&Sha256::digest(text.as_bytes())))
+            })
             .collect()
     }
 
@@ -179,9 +290,33 @@ mod tests {
     fn the_digests_key_by_key_are_those_of_the_whole_plan() {
         let mut plan = Plan::sketch("web1 web2 db1")
             .with_thread("t", &["db1", "web1 web2"])
+            .with_thread("u", &["web\"3", ""])
             .with_group("web", crate::Amount::number(1), "web1 web2");
         plan.warnings.push("a warning".into());
         plan.command = Some("echo \"$POGO_HOST\"".into());
+        plan.threads[0].filter = Some("$role.web".into());
+        plan.threads[0].slots[0].gate = Some("check \"it\"".into());
+        plan.threads[0].slots[1].approve = Some(crate::Approval { within: Some(60) });
+        plan.threads[1].slots[0].approve = Some(crate::Approval { within: None });
+        plan.constraints[0].max_parallel = crate::Amount {
+            value: 2,
+            percent: Some(50),
+            base: Some(4),
+        };
+        plan.external_tags.push(crate::ExternalTagSpec {
+            tag: "role.web".into(),
+            command: "inventory web".into(),
+            hosts: vec!["web1".into()],
+        });
+        plan.edges.push(crate::EdgeSpec {
+            from: "t.db1".into(),
+            to: "u.x".into(),
+        });
+        plan.options.verify = Some(crate::Verify {
+            command: "curl".into(),
+            within: 60,
+            every: 5,
+        });
         assert_eq!(digests(&plan), digests_of_the_whole_value(&plan));
     }
 

@@ -316,6 +316,7 @@ impl HostItem {
             for name in &names {
                 check_host_name(name).map_err(|problem| bad_name(name, problem))?;
             }
+            hosts.reserve(names.len(), names.first().map_or(0, String::len));
             let ids = names.iter().map(|n| hosts.intern(n)).collect();
             items.push(HostItem::Hosts(ids));
         }

@@ -4,48 +4,84 @@
 //! integers and bitsets keep that to a few milliseconds and make order explicit: a host's id
 //! is its rank of first appearance.
 
-use pogo_model::FastMap;
+use std::hash::BuildHasher;
 
 /// A host, as its rank of first appearance in the config (then the targets).
 pub type HostId = u32;
 
-/// Every host name seen, in order of first appearance.
+/// Every host name seen, in order of first appearance: the names one after another in one
+/// string, and an index of ids hashed by name. A million hosts take 20-odd MB this way, where
+/// a `String` per name, and another as the index's key, took over a hundred and one allocation
+/// each.
 #[derive(Debug, Default, Clone)]
 pub struct HostTable {
-    names: Vec<String>,
-    index: FastMap<String, HostId>,
+    text: String,
+    /// Where each name ends in `text`.
+    ends: Vec<usize>,
+    index: hashbrown::HashTable<HostId>,
+    /// Seeded per process: host names come from inventories, and a fixed hash could be
+    /// steered into collisions.
+    hasher: foldhash::fast::RandomState,
+}
+
+fn name_at<'a>(text: &'a str, ends: &[usize], id: HostId) -> &'a str {
+    let id = id as usize;
+    let start = if id == 0 { 0 } else { ends[id - 1] };
+    &text[start..ends[id]]
 }
 
 impl HostTable {
-    /// The id of `name`, adding it when it is new (only then is anything allocated).
+    /// The id of `name`, adding it when it is new.
     pub fn intern(&mut self, name: &str) -> HostId {
-        if let Some(&id) = self.index.get(name) {
+        let HostTable {
+            text,
+            ends,
+            index,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(name);
+        if let Some(&id) = index.find(hash, |&id| name_at(text, ends, id) == name) {
             return id;
         }
-        let id = HostId::try_from(self.names.len()).expect("fewer than 2^32 hosts");
-        self.names.push(name.to_string());
-        self.index.insert(name.to_string(), id);
+        let id = HostId::try_from(ends.len()).expect("fewer than 2^32 hosts");
+        text.push_str(name);
+        ends.push(text.len());
+        index.insert_unique(hash, id, |&id| hasher.hash_one(name_at(text, ends, id)));
         id
     }
 
+    /// Makes room for `more` new names of about `length` bytes each.
+    pub fn reserve(&mut self, more: usize, length: usize) {
+        let HostTable {
+            text,
+            ends,
+            index,
+            hasher,
+        } = self;
+        text.reserve(more.saturating_mul(length));
+        ends.reserve(more);
+        index.reserve(more, |&id| hasher.hash_one(name_at(text, ends, id)));
+    }
+
     pub fn get(&self, name: &str) -> Option<HostId> {
-        self.index.get(name).copied()
+        let hash = self.hasher.hash_one(name);
+        self.index.find(hash, |&id| self.name(id) == name).copied()
     }
 
     pub fn name(&self, id: HostId) -> &str {
-        &self.names[id as usize]
+        name_at(&self.text, &self.ends, id)
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 
     pub fn ids(&self) -> std::ops::Range<HostId> {
-        0..self.names.len() as HostId
+        0..self.ends.len() as HostId
     }
 }
 
