@@ -370,13 +370,22 @@ pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Fa
 /// truncated plan behind. A path that is not a regular file (`/dev/null`, `/dev/stdout`, a
 /// named pipe) is written to as it is: a rename would replace the device with a file, and
 /// `pogo plan -o /dev/null` run as root once turned /dev/null into a plan.
-pub fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
+pub fn write_atomically(
+    path: &Path,
+    write: impl Fn(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), Failure> {
+    let buffered = |file: std::fs::File| -> std::io::Result<std::fs::File> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut out)?;
+        out.into_inner().map_err(std::io::IntoInnerError::into_error)
+    };
     if let Ok(meta) = std::fs::metadata(path) {
         if !meta.is_file() {
             return std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
-                .and_then(|mut f| f.write_all(text.as_bytes()))
+                .and_then(buffered)
+                .map(drop)
                 .map_err(|e| invalid(format!("cannot write plan to `{}`: {e}", path.display())));
         }
     }
@@ -391,7 +400,8 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), Failure> {
     temp_name.push(".tmp");
     let temp = path.with_file_name(temp_name);
     let result = std::fs::File::create(&temp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(buffered)
+        .and_then(|f| f.sync_all())
         .and_then(|()| std::fs::rename(&temp, path));
     result.map_err(|e| {
         let _ = std::fs::remove_file(&temp);

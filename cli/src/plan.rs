@@ -85,7 +85,7 @@ fn write_plan(
     match args.output.as_deref() {
         Some(path) if path == Path::new("-") => emit(out, &plan.to_json()),
         Some(path) => {
-            write_atomically(path, &plan.to_json())?;
+            write_atomically(path, |out| plan.write_json(out))?;
             emit(out, &pogo_views::plan::plan_text(plan, args.full))?;
             let note = format!("\nPlan written to {}\n", path.display());
             let _ = std::io::stderr().write_all(note.as_bytes());

@@ -337,6 +337,13 @@ impl Plan {
         text
     }
 
+    /// Writes [`Plan::to_json`]'s text to `out` as it is made, without holding it all (a
+    /// million hosts' plan is over 100 MB of text).
+    pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")
+    }
+
     /// The plan a run follows when `limits` were lowered at apply time: the same plan with
     /// `max_failures` and the `job` group replaced, and no seal (it is not what was sealed).
     /// Checking that the limits only lower the plan's is the caller's job.

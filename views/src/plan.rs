@@ -140,6 +140,10 @@ pub fn plan_text(plan: &Plan, full: bool) -> String {
     out
 }
 
+/// A thread of more steps than this is shown a step a row: as columns, they would be a
+/// character wide each on a terminal (and laid out at great cost).
+pub const MOST_STEP_COLUMNS: usize = 8;
+
 fn schedule_table(plan: &Plan, full: bool) -> Table {
     let mut table = new_table();
     let width = plan
@@ -149,6 +153,9 @@ fn schedule_table(plan: &Plan, full: bool) -> Table {
         .max()
         .unwrap_or(0)
         .max(1);
+    if width > MOST_STEP_COLUMNS {
+        return schedule_rows(plan, full, table);
+    }
     let mut header = vec![Cell::new("Thread")];
     header.extend((1..=width).map(|i| Cell::new(format!("Step {i}"))));
     table.set_header(header);
@@ -158,18 +165,7 @@ fn schedule_table(plan: &Plan, full: bool) -> Table {
             _ => thread.name.clone(),
         })];
         for slot in &thread.slots {
-            let mut cell = format!("[{}]\n{}", slot.id, host_list(&slot.hosts, full));
-            let waits: Vec<&str> = [
-                slot.gate.as_ref().map(|_| "gate"),
-                slot.approve.as_ref().map(|_| "approval"),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if !waits.is_empty() {
-                cell.push_str(&format!("\nthen: {}", waits.join(", ")));
-            }
-            row.push(Cell::new(cell));
+            row.push(Cell::new(step_cell(slot, full)));
         }
         row.resize(width + 1, Cell::new(""));
         table.add_row(row);
@@ -184,6 +180,60 @@ fn schedule_table(plan: &Plan, full: bool) -> Table {
     ];
     row.resize(width + 1, Cell::new(""));
     table.add_row(row);
+    table
+}
+
+/// A step of the schedule: its slot id, its hosts, and what the steps after it wait for
+/// besides its hosts.
+fn step_cell(slot: &pogo_model::SlotSpec, full: bool) -> String {
+    format!(
+        "[{}]\n{}{}",
+        slot.id,
+        host_list(&slot.hosts, full),
+        then(slot)
+    )
+}
+
+fn then(slot: &pogo_model::SlotSpec) -> String {
+    let waits: Vec<&str> = [
+        slot.gate.as_ref().map(|_| "gate"),
+        slot.approve.as_ref().map(|_| "approval"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if waits.is_empty() {
+        String::new()
+    } else {
+        format!("\nthen: {}", waits.join(", "))
+    }
+}
+
+/// The schedule a step a row, for threads of many steps.
+fn schedule_rows(plan: &Plan, full: bool, mut table: Table) -> Table {
+    table.set_header(vec!["Thread", "Step", "Hosts"]);
+    for thread in &plan.threads {
+        let name = match &thread.filter {
+            Some(filter) if *filter != thread.name => format!("{} ({filter})", thread.name),
+            _ => thread.name.clone(),
+        };
+        for (i, slot) in thread.slots.iter().enumerate() {
+            table.add_row(vec![
+                Cell::new(&name),
+                Cell::new(i + 1),
+                Cell::new(step_cell(slot, full)),
+            ]);
+        }
+    }
+    table.add_row(vec![
+        Cell::new("unordered"),
+        Cell::new(""),
+        Cell::new(if plan.unordered.is_empty() {
+            "(none)".to_string()
+        } else {
+            host_list(&plan.unordered, full)
+        }),
+    ]);
     table
 }
 
@@ -210,4 +260,40 @@ fn constraint_table(plan: &Plan, full: bool) -> Table {
         ]);
     }
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(n: usize) -> String {
+        (1..=n).map(|i| format!("h{i} ")).collect()
+    }
+
+    #[test]
+    fn a_thread_of_many_steps_is_shown_a_step_a_row() {
+        crate::text::set_table_width(100);
+        let steps: Vec<String> = (1..=MOST_STEP_COLUMNS + 1).map(|i| format!("h{i}")).collect();
+        let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+        let many = Plan::sketch(&hosts(MOST_STEP_COLUMNS + 1)).with_thread("t", &steps);
+        let text = plan_text(&many, false);
+        assert!(text.contains(" ┆ Step ┆ Hosts "), "{text}");
+        for (i, host) in steps.iter().enumerate() {
+            let row = text
+                .lines()
+                .find(|line| line.contains(&format!("[t.{i}]")))
+                .unwrap_or_else(|| panic!("no row for step {}:\n{text}", i + 1));
+            assert!(row.contains(&format!("┆ {:<4} ┆", i + 1)), "{row}");
+            let next = text.lines().skip_while(|line| *line != row).nth(1).unwrap();
+            assert!(next.contains(&format!(" {host} ")), "{next}");
+        }
+
+        let few = Plan::sketch(&hosts(MOST_STEP_COLUMNS))
+            .with_thread("t", &steps[..MOST_STEP_COLUMNS]);
+        let text = plan_text(&few, false);
+        assert!(
+            text.contains(&format!("Step {MOST_STEP_COLUMNS}")),
+            "as columns up to {MOST_STEP_COLUMNS} steps:\n{text}"
+        );
+    }
 }
