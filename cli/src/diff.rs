@@ -115,13 +115,22 @@ pub fn run(args: DiffArgs, out: &mut impl Write) -> Result<u8, Failure> {
                 ));
             };
             let (old_path, new_path) = (normalize(old_path), normalize(new_path));
-            let sides = [&old_path, &new_path].map(|path| {
+            let load = |path: &Path| {
                 read(&Filesystem, path).and_then(|text| {
                     let kind = file_kind(&text);
                     load_side(&Filesystem, path, &text, kind, &args.flags)
                 })
+            };
+            // The two sides are read (parsed, checked, maybe compiled) at once: for big plans
+            // that is most of a diff. An error of the old side is still told first.
+            let (old, new) = std::thread::scope(|scope| {
+                let old = scope.spawn(|| load(&old_path));
+                let new = load(&new_path);
+                let old = old
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (old, new)
             });
-            let [old, new] = sides;
             let labels = (
                 old_path.display().to_string(),
                 new_path.display().to_string(),
@@ -201,7 +210,11 @@ pub fn run(args: DiffArgs, out: &mut impl Write) -> Result<u8, Failure> {
         note,
         diff: &changes,
     };
-    show(&report, args.format, args.full, out)
+    let shown = show(&report, args.format, args.full, out);
+    // The process ends now: the plans' strings go with its memory rather than one by one.
+    std::mem::forget(changes);
+    std::mem::forget((old, new));
+    shown
 }
 
 /// Writes a comparison in `format`; the exit status says whether the plans differ.

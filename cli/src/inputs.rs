@@ -377,7 +377,8 @@ pub fn write_atomically(
     let buffered = |file: std::fs::File| -> std::io::Result<std::fs::File> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         write(&mut out)?;
-        out.into_inner().map_err(std::io::IntoInnerError::into_error)
+        out.into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
     };
     if let Ok(meta) = std::fs::metadata(path) {
         if !meta.is_file() {

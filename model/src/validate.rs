@@ -31,6 +31,8 @@ impl Plan {
         if self.options.timeout == 0 || self.options.run_timeout == Some(0) {
             return fail("a timeout of 0 seconds would never let a command run".to_string());
         }
+        // Each host is looked up by name once where it is named; everything after works on
+        // its index in `hosts`.
         let mut hosts = FastMap::with_capacity_and_hasher(self.hosts.len(), Default::default());
         for (index, host) in self.hosts.iter().enumerate() {
             if let Some(problem) = host_name_problem(host) {
@@ -43,69 +45,87 @@ impl Plan {
                 return fail(format!("host `{host}` is listed twice in `hosts`"));
             }
         }
-        // `place` is made only for the error: not once for each host of a big plan.
-        let known = |host: &str, place: &dyn Fn() -> String| -> Result<(), PlanInvariantError> {
-            if hosts.contains_key(host) {
-                Ok(())
-            } else {
-                fail(format!(
-                    "{} names host `{host}`, which is not in `hosts`",
-                    place()
-                ))
-            }
-        };
+        // `place` is made only for the error: not once for each host of a big plan. Lists
+        // follow plan order, mostly a run of `hosts` at a time: the host after the last one
+        // found is tried before the index.
+        let mut after = 0;
+        let mut index_of =
+            |host: &str, place: &dyn Fn() -> String| -> Result<usize, PlanInvariantError> {
+                let found = match self.hosts.get(after) {
+                    Some(next) if next == host => Some(after),
+                    _ => hosts.get(host).copied(),
+                };
+                match found {
+                    Some(index) => {
+                        after = index + 1;
+                        Ok(index)
+                    }
+                    None => fail(format!(
+                        "{} names host `{host}`, which is not in `hosts`",
+                        place()
+                    )),
+                }
+            };
 
+        // Marks by host index: the number (from 1) of the thread, group... that last saw it.
+        let mut seen_in = vec![0usize; self.hosts.len()];
+        let mut sequenced = vec![false; self.hosts.len()];
         let mut slot_ids = FastSet::default();
-        let mut sequenced = FastSet::default();
-        for thread in &self.threads {
-            let mut in_thread = FastSet::default();
+        let mut slot_hosts: Vec<Vec<usize>> = Vec::new();
+        for (number, thread) in self.threads.iter().enumerate() {
             for slot in &thread.slots {
                 if !slot_ids.insert(slot.id.as_str()) {
                     return fail(format!("slot id `{}` is used twice", slot.id));
                 }
+                let mut indices = Vec::with_capacity(slot.hosts.len());
                 for host in &slot.hosts {
-                    known(host, &|| format!("slot `{}`", slot.id))?;
-                    if !in_thread.insert(host.as_str()) {
+                    let index = index_of(host, &|| format!("slot `{}`", slot.id))?;
+                    if seen_in[index] == number + 1 {
                         return fail(format!(
                             "host `{host}` is in two slots of thread `{}`",
                             thread.name
                         ));
                     }
-                    sequenced.insert(host.as_str());
+                    seen_in[index] = number + 1;
+                    sequenced[index] = true;
+                    indices.push(index);
                 }
+                slot_hosts.push(indices);
             }
         }
-        let mut unordered = FastSet::default();
+        let mut unordered = vec![false; self.hosts.len()];
         for host in &self.unordered {
-            known(host, &|| "the unordered lane".to_string())?;
-            if sequenced.contains(host.as_str()) {
+            let index = index_of(host, &|| "the unordered lane".to_string())?;
+            if sequenced[index] {
                 return fail(format!(
                     "host `{host}` is both in a slot and in the unordered lane"
                 ));
             }
-            if !unordered.insert(host.as_str()) {
+            if unordered[index] {
                 return fail(format!("host `{host}` is twice in the unordered lane"));
             }
+            unordered[index] = true;
         }
         for host in &self.not_in_config {
-            if !unordered.contains(host.as_str()) {
+            if !hosts
+                .get(host.as_str())
+                .is_some_and(|&index| unordered[index])
+            {
                 return fail(format!(
                     "host `{host}` is in `not_in_config` but not in the unordered lane"
                 ));
             }
         }
-        if let Some(host) = self
-            .hosts
-            .iter()
-            .find(|h| !sequenced.contains(h.as_str()) && !unordered.contains(h.as_str()))
-        {
+        if let Some(host) = (0..self.hosts.len()).find(|&i| !sequenced[i] && !unordered[i]) {
             return fail(format!(
-                "host `{host}` is in no slot and not in the unordered lane"
+                "host `{}` is in no slot and not in the unordered lane",
+                self.hosts[host]
             ));
         }
 
         let mut group_ids = FastSet::default();
-        for group in &self.constraints {
+        seen_in.fill(0);
+        for (number, group) in self.constraints.iter().enumerate() {
             if !group_ids.insert(group.id.as_str()) {
                 return fail(format!("constraint group `{}` is listed twice", group.id));
             }
@@ -115,15 +135,15 @@ impl Plan {
                     group.id
                 ));
             }
-            let mut members = FastSet::default();
             for host in &group.hosts {
-                known(host, &|| format!("constraint group `{}`", group.id))?;
-                if !members.insert(host.as_str()) {
+                let index = index_of(host, &|| format!("constraint group `{}`", group.id))?;
+                if seen_in[index] == number + 1 {
                     return fail(format!(
                         "host `{host}` is twice in constraint group `{}`",
                         group.id
                     ));
                 }
+                seen_in[index] = number + 1;
             }
         }
 
@@ -134,61 +154,81 @@ impl Plan {
                 }
             }
         }
-        self.check_acyclic()
+        self.check_acyclic(&slot_hosts)
     }
 
     /// Kahn's algorithm over slots and hosts: a host waits for every slot with an edge into a
     /// slot that holds it, and a slot completes only after each of its hosts and its
-    /// predecessors. A cycle here
-    /// would leave hosts waiting forever.
-    fn check_acyclic(&self) -> Result<(), PlanInvariantError> {
+    /// predecessors. A cycle here would leave hosts waiting forever. `slot_hosts` are the
+    /// indices (in `hosts`) of each slot's hosts, slots in plan order. Nodes are the slots,
+    /// then the hosts; the edges are counted rather than listed: a slot's successors are the
+    /// slots its edges lead to and the hosts of those, a host's the slots that hold it.
+    fn check_acyclic(&self, slot_hosts: &[Vec<usize>]) -> Result<(), PlanInvariantError> {
         let mut index: FastMap<&str, usize> = FastMap::default();
         for (_, slot) in self.slots() {
             let next = index.len();
             index.insert(slot.id.as_str(), next);
         }
         let slot_count = index.len();
-        let mut host_node: FastMap<&str, usize> = FastMap::default();
-        let mut successors: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
-        let mut preds_of_slot: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
+        let host_node = |host: usize| slot_count + host;
+        let mut next_slots: Vec<Vec<usize>> = vec![Vec::new(); slot_count];
+        let mut indegree = vec![0usize; slot_count + self.hosts.len()];
         for edge in &self.edges {
             let (from, to) = (index[edge.from.as_str()], index[edge.to.as_str()]);
-            preds_of_slot[to].push(from);
             // A slot is complete only once its predecessors are: an empty slot still passes
             // the order on, so a cycle through one is a cycle.
-            successors[from].push(to);
-        }
-        for (_, slot) in self.slots() {
-            let slot_node = index[slot.id.as_str()];
-            for host in &slot.hosts {
-                let node = *host_node.entry(host.as_str()).or_insert_with(|| {
-                    successors.push(Vec::new());
-                    successors.len() - 1
-                });
-                successors[node].push(slot_node);
-                for &pred in &preds_of_slot[slot_node] {
-                    successors[pred].push(node);
-                }
+            next_slots[from].push(to);
+            indegree[to] += 1;
+            for &host in &slot_hosts[to] {
+                indegree[host_node(host)] += 1;
             }
         }
-        let mut indegree = vec![0usize; successors.len()];
-        for next in successors.iter().flatten() {
-            indegree[*next] += 1;
+        // Which slots hold each host, as one list cut by host (a host is in a slot of each
+        // thread at most).
+        let mut starts = vec![0usize; self.hosts.len() + 1];
+        for (slot, hosts) in slot_hosts.iter().enumerate() {
+            indegree[slot] += hosts.len();
+            for &host in hosts {
+                starts[host + 1] += 1;
+            }
         }
-        let mut queue: Vec<usize> = (0..successors.len())
-            .filter(|&n| indegree[n] == 0)
-            .collect();
+        for i in 0..self.hosts.len() {
+            starts[i + 1] += starts[i];
+        }
+        let mut holders = vec![0usize; starts[self.hosts.len()]];
+        let mut filled = starts.clone();
+        for (slot, hosts) in slot_hosts.iter().enumerate() {
+            for &host in hosts {
+                holders[filled[host]] = slot;
+                filled[host] += 1;
+            }
+        }
+
+        let mut queue: Vec<usize> = (0..indegree.len()).filter(|&n| indegree[n] == 0).collect();
         let mut seen = 0;
+        let mut release = |node: usize, queue: &mut Vec<usize>| {
+            indegree[node] -= 1;
+            if indegree[node] == 0 {
+                queue.push(node);
+            }
+        };
         while let Some(node) = queue.pop() {
             seen += 1;
-            for &next in &successors[node] {
-                indegree[next] -= 1;
-                if indegree[next] == 0 {
-                    queue.push(next);
+            if node < slot_count {
+                for &next in &next_slots[node] {
+                    release(next, &mut queue);
+                    for &host in &slot_hosts[next] {
+                        release(host_node(host), &mut queue);
+                    }
+                }
+            } else {
+                let host = node - slot_count;
+                for &slot in &holders[starts[host]..starts[host + 1]] {
+                    release(slot, &mut queue);
                 }
             }
         }
-        if seen == successors.len() {
+        if seen == indegree.len() {
             return Ok(());
         }
         let stuck: Vec<&str> = self

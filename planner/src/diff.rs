@@ -448,6 +448,9 @@ fn count(n: usize, one: &str, many: &str) -> String {
 
 /// Items of `a` that are not in `b`, in `a`'s order.
 fn only_in(a: &[String], b: &[String]) -> Vec<String> {
+    if a == b {
+        return Vec::new();
+    }
     let b: FastSet<&str> = b.iter().map(String::as_str).collect();
     a.iter()
         .filter(|x| !b.contains(x.as_str()))
@@ -457,6 +460,9 @@ fn only_in(a: &[String], b: &[String]) -> Vec<String> {
 
 /// Items of `a` that are also in `b`, in `a`'s order.
 fn common<'a>(a: &'a [String], b: &[String]) -> Vec<&'a str> {
+    if a == b {
+        return a.iter().map(String::as_str).collect();
+    }
     let b: FastSet<&str> = b.iter().map(String::as_str).collect();
     a.iter()
         .map(String::as_str)
@@ -557,29 +563,77 @@ fn unlocated(warning: &str) -> &str {
 }
 
 /// Host → the ids of the slots that hold it, in plan order.
-fn places(plan: &Plan) -> FastMap<&str, Vec<&str>> {
-    let mut places: FastMap<&str, Vec<&str>> = FastMap::default();
-    for (_, slot) in plan.slots() {
-        for host in &slot.hosts {
-            places.entry(host).or_default().push(&slot.id);
+/// The slots that hold each host, in plan order: one list of entries, each host's a chain
+/// through it, so that the usual host of one slot costs no list of its own.
+struct Places<'a> {
+    /// A host's first and last entry.
+    ends: FastMap<&'a str, (u32, u32)>,
+    /// A slot id, and the host's next entry (`u32::MAX`: none).
+    entries: Vec<(&'a str, u32)>,
+}
+
+impl<'a> Places<'a> {
+    fn of(plan: &'a Plan) -> Places<'a> {
+        let mut places = Places {
+            ends: FastMap::with_capacity_and_hasher(plan.hosts.len(), Default::default()),
+            entries: Vec::with_capacity(plan.hosts.len()),
+        };
+        for (_, slot) in plan.slots() {
+            for host in &slot.hosts {
+                let entry = u32::try_from(places.entries.len()).expect("fewer than 2^32 places");
+                places.entries.push((&slot.id, u32::MAX));
+                match places.ends.entry(host) {
+                    std::collections::hash_map::Entry::Occupied(mut ends) => {
+                        let (_, last) = ends.get_mut();
+                        places.entries[*last as usize].1 = entry;
+                        *last = entry;
+                    }
+                    std::collections::hash_map::Entry::Vacant(ends) => {
+                        ends.insert((entry, entry));
+                    }
+                }
+            }
+        }
+        places
+    }
+
+    /// The slots that hold `host`, in plan order.
+    fn get(&self, host: &str) -> impl Iterator<Item = &'a str> + '_ {
+        let mut next = self.ends.get(host).map_or(u32::MAX, |&(first, _)| first);
+        std::iter::from_fn(move || {
+            let (slot, after) = *self.entries.get(next as usize)?;
+            next = after;
+            Some(slot)
+        })
+    }
+
+    /// Whether `host` is in the same slots in `self` and in `other`, whatever their order.
+    fn same(&self, other: &Places<'_>, host: &str) -> bool {
+        let (mut mine, mut theirs) = (self.get(host), other.get(host));
+        match (mine.next(), mine.next(), theirs.next(), theirs.next()) {
+            (a, None, b, None) => a == b,
+            _ => {
+                sorted(&self.get(host).collect::<Vec<_>>())
+                    == sorted(&other.get(host).collect::<Vec<_>>())
+            }
         }
     }
-    places
 }
 
 fn hosts(old: &Plan, new: &Plan) -> HostChanges {
     let old_set: FastSet<&str> = old.hosts.iter().map(String::as_str).collect();
-    let (old_places, new_places) = (places(old), places(new));
+    let new_set: FastSet<&str> = new.hosts.iter().map(String::as_str).collect();
+    let (old_places, new_places) = (Places::of(old), Places::of(new));
     let mut moved: Vec<HostMove> = Vec::new();
     // (from, to) as sorted lists, so a change of thread order alone moves no host.
     let mut move_index: FastMap<(Vec<&str>, Vec<&str>), usize> = FastMap::default();
     for host in new.hosts.iter().filter(|h| old_set.contains(h.as_str())) {
-        let from = old_places.get(host.as_str()).cloned().unwrap_or_default();
-        let to = new_places.get(host.as_str()).cloned().unwrap_or_default();
-        let key = (sorted(&from), sorted(&to));
-        if key.0 == key.1 {
+        if old_places.same(&new_places, host) {
             continue;
         }
+        let from: Vec<&str> = old_places.get(host).collect();
+        let to: Vec<&str> = new_places.get(host).collect();
+        let key = (sorted(&from), sorted(&to));
         let index = *move_index.entry(key).or_insert_with(|| {
             moved.push(HostMove {
                 from: from.iter().map(|s| s.to_string()).collect(),
@@ -615,9 +669,15 @@ fn hosts(old: &Plan, new: &Plan) -> HostChanges {
         }
     }
 
+    let only_in = |a: &[String], b: &FastSet<&str>| -> Vec<String> {
+        a.iter()
+            .filter(|x| !b.contains(x.as_str()))
+            .cloned()
+            .collect()
+    };
     HostChanges {
-        added: only_in(&new.hosts, &old.hosts),
-        removed: only_in(&old.hosts, &new.hosts),
+        added: only_in(&new.hosts, &old_set),
+        removed: only_in(&old.hosts, &new_set),
         moved,
         reordered,
     }

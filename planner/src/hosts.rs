@@ -10,7 +10,7 @@ use std::hash::BuildHasher;
 pub type HostId = u32;
 
 /// Every host name seen, in order of first appearance: the names one after another in one
-/// string, and an index of ids hashed by name. A million hosts take 20-odd MB this way, where
+/// string, and an index of ids hashed by name. A million hosts take 40-odd MB this way, where
 /// a `String` per name, and another as the index's key, took over a hundred and one allocation
 /// each.
 #[derive(Debug, Default, Clone)]
@@ -18,7 +18,9 @@ pub struct HostTable {
     text: String,
     /// Where each name ends in `text`.
     ends: Vec<usize>,
-    index: hashbrown::HashTable<HostId>,
+    /// Each id with its name's hash: growing the index, and telling names apart in it, need
+    /// no look at the names.
+    index: hashbrown::HashTable<(HostId, u64)>,
     /// Seeded per process: host names come from inventories, and a fixed hash could be
     /// steered into collisions.
     hasher: foldhash::fast::RandomState,
@@ -40,32 +42,31 @@ impl HostTable {
             hasher,
         } = self;
         let hash = hasher.hash_one(name);
-        if let Some(&id) = index.find(hash, |&id| name_at(text, ends, id) == name) {
+        let found = index.find(hash, |&(id, h)| {
+            h == hash && name_at(text, ends, id) == name
+        });
+        if let Some(&(id, _)) = found {
             return id;
         }
         let id = HostId::try_from(ends.len()).expect("fewer than 2^32 hosts");
         text.push_str(name);
         ends.push(text.len());
-        index.insert_unique(hash, id, |&id| hasher.hash_one(name_at(text, ends, id)));
+        index.insert_unique(hash, (id, hash), |&(_, h)| h);
         id
     }
 
     /// Makes room for `more` new names of about `length` bytes each.
     pub fn reserve(&mut self, more: usize, length: usize) {
-        let HostTable {
-            text,
-            ends,
-            index,
-            hasher,
-        } = self;
-        text.reserve(more.saturating_mul(length));
-        ends.reserve(more);
-        index.reserve(more, |&id| hasher.hash_one(name_at(text, ends, id)));
+        self.text.reserve(more.saturating_mul(length));
+        self.ends.reserve(more);
+        self.index.reserve(more, |&(_, h)| h);
     }
 
     pub fn get(&self, name: &str) -> Option<HostId> {
         let hash = self.hasher.hash_one(name);
-        self.index.find(hash, |&id| self.name(id) == name).copied()
+        self.index
+            .find(hash, |&(id, h)| h == hash && self.name(id) == name)
+            .map(|&(id, _)| id)
     }
 
     pub fn name(&self, id: HostId) -> &str {
@@ -157,4 +158,31 @@ impl HostSet {
 pub fn dedup_in_order(ids: impl IntoIterator<Item = HostId>, capacity: usize) -> Vec<HostId> {
     let mut seen = HostSet::with_capacity(capacity);
     ids.into_iter().filter(|&id| seen.insert(id)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_get_their_rank_of_first_appearance_and_keep_it() {
+        let mut table = HostTable::default();
+        table.reserve(2, 4);
+        let names: Vec<String> = (0..10_000).map(|i| format!("h{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(table.intern(name), i as HostId);
+        }
+        // Again, and after growing well past what was reserved: the same ids.
+        for (i, name) in names.iter().enumerate().rev() {
+            assert_eq!(table.intern(name), i as HostId);
+            assert_eq!(table.get(name), Some(i as HostId));
+            assert_eq!(table.name(i as HostId), name);
+        }
+        assert_eq!(table.len(), names.len());
+        assert_eq!(table.get("h10000"), None);
+        assert_eq!(table.get(""), None);
+        assert_eq!(table.intern(""), 10_000);
+        assert_eq!(table.name(10_000), "");
+        assert_eq!(table.name(9_999), "h9999");
+    }
 }

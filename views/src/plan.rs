@@ -273,7 +273,9 @@ mod tests {
     #[test]
     fn a_thread_of_many_steps_is_shown_a_step_a_row() {
         crate::text::set_table_width(100);
-        let steps: Vec<String> = (1..=MOST_STEP_COLUMNS + 1).map(|i| format!("h{i}")).collect();
+        let steps: Vec<String> = (1..=MOST_STEP_COLUMNS + 1)
+            .map(|i| format!("h{i}"))
+            .collect();
         let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
         let many = Plan::sketch(&hosts(MOST_STEP_COLUMNS + 1)).with_thread("t", &steps);
         let text = plan_text(&many, false);
@@ -288,8 +290,8 @@ mod tests {
             assert!(next.contains(&format!(" {host} ")), "{next}");
         }
 
-        let few = Plan::sketch(&hosts(MOST_STEP_COLUMNS))
-            .with_thread("t", &steps[..MOST_STEP_COLUMNS]);
+        let few =
+            Plan::sketch(&hosts(MOST_STEP_COLUMNS)).with_thread("t", &steps[..MOST_STEP_COLUMNS]);
         let text = plan_text(&few, false);
         assert!(
             text.contains(&format!("Step {MOST_STEP_COLUMNS}")),
