@@ -197,8 +197,8 @@ pub struct ExecFlags {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TransportKind {
-    /// OpenSSH, one multiplexed connection per host; honours ~/.ssh/config, the agent and
-    /// known_hosts
+    /// OpenSSH, as `ssh HOST COMMAND` (one connection per host for phases or retries);
+    /// honours ~/.ssh/config, the agent and known_hosts
     Ssh,
     /// `sh -c` on this machine, with POGO_HOST set
     Local,
