@@ -649,12 +649,6 @@ impl SshTransport {
             let unreported = pump.await.ok().flatten();
             (status, unreported)
         });
-        let expired = || async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
         let timed_out = tokio::select! {
             biased;
             (status, unreported) = &mut work => {
@@ -700,7 +694,7 @@ impl SshTransport {
                     }),
                 });
             }
-            () = expired() => true,
+            () = passed(deadline) => true,
             () = cancel.cancelled() => false,
         };
 
@@ -752,18 +746,12 @@ impl SshTransport {
         cancel: &CancelToken,
         output: &mpsc::Sender<Output>,
     ) -> Result<Outcome, NotPosix> {
-        let expired = || async move {
-            match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
-                None => std::future::pending().await,
-            }
-        };
         let session = tokio::select! {
             session = self.session(host) => match session {
                 Ok(session) => session,
                 Err(error) => return Ok(Outcome::Unreachable(error)),
             },
-            () = expired() => {
+            () = passed(deadline) => {
                 return Ok(Outcome::Unreachable(ConnectError {
                     kind: ConnectErrorKind::Connect,
                     message: "no connection before the command's timeout".into(),
@@ -868,7 +856,7 @@ impl SshTransport {
                     }
                 });
             }
-            () = expired() => true,
+            () = passed(deadline) => true,
             () = cancel.cancelled() => false,
         };
 
@@ -897,6 +885,14 @@ impl SshTransport {
             (None, true) => Outcome::TimedOut(kill),
             (None, false) => Outcome::Cancelled(kill),
         })
+    }
+}
+
+/// Completes when `deadline` has passed; never without one.
+async fn passed(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
