@@ -281,13 +281,14 @@ impl DigestChanges {
 
 /// Compares two plans.
 pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
+    let mut names = Hosts::of(old, new);
     PlanDiff {
         options: options(old, new),
-        hosts: hosts(old, new),
+        hosts: hosts(old, new, &mut names),
         threads: threads(old, new),
         slots: slots(old, new),
         edges: edges(old, new),
-        constraints: constraints(old, new),
+        constraints: constraints(old, new, &mut names),
         warnings: warnings(old, new),
         digests: DigestChanges {
             config: Change::of(old.digests.config.clone(), new.digests.config.clone()),
@@ -497,30 +498,36 @@ fn options(old: &Plan, new: &Plan) -> OptionChanges {
 
 /// The steps whose gate or approval differ between the plans (a step only one plan has
 /// counts with none on the other side).
-fn gate_changes(old: &Plan, new: &Plan) -> Vec<GateChange> {
-    let waits = |plan: &Plan| -> Vec<(String, Option<String>, Option<Approval>)> {
-        plan.slots()
-            .map(|(_, s)| (s.id.clone(), s.gate.clone(), s.approve))
-            .collect()
+fn gate_changes<'a>(old: &'a Plan, new: &'a Plan) -> Vec<GateChange> {
+    // Step id → its gate and approval, the first slot of an id (slot ids are unique).
+    type Waits<'a> = FastMap<&'a str, (&'a Option<String>, Option<Approval>)>;
+    let waits = |plan: &'a Plan| -> Waits<'a> {
+        let mut waits = Waits::default();
+        for (_, s) in plan.slots() {
+            waits.entry(&s.id).or_insert((&s.gate, s.approve));
+        }
+        waits
     };
-    let (old, new) = (waits(old), waits(new));
-    let find = |list: &[(String, Option<String>, Option<Approval>)], id: &str| {
-        list.iter()
-            .find(|(s, _, _)| s == id)
-            .map(|(_, g, a)| (g.clone(), *a))
+    let (old_waits, new_waits) = (waits(old), waits(new));
+    let find = |waits: &Waits<'_>, id: &str| {
+        waits
+            .get(id)
+            .map(|&(g, a)| (g.clone(), a))
             .unwrap_or_default()
     };
-    let mut steps: Vec<&str> = old.iter().map(|(s, _, _)| s.as_str()).collect();
-    for (s, _, _) in &new {
-        if !steps.contains(&s.as_str()) {
-            steps.push(s);
+    // Plan order, the old plan's first; each step once.
+    let mut steps: Vec<&str> = Vec::new();
+    let mut listed = FastSet::default();
+    for (_, s) in old.slots().chain(new.slots()) {
+        if listed.insert(s.id.as_str()) {
+            steps.push(&s.id);
         }
     }
     steps
         .into_iter()
         .filter_map(|step| {
-            let (old_gate, old_approve) = find(&old, step);
-            let (new_gate, new_approve) = find(&new, step);
+            let (old_gate, old_approve) = find(&old_waits, step);
+            let (new_gate, new_approve) = find(&new_waits, step);
             let change = GateChange {
                 step: step.to_string(),
                 gate: Change::of(old_gate, new_gate),
@@ -562,44 +569,179 @@ fn unlocated(warning: &str) -> &str {
     }
 }
 
-/// Host → the ids of the slots that hold it, in plan order.
-/// The slots that hold each host, in plan order: one list of entries, each host's a chain
-/// through it, so that the usual host of one slot costs no list of its own.
+/// Which plan of the two.
+#[derive(Clone, Copy)]
+enum Side {
+    Old,
+    New,
+}
+
+/// No index: a host not in a plan, a host in no slot, the end of a chain.
+const NONE: u32 = u32::MAX;
+
+/// Both plans' hosts, each name looked up once: where each target of one plan is in the other,
+/// and every name's index in each plan's `hosts`.
+struct Hosts<'a> {
+    old: &'a [String],
+    new: &'a [String],
+    /// By index in the new plan's `hosts`: the host's index in the old plan's (`NONE`: added).
+    was: Vec<u32>,
+    /// By index in the old plan's `hosts`: the host's index in the new plan's (`NONE`: removed).
+    now: Vec<u32>,
+    /// Name → its index in the old and in the new plan's `hosts`. Lists follow plan order,
+    /// mostly a run of `hosts` at a time, so the host after the last one found is tried first;
+    /// the map is made only when that guess fails (never for two plans of the same hosts in
+    /// the same order).
+    map: Option<FastMap<&'a str, (u32, u32)>>,
+}
+
+impl<'a> Hosts<'a> {
+    fn of(old: &'a Plan, new: &'a Plan) -> Hosts<'a> {
+        assert!(
+            old.hosts.len().max(new.hosts.len()) < NONE as usize,
+            "fewer than 2^32 - 1 hosts"
+        );
+        let mut hosts = Hosts {
+            old: &old.hosts,
+            new: &new.hosts,
+            was: Vec::with_capacity(new.hosts.len()),
+            now: vec![NONE; old.hosts.len()],
+            map: None,
+        };
+        let mut after = 0;
+        for (index, host) in new.hosts.iter().enumerate() {
+            let before = hosts.find(Side::Old, host, &mut after).unwrap_or(NONE);
+            if before != NONE {
+                hosts.now[before as usize] = index as u32;
+            }
+            hosts.was.push(before);
+        }
+        hosts
+    }
+
+    /// The index of `host` in the `side` plan's `hosts` (`None`: not a target of it), trying
+    /// the one at `after` first and leaving `after` past what was found.
+    fn find(&mut self, side: Side, host: &str, after: &mut usize) -> Option<u32> {
+        let list = match side {
+            Side::Old => self.old,
+            Side::New => self.new,
+        };
+        let found = match list.get(*after) {
+            Some(next) if next == host => Some(*after as u32),
+            _ => {
+                let (old, new) = self.map().get(host).copied().unwrap_or((NONE, NONE));
+                let index = match side {
+                    Side::Old => old,
+                    Side::New => new,
+                };
+                (index != NONE).then_some(index)
+            }
+        };
+        if let Some(index) = found {
+            *after = index as usize + 1;
+        }
+        found
+    }
+
+    fn map(&mut self) -> &FastMap<&'a str, (u32, u32)> {
+        let (old, new) = (self.old, self.new);
+        self.map.get_or_insert_with(|| {
+            let mut map = FastMap::with_capacity_and_hasher(old.len(), Default::default());
+            // The first of a name listed twice (no valid plan has one).
+            for (index, host) in old.iter().enumerate() {
+                map.entry(host.as_str()).or_insert((index as u32, NONE));
+            }
+            for (index, host) in new.iter().enumerate() {
+                let both = map.entry(host.as_str()).or_insert((NONE, NONE));
+                if both.1 == NONE {
+                    both.1 = index as u32;
+                }
+            }
+            map
+        })
+    }
+
+    /// The indices of `list`'s names in the `side` plan's `hosts`; `None` when one of them is
+    /// not a target of that plan (no valid plan has such a list).
+    fn indices(&mut self, side: Side, list: &[String]) -> Option<Vec<u32>> {
+        let mut after = 0;
+        list.iter()
+            .map(|host| self.find(side, host, &mut after))
+            .collect()
+    }
+
+    /// The names of `a` (a list of the `side` plan) that are not in `b` (the other plan's), in
+    /// `a`'s order.
+    fn only_in(&mut self, side: Side, a: &[String], b: &[String]) -> Vec<String> {
+        if a == b {
+            return Vec::new();
+        }
+        let (other, len) = match side {
+            Side::Old => (Side::New, self.old.len()),
+            Side::New => (Side::Old, self.new.len()),
+        };
+        let (Some(mine), Some(theirs)) = (self.indices(side, a), self.indices(other, b)) else {
+            return only_in(a, b);
+        };
+        // `b`'s hosts that `side`'s plan has, by their index in it.
+        let here = match side {
+            Side::Old => &self.was,
+            Side::New => &self.now,
+        };
+        let mut in_b = vec![false; len];
+        for &index in &theirs {
+            if let Some(&mine) = here.get(index as usize).filter(|&&i| i != NONE) {
+                in_b[mine as usize] = true;
+            }
+        }
+        a.iter()
+            .zip(mine)
+            .filter(|&(_, index)| !in_b[index as usize])
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+}
+
+/// The slots that hold each host of a plan, in plan order: one list of entries, each host's a
+/// chain through it, so that the usual host of one slot costs no list of its own.
 struct Places<'a> {
-    /// A host's first and last entry.
-    ends: FastMap<&'a str, (u32, u32)>,
-    /// A slot id, and the host's next entry (`u32::MAX`: none).
+    /// By index in `hosts`: the host's first and last entry (`NONE`: in no slot).
+    ends: Vec<(u32, u32)>,
+    /// A slot id, and the host's next entry (`NONE`: none).
     entries: Vec<(&'a str, u32)>,
 }
 
 impl<'a> Places<'a> {
-    fn of(plan: &'a Plan) -> Places<'a> {
+    fn of(plan: &'a Plan, side: Side, hosts: &mut Hosts<'a>) -> Places<'a> {
         let mut places = Places {
-            ends: FastMap::with_capacity_and_hasher(plan.hosts.len(), Default::default()),
+            ends: vec![(NONE, NONE); plan.hosts.len()],
             entries: Vec::with_capacity(plan.hosts.len()),
         };
+        let mut after = 0;
         for (_, slot) in plan.slots() {
             for host in &slot.hosts {
+                // A name that is not a target of the plan (no valid plan has one) is in no
+                // host's chain: the diff asks only for the targets' slots.
+                let Some(index) = hosts.find(side, host, &mut after) else {
+                    continue;
+                };
                 let entry = u32::try_from(places.entries.len()).expect("fewer than 2^32 places");
-                places.entries.push((&slot.id, u32::MAX));
-                match places.ends.entry(host) {
-                    std::collections::hash_map::Entry::Occupied(mut ends) => {
-                        let (_, last) = ends.get_mut();
-                        places.entries[*last as usize].1 = entry;
-                        *last = entry;
-                    }
-                    std::collections::hash_map::Entry::Vacant(ends) => {
-                        ends.insert((entry, entry));
-                    }
+                places.entries.push((&slot.id, NONE));
+                let ends = &mut places.ends[index as usize];
+                if ends.0 == NONE {
+                    *ends = (entry, entry);
+                } else {
+                    places.entries[ends.1 as usize].1 = entry;
+                    ends.1 = entry;
                 }
             }
         }
         places
     }
 
-    /// The slots that hold `host`, in plan order.
-    fn get(&self, host: &str) -> impl Iterator<Item = &'a str> + '_ {
-        let mut next = self.ends.get(host).map_or(u32::MAX, |&(first, _)| first);
+    /// The slots that hold host `index`, in plan order.
+    fn get(&self, index: u32) -> impl Iterator<Item = &'a str> + '_ {
+        let mut next = self.ends[index as usize].0;
         std::iter::from_fn(move || {
             let (slot, after) = *self.entries.get(next as usize)?;
             next = after;
@@ -607,34 +749,35 @@ impl<'a> Places<'a> {
         })
     }
 
-    /// Whether `host` is in the same slots in `self` and in `other`, whatever their order.
-    fn same(&self, other: &Places<'_>, host: &str) -> bool {
-        let (mut mine, mut theirs) = (self.get(host), other.get(host));
-        match (mine.next(), mine.next(), theirs.next(), theirs.next()) {
+    /// Whether host `index` here is in the same slots as host `theirs` in `other`, whatever
+    /// their order.
+    fn same(&self, index: u32, other: &Places<'_>, theirs: u32) -> bool {
+        let (mut mine, mut others) = (self.get(index), other.get(theirs));
+        match (mine.next(), mine.next(), others.next(), others.next()) {
             (a, None, b, None) => a == b,
             _ => {
-                sorted(&self.get(host).collect::<Vec<_>>())
-                    == sorted(&other.get(host).collect::<Vec<_>>())
+                sorted(&self.get(index).collect::<Vec<_>>())
+                    == sorted(&other.get(theirs).collect::<Vec<_>>())
             }
         }
     }
 }
 
-fn hosts(old: &Plan, new: &Plan) -> HostChanges {
-    let old_set: FastSet<&str> = old.hosts.iter().map(String::as_str).collect();
-    let new_set: FastSet<&str> = new.hosts.iter().map(String::as_str).collect();
-    let (old_places, new_places) = (Places::of(old), Places::of(new));
+fn hosts<'a>(old: &'a Plan, new: &'a Plan, names: &mut Hosts<'a>) -> HostChanges {
+    let old_places = Places::of(old, Side::Old, names);
+    let new_places = Places::of(new, Side::New, names);
     let mut moved: Vec<HostMove> = Vec::new();
     // (from, to) as sorted lists, so a change of thread order alone moves no host.
     let mut move_index: FastMap<(Vec<&str>, Vec<&str>), usize> = FastMap::default();
-    for host in new.hosts.iter().filter(|h| old_set.contains(h.as_str())) {
-        if old_places.same(&new_places, host) {
+    for (index, (host, &before)) in new.hosts.iter().zip(&names.was).enumerate() {
+        let index = index as u32;
+        if before == NONE || old_places.same(before, &new_places, index) {
             continue;
         }
-        let from: Vec<&str> = old_places.get(host).collect();
-        let to: Vec<&str> = new_places.get(host).collect();
+        let from: Vec<&str> = old_places.get(before).collect();
+        let to: Vec<&str> = new_places.get(index).collect();
         let key = (sorted(&from), sorted(&to));
-        let index = *move_index.entry(key).or_insert_with(|| {
+        let slot = *move_index.entry(key).or_insert_with(|| {
             moved.push(HostMove {
                 from: from.iter().map(|s| s.to_string()).collect(),
                 to: to.iter().map(|s| s.to_string()).collect(),
@@ -642,7 +785,7 @@ fn hosts(old: &Plan, new: &Plan) -> HostChanges {
             });
             moved.len() - 1
         });
-        moved[index].hosts.push(host.clone());
+        moved[slot].hosts.push(host.clone());
     }
 
     let mut reordered = Vec::new();
@@ -669,15 +812,15 @@ fn hosts(old: &Plan, new: &Plan) -> HostChanges {
         }
     }
 
-    let only_in = |a: &[String], b: &FastSet<&str>| -> Vec<String> {
-        a.iter()
-            .filter(|x| !b.contains(x.as_str()))
-            .cloned()
+    let absent = |list: &[String], other: &[u32]| -> Vec<String> {
+        (list.iter().zip(other))
+            .filter(|&(_, &there)| there == NONE)
+            .map(|(host, _)| host.clone())
             .collect()
     };
     HostChanges {
-        added: only_in(&new.hosts, &old_set),
-        removed: only_in(&old.hosts, &new_set),
+        added: absent(&new.hosts, &names.was),
+        removed: absent(&old.hosts, &names.now),
         moved,
         reordered,
     }
@@ -817,7 +960,7 @@ fn config_groups(plan: &Plan) -> impl Iterator<Item = &ConstraintSpec> {
     plan.constraints.iter().filter(|g| g.id != JOB_GROUP_ID)
 }
 
-fn constraints(old: &Plan, new: &Plan) -> ConstraintChanges {
+fn constraints(old: &Plan, new: &Plan, hosts: &mut Hosts<'_>) -> ConstraintChanges {
     let old_groups: FastMap<&str, &ConstraintSpec> =
         config_groups(old).map(|g| (g.id.as_str(), g)).collect();
     let new_ids: FastSet<&str> = config_groups(new).map(|g| g.id.as_str()).collect();
@@ -844,8 +987,8 @@ fn constraints(old: &Plan, new: &Plan) -> ConstraintChanges {
                 ),
             });
         }
-        let entered = only_in(&group.hosts, &before.hosts);
-        let left = only_in(&before.hosts, &group.hosts);
+        let entered = hosts.only_in(Side::New, &group.hosts, &before.hosts);
+        let left = hosts.only_in(Side::Old, &before.hosts, &group.hosts);
         if !entered.is_empty() || !left.is_empty() {
             changes.members.push(MemberChange {
                 group: group.id.clone(),
@@ -1190,6 +1333,149 @@ sequence:
         assert_eq!(d.options.timeout, Some(Change { old: 600, new: 60 }));
         assert_eq!(d.options.retries, Some(Change { old: 0, new: 2 }));
         assert_eq!(d.summary(), "command changed, 2 run options changed");
+    }
+
+    /// Where hosts go and which groups they enter or leave, by the definitions, name by name:
+    /// the oracle of the diff's lookups by index.
+    fn by_name(old: &Plan, new: &Plan) -> (HostChanges, Vec<MemberChange>) {
+        let places = |plan: &Plan, host: &str| -> Vec<String> {
+            plan.slots()
+                .filter(|(_, s)| s.hosts.iter().any(|h| h == host))
+                .map(|(_, s)| s.id.clone())
+                .collect()
+        };
+        let sorted = |mut list: Vec<String>| {
+            list.sort();
+            list
+        };
+        let mut moved: Vec<HostMove> = Vec::new();
+        for host in new.hosts.iter().filter(|h| old.hosts.contains(h)) {
+            let (from, to) = (places(old, host), places(new, host));
+            if sorted(from.clone()) == sorted(to.clone()) {
+                continue;
+            }
+            match moved.iter_mut().find(|m| {
+                sorted(m.from.clone()) == sorted(from.clone())
+                    && sorted(m.to.clone()) == sorted(to.clone())
+            }) {
+                Some(group) => group.hosts.push(host.clone()),
+                None => moved.push(HostMove {
+                    from,
+                    to,
+                    hosts: vec![host.clone()],
+                }),
+            }
+        }
+        let absent = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter().filter(|h| !b.contains(h)).cloned().collect()
+        };
+        let hosts = HostChanges {
+            added: absent(&new.hosts, &old.hosts),
+            removed: absent(&old.hosts, &new.hosts),
+            moved,
+            reordered: diff(old, new).hosts.reordered,
+        };
+        let members = config_groups(new)
+            .filter_map(|group| {
+                let before = config_groups(old).find(|g| g.id == group.id)?;
+                let entered = absent(&group.hosts, &before.hosts);
+                let left = absent(&before.hosts, &group.hosts);
+                (!entered.is_empty() || !left.is_empty()).then(|| MemberChange {
+                    group: group.id.clone(),
+                    entered,
+                    left,
+                })
+            })
+            .collect();
+        (hosts, members)
+    }
+
+    /// xorshift64: a fixed sequence, so that a failing case can be named by its number.
+    struct Random(u64);
+
+    impl Random {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn shuffle<T>(&mut self, list: &mut [T]) {
+            for i in (1..list.len()).rev() {
+                list.swap(i, self.below(i + 1));
+            }
+        }
+    }
+
+    /// TRIPLE's threads, slots and groups over a random set of hosts: some hosts in another
+    /// slot, in no slot, lists in another order; now and then a name that is not a target
+    /// (no valid plan has one: the diff must still answer).
+    fn shuffled(base: &Plan, random: &mut Random) -> Plan {
+        let mut plan = base.clone();
+        let mut hosts: Vec<String> = (1..=12)
+            .map(|n| format!("host{n}"))
+            .filter(|_| random.below(4) != 0)
+            .collect();
+        if random.below(2) == 0 {
+            random.shuffle(&mut hosts);
+        }
+        let mut placed = vec![false; hosts.len()];
+        for thread in &mut plan.threads {
+            for slot in &mut thread.slots {
+                slot.hosts.clear();
+            }
+            let lanes = thread.slots.len() + 1;
+            for (index, host) in hosts.iter().enumerate() {
+                if let Some(slot) = thread.slots.get_mut(random.below(lanes)) {
+                    slot.hosts.push(host.clone());
+                    placed[index] = true;
+                }
+            }
+            for slot in &mut thread.slots {
+                if random.below(3) == 0 {
+                    random.shuffle(&mut slot.hosts);
+                }
+                if random.below(20) == 0 {
+                    slot.hosts.push("ghost".to_string());
+                }
+            }
+        }
+        plan.unordered = (hosts.iter().zip(&placed))
+            .filter(|&(_, &placed)| !placed)
+            .map(|(host, _)| host.clone())
+            .collect();
+        for group in plan.constraints.iter_mut().filter(|g| g.id != JOB_GROUP_ID) {
+            group.hosts = hosts
+                .iter()
+                .filter(|_| random.below(2) == 0)
+                .cloned()
+                .collect();
+            if random.below(3) == 0 {
+                random.shuffle(&mut group.hosts);
+            }
+            if random.below(20) == 0 {
+                group.hosts.push("ghost".to_string());
+            }
+        }
+        plan.hosts = hosts;
+        plan
+    }
+
+    #[test]
+    fn hosts_and_members_by_index_agree_with_their_definitions() {
+        let base = plan(TRIPLE);
+        let mut random = Random(0x9E37_79B9_7F4A_7C15);
+        for case in 0..3000 {
+            let (old, new) = (shuffled(&base, &mut random), shuffled(&base, &mut random));
+            let d = diff(&old, &new);
+            let (hosts, members) = by_name(&old, &new);
+            assert_eq!(d.hosts, hosts, "case {case}: {old:?}\n{new:?}");
+            assert_eq!(
+                d.constraints.members, members,
+                "case {case}: {old:?}\n{new:?}"
+            );
+        }
     }
 
     #[test]
