@@ -593,6 +593,10 @@ struct Hosts<'a> {
     /// the map is made only when that guess fails (never for two plans of the same hosts in
     /// the same order).
     map: Option<FastMap<&'a str, (u32, u32)>>,
+    /// Marks by host index for [`Hosts::only_in`], kept from one call to the next: a mark is
+    /// the number of the call that set it, so no call clears the vector.
+    marks: Vec<u32>,
+    calls: u32,
 }
 
 impl<'a> Hosts<'a> {
@@ -607,6 +611,8 @@ impl<'a> Hosts<'a> {
             was: Vec::with_capacity(new.hosts.len()),
             now: vec![NONE; old.hosts.len()],
             map: None,
+            marks: Vec::new(),
+            calls: 0,
         };
         let mut after = 0;
         for (index, host) in new.hosts.iter().enumerate() {
@@ -688,15 +694,20 @@ impl<'a> Hosts<'a> {
             Side::Old => &self.was,
             Side::New => &self.now,
         };
-        let mut in_b = vec![false; len];
+        if self.marks.len() < len {
+            self.marks.resize(len, 0);
+        }
+        self.calls += 1;
+        let call = self.calls;
         for &index in &theirs {
             if let Some(&mine) = here.get(index as usize).filter(|&&i| i != NONE) {
-                in_b[mine as usize] = true;
+                self.marks[mine as usize] = call;
             }
         }
+        let in_b = &self.marks;
         a.iter()
             .zip(mine)
-            .filter(|&(_, index)| !in_b[index as usize])
+            .filter(|&(_, index)| in_b[index as usize] != call)
             .map(|(host, _)| host.clone())
             .collect()
     }
