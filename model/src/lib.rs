@@ -6,6 +6,7 @@
 //! structs below *is* the order of the keys in the file, so a `git diff` of two plans reads
 //! naturally and the same plan always serialises to the same bytes.
 
+mod digest;
 mod host;
 mod read;
 mod seal;
@@ -21,6 +22,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// A hash set, as [`FastMap`].
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+pub use digest::{sha256_text, HashWriter};
 pub use host::{host_name_problem, shown_host_name, MAX_HOST_NAME};
 pub use read::PlanReadError;
 pub use seal::{Seal, SealState, ALLOW_EDITED, ALLOW_STALE};

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::digest::HashWriter;
 use crate::{ConstraintSpec, Plan, SlotSpec, ThreadSpec};
 
 /// The override a run or a job records when it runs a plan whose seal does not match.
@@ -93,75 +93,113 @@ fn digests(plan: &Plan) -> BTreeMap<String, String> {
         warnings,
         seal: _,
     } = plan;
-    [
-        ("format_version", hash(|w| sorted(w, format_version))),
-        ("producer", hash(|w| sorted(w, producer))),
-        ("source", hash(|w| sorted(w, source))),
-        ("digests", hash(|w| sorted(w, digests))),
-        ("command", hash(|w| sorted(w, command))),
-        ("options", hash(|w| sorted(w, options))),
-        ("hosts", hash(|w| compact(w, hosts))),
-        ("threads", hash(|w| seq(w, threads, thread))),
-        ("unordered", hash(|w| compact(w, unordered))),
-        ("not_in_config", hash(|w| compact(w, not_in_config))),
-        ("external_tags", hash(|w| sorted(w, external_tags))),
-        ("constraints", hash(|w| seq(w, constraints, constraint))),
-        ("edges", hash(|w| sorted(w, edges))),
-        ("warnings", hash(|w| compact(w, warnings))),
-    ]
-    .into_iter()
-    .map(|(key, digest)| (key.to_string(), digest))
-    .collect()
+    // The groups' host lists, the biggest key of a big plan, are hashed on a second thread
+    // while this one hashes the rest.
+    let grouped: usize = constraints.iter().map(|g| g.hosts.len()).sum();
+    let parallel = grouped >= PARALLEL_HOSTS;
+    std::thread::scope(|scope| {
+        let constraints_digest =
+            parallel.then(|| scope.spawn(|| hash(|w| seq(w, constraints, constraint))));
+        let mut digests: BTreeMap<String, String> = [
+            ("format_version", hash(|w| sorted(w, format_version))),
+            ("producer", hash(|w| sorted(w, producer))),
+            ("source", hash(|w| sorted(w, source))),
+            ("digests", hash(|w| sorted(w, digests))),
+            ("command", hash(|w| sorted(w, command))),
+            ("options", hash(|w| sorted(w, options))),
+            ("hosts", hash(|w| strings(w, hosts))),
+            ("threads", hash(|w| seq(w, threads, thread))),
+            ("unordered", hash(|w| strings(w, unordered))),
+            ("not_in_config", hash(|w| strings(w, not_in_config))),
+            ("external_tags", hash(|w| sorted(w, external_tags))),
+            ("edges", hash(|w| sorted(w, edges))),
+            ("warnings", hash(|w| compact(w, warnings))),
+        ]
+        .into_iter()
+        .map(|(key, digest)| (key.to_string(), digest))
+        .collect();
+        let constraints_digest = match constraints_digest {
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => hash(|w| seq(w, constraints, constraint)),
+        };
+        digests.insert("constraints".to_string(), constraints_digest);
+        digests
+    })
 }
+
+/// From how many hosts in constraint groups a plan's digests take a second thread: below it
+/// starting the thread costs more than it saves.
+const PARALLEL_HOSTS: usize = 20_000;
 
 /// `sha256:HEX` of what `write` writes: a key's value as compact JSON, the keys of its objects
 /// sorted (as a `serde_json::Value` writes them), as every seal was made.
-fn hash(write: impl FnOnce(&mut Sha256Writer)) -> String {
-    let mut writer = Sha256Writer(Sha256::new());
+fn hash(write: impl FnOnce(&mut HashWriter)) -> String {
+    let mut writer = HashWriter::default();
     write(&mut writer);
-    hex(&writer.0.finalize())
+    writer.finish()
 }
 
 /// A value with no big lists in it, through a `Value` (whose maps sort their keys).
-fn sorted<T: Serialize>(w: &mut Sha256Writer, value: &T) {
+fn sorted<T: Serialize>(w: &mut HashWriter, value: &T) {
     let value = serde_json::to_value(value).expect("a plan always serialises");
     compact(w, &value);
 }
 
 /// A value with no object in it (or whose objects' keys are in order), as it is.
-fn compact<T: Serialize + ?Sized>(w: &mut Sha256Writer, value: &T) {
+fn compact<T: Serialize + ?Sized>(w: &mut HashWriter, value: &T) {
     serde_json::to_writer(w, value).expect("a plan always serialises");
 }
 
-fn seq<T>(w: &mut Sha256Writer, items: &[T], item: fn(&mut Sha256Writer, &T)) {
-    w.put("[");
+/// A list of strings as compact JSON, as `serde_json` writes it; a string that needs no
+/// escape (a host name never does) goes straight to the hash, the rest through `serde_json`.
+fn strings(w: &mut HashWriter, list: &[String]) {
+    w.put(b"[");
+    for (i, text) in list.iter().enumerate() {
+        if i > 0 {
+            w.put(b",");
+        }
+        if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+            compact(w, text);
+        } else {
+            w.put(b"\"");
+            w.put(text.as_bytes());
+            w.put(b"\"");
+        }
+    }
+    w.put(b"]");
+}
+
+fn seq<T>(w: &mut HashWriter, items: &[T], item: fn(&mut HashWriter, &T)) {
+    w.put(b"[");
     for (i, value) in items.iter().enumerate() {
         if i > 0 {
-            w.put(",");
+            w.put(b",");
         }
         item(w, value);
     }
-    w.put("]");
+    w.put(b"]");
 }
 
 /// A thread's object, keys sorted: `filter`, `name`, `slots`.
-fn thread(w: &mut Sha256Writer, thread: &ThreadSpec) {
+fn thread(w: &mut HashWriter, thread: &ThreadSpec) {
     let ThreadSpec {
         name,
         filter,
         slots,
     } = thread;
-    w.put("{\"filter\":");
+    w.put(b"{\"filter\":");
     compact(w, filter);
-    w.put(",\"name\":");
+    w.put(b",\"name\":");
     compact(w, name);
-    w.put(",\"slots\":");
+    w.put(b",\"slots\":");
     seq(w, slots, slot);
-    w.put("}");
+    w.put(b"}");
 }
 
 /// A slot's object, keys sorted: `approve` and `gate` when present, `hosts`, `id`, `step`.
-fn slot(w: &mut Sha256Writer, slot: &SlotSpec) {
+fn slot(w: &mut HashWriter, slot: &SlotSpec) {
     let SlotSpec {
         id,
         step,
@@ -169,72 +207,43 @@ fn slot(w: &mut Sha256Writer, slot: &SlotSpec) {
         gate,
         approve,
     } = slot;
-    w.put("{");
+    w.put(b"{");
     if let Some(approve) = approve {
-        w.put("\"approve\":");
+        w.put(b"\"approve\":");
         sorted(w, approve);
-        w.put(",");
+        w.put(b",");
     }
     if let Some(gate) = gate {
-        w.put("\"gate\":");
+        w.put(b"\"gate\":");
         compact(w, gate);
-        w.put(",");
+        w.put(b",");
     }
-    w.put("\"hosts\":");
-    compact(w, hosts);
-    w.put(",\"id\":");
+    w.put(b"\"hosts\":");
+    strings(w, hosts);
+    w.put(b",\"id\":");
     compact(w, id);
-    w.put(",\"step\":");
+    w.put(b",\"step\":");
     compact(w, step);
-    w.put("}");
+    w.put(b"}");
 }
 
 /// A group's object, keys sorted: `from`, `hosts`, `id`, `max_parallel`.
-fn constraint(w: &mut Sha256Writer, group: &ConstraintSpec) {
+fn constraint(w: &mut HashWriter, group: &ConstraintSpec) {
     let ConstraintSpec {
         id,
         from,
         max_parallel,
         hosts,
     } = group;
-    w.put("{\"from\":");
+    w.put(b"{\"from\":");
     compact(w, from);
-    w.put(",\"hosts\":");
-    compact(w, hosts);
-    w.put(",\"id\":");
+    w.put(b",\"hosts\":");
+    strings(w, hosts);
+    w.put(b",\"id\":");
     compact(w, id);
-    w.put(",\"max_parallel\":");
+    w.put(b",\"max_parallel\":");
     sorted(w, max_parallel);
-    w.put("}");
-}
-
-/// Feeds what is written to SHA-256.
-struct Sha256Writer(Sha256);
-
-impl Sha256Writer {
-    fn put(&mut self, text: &str) {
-        self.0.update(text.as_bytes());
-    }
-}
-
-impl std::io::Write for Sha256Writer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn hex(hash: &[u8]) -> String {
-    let mut text = String::with_capacity(7 + 2 * hash.len());
-    text.push_str("sha256:");
-    for byte in hash {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text
+    w.put(b"}");
 }
 
 impl Plan {
@@ -281,7 +290,7 @@ mod tests {
             .filter(|(key, _)| key != "seal")
             .map(|(key, value)| {
                 let text = serde_json::to_string(&value).unwrap();
-                (key, hex(&Sha256::digest(text.as_bytes())))
+                (key, sha256_text(&Sha256::digest(text.as_bytes())))
             })
             .collect()
     }
@@ -320,8 +329,42 @@ mod tests {
         assert_eq!(digests(&plan), digests_of_the_whole_value(&plan));
     }
 
+    /// A plan big enough to hash its groups on a second thread has the digests of the
+    /// whole plan too.
+    #[test]
+    fn a_big_plan_hashed_on_two_threads_has_the_same_digests() {
+        let names: Vec<String> = (0..PARALLEL_HOSTS).map(|i| format!("h{i}")).collect();
+        let all = names.join(" ");
+        let plan = Plan::sketch(&all)
+            .with_thread("t", &[&names[..10].join(" "), "h10"])
+            .with_group("first", crate::Amount::number(3), &names[..100].join(" "))
+            .with_job_limit(10);
+        let grouped: usize = plan.constraints.iter().map(|g| g.hosts.len()).sum();
+        assert!(grouped >= PARALLEL_HOSTS, "{grouped} hosts in groups");
+        assert_eq!(digests(&plan), digests_of_the_whole_value(&plan));
+    }
+
+    /// The string lists written by hand are the bytes `serde_json` writes, for every
+    /// character that it escapes or not.
+    #[test]
+    fn string_lists_are_written_as_serde_json_writes_them() {
+        let mut list: Vec<String> = (0..0x2100_u32)
+            .filter_map(char::from_u32)
+            .map(|c| format!("web{c}1"))
+            .collect();
+        list.push(String::new());
+        list.push("\u{10ffff}".into());
+        for list in [&list[..], &list[..1], &[]] {
+            let by_hand = hash(|w| strings(w, list));
+            let by_serde = hash(|w| compact(w, list));
+            assert_eq!(by_hand, by_serde);
+        }
+    }
+
     use super::*;
+    use crate::digest::sha256_text;
     use crate::Amount;
+    use sha2::{Digest, Sha256};
 
     fn plan() -> Plan {
         Plan::sketch("a b c")

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Config, Limit, TagId, ThreadDef, ROOT};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Span};
 use crate::expr::{evaluate, Excluded, HostItem};
-use crate::hosts::{dedup_in_order, HostId, HostSet, HostTable};
+use crate::hosts::{dedup_in_order, dedup_list_in_order, HostId, HostSet, HostTable};
 use crate::inventory::{check_expr, Inventory};
 
 /// The job-wide limit when neither `--concurrent` nor `--unconstrained` is given: as many
@@ -147,16 +147,31 @@ pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError
         &mut warnings,
     );
     errors.finish(())?;
-    let compiler = Compiler {
-        config,
-        inventory: &inventory,
-        hosts: &hosts,
-        target_set: HostSet::of(&targets, hosts.len()),
-        targets,
-        warnings,
-    };
-    compiler.compile(request)
+    std::thread::scope(|scope| {
+        // A big inventory's digest (every tag's members, as text) is hashed on a second
+        // thread while the plan is compiled.
+        let digest = (config.hosts.len() >= PARALLEL_HOSTS)
+            .then(|| scope.spawn(|| inventory.digest(config)));
+        let compiler = Compiler {
+            config,
+            inventory: &inventory,
+            hosts: &hosts,
+            target_set: HostSet::of(&targets, hosts.len()),
+            targets,
+            warnings,
+        };
+        compiler.compile(request, || match digest {
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => inventory.digest(config),
+        })
+    })
 }
+
+/// From how many hosts a config's inventory digest is made on a second thread: below it,
+/// starting the thread costs more than it saves.
+const PARALLEL_HOSTS: usize = 20_000;
 
 fn resolve_targets(
     config: &Config,
@@ -243,7 +258,7 @@ fn resolve_targets(
             }
         }
     }
-    let mut targets = dedup_in_order(targets, hosts.len());
+    let mut targets = dedup_list_in_order(targets, hosts.len());
     if !exclusions.is_empty() {
         // Targets of only exclusions start from every host of the config.
         if !any_inclusion {
@@ -386,7 +401,12 @@ enum GraphNode {
 }
 
 impl Compiler<'_> {
-    fn compile(mut self, request: &PlanRequest) -> Result<Plan, PlanError> {
+    /// The plan; `inventory_digest` gives the inventory's digest when the plan needs it.
+    fn compile(
+        mut self,
+        request: &PlanRequest,
+        inventory_digest: impl FnOnce() -> String,
+    ) -> Result<Plan, PlanError> {
         let (threads, slots) = self.threads();
         let (graph, edges) = self.graph(&threads, &slots)?;
         debug_assert!(toposort(&graph, None).is_ok());
@@ -460,7 +480,7 @@ impl Compiler<'_> {
                     "sha256:{:x}",
                     Sha256::digest(self.config.digest_input.as_bytes())
                 ),
-                inventory: self.inventory.digest(self.config),
+                inventory: inventory_digest(),
             },
             command: request.command.clone(),
             options: RunOptions {

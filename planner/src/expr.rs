@@ -2,7 +2,7 @@
 //! or a tag expression), as tags, sequence steps and targets write them.
 
 use crate::diag::{Diagnostic, Span};
-use crate::hosts::{dedup_in_order, HostId, HostSet, HostTable};
+use crate::hosts::{dedup_list_in_order, HostId, HostSet, HostTable};
 use crate::pattern;
 
 /// `$a` or `$a.$b` (AND): the hosts in every term's tag.
@@ -131,7 +131,7 @@ pub fn evaluate<'a>(
     if !any_inclusion && !exclusions.is_empty() {
         included = base();
     }
-    let mut included = dedup_in_order(included, hosts.len());
+    let mut included = dedup_list_in_order(included, hosts.len());
     let mut unused = Vec::new();
     if !exclusions.is_empty() {
         // One pass over the inclusions, whatever the number of exclusions.
@@ -307,17 +307,29 @@ impl HostItem {
                 items.push(HostItem::Hosts(vec![hosts.intern(part)]));
                 continue;
             }
-            let names = pattern::expand(part).map_err(|e| {
+            let pattern = pattern::Pattern::parse(part).map_err(|e| {
                 Diagnostic::at(
                     narrow(span, offset + e.offset, 1, quoted),
                     format!("invalid host pattern `{}`: {}", cut(part), e.message),
                 )
             })?;
-            for name in &names {
-                check_host_name(name).map_err(|problem| bad_name(name, problem))?;
+            // Each name is checked and interned as it is made, with no `String` of its own:
+            // a big fleet's patterns are most of its names. After a bad name the config has
+            // an error, and neither it nor its host table is used.
+            let mut ids = Vec::with_capacity(pattern.len_before_dedup());
+            let mut bad = None;
+            hosts.reserve(pattern.len_before_dedup(), pattern.max_len());
+            pattern.for_each(|name| {
+                if bad.is_none() {
+                    match check_host_name(name) {
+                        Ok(()) => ids.push(hosts.intern(name)),
+                        Err(problem) => bad = Some(bad_name(name, problem)),
+                    }
+                }
+            });
+            if let Some(diagnostic) = bad {
+                return Err(diagnostic);
             }
-            hosts.reserve(names.len(), names.first().map_or(0, String::len));
-            let ids = names.iter().map(|n| hosts.intern(n)).collect();
             items.push(HostItem::Hosts(ids));
         }
         Ok(items)

@@ -24,6 +24,8 @@ pub struct HostTable {
     /// Seeded per process: host names come from inventories, and a fixed hash could be
     /// steered into collisions.
     hasher: foldhash::fast::RandomState,
+    /// The id after the last one [`HostTable::intern`] gave.
+    next: HostId,
 }
 
 fn name_at<'a>(text: &'a str, ends: &[usize], id: HostId) -> &'a str {
@@ -40,18 +42,30 @@ impl HostTable {
             ends,
             index,
             hasher,
+            next,
         } = self;
-        let hash = hasher.hash_one(name);
-        let found = index.find(hash, |&(id, h)| {
-            h == hash && name_at(text, ends, id) == name
-        });
-        if let Some(&(id, _)) = found {
-            return id;
+        // Names often come again in the order they were first seen (a tag of ranges listing
+        // hosts of earlier tags): the name after the last one is tried before the index.
+        if (*next as usize) < ends.len() && name_at(text, ends, *next) == name {
+            *next += 1;
+            return *next - 1;
         }
-        let id = HostId::try_from(ends.len()).expect("fewer than 2^32 hosts");
-        text.push_str(name);
-        ends.push(text.len());
-        index.insert_unique(hash, (id, hash), |&(_, h)| h);
+        let hash = hasher.hash_one(name);
+        let id = match index.entry(
+            hash,
+            |&(id, h)| h == hash && name_at(text, ends, id) == name,
+            |&(_, h)| h,
+        ) {
+            hashbrown::hash_table::Entry::Occupied(entry) => entry.get().0,
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                let id = HostId::try_from(ends.len()).expect("fewer than 2^32 hosts");
+                text.push_str(name);
+                ends.push(text.len());
+                entry.insert((id, hash));
+                id
+            }
+        };
+        *next = id + 1;
         id
     }
 
@@ -160,6 +174,15 @@ pub fn dedup_in_order(ids: impl IntoIterator<Item = HostId>, capacity: usize) ->
     ids.into_iter().filter(|&id| seen.insert(id)).collect()
 }
 
+/// [`dedup_in_order`] of a list already made: one that rises all the way has no repeat, and
+/// is kept as it is without a set (a tag of ranges, and a tag of such tags, mostly does).
+pub fn dedup_list_in_order(ids: Vec<HostId>, capacity: usize) -> Vec<HostId> {
+    if ids.windows(2).all(|pair| pair[0] < pair[1]) {
+        return ids;
+    }
+    dedup_in_order(ids, capacity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +207,33 @@ mod tests {
         assert_eq!(table.intern(""), 10_000);
         assert_eq!(table.name(10_000), "");
         assert_eq!(table.name(9_999), "h9999");
+    }
+
+    proptest::proptest! {
+        /// Whatever the order (runs of names seen before, in order or not, and new ones), a
+        /// name's id is its rank of first appearance, as a list searched from the start says.
+        #[test]
+        fn an_id_is_the_rank_of_first_appearance(starts in proptest::collection::vec(0usize..40, 0..300)) {
+            let pool: Vec<String> = (0..42).map(|i| format!("h{i}")).collect();
+            let mut table = HostTable::default();
+            let mut seen: Vec<&str> = Vec::new();
+            for start in starts {
+                for name in &pool[start..start + 3] {
+                    let rank = match seen.iter().position(|s| s == name) {
+                        Some(rank) => rank,
+                        None => {
+                            seen.push(name);
+                            seen.len() - 1
+                        }
+                    };
+                    proptest::prop_assert_eq!(table.intern(name), rank as HostId);
+                }
+            }
+            proptest::prop_assert_eq!(table.len(), seen.len());
+            for (rank, name) in seen.iter().enumerate() {
+                proptest::prop_assert_eq!(table.name(rank as HostId), *name);
+                proptest::prop_assert_eq!(table.get(name), Some(rank as HostId));
+            }
+        }
     }
 }

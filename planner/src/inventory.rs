@@ -1,12 +1,10 @@
 //! Tags resolved to hosts: `$tag` is the tag's own members and all its sub-tags' members,
 //! depth first in document order, each host once.
 
-use sha2::{Digest, Sha256};
-
 use crate::config::{Config, TagId, TagItem, ROOT};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError};
 use crate::expr::{evaluate, Excluded, Exclusion, HostItem, TagExpr};
-use crate::hosts::{dedup_in_order, HostId, HostSet};
+use crate::hosts::{dedup_list_in_order, HostId, HostSet};
 
 /// References between tags deeper than this are refused rather than risking the stack.
 const MAX_REFERENCE_DEPTH: usize = 512;
@@ -98,21 +96,21 @@ impl Inventory {
 
     /// `sha256:` over every tag's resolved members, in tag order.
     pub fn digest(&self, config: &Config) -> String {
-        let mut hasher = Sha256::new();
+        let mut hasher = pogo_model::HashWriter::default();
         for (tag, members) in config.tags.iter().zip(&self.members) {
-            hasher.update(tag.path.as_bytes());
-            hasher.update(b"\t");
+            hasher.put(tag.path.as_bytes());
+            hasher.put(b"\t");
             for &host in members {
-                hasher.update(config.hosts.name(host).as_bytes());
-                hasher.update(b",");
+                hasher.put(config.hosts.name(host).as_bytes());
+                hasher.put(b",");
             }
-            hasher.update(b"\n");
+            hasher.put(b"\n");
         }
         for host in config.hosts.ids() {
-            hasher.update(config.hosts.name(host).as_bytes());
-            hasher.update(b"\n");
+            hasher.put(config.hosts.name(host).as_bytes());
+            hasher.put(b"\n");
         }
-        format!("sha256:{:x}", hasher.finalize())
+        hasher.finish()
     }
 
     pub fn host_count(&self) -> usize {
@@ -191,7 +189,7 @@ impl Resolver<'_> {
                 }
             }
         }
-        let mut members = dedup_in_order(members, config.hosts.len());
+        let mut members = dedup_list_in_order(members, config.hosts.len());
         if !exclusions.is_empty() {
             let listed = evaluate(
                 std::iter::once(&HostItem::Hosts(members)).chain(&exclusions),

@@ -46,19 +46,85 @@ pub fn is_plain_name(s: &str) -> bool {
 /// is: bad syntax, whitespace or control characters, or an expansion of
 /// more than [`MAX_HOSTS_PER_PATTERN`] hosts. No input makes this panic.
 pub fn expand(pattern: &str) -> Result<Vec<String>, PatternError> {
-    let chars: Vec<char> = pattern.chars().collect();
-    let alternatives = parse(&chars)?;
-    let total = check_size(&alternatives)?;
+    Ok(Pattern::parse(pattern)?.collect())
+}
 
-    let mut hosts = Vec::with_capacity(total);
-    let mut distinct = alternatives.len() == 1;
-    for alternative in &alternatives {
-        distinct &= expand_alternative(alternative, &mut hosts);
+/// A checked pattern, ready to expand: [`expand`] in two steps, for a caller that makes room
+/// for the names first and takes them one at a time, without a `String` for each.
+pub struct Pattern {
+    alternatives: Vec<Alternative>,
+    total: usize,
+}
+
+impl Pattern {
+    /// Parses `pattern` and checks the size of its expansion.
+    ///
+    /// # Errors
+    ///
+    /// As [`expand`].
+    pub fn parse(pattern: &str) -> Result<Pattern, PatternError> {
+        let chars: Vec<char> = pattern.chars().collect();
+        let alternatives = parse(&chars)?;
+        let total = check_size(&alternatives)?;
+        Ok(Pattern {
+            alternatives,
+            total,
+        })
     }
-    if !distinct {
-        dedupe(&mut hosts);
+
+    /// How many names the expansion has before duplicates are dropped: at least as many as
+    /// [`Pattern::for_each`] gives.
+    pub fn len_before_dedup(&self) -> usize {
+        self.total
     }
-    Ok(hosts)
+
+    /// The longest name the expansion can give, in bytes.
+    pub fn max_len(&self) -> usize {
+        self.alternatives
+            .iter()
+            .map(|a| {
+                a.segments
+                    .iter()
+                    .map(|segment| match segment {
+                        Segment::Literal(text) => text.len(),
+                        Segment::Braces { options, .. } => {
+                            options.iter().map(String::len).max().unwrap_or(0)
+                        }
+                        Segment::Brackets { includes, .. } => widest(includes),
+                    })
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Calls `each` with every name of the expansion, as [`expand`] orders them. A pattern
+    /// whose names are certainly distinct (one alternative, as host ranges are) is expanded
+    /// into one reused buffer; any other is expanded and deduplicated first.
+    pub fn for_each(&self, mut each: impl FnMut(&str)) {
+        if let [alternative] = self.alternatives.as_slice() {
+            let groups = groups(alternative);
+            if certainly_distinct(&groups) {
+                each_host(alternative, &groups, &mut each);
+                return;
+            }
+        }
+        for host in self.collect() {
+            each(&host);
+        }
+    }
+
+    fn collect(&self) -> Vec<String> {
+        let mut hosts = Vec::with_capacity(self.total);
+        let mut distinct = self.alternatives.len() == 1;
+        for alternative in &self.alternatives {
+            distinct &= expand_alternative(alternative, &mut hosts);
+        }
+        if !distinct {
+            dedupe(&mut hosts);
+        }
+        hosts
+    }
 }
 
 /// Why a host pattern is invalid, and where.
@@ -479,9 +545,17 @@ fn check_size(alternatives: &[Alternative]) -> Result<usize, PatternError> {
 /// Appends the hosts of one alternative; returns true when they are
 /// certainly distinct, so the caller may skip deduplication.
 fn expand_alternative(alternative: &Alternative, hosts: &mut Vec<String>) -> bool {
-    // Groups are materialised once (each is at most the checked total),
-    // then combined like an odometer whose leftmost wheel turns fastest.
-    let groups: Vec<Values> = alternative
+    let groups = groups(alternative);
+    each_host(alternative, &groups, &mut |host| {
+        hosts.push(host.to_string())
+    });
+    certainly_distinct(&groups)
+}
+
+/// The values of each group of an alternative, materialised once (each is at most the
+/// checked total).
+fn groups(alternative: &Alternative) -> Vec<Values> {
+    alternative
         .segments
         .iter()
         .filter_map(|segment| match segment {
@@ -494,7 +568,12 @@ fn expand_alternative(alternative: &Alternative, hosts: &mut Vec<String>) -> boo
                 ..
             } => Some(bracket_values(includes, removals, *count)),
         })
-        .collect();
+        .collect()
+}
+
+/// Calls `each` with the hosts of one alternative, built in one buffer: its groups combined
+/// like an odometer whose leftmost wheel turns fastest.
+fn each_host(alternative: &Alternative, groups: &[Values], each: &mut impl FnMut(&str)) {
     let literal_len: usize = alternative
         .segments
         .iter()
@@ -506,8 +585,9 @@ fn expand_alternative(alternative: &Alternative, hosts: &mut Vec<String>) -> boo
     let capacity = literal_len + groups.iter().map(|g| g.max_len).sum::<usize>();
 
     let mut wheel = vec![0usize; groups.len()];
+    let mut host = String::with_capacity(capacity);
     'hosts: loop {
-        let mut host = String::with_capacity(capacity);
+        host.clear();
         let mut group = 0;
         for segment in &alternative.segments {
             if let Segment::Literal(text) = segment {
@@ -517,9 +597,9 @@ fn expand_alternative(alternative: &Alternative, hosts: &mut Vec<String>) -> boo
                 group += 1;
             }
         }
-        hosts.push(host);
+        each(&host);
 
-        for (turn, values) in wheel.iter_mut().zip(&groups) {
+        for (turn, values) in wheel.iter_mut().zip(groups) {
             *turn += 1;
             if *turn < values.len() {
                 continue 'hosts;
@@ -528,10 +608,13 @@ fn expand_alternative(alternative: &Alternative, hosts: &mut Vec<String>) -> boo
         }
         break;
     }
+}
 
-    // Distinct values per group do not make distinct hosts by themselves
-    // (`{a,ab}{bc,c}` gives `abc` twice), but they do when at most one
-    // group varies in length: every other boundary is then fixed.
+/// Whether the hosts of an alternative with these groups are certainly distinct, so that
+/// deduplication may be skipped. Distinct values per group do not make distinct hosts by
+/// themselves (`{a,ab}{bc,c}` gives `abc` twice), but they do when at most one group varies
+/// in length: every other boundary is then fixed.
+fn certainly_distinct(groups: &[Values]) -> bool {
     groups.iter().all(|g| g.distinct)
         && groups.iter().filter(|g| g.min_len != g.max_len).count() <= 1
 }
@@ -594,6 +677,18 @@ fn brace_values(options: &[String]) -> Values {
     values
 }
 
+/// The longest value a bracket group renders, in bytes.
+fn widest(includes: &[Include]) -> usize {
+    includes
+        .iter()
+        .map(|inc| match &inc.render {
+            Render::Text(text) => text.len(),
+            Render::Padded(width) => (*width).max(decimal_len(inc.hi)),
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 fn bracket_values(includes: &[Include], removals: &[(u64, u64)], count: u128) -> Values {
     // Distinct numbers always render differently, so non-overlapping
     // ranges give distinct values.
@@ -602,14 +697,7 @@ fn bracket_values(includes: &[Include], removals: &[(u64, u64)], count: u128) ->
     let distinct = spans.windows(2).all(|w| w[0].1 < w[1].0);
 
     let count = usize::try_from(count).unwrap_or(0);
-    let widest = includes
-        .iter()
-        .map(|inc| match &inc.render {
-            Render::Text(text) => text.len(),
-            Render::Padded(width) => (*width).max(decimal_len(inc.hi)),
-        })
-        .max()
-        .unwrap_or(0);
+    let widest = widest(includes);
     let mut values = Values::with_capacity(count, count.saturating_mul(widest), distinct);
     for include in includes {
         let mut v = include.lo;
