@@ -1,7 +1,6 @@
 //! What the commands read: where a plan comes from (a plan spec or a config, with the plan
 //! options of the command line), plan files, and which kind of file a path holds.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -372,7 +371,7 @@ pub fn apply_flags(args: &PlanFlags, request: &mut PlanRequest) -> Result<(), Fa
 /// `pogo plan -o /dev/null` run as root once turned /dev/null into a plan.
 pub fn write_atomically(
     path: &Path,
-    write: impl Fn(&mut dyn Write) -> std::io::Result<()>,
+    write: impl Fn(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), Failure> {
     let buffered = |file: std::fs::File| -> std::io::Result<std::fs::File> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);

@@ -8,6 +8,7 @@
 
 mod digest;
 mod host;
+mod json;
 mod read;
 mod seal;
 mod sketch;
@@ -334,15 +335,17 @@ impl Plan {
     /// The canonical text of the plan: pretty JSON, keys in struct order, one host per line,
     /// ending with a newline. Equal plans give identical bytes.
     pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).expect("a plan always serialises");
-        text.push('\n');
-        text
+        let mut text = Vec::new();
+        self.write_json(&mut text)
+            .expect("a plan always serialises into memory");
+        String::from_utf8(text).expect("serde_json writes UTF-8")
     }
 
     /// Writes [`Plan::to_json`]'s text to `out` as it is made, without holding it all (a
-    /// million hosts' plan is over 100 MB of text).
-    pub fn write_json(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, self).map_err(std::io::Error::from)?;
+    /// million hosts' plan is over 100 MB of text). Generic, not `dyn Write`: the JSON is
+    /// written a few bytes at a time, and each write through a `dyn` was a call of its own.
+    pub fn write_json<W: std::io::Write>(&self, out: &mut W) -> std::io::Result<()> {
+        json::write_pretty(out, self)?;
         out.write_all(b"\n")
     }
 
