@@ -60,7 +60,9 @@ impl Tag {
 /// expression, over 100 bytes).
 #[derive(Debug)]
 pub enum TagItem {
-    Host(HostId),
+    /// Hosts named one after another: a pattern's expansion, a run of plain names (never
+    /// empty).
+    Hosts(Vec<HostId>),
     Child(TagId),
     /// `$other` or `$a.$b` inside a tag: its members, resolved once the whole file is read.
     Ref(Box<TagExpr>),
@@ -244,6 +246,24 @@ impl Config {
         parser.unknown_yaml_tags(root);
         let Parser { errors, config, .. } = parser;
         errors.finish(config)
+    }
+}
+
+/// Appends `hosts` to a tag's items: to its last run of hosts when it ends with one (a list
+/// of plain names is one run), else as a new run; nothing when there are none.
+fn push_hosts(items: &mut Vec<TagItem>, hosts: Vec<HostId>) {
+    match items.last_mut() {
+        Some(TagItem::Hosts(run)) => run.extend_from_slice(&hosts),
+        _ if hosts.is_empty() => {}
+        _ => items.push(TagItem::Hosts(hosts)),
+    }
+}
+
+/// [`push_hosts`] of one host.
+fn push_host(items: &mut Vec<TagItem>, host: HostId) {
+    match items.last_mut() {
+        Some(TagItem::Hosts(run)) => run.push(host),
+        _ => items.push(TagItem::Hosts(vec![host])),
     }
 }
 
@@ -543,9 +563,7 @@ impl Parser<'_> {
                 }
             }
         }
-        self.config.tags[tag]
-            .items
-            .extend(hosts.iter().map(|&h| TagItem::Host(h)));
+        push_hosts(&mut self.config.tags[tag].items, hosts.clone());
         self.config.external.push(ExternalTag {
             tag,
             command: command.to_string(),
@@ -650,14 +668,14 @@ impl Parser<'_> {
             {
                 // One plain host name, the bulk of a big explicit list: no list to split.
                 let id = self.config.hosts.intern(text);
-                self.config.tags[tag].items.push(TagItem::Host(id));
+                push_host(&mut self.config.tags[tag].items, id);
             }
             Value::Scalar(text) => {
                 for item in self.host_items(text, node) {
                     match item {
-                        HostItem::Hosts(hosts) => self.config.tags[tag]
-                            .items
-                            .extend(hosts.into_iter().map(TagItem::Host)),
+                        HostItem::Hosts(hosts) => {
+                            push_hosts(&mut self.config.tags[tag].items, hosts)
+                        }
                         HostItem::Tag(expr) => self.config.tags[tag]
                             .items
                             .push(TagItem::Ref(Box::new(expr))),
@@ -692,7 +710,7 @@ impl Parser<'_> {
         let excludes = items.iter().any(|i| matches!(i, TagItem::Except(_)));
         let includes = items
             .iter()
-            .any(|i| matches!(i, TagItem::Host(_) | TagItem::Ref(_)));
+            .any(|i| matches!(i, TagItem::Hosts(_) | TagItem::Ref(_)));
         if excludes && !includes {
             let path = self.config.tags[tag].path.clone();
             self.error(

@@ -18,14 +18,22 @@ pub struct HostTable {
     text: String,
     /// Where each name ends in `text`.
     ends: Vec<usize>,
-    /// Each id with its name's hash: growing the index, and telling names apart in it, need
-    /// no look at the names.
-    index: hashbrown::HashTable<(HostId, u64)>,
+    /// Each id with 32 bits of its name's hash: growing the index, and telling names apart
+    /// in it, need no look at the names, and an entry is 8 bytes (a million hosts' index is
+    /// 16 MB, not 32).
+    index: hashbrown::HashTable<(HostId, u32)>,
     /// Seeded per process: host names come from inventories, and a fixed hash could be
     /// steered into collisions.
     hasher: foldhash::fast::RandomState,
     /// The id after the last one [`HostTable::intern`] gave.
     next: HostId,
+}
+
+/// The index's hash of a name: 32 bits of foldhash's, spread over 64 again by a multiply
+/// (odd, so no two differ in the result), for hashbrown takes a bucket from the low bits and
+/// a tag from the top ones.
+fn spread(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 fn name_at<'a>(text: &'a str, ends: &[usize], id: HostId) -> &'a str {
@@ -50,11 +58,11 @@ impl HostTable {
             *next += 1;
             return *next - 1;
         }
-        let hash = hasher.hash_one(name);
+        let hash = hasher.hash_one(name) as u32;
         let id = match index.entry(
-            hash,
+            spread(hash),
             |&(id, h)| h == hash && name_at(text, ends, id) == name,
-            |&(_, h)| h,
+            |&(_, h)| spread(h),
         ) {
             hashbrown::hash_table::Entry::Occupied(entry) => entry.get().0,
             hashbrown::hash_table::Entry::Vacant(entry) => {
@@ -73,13 +81,13 @@ impl HostTable {
     pub fn reserve(&mut self, more: usize, length: usize) {
         self.text.reserve(more.saturating_mul(length));
         self.ends.reserve(more);
-        self.index.reserve(more, |&(_, h)| h);
+        self.index.reserve(more, |&(_, h)| spread(h));
     }
 
     pub fn get(&self, name: &str) -> Option<HostId> {
-        let hash = self.hasher.hash_one(name);
+        let hash = self.hasher.hash_one(name) as u32;
         self.index
-            .find(hash, |&(id, h)| h == hash && self.name(id) == name)
+            .find(spread(hash), |&(id, h)| h == hash && self.name(id) == name)
             .map(|&(id, _)| id)
     }
 

@@ -137,7 +137,7 @@ impl Resolver<'_> {
         let mut exclusions = Vec::new();
         for item in &config.tags[tag].items {
             match item {
-                TagItem::Host(host) => members.push(*host),
+                TagItem::Hosts(hosts) => members.extend_from_slice(hosts),
                 TagItem::Except(exclusion) => {
                     if let Excluded::Tag(expr) = &exclusion.what {
                         if !self.resolve_terms(tag, expr, depth) {
@@ -279,7 +279,7 @@ fn check_references(config: &Config, errors: &mut Errors) {
                         check_expr(config, expr, errors);
                     }
                 }
-                TagItem::Host(_) | TagItem::Child(_) => {}
+                TagItem::Hosts(_) | TagItem::Child(_) => {}
             }
         }
     }
