@@ -35,6 +35,23 @@ impl HashWriter {
         }
     }
 
+    /// `prefix`, then `text` between double quotes: a string of a JSON list, with no escape.
+    #[inline]
+    pub fn put_quoted(&mut self, prefix: &[u8], text: &[u8]) {
+        let length = prefix.len() + text.len() + 2;
+        if length > Self::CHUNK - self.buffer.len() {
+            self.put(prefix);
+            self.put(b"\"");
+            self.put(text);
+            self.put(b"\"");
+            return;
+        }
+        self.buffer.extend_from_slice(prefix);
+        self.buffer.push(b'"');
+        self.buffer.extend_from_slice(text);
+        self.buffer.push(b'"');
+    }
+
     #[cold]
     fn put_past_the_chunk(&mut self, bytes: &[u8]) {
         self.hasher.update(&self.buffer);

@@ -157,15 +157,16 @@ fn compact<T: Serialize + ?Sized>(w: &mut HashWriter, value: &T) {
 fn strings(w: &mut HashWriter, list: &[String]) {
     w.put(b"[");
     for (i, text) in list.iter().enumerate() {
-        if i > 0 {
-            w.put(b",");
-        }
-        if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        let comma: &[u8] = if i > 0 { b"," } else { b"" };
+        // Without an early exit the loop has no branch per byte: host names are short.
+        let escaped = text.bytes().fold(false, |any, b| {
+            any | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if escaped {
+            w.put(comma);
             compact(w, text);
         } else {
-            w.put(b"\"");
-            w.put(text.as_bytes());
-            w.put(b"\"");
+            w.put_quoted(comma, text.as_bytes());
         }
     }
     w.put(b"]");

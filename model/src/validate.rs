@@ -4,6 +4,8 @@
 //! produced by other tools, so that the executor can trust what it reads and never hangs on a
 //! dependency cycle or runs a host twice.
 
+use std::hash::BuildHasher;
+
 use crate::{FastMap, FastSet};
 
 use crate::{host_name_problem, shown_host_name, Plan, FORMAT_VERSION, OLDEST_FORMAT_VERSION};
@@ -33,18 +35,7 @@ impl Plan {
         }
         // Each host is looked up by name once where it is named; everything after works on
         // its index in `hosts`.
-        let mut hosts = FastMap::with_capacity_and_hasher(self.hosts.len(), Default::default());
-        for (index, host) in self.hosts.iter().enumerate() {
-            if let Some(problem) = host_name_problem(host) {
-                return fail(format!(
-                    "hosts[{index}] `{}`: {problem}",
-                    shown_host_name(host)
-                ));
-            }
-            if hosts.insert(host.as_str(), index).is_some() {
-                return fail(format!("host `{host}` is listed twice in `hosts`"));
-            }
-        }
+        let hosts = HostIndex::of(&self.hosts)?;
         // `place` is made only for the error: not once for each host of a big plan. Lists
         // follow plan order, mostly a run of `hosts` at a time: the host after the last one
         // found is tried before the index.
@@ -53,7 +44,7 @@ impl Plan {
             |host: &str, place: &dyn Fn() -> String| -> Result<usize, PlanInvariantError> {
                 let found = match self.hosts.get(after) {
                     Some(next) if next == host => Some(after),
-                    _ => hosts.get(host).copied(),
+                    _ => hosts.get(&self.hosts, host),
                 };
                 match found {
                     Some(index) => {
@@ -108,8 +99,8 @@ impl Plan {
         }
         for host in &self.not_in_config {
             if !hosts
-                .get(host.as_str())
-                .is_some_and(|&index| unordered[index])
+                .get(&self.hosts, host)
+                .is_some_and(|index| unordered[index])
             {
                 return fail(format!(
                     "host `{host}` is in `not_in_config` but not in the unordered lane"
@@ -243,6 +234,51 @@ impl Plan {
     }
 }
 
+/// The index of each host of a plan's `hosts` by name: entries of 4 bytes (the host's
+/// position) in a table sized once, names compared only on a match of the hash's tag.
+struct HostIndex {
+    table: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl HostIndex {
+    /// The index of `hosts`, refusing an invalid or repeated name.
+    fn of(hosts: &[String]) -> Result<HostIndex, PlanInvariantError> {
+        let hasher = foldhash::fast::RandomState::default();
+        let mut table = hashbrown::HashTable::with_capacity(hosts.len());
+        let rehash = |&i: &u32| hasher.hash_one(hosts[i as usize].as_str());
+        for (index, host) in hosts.iter().enumerate() {
+            if let Some(problem) = host_name_problem(host) {
+                return fail(format!(
+                    "hosts[{index}] `{}`: {problem}",
+                    shown_host_name(host)
+                ));
+            }
+            let hash = hasher.hash_one(host.as_str());
+            match table.entry(hash, |&i| hosts[i as usize] == *host, rehash) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    return fail(format!("host `{host}` is listed twice in `hosts`"));
+                }
+                hashbrown::hash_table::Entry::Vacant(entry) => {
+                    let index = u32::try_from(index).map_err(|_| {
+                        PlanInvariantError(format!("a plan has at most {} hosts", u32::MAX))
+                    })?;
+                    entry.insert(index);
+                }
+            }
+        }
+        Ok(HostIndex { table, hasher })
+    }
+
+    /// Where `host` is in `hosts` (the list the index was made of).
+    fn get(&self, hosts: &[String], host: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(host);
+        self.table
+            .find(hash, |&i| hosts[i as usize] == host)
+            .map(|&i| i as usize)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{EdgeSpec, Plan};
@@ -295,5 +331,41 @@ mod tests {
         let mut plan = crossed_through_an_empty_slot();
         plan.edges = vec![edge("one.h1", "one.[]"), edge("one.[]", "one.h2")];
         plan.validate().unwrap();
+    }
+
+    /// Hosts are found by name in any order (the next-host guess missing every time), and a
+    /// name repeated in `hosts`, or missing from it, is refused.
+    #[test]
+    fn hosts_are_looked_up_by_name_in_any_order() {
+        let names: Vec<String> = (0..2_000).map(|i| format!("h{i}")).collect();
+        let reversed: Vec<&str> = names.iter().rev().map(String::as_str).collect();
+        let plan = Plan::sketch(&names.join(" "))
+            .with_thread("t", &[&reversed.join(" ")])
+            .with_group("g", crate::Amount::number(1), &reversed[..999].join(" "));
+        plan.validate().unwrap();
+
+        let mut twice = plan.clone();
+        twice.hosts[1500] = "h7".into();
+        let err = twice.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("host `h7` is listed twice in `hosts`"),
+            "{err}"
+        );
+
+        let mut missing = plan.clone();
+        missing.constraints[0].hosts[3] = "h2000".into();
+        let err = missing.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("names host `h2000`, which is not in `hosts`"),
+            "{err}"
+        );
+
+        let mut not_unordered = plan;
+        not_unordered.not_in_config.push("h5".into());
+        let err = not_unordered.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`h5` is in `not_in_config` but not in the unordered"),
+            "{err}"
+        );
     }
 }
