@@ -38,6 +38,11 @@ pub const FORMAT_VERSION: u32 = 2;
 /// with a warning, so that runs and jobs of the previous release still resume.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
+/// From how many hosts the planner and the seal hash a big part of a plan (the inventory
+/// digest, the constraint groups' digest) on a second thread: below it, starting the thread
+/// costs more than it saves.
+pub const PARALLEL_HOSTS: usize = 20_000;
+
 /// What an ad-hoc plan (`pogo run --targets ... --command ...`, no config) records as its
 /// config: its hosts are the targets alone, unordered, under the job-wide limit.
 pub const NO_CONFIG: &str = "none";

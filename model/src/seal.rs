@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::HashWriter;
+use crate::PARALLEL_HOSTS;
 use crate::{ConstraintSpec, Plan, SlotSpec, ThreadSpec};
 
 /// The override a run or a job records when it runs a plan whose seal does not match.
@@ -128,10 +129,6 @@ fn digests(plan: &Plan) -> BTreeMap<String, String> {
         digests
     })
 }
-
-/// From how many hosts in constraint groups a plan's digests take a second thread: below it
-/// starting the thread costs more than it saves.
-const PARALLEL_HOSTS: usize = 20_000;
 
 /// `sha256:HEX` of what `write` writes: a key's value as compact JSON, the keys of its objects
 /// sorted (as a `serde_json::Value` writes them), as every seal was made.

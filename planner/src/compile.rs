@@ -150,7 +150,7 @@ pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError
     std::thread::scope(|scope| {
         // A big inventory's digest (every tag's members, as text) is hashed on a second
         // thread while the plan is compiled.
-        let digest = (config.hosts.len() >= PARALLEL_HOSTS)
+        let digest = (config.hosts.len() >= pogo_model::PARALLEL_HOSTS)
             .then(|| scope.spawn(|| inventory.digest(config)));
         let compiler = Compiler {
             config,
@@ -168,10 +168,6 @@ pub fn compile(config: &Config, request: &PlanRequest) -> Result<Plan, PlanError
         })
     })
 }
-
-/// From how many hosts a config's inventory digest is made on a second thread: below it,
-/// starting the thread costs more than it saves.
-const PARALLEL_HOSTS: usize = 20_000;
 
 fn resolve_targets(
     config: &Config,

@@ -1062,6 +1062,33 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(2));
     }
 
+    /// A pattern taken a name at a time gives what `expand` gives, within the bounds it
+    /// announces: streamed (one alternative of distinct values) or deduplicated first.
+    #[test]
+    fn names_one_at_a_time_are_the_expansion() {
+        for text in [
+            "web[1-3]",
+            "a[1-2]b[3-4]",
+            "{a,ab}{bc,c}",
+            "x[01-10,!5]",
+            "h{,-canary}[8-10]",
+            "a,b,a",
+            "db[1-3],db[2-5]",
+            "n[1-3]{a,b}",
+            "z[08]",
+            "r[1-2,2-3]",
+            "plain",
+        ] {
+            let pattern = Pattern::parse(text).unwrap();
+            let mut names = Vec::new();
+            pattern.for_each(|name| names.push(name.to_string()));
+            assert_eq!(names, expand(text).unwrap(), "{text}");
+            assert!(pattern.len_before_dedup() >= names.len(), "{text}");
+            let longest = names.iter().map(String::len).max().unwrap();
+            assert!(pattern.max_len() >= longest, "{text}");
+        }
+    }
+
     /// Small xorshift generator: deterministic, no dependency.
     struct Rng(u64);
 
