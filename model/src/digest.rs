@@ -66,7 +66,7 @@ impl HashWriter {
     /// `sha256:` and the digest in lower-case hex.
     pub fn finish(mut self) -> String {
         self.hasher.update(&self.buffer);
-        sha256_text(&self.hasher.finalize())
+        format!("sha256:{:x}", self.hasher.finalize())
     }
 }
 
@@ -81,18 +81,6 @@ impl std::io::Write for HashWriter {
     }
 }
 
-/// `sha256:HEX` of a digest.
-pub fn sha256_text(hash: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(7 + 2 * hash.len());
-    text.push_str("sha256:");
-    for byte in hash {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 15)] as char);
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,7 +89,7 @@ mod tests {
     #[test]
     fn pieces_hash_as_the_whole() {
         let text: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
-        let whole = sha256_text(&Sha256::digest(&text));
+        let whole = format!("sha256:{:x}", Sha256::digest(&text));
         for sizes in [
             vec![1],
             vec![13, 1],

@@ -23,7 +23,7 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 /// A hash set, as [`FastMap`].
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
-pub use digest::{sha256_text, HashWriter};
+pub use digest::HashWriter;
 pub use host::{host_name_problem, shown_host_name, MAX_HOST_NAME};
 pub use read::PlanReadError;
 pub use seal::{Seal, SealState, ALLOW_EDITED, ALLOW_STALE};

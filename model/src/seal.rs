@@ -288,7 +288,7 @@ mod tests {
             .filter(|(key, _)| key != "seal")
             .map(|(key, value)| {
                 let text = serde_json::to_string(&value).unwrap();
-                (key, sha256_text(&Sha256::digest(text.as_bytes())))
+                (key, format!("sha256:{:x}", Sha256::digest(text.as_bytes())))
             })
             .collect()
     }
@@ -360,7 +360,6 @@ mod tests {
     }
 
     use super::*;
-    use crate::digest::sha256_text;
     use crate::Amount;
     use sha2::{Digest, Sha256};
 

@@ -14,7 +14,6 @@ use pogo_model::{
     Amount, Approval, ConstraintSpec, Digests, EdgeSpec, ExternalTagSpec, Plan, RunOptions,
     SlotSpec, SourceSpec, ThreadSpec, Verify, FORMAT_VERSION, JOB_GROUP_ID,
 };
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Limit, TagId, ThreadDef, ROOT};
 use crate::diag::{suggest, Diagnostic, Errors, PlanError, Span};
@@ -472,10 +471,7 @@ impl Compiler<'_> {
                 spec: request.spec_name.clone(),
             },
             digests: Digests {
-                config: format!(
-                    "sha256:{:x}",
-                    Sha256::digest(self.config.digest_input.as_bytes())
-                ),
+                config: crate::spec::digest(&self.config.digest_input),
                 inventory: inventory_digest(),
             },
             command: request.command.clone(),
