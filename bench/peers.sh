@@ -22,6 +22,8 @@ Usage: bench/peers.sh [options]
   --local           also the local 10,000-host run against xargs (--local-hosts N)
   --local-only      only that
   --bin PATH        time this pogo binary instead of building the workspace's
+  --account NAME    log in to the loopback sshd as NAME (default: the current user); an
+                    account whose shell start-up is light measures the tools rather than it
   -h, --help        this text
 
 Needs root (sshd on 127.0.0.1, as the project's tests), openssh-server, GNU time and bc.
@@ -41,6 +43,7 @@ local_run=0
 ssh_run=1
 local_hosts=10000
 bin=
+account=$(id -un)
 while (($# > 0)); do
     case $1 in
         --runs) runs=${2:?}; shift 2 ;;
@@ -50,6 +53,7 @@ while (($# > 0)); do
         --local-only) local_run=1; ssh_run=0; shift ;;
         --local-hosts) local_hosts=${2:?}; shift 2 ;;
         --bin) bin=${2:?}; shift 2 ;;
+        --account) account=${2:?}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 64 ;;
     esac
@@ -96,7 +100,7 @@ median() {
 start_sshd() {
     local most=0 n
     for n in $host_counts; do ((n > most)) && most=$n; done
-    start_loopback_sshd "$work" "$most"
+    start_loopback_sshd "$work" "$most" "$account"
 }
 
 # The command line of each tool for N hosts at limit L (run with `sh -c`).
@@ -124,6 +128,7 @@ bench_ssh() {
     command -v clush >/dev/null || missing+=(clustershell)
     ((${#missing[@]} == 0)) ||
         printf 'not installed, not measured: %s (apt-get install -y %s)\n' "${missing[*]}" "${missing[*]}"
+    printf 'logging in as %s (login shell %s)\n' "$account" "$(getent passwd "$account" | cut -d: -f7)"
     printf '\n%-6s %-6s %-7s %9s %9s %8s\n' hosts limit tool "wall (s)" "cpu (s)" "ratio"
     local n limit tool r m wall cpu
     for n in $host_counts; do
