@@ -2,9 +2,11 @@
 # pogo against its peers over SSH, on a loopback sshd this script starts with N host aliases:
 # `xargs -P L ssh`, parallel-ssh (pssh), pdsh and clush (ClusterShell), whichever are
 # installed, all running `true` on every host with at most L at once. Runs alternate between
-# the tools (so a slow moment of the machine hits them all), and the figures are medians of
-# wall time, with the CPU the tool's process tree used (user + system, from GNU time; sshd's
-# side is the same for all and not counted), and each tool's ratio to xargs+ssh.
+# the tools (so a slow moment of the machine hits them all; each round starts with the next
+# tool), and the figures are medians of wall time, with the CPU the tool's process tree used
+# (user + system, from GNU time; sshd's side is the same for all and not counted), each
+# tool's ratio to xargs+ssh (of the medians), and the median of the rounds' own ratios
+# ("paired").
 #
 # Also, with --local, 10,000 hosts with the local transport at limit 200 against
 # `xargs -P 200 sh -c true`, with the journal's fdatasyncs per run (strace -c, when installed).
@@ -129,7 +131,7 @@ bench_ssh() {
     ((${#missing[@]} == 0)) ||
         printf 'not installed, not measured: %s (apt-get install -y %s)\n' "${missing[*]}" "${missing[*]}"
     printf 'logging in as %s (login shell %s)\n' "$account" "$(getent passwd "$account" | cut -d: -f7)"
-    printf '\n%-6s %-6s %-7s %9s %9s %8s\n' hosts limit tool "wall (s)" "cpu (s)" "ratio"
+    printf '\n%-6s %-6s %-7s %9s %9s %8s %8s\n' hosts limit tool "wall (s)" "cpu (s)" "ratio" "paired"
     local n limit tool r m wall cpu
     for n in $host_counts; do
         seq "$n" | sed 's/^/h/' >"$work/hosts-$n"
@@ -138,8 +140,12 @@ bench_ssh() {
             "$bin" plan --config "$work/fleet-$n.cfg" --command true --concurrent "$limit" \
                 -o "$work/plan-$n-$limit.json" >/dev/null 2>&1
             declare -A walls=() cpus=()
+            local k=${#tools[@]} i
             for ((r = 0; r < runs; r++)); do
-                for tool in "${tools[@]}"; do
+                # Each round starts one tool further on, so that no tool always follows the
+                # same one (and finds its sshd sessions still ending).
+                for ((i = 0; i < k; i++)); do
+                    tool=${tools[(r + i) % k]}
                     m=$(measure sh -c "$(tool_command "$tool" "$n" "$limit")") || exit 1
                     read -r wall cpu <<<"$m"
                     walls[$tool]+="$wall"$'\n'
@@ -149,11 +155,15 @@ bench_ssh() {
             local base
             base=$(median <<<"${walls[xargs]}")
             for tool in "${tools[@]}"; do
-                local w c
+                local w c paired
                 w=$(median <<<"${walls[$tool]}")
                 c=$(median <<<"${cpus[$tool]}")
-                printf '%-6s %-6s %-7s %9s %9s %8.3f\n' "$n" "$limit" "$tool" "$w" "$c" \
-                    "$(bc -l <<<"$w / $base")"
+                # The median of the rounds' own ratios: a slow stretch of the machine that
+                # spans a round moves both sides of it.
+                paired=$(paste <(printf '%s' "${walls[$tool]}") <(printf '%s' "${walls[xargs]}") |
+                    awk 'NF == 2 && $2 > 0 {printf "%.6f\n", $1 / $2}' | median)
+                printf '%-6s %-6s %-7s %9s %9s %8.3f %8.3f\n' "$n" "$limit" "$tool" "$w" "$c" \
+                    "$(bc -l <<<"$w / $base")" "$paired"
             done
             unset walls cpus
         done
